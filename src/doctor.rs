@@ -1,0 +1,407 @@
+//! `carton doctor`: a preflight a teacher runs on each lab machine.
+//!
+//! Each check tries the real thing where it can (a namespace is created, an overlay
+//! and a pivot_root are done in a throwaway child process), so "pass" means it works
+//! here, not that a file exists. Nothing is left behind: every trial runs in a child
+//! with its own mount namespace, which disappears when the child exits.
+
+use std::fmt;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::unistd::{fork, pipe, ForkResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Pass,
+    Warn,
+    Fail,
+}
+
+pub struct Check {
+    pub status: Status,
+    pub name: String,
+    pub detail: String,
+    /// One line that says how to fix it (for warn and fail).
+    pub fix: Option<String>,
+}
+
+impl Check {
+    fn pass(name: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check { status: Status::Pass, name: name.into(), detail: detail.into(), fix: None }
+    }
+    fn warn(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check { status: Status::Warn, name: name.into(), detail: detail.into(), fix: Some(fix.into()) }
+    }
+    fn fail(name: impl Into<String>, detail: impl Into<String>, fix: impl Into<String>) -> Check {
+        Check { status: Status::Fail, name: name.into(), detail: detail.into(), fix: Some(fix.into()) }
+    }
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let status = match self.status {
+            Status::Pass => "pass",
+            Status::Warn => "WARN",
+            Status::Fail => "FAIL",
+        };
+        write!(f, "  {status}  {:<18} {}", self.name, self.detail)?;
+        if let Some(fix) = &self.fix {
+            write!(f, "\n        {:<18} fix: {fix}", "")?;
+        }
+        Ok(())
+    }
+}
+
+/// Run every check, print the report, exit 1 when a required check failed.
+pub fn run() -> ExitCode {
+    println!("carton doctor: can this machine run containers?\n");
+    let checks = all_checks();
+    for check in &checks {
+        println!("{check}");
+    }
+    let count = |status| checks.iter().filter(|c| c.status == status).count();
+    let (passed, warned, failed) = (count(Status::Pass), count(Status::Warn), count(Status::Fail));
+    println!();
+    if failed == 0 {
+        println!("ready: {passed} checks pass, {warned} with a warning");
+        ExitCode::SUCCESS
+    } else {
+        println!("not ready: {failed} required checks fail (and {warned} warn); apply the fixes above and run `carton doctor` again");
+        ExitCode::FAILURE
+    }
+}
+
+fn all_checks() -> Vec<Check> {
+    let mut checks = vec![privileges(), user_namespaces(), kernel()];
+    checks.extend(namespaces());
+    checks.extend([overlayfs(), pivot_root_works(), cgroups(), firewall(), busybox()]);
+    checks
+}
+
+fn privileges() -> Check {
+    let uid = nix::unistd::geteuid();
+    if uid.is_root() {
+        Check::pass("privileges", "running as root")
+    } else {
+        Check::fail(
+            "privileges",
+            format!("running as uid {uid}; carton needs root for now (rootless mode is planned with the security chapter)"),
+            "run it as root: sudo carton ...",
+        )
+    }
+}
+
+/// Rootless containers need user namespaces; some distributions switch them off.
+fn user_namespaces() -> Check {
+    let read = |path: &str| fs::read_to_string(path).ok().map(|s| s.trim().to_string());
+    if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
+        return Check::warn(
+            "user namespaces",
+            "off (user.max_user_namespaces = 0); root is unaffected, rootless containers cannot work",
+            "sysctl -w user.max_user_namespaces=15000",
+        );
+    }
+    if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
+        return Check::warn(
+            "user namespaces",
+            "off for ordinary users (kernel.unprivileged_userns_clone = 0); root is unaffected",
+            "sysctl -w kernel.unprivileged_userns_clone=1",
+        );
+    }
+    if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
+        return Check::warn(
+            "user namespaces",
+            "restricted by AppArmor for ordinary users (Ubuntu 24.04's default); root is unaffected",
+            "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (or run carton as root)",
+        );
+    }
+    Check::pass("user namespaces", "allowed for ordinary users too")
+}
+
+fn kernel() -> Check {
+    let release = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    let mut numbers = release.split(|c: char| !c.is_ascii_digit()).filter_map(|n| n.parse::<u32>().ok());
+    let version = (numbers.next().unwrap_or(0), numbers.next().unwrap_or(0));
+    if version >= (5, 4) {
+        Check::pass("kernel", format!("Linux {release} (5.4 or newer)"))
+    } else if version >= (4, 18) {
+        Check::warn("kernel", format!("Linux {release} is old: the cgroup v2 freezer and pidfds need 5.4"), "upgrade the kernel to 5.4 or newer")
+    } else {
+        Check::fail("kernel", format!("Linux {release} is too old for carton"), "upgrade the kernel to 5.4 or newer")
+    }
+}
+
+/// Every namespace type, created for real in a child process.
+fn namespaces() -> Vec<Check> {
+    let kinds = [
+        ("mnt", CloneFlags::CLONE_NEWNS, true),
+        ("uts", CloneFlags::CLONE_NEWUTS, true),
+        ("ipc", CloneFlags::CLONE_NEWIPC, true),
+        ("pid", CloneFlags::CLONE_NEWPID, true),
+        ("net", CloneFlags::CLONE_NEWNET, true),
+        ("user", CloneFlags::CLONE_NEWUSER, false),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP, true),
+    ];
+    kinds
+        .into_iter()
+        .map(|(name, flag, required)| {
+            let label = format!("{name} namespace");
+            match in_child(|| unshare(flag).map_err(|e| e.desc().to_string())) {
+                Ok(()) => Check::pass(label, format!("unshare({}) works", step01::container::flag_names(flag))),
+                Err(why) if required => Check::fail(label, format!("cannot create one: {why}"), "use a kernel built with CONFIG_NAMESPACES and all namespace types"),
+                Err(why) => Check::warn(label, format!("cannot create one: {why} (only rootless mode needs it)"), "see the user namespaces line above"),
+            }
+        })
+        .collect()
+}
+
+/// Mount a real overlay in a scratch directory.
+fn overlayfs() -> Check {
+    let trial = || -> Result<(), String> {
+        let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
+        let dir = |name| {
+            let path = scratch.path().join(name);
+            fs::create_dir(&path).map(|()| path).map_err(|e| e.to_string())
+        };
+        let (lower, upper, work, merged) = (dir("lower")?, dir("upper")?, dir("work")?, dir("merged")?);
+        let options = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
+        let result = in_child(|| {
+            private_mounts()?;
+            mount(Some("overlay"), &merged, Some("overlay"), MsFlags::empty(), Some(options.as_str())).map_err(|e| e.desc().to_string())?;
+            fs::write(merged.join("probe"), "x").map_err(|e| format!("cannot write through the overlay: {e}"))
+        });
+        result.and_then(|()| if upper.join("probe").exists() { Ok(()) } else { Err("a write did not reach the upper directory".into()) })
+    };
+    match trial() {
+        Ok(()) => Check::pass("overlayfs", format!("an overlay mount works in {}", std::env::temp_dir().display())),
+        Err(why) => Check::fail("overlayfs", format!("cannot mount an overlay: {why}"), "modprobe overlay (and keep the state root off another overlay)"),
+    }
+}
+
+/// pivot_root fails when / is the initramfs (rootfs), as on some netboot and live systems.
+fn pivot_root_works() -> Check {
+    let trial = || -> Result<(), String> {
+        let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
+        in_child(|| {
+            private_mounts()?;
+            mount(Some("tmpfs"), scratch.path(), Some("tmpfs"), MsFlags::empty(), None::<&str>).map_err(|e| e.desc().to_string())?;
+            nix::unistd::chdir(scratch.path()).map_err(|e| e.desc().to_string())?;
+            nix::unistd::pivot_root(".", ".").map_err(|e| e.desc().to_string())
+        })
+    };
+    match trial() {
+        Ok(()) => Check::pass("pivot_root", "/ allows pivot_root"),
+        Err(why) => Check::fail(
+            "pivot_root",
+            format!("pivot_root fails: {why} (is / an initramfs?)"),
+            "boot from a real root filesystem (not an initramfs-only system)",
+        ),
+    }
+}
+
+fn cgroups() -> Check {
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let layout = CgroupLayout::from_mountinfo(&mountinfo);
+    let wanted = ["cpu", "memory", "pids"];
+    let missing: Vec<&str> = wanted.iter().copied().filter(|c| !layout.controllers().iter().any(|have| have == c)).collect();
+    match layout.mode {
+        CgroupMode::None => Check::fail("cgroups", "no cgroup filesystem is mounted", "mount cgroup2 on /sys/fs/cgroup (or boot with systemd)"),
+        _ if !missing.is_empty() => Check::warn(
+            "cgroups",
+            format!("{layout}; missing controllers: {} (limits need them, chapter 4)", missing.join(" ")),
+            "enable them (cgroup v2: echo +memory > /sys/fs/cgroup/cgroup.subtree_control)",
+        ),
+        _ => Check::pass("cgroups", layout.to_string()),
+    }
+}
+
+fn firewall() -> Check {
+    match ["nft", "iptables"].iter().find_map(|tool| find_in_path(tool)) {
+        Some(path) => Check::pass("firewall", format!("{} (for NAT and published ports, chapter 3)", path.display())),
+        None => Check::warn("firewall", "neither nft nor iptables found (NAT and published ports need one, chapter 3)", "apt-get install nftables"),
+    }
+}
+
+fn busybox() -> Check {
+    let found = step01::busybox::find_static_busybox().and_then(|path| step01::busybox::busybox_rootfs(&path).map(|b| (path, b.busybox_version)));
+    match found {
+        Ok((path, version)) => Check::pass("busybox-static", format!("{} ({version})", path.display())),
+        Err(why) => Check::fail("busybox-static", why.to_string(), "apt-get install busybox-static"),
+    }
+}
+
+fn find_in_path(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_else(|| step01::process::DEFAULT_PATH.into());
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
+}
+
+fn private_mounts() -> Result<(), String> {
+    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("new mount namespace: {}", e.desc()))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| format!("make / private: {}", e.desc()))
+}
+
+/// Run `trial` in a forked child and report its result: whatever it does to its
+/// namespaces dies with it.
+fn in_child(trial: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
+    let (reader, writer) = pipe().map_err(|e| format!("pipe: {}", e.desc()))?;
+    // Safety: doctor is single-threaded.
+    match unsafe { fork() }.map_err(|e| format!("fork: {}", e.desc()))? {
+        ForkResult::Child => {
+            drop(reader);
+            let code = match trial() {
+                Ok(()) => 0,
+                Err(why) => {
+                    let _ = fs::File::from(writer).write_all(why.as_bytes());
+                    1
+                }
+            };
+            // Safety: leave the child without running the parent's exit handlers.
+            unsafe { libc::_exit(code) }
+        }
+        ForkResult::Parent { child } => {
+            drop(writer);
+            let mut why = String::new();
+            let _ = fs::File::from(reader).read_to_string(&mut why);
+            match step01::process::wait_for_exit(child) {
+                Ok(step01::ContainerExit::Exited(0)) => Ok(()),
+                _ if !why.is_empty() => Err(why),
+                other => Err(format!("the trial process ended abnormally: {other:?}")),
+            }
+        }
+    }
+}
+
+/// How cgroups are mounted. (Step 04 will own cgroup detection; doctor reports it.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CgroupMode {
+    /// cgroup v1 only: one hierarchy per controller.
+    Legacy,
+    /// v1 controllers, plus an empty cgroup2 tree (usually /sys/fs/cgroup/unified).
+    Hybrid,
+    /// cgroup v2 only: one tree at /sys/fs/cgroup.
+    Unified,
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CgroupLayout {
+    pub mode: CgroupMode,
+    /// Controllers of the v1 hierarchies, sorted.
+    pub v1_controllers: Vec<String>,
+    /// Where cgroup2 is mounted, if it is.
+    pub v2_mount: Option<PathBuf>,
+    /// The controllers cgroup2 offers (its root's cgroup.controllers).
+    pub v2_controllers: Vec<String>,
+}
+
+const V1_CONTROLLERS: [&str; 14] = [
+    "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma",
+];
+
+impl CgroupLayout {
+    /// Read the layout from `/proc/self/mountinfo` text.
+    pub fn from_mountinfo(mountinfo: &str) -> CgroupLayout {
+        let mut v1_controllers = Vec::new();
+        let mut v2_mount = None;
+        for line in mountinfo.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
+            let (Some(mount_point), Some(fstype), Some(options)) = (fields.get(4), fields.get(dash + 1), fields.get(dash + 3)) else { continue };
+            match *fstype {
+                "cgroup2" => v2_mount = Some(PathBuf::from(mount_point)),
+                "cgroup" => v1_controllers.extend(options.split(',').filter(|o| V1_CONTROLLERS.contains(o)).map(String::from)),
+                _ => {}
+            }
+        }
+        v1_controllers.sort();
+        v1_controllers.dedup();
+        let mode = match (&v2_mount, v1_controllers.is_empty()) {
+            (Some(at), _) if at == Path::new("/sys/fs/cgroup") => CgroupMode::Unified,
+            (Some(_), false) => CgroupMode::Hybrid,
+            (None, false) => CgroupMode::Legacy,
+            (Some(_), true) => CgroupMode::Unified,
+            (None, true) => CgroupMode::None,
+        };
+        let v2_controllers = v2_mount
+            .as_ref()
+            .and_then(|at| fs::read_to_string(at.join("cgroup.controllers")).ok())
+            .map(|text| text.split_whitespace().map(String::from).collect())
+            .unwrap_or_default();
+        CgroupLayout { mode, v1_controllers, v2_mount, v2_controllers }
+    }
+
+    /// The controllers limits can use in this layout.
+    pub fn controllers(&self) -> &[String] {
+        match self.mode {
+            CgroupMode::Unified => &self.v2_controllers,
+            _ => &self.v1_controllers,
+        }
+    }
+}
+
+impl fmt::Display for CgroupLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let list = |names: &[String]| if names.is_empty() { "none".to_string() } else { names.join(" ") };
+        match self.mode {
+            CgroupMode::Unified => write!(f, "v2 (unified): controllers {}", list(&self.v2_controllers)),
+            CgroupMode::Legacy => write!(f, "v1 (legacy): controllers {}", list(&self.v1_controllers)),
+            CgroupMode::Hybrid => write!(
+                f,
+                "hybrid: v1 controllers {}; cgroup2 at {} with controllers: {}",
+                list(&self.v1_controllers),
+                self.v2_mount.as_deref().unwrap_or(Path::new("?")).display(),
+                list(&self.v2_controllers)
+            ),
+            CgroupMode::None => f.write_str("none"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+
+    #[test]
+    fn hybrid_has_v1_controllers_and_a_cgroup2_tree() {
+        let layout = CgroupLayout::from_mountinfo(HYBRID);
+        assert_eq!(layout.mode, CgroupMode::Hybrid);
+        assert_eq!(layout.v1_controllers, ["cpu", "cpuacct", "memory", "pids"]);
+        assert_eq!(layout.v2_mount.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
+    }
+
+    #[test]
+    fn unified_is_cgroup2_at_sys_fs_cgroup() {
+        let layout = CgroupLayout::from_mountinfo("30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n");
+        assert_eq!(layout.mode, CgroupMode::Unified);
+        assert!(layout.v1_controllers.is_empty());
+    }
+
+    #[test]
+    fn legacy_has_only_v1_and_combined_hierarchies_count() {
+        let info = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
+        let layout = CgroupLayout::from_mountinfo(info);
+        assert_eq!(layout.mode, CgroupMode::Legacy);
+        assert_eq!(layout.v1_controllers, ["cpu", "cpuacct", "memory"]);
+    }
+
+    #[test]
+    fn nothing_mounted_is_none() {
+        assert_eq!(CgroupLayout::from_mountinfo("27 1 254:0 / / rw - ext4 /dev/vda rw\n").mode, CgroupMode::None);
+    }
+}

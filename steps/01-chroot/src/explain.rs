@@ -1,0 +1,127 @@
+//! `--explain`: say each kernel-level action as it happens.
+//!
+//! Every step of the book records what it asks of the kernel as an [`Action`]: the
+//! action in plain words, the system call, the shell command that does the same, and
+//! the chapter that explains it. Later steps record their own actions through the same
+//! [`Explain`] handle; they never print on their own.
+//!
+//! When explaining is off the closure that builds an action is never called, so the
+//! runtime pays one branch per action and allocates nothing.
+
+use std::fmt;
+
+/// A chapter of the book. Each step crate declares its own, e.g. [`crate::CHAPTER`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Chapter {
+    pub number: u8,
+    pub title: &'static str,
+}
+
+impl fmt::Display for Chapter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "chapter {}: {}", self.number, self.title)
+    }
+}
+
+/// One thing the runtime asks of the kernel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Action {
+    pub chapter: Chapter,
+    /// What happens and why, in plain words.
+    pub what: String,
+    /// The system call as C would write it.
+    pub syscall: String,
+    /// The shell command that does the same, when there is one.
+    pub shell: Option<String>,
+}
+
+impl Action {
+    pub fn new(chapter: Chapter, what: impl Into<String>, syscall: impl Into<String>) -> Self {
+        Action { chapter, what: what.into(), syscall: syscall.into(), shell: None }
+    }
+
+    pub fn shell(mut self, command: impl Into<String>) -> Self {
+        self.shell = Some(command.into());
+        self
+    }
+}
+
+impl fmt::Display for Action {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "[explain] {} ({})", self.what, self.chapter)?;
+        write!(f, "          syscall: {}", self.syscall)?;
+        if let Some(shell) = &self.shell {
+            write!(f, "\n          shell:   {shell}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where actions go: nowhere (the default), to stderr, or to any sink a caller gives.
+#[derive(Default)]
+pub struct Explain {
+    sink: Option<Box<dyn Fn(&Action)>>,
+}
+
+impl Explain {
+    /// Explaining off: [`Explain::step`] costs one branch.
+    pub fn off() -> Self {
+        Explain { sink: None }
+    }
+
+    /// Print each action on stderr, so the container's stdout stays the container's.
+    pub fn to_stderr() -> Self {
+        Explain::to_sink(|action| eprintln!("{action}"))
+    }
+
+    /// Hand each action to `sink` (a lab checker or a test can collect them).
+    pub fn to_sink(sink: impl Fn(&Action) + 'static) -> Self {
+        Explain { sink: Some(Box::new(sink)) }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.sink.is_some()
+    }
+
+    /// Record an action. `make` runs only when explaining is on.
+    pub fn step(&self, make: impl FnOnce() -> Action) {
+        if let Some(sink) = &self.sink {
+            sink(&make());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    const TEST_CHAPTER: Chapter = Chapter { number: 9, title: "testing" };
+
+    #[test]
+    fn off_never_builds_the_action() {
+        let explain = Explain::off();
+        explain.step(|| panic!("an action was built while explaining is off"));
+        assert!(!explain.is_on());
+    }
+
+    #[test]
+    fn a_sink_receives_actions_in_order() {
+        let seen = Rc::new(RefCell::new(Vec::new()));
+        let into = seen.clone();
+        let explain = Explain::to_sink(move |a| into.borrow_mut().push(a.syscall.clone()));
+        explain.step(|| Action::new(TEST_CHAPTER, "first", "one()"));
+        explain.step(|| Action::new(TEST_CHAPTER, "second", "two()"));
+        assert_eq!(*seen.borrow(), ["one()", "two()"]);
+    }
+
+    #[test]
+    fn display_names_the_chapter_and_the_shell_equivalent() {
+        let text = Action::new(TEST_CHAPTER, "do a thing", "thing(1)").shell("thing --one").to_string();
+        assert_eq!(
+            text,
+            "[explain] do a thing (chapter 9: testing)\n          syscall: thing(1)\n          shell:   thing --one"
+        );
+    }
+}

@@ -1,0 +1,298 @@
+//! The process a container runs: its arguments, environment and working directory,
+//! and how it is started once the root filesystem is in place.
+
+use std::ffi::CString;
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::Pid;
+
+use crate::error::{Error, Result};
+use crate::explain::{Action, Explain};
+use crate::CHAPTER;
+
+// ANCHOR: default_path
+/// The `PATH` Docker gives a container whose image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+// ANCHOR_END: default_path
+
+/// What to run inside the container (the `process` of an OCI runtime spec).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Process {
+    /// `args[0]` is the command: a path, or a name looked up in the container's `PATH`.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` strings, exactly what `execve` receives.
+    pub env: Vec<String>,
+    /// Absolute path inside the container; created if missing, as Docker does.
+    pub cwd: PathBuf,
+}
+
+impl Process {
+    /// A process with Docker's defaults: `PATH` set, working directory `/`.
+    pub fn new(args: Vec<String>) -> Self {
+        Process { args, env: vec![format!("PATH={DEFAULT_PATH}")], cwd: PathBuf::from("/") }
+    }
+
+    /// Set one variable from `KEY=VALUE`, replacing an earlier value of `KEY`.
+    pub fn set_env(&mut self, assignment: &str) -> Result<()> {
+        let key = match assignment.split_once('=') {
+            Some((key, _)) if !key.is_empty() => key,
+            _ => {
+                return Err(Error::runtime(format!(
+                    "invalid environment variable {assignment:?}: write it as KEY=VALUE with a non-empty KEY"
+                )))
+            }
+        };
+        let prefix = format!("{key}=");
+        self.env.retain(|existing| !existing.starts_with(&prefix));
+        self.env.push(assignment.to_string());
+        Ok(())
+    }
+
+    /// The value of `KEY` in this process's environment.
+    pub fn env_var(&self, key: &str) -> Option<&str> {
+        let prefix = format!("{key}=");
+        self.env.iter().rev().find_map(|entry| entry.strip_prefix(&prefix))
+    }
+
+    /// Check what can be checked before anything is created.
+    pub fn validate(&self) -> Result<()> {
+        if self.args.is_empty() || self.args[0].is_empty() {
+            return Err(Error::runtime(
+                "no command given: say what to run, for example `carton run --rootfs DIR -- /bin/sh -c 'echo hi'`",
+            ));
+        }
+        if !self.cwd.is_absolute() {
+            return Err(Error::runtime(format!(
+                "the working directory {:?} is invalid: it needs to be an absolute path inside the container, such as /tmp",
+                self.cwd
+            )));
+        }
+        let nul = self.args.iter().chain(&self.env).find(|s| s.contains('\0'));
+        if let Some(bad) = nul {
+            return Err(Error::runtime(format!("{bad:?} contains a NUL byte, which execve cannot pass")));
+        }
+        Ok(())
+    }
+
+    /// Go to the working directory, creating it if the image lacks it (Docker does too).
+    pub fn enter_workdir(&self, explain: &Explain) -> Result<()> {
+        if !self.cwd.is_dir() {
+            explain.step(|| {
+                Action::new(CHAPTER, "create the missing working directory", format!("mkdir({:?}, 0755)", self.cwd))
+                    .shell(format!("mkdir -p {}", self.cwd.display()))
+            });
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(&self.cwd)
+                .map_err(|e| Error::runtime(format!("cannot create the working directory {:?}: {e}", self.cwd)))?;
+        }
+        explain.step(|| {
+            Action::new(CHAPTER, "enter the working directory", format!("chdir({:?})", self.cwd))
+                .shell(format!("cd {}", self.cwd.display()))
+        });
+        nix::unistd::chdir(&self.cwd)
+            .map_err(|errno| Error::syscall(format!("cannot enter the working directory {:?}", self.cwd), errno))
+    }
+
+    // ANCHOR: exec
+    /// Replace this process with the command. Returns only if that failed, with the
+    /// error that says why (and so the exit code: 126 or 127).
+    pub fn exec(&self, explain: &Explain) -> Error {
+        let program = match self.find_program() {
+            Ok(program) => program,
+            Err(error) => return error,
+        };
+        let (Ok(path), Ok(argv), Ok(envp)) = (cstring(program.as_os_str().as_encoded_bytes()), cstrings(&self.args), cstrings(&self.env))
+        else {
+            return Error::runtime("an argument or variable contains a NUL byte");
+        };
+        explain.step(|| {
+            Action::new(CHAPTER, "replace this process with the command", format!("execve({program:?}, {:?}, [{} variables])", self.args, self.env.len()))
+                .shell(format!("exec {}", self.args.join(" ")))
+        });
+        reset_signals();
+        let errno = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
+        exec_error(&program, errno)
+    }
+    // ANCHOR_END: exec
+
+    // ANCHOR: find_program
+    /// Find the command the way a shell would, but in the container's `PATH`,
+    /// not carton's own: a name with a `/` is a path, anything else is looked up.
+    fn find_program(&self) -> Result<PathBuf> {
+        let name = &self.args[0];
+        if name.contains('/') {
+            return Ok(PathBuf::from(name));
+        }
+        let search = self.env_var("PATH").unwrap_or(DEFAULT_PATH);
+        for dir in search.split(':') {
+            let dir = if dir.is_empty() { "." } else { dir };
+            let candidate = Path::new(dir).join(name);
+            let executable = fs::metadata(&candidate).map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0);
+            if executable.unwrap_or(false) {
+                return Ok(candidate);
+            }
+        }
+        Err(Error::not_found(format!(
+            "{name:?}: executable file not found in $PATH inside the container (PATH={search}); check the name, or give the full path"
+        )))
+    }
+    // ANCHOR_END: find_program
+}
+
+fn cstring(bytes: &[u8]) -> std::result::Result<CString, std::ffi::NulError> {
+    CString::new(bytes)
+}
+
+fn cstrings(strings: &[String]) -> std::result::Result<Vec<CString>, std::ffi::NulError> {
+    strings.iter().map(|s| cstring(s.as_bytes())).collect()
+}
+
+/// A new program should start with default signal handling. carton's own process
+/// ignores SIGPIPE (every Rust program does), and an ignored signal stays ignored
+/// across execve — `yes | head` inside the container would then never end.
+fn reset_signals() {
+    for sig in [Signal::SIGPIPE, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP] {
+        // Safety: SIG_DFL installs no Rust code as a handler.
+        let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
+
+// ANCHOR: exec_error
+/// Turn execve's errno into Docker's exit codes and a message that says what to do.
+fn exec_error(program: &Path, errno: Errno) -> Error {
+    let shown = program.display();
+    match errno {
+        Errno::ENOENT if program.exists() => Error::not_found(format!(
+            "{shown}: no such file or directory, although the file is there: its interpreter (#! line) \
+             or dynamic loader is missing from the root filesystem; use a statically linked program or add its libraries"
+        )),
+        Errno::ENOENT | Errno::ENOTDIR => {
+            Error::not_found(format!("{shown}: no such file or directory inside the container"))
+        }
+        Errno::EACCES if program.is_dir() => Error::cannot_invoke(format!("{shown}: is a directory, not a program")),
+        Errno::EACCES => Error::cannot_invoke(format!(
+            "{shown}: permission denied; is it executable? (chmod +x it in the root filesystem)"
+        )),
+        Errno::ENOEXEC => Error::cannot_invoke(format!(
+            "{shown}: exec format error: not a program this kernel can run (a script without a #! line, or a binary for another CPU)"
+        )),
+        other => Error::cannot_invoke(format!("{shown}: cannot execute: {}", other.desc())),
+    }
+}
+// ANCHOR_END: exec_error
+
+/// How a container's main process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerExit {
+    /// It called exit(code).
+    Exited(i32),
+    /// A signal killed it.
+    Killed(Signal),
+}
+
+impl ContainerExit {
+    /// The shell's convention, which Docker follows: the exit code, or 128 + the signal number.
+    pub fn code(self) -> i32 {
+        match self {
+            ContainerExit::Exited(code) => code,
+            ContainerExit::Killed(signal) => 128 + signal as i32,
+        }
+    }
+}
+
+/// Wait until `pid` ends and say how.
+pub fn wait_for_exit(pid: Pid) -> Result<ContainerExit> {
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return Ok(ContainerExit::Exited(code)),
+            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(ContainerExit::Killed(signal)),
+            Ok(_) | Err(Errno::EINTR) => continue,
+            Err(errno) => return Err(Error::syscall(format!("waiting for process {pid}"), errno)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn process(args: &[&str]) -> Process {
+        Process::new(args.iter().map(|s| s.to_string()).collect())
+    }
+
+    #[test]
+    fn defaults_are_dockers() {
+        let p = process(&["sh"]);
+        assert_eq!(p.env, [format!("PATH={DEFAULT_PATH}")]);
+        assert_eq!(p.cwd, Path::new("/"));
+    }
+
+    #[test]
+    fn set_env_replaces_an_earlier_value() {
+        let mut p = process(&["sh"]);
+        p.set_env("PATH=/bin").unwrap();
+        p.set_env("GREETING=a=b").unwrap();
+        assert_eq!(p.env, ["PATH=/bin", "GREETING=a=b"]);
+        assert_eq!(p.env_var("GREETING"), Some("a=b"));
+    }
+
+    #[test]
+    fn set_env_rejects_a_missing_key() {
+        for bad in ["=x", "NOEQUALS", ""] {
+            let err = process(&["sh"]).set_env(bad).unwrap_err();
+            assert_eq!(err.exit_code(), 125, "{bad:?}");
+            assert!(err.message.contains("KEY=VALUE"), "{}", err.message);
+        }
+    }
+
+    #[test]
+    fn validate_rejects_empty_commands_and_relative_workdirs() {
+        assert!(process(&[]).validate().unwrap_err().message.contains("no command given"));
+        assert!(process(&[""]).validate().is_err());
+        let mut p = process(&["sh"]);
+        p.cwd = PathBuf::from("tmp");
+        assert!(p.validate().unwrap_err().message.contains("absolute path"));
+    }
+
+    #[test]
+    fn lookup_uses_the_containers_path_and_skips_non_executables() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        fs::write(a.join("tool"), "not executable").unwrap();
+        fs::write(b.join("tool"), "#!/bin/sh\n").unwrap();
+        fs::set_permissions(b.join("tool"), fs::Permissions::from_mode(0o755)).unwrap();
+        let mut p = process(&["tool"]);
+        p.set_env(&format!("PATH={}:{}", a.display(), b.display())).unwrap();
+        assert_eq!(p.find_program().unwrap(), b.join("tool"));
+        p.args[0] = "missing".into();
+        let err = p.find_program().unwrap_err();
+        assert_eq!(err.exit_code(), 127);
+        assert!(err.message.contains("executable file not found in $PATH"), "{}", err.message);
+    }
+
+    #[test]
+    fn exec_errors_map_to_docker_exit_codes() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(exec_error(&dir.path().join("nope"), Errno::ENOENT).exit_code(), 127);
+        assert!(exec_error(dir.path(), Errno::ENOENT).message.contains("dynamic loader"));
+        assert!(exec_error(dir.path(), Errno::EACCES).message.contains("is a directory"));
+        assert_eq!(exec_error(&dir.path().join("f"), Errno::EACCES).exit_code(), 126);
+        assert_eq!(exec_error(&dir.path().join("f"), Errno::ENOEXEC).exit_code(), 126);
+    }
+
+    #[test]
+    fn exit_code_follows_the_shell_convention() {
+        assert_eq!(ContainerExit::Exited(3).code(), 3);
+        assert_eq!(ContainerExit::Killed(Signal::SIGKILL).code(), 137);
+    }
+}
