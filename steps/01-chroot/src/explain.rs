@@ -8,6 +8,7 @@
 //! When explaining is off the closure that builds an action is never called, so the
 //! runtime pays one branch per action and allocates nothing.
 
+use std::cell::Cell;
 use std::fmt;
 
 /// A chapter of the book. Each step crate declares its own, e.g. [`crate::CHAPTER`].
@@ -48,7 +49,7 @@ impl Action {
 
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "[explain] {} ({})", self.what, self.chapter)?;
+        writeln!(f, "[explain] {}", self.what)?;
         write!(f, "          syscall: {}", self.syscall)?;
         if let Some(shell) = &self.shell {
             write!(f, "\n          shell:   {shell}")?;
@@ -69,9 +70,16 @@ impl Explain {
         Explain { sink: None }
     }
 
-    /// Print each action on stderr, so the container's stdout stays the container's.
+    /// Print each action on stderr, so the container's stdout stays the container's,
+    /// under a heading that names the chapter whenever the chapter changes.
     pub fn to_stderr() -> Self {
-        Explain::to_sink(|action| eprintln!("{action}"))
+        let last_chapter = Cell::new(None);
+        Explain::to_sink(move |action| {
+            if last_chapter.replace(Some(action.chapter)) != Some(action.chapter) {
+                eprintln!("[explain] ── {} ──", action.chapter);
+            }
+            eprintln!("{action}");
+        })
     }
 
     /// Hand each action to `sink` (a lab checker or a test can collect them).
@@ -117,11 +125,11 @@ mod tests {
     }
 
     #[test]
-    fn display_names_the_chapter_and_the_shell_equivalent() {
+    fn display_shows_the_syscall_and_the_shell_equivalent() {
         let text = Action::new(TEST_CHAPTER, "do a thing", "thing(1)").shell("thing --one").to_string();
         assert_eq!(
             text,
-            "[explain] do a thing (chapter 9: testing)\n          syscall: thing(1)\n          shell:   thing --one"
+            "[explain] do a thing\n          syscall: thing(1)\n          shell:   thing --one"
         );
     }
 }

@@ -7,7 +7,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::sys::signal::{self, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
 use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
@@ -113,7 +113,7 @@ impl Process {
             return Error::runtime("an argument or variable contains a NUL byte");
         };
         explain.step(|| {
-            Action::new(CHAPTER, "replace this process with the command", format!("execve({program:?}, {:?}, [{} variables])", self.args, self.env.len()))
+            Action::new(CHAPTER, "replace this process with the command", format!("execve({program:?}, {:?}, {:?})", self.args, self.env))
                 .shell(format!("exec {}", self.args.join(" ")))
         });
         reset_signals();
@@ -155,12 +155,28 @@ fn cstrings(strings: &[String]) -> std::result::Result<Vec<CString>, std::ffi::N
 }
 
 /// A new program should start with default signal handling. carton's own process
-/// ignores SIGPIPE (every Rust program does), and an ignored signal stays ignored
-/// across execve — `yes | head` inside the container would then never end.
+/// ignores SIGPIPE (every Rust program does), and whatever started carton may ignore
+/// more (`nohup` ignores SIGHUP); an ignored signal stays ignored across execve, so
+/// `yes | head` inside the container would never see its SIGPIPE.
 fn reset_signals() {
-    for sig in [Signal::SIGPIPE, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP] {
-        // Safety: SIG_DFL installs no Rust code as a handler.
-        let _ = unsafe { signal::signal(sig, SigHandler::SigDfl) };
+    /// The kernel's `struct sigaction`; all zeros is SIG_DFL with no flags.
+    #[repr(C)]
+    #[derive(Default)]
+    struct KernelSigaction {
+        handler: libc::c_ulong,
+        flags: libc::c_ulong,
+        restorer: libc::c_ulong,
+        mask: u64,
+    }
+    let default = KernelSigaction::default();
+    for signal in 1..=libc::SIGRTMAX() {
+        if signal == libc::SIGKILL || signal == libc::SIGSTOP {
+            continue;
+        }
+        // The raw system call: glibc's sigaction() refuses the two real-time signals it
+        // keeps for itself (32 and 33), but they too may arrive ignored.
+        // Safety: `default` outlives the call; the kernel only reads it.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, signal, &default as *const KernelSigaction, 0usize, 8usize) };
     }
     let _ = signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }

@@ -1,0 +1,50 @@
+//! Helpers shared by the end-to-end tests. These tests run the real `carton` binary
+//! and need root: they create mount namespaces and mount file systems.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// Panic with a clear message unless running as root, so a non-root run fails loudly
+/// instead of passing without testing anything.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "this test needs root (it creates namespaces and mounts): run `sudo -E cargo test` or run it as root"
+    );
+}
+
+pub fn carton() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_carton"))
+}
+
+/// The directory holding the workspace's binaries (`carton`, `step01-chroot`, ...).
+pub fn bin_dir() -> PathBuf {
+    Path::new(env!("CARGO_BIN_EXE_carton")).parent().unwrap().to_path_buf()
+}
+
+/// A fresh busybox root filesystem in `dir/rootfs`, made by `carton bootstrap busybox`.
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let rootfs = dir.join("rootfs");
+    let out = carton().args(["bootstrap", "busybox"]).arg(&rootfs).output().unwrap();
+    assert!(out.status.success(), "bootstrap failed: {}", String::from_utf8_lossy(&out.stderr));
+    rootfs
+}
+
+/// Run `carton run --rootfs ROOTFS [extra...] -- ARGS` and collect its output.
+pub fn run_in(rootfs: &Path, extra: &[&str], args: &[&str]) -> Output {
+    carton().arg("run").arg("--rootfs").arg(rootfs).args(extra).arg("--").args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// The host's mount table without the per-mount ids, which is what must not change.
+pub fn host_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().map(|line| line.split_whitespace().skip(2).collect::<Vec<_>>().join(" ")).collect()
+}

@@ -1,0 +1,184 @@
+//! `carton run --rootfs`: the container's view of the file system, exit codes, and bad input.
+//! Needs root.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::process::Stdio;
+
+use common::*;
+
+#[test]
+fn root_is_the_rootfs_and_host_files_are_invisible() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    fs::write(rootfs.join("rootfs-marker"), "inside").unwrap();
+    let host_marker = dir.path().join("host-marker");
+    fs::write(&host_marker, "outside").unwrap();
+    let host_marker = host_marker.to_str().unwrap();
+
+    let out = run_in(&rootfs, &[], &["sh", "-c", &format!("cat /rootfs-marker; test -e {host_marker} && echo host-visible || echo host-hidden")]);
+    assert_eq!(stdout(&out), "insidehost-hidden\n", "stderr: {}", stderr(&out));
+    assert!(out.status.success());
+}
+
+#[test]
+fn proc_dev_and_sys_are_the_containers_own() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    let out = run_in(
+        &rootfs,
+        &[],
+        &["sh", "-c", "ls /dev | tr '\\n' ' '; echo; grep -E ' / | /proc | /dev | /sys ' /proc/self/mountinfo | cut -d' ' -f5,6,9; touch /sys/x 2>&1 | grep -o 'Read-only file system'"],
+    );
+    let text = stdout(&out);
+    assert_eq!(
+        text.lines().next().unwrap(),
+        "core fd full null ptmx pts random shm stderr stdin stdout tty urandom zero ",
+        "only the safe devices: {text}"
+    );
+    assert!(text.contains("\n/ rw"), "{text}");
+    assert!(text.contains("/proc rw,nosuid,nodev,noexec,relatime proc"), "{text}");
+    assert!(text.contains("/dev rw,nosuid tmpfs"), "{text}");
+    assert!(text.contains("/sys ro,nosuid,nodev,noexec,relatime sysfs"), "{text}");
+    assert!(text.contains("Read-only file system"), "/sys must be read-only: {text}");
+    // Only the container's own mounts: nothing of the host's table is visible.
+    let count = run_in(&rootfs, &[], &["sh", "-c", "wc -l < /proc/self/mountinfo"]);
+    assert_eq!(stdout(&count).trim(), "6", "/, /proc, /dev, /dev/pts, /dev/shm, /sys");
+}
+
+#[test]
+fn a_run_leaves_the_host_mount_table_unchanged() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    let before = host_mounts();
+    assert!(run_in(&rootfs, &[], &["true"]).status.success());
+    assert!(!run_in(&rootfs, &[], &["false"]).status.success());
+    assert_eq!(run_in(&rootfs, &[], &["no-such-command"]).status.code(), Some(127));
+    assert_eq!(host_mounts(), before, "a mount leaked to the host");
+}
+
+#[test]
+fn the_breakout_that_escapes_chroot_fails_in_carton() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    step01::breakout::install(&rootfs).unwrap();
+    let host_marker = dir.path().join("host-secret");
+    fs::write(&host_marker, "host secret\n").unwrap();
+    let out = run_in(&rootfs, &[], &["/bin/breakout", host_marker.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
+    assert!(!stdout(&out).contains("host secret"));
+    assert!(stderr(&out).contains("still inside this root filesystem"), "{}", stderr(&out));
+}
+
+#[test]
+fn exit_codes_pass_through() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    assert_eq!(run_in(&rootfs, &[], &["true"]).status.code(), Some(0));
+    assert_eq!(run_in(&rootfs, &[], &["sh", "-c", "exit 3"]).status.code(), Some(3));
+    // Killed by a signal: 128 + the signal number, as a shell reports it.
+    assert_eq!(run_in(&rootfs, &[], &["sh", "-c", "kill -KILL $$"]).status.code(), Some(137));
+}
+
+#[test]
+fn a_missing_command_is_127_and_a_non_executable_one_is_126() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+
+    let out = run_in(&rootfs, &[], &["no-such-command"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("\"no-such-command\": executable file not found in $PATH"), "{}", stderr(&out));
+
+    let out = run_in(&rootfs, &[], &["/no/such/file"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("/no/such/file: no such file or directory"), "{}", stderr(&out));
+
+    let out = run_in(&rootfs, &[], &["/etc/passwd"]);
+    assert_eq!(out.status.code(), Some(126));
+    assert!(stderr(&out).contains("permission denied"), "{}", stderr(&out));
+
+    let out = run_in(&rootfs, &[], &["/etc"]);
+    assert_eq!(out.status.code(), Some(126));
+    assert!(stderr(&out).contains("is a directory"), "{}", stderr(&out));
+
+    // A dynamically linked host program: the file is there, its loader is not.
+    fs::copy(std::env::current_exe().unwrap(), rootfs.join("bin/dynamic")).unwrap();
+    let out = run_in(&rootfs, &[], &["dynamic"]);
+    assert_eq!(out.status.code(), Some(127));
+    assert!(stderr(&out).contains("dynamic loader is missing"), "{}", stderr(&out));
+}
+
+#[test]
+fn bad_input_is_a_clear_error_with_exit_125() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    let file = dir.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--rootfs".into(), dir.path().join("missing").display().to_string(), "true".into()], "does not exist; make one with `carton bootstrap busybox"),
+        (vec!["--rootfs".into(), file.display().to_string(), "true".into()], "is not a directory"),
+        (vec!["--rootfs".into(), rootfs.display().to_string()], "no command given"),
+        (vec!["--rootfs".into(), rootfs.display().to_string(), "--".into(), "".into()], "no command given"),
+        (vec!["--rootfs".into(), rootfs.display().to_string(), "-w".into(), "relative/dir".into(), "pwd".into()], "needs to be an absolute path"),
+        (vec!["--rootfs".into(), rootfs.display().to_string(), "-e".into(), "=x".into(), "env".into()], "write it as KEY=VALUE"),
+        (vec!["busybox".into(), "echo".into()], "needs images, which come with chapter 6 (planned)"),
+    ];
+    for (args, message) in cases {
+        let out = carton().arg("run").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("carton: "), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: expected {message:?} in {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{args:?}");
+    }
+}
+
+#[test]
+fn a_relative_rootfs_is_resolved_from_the_current_directory() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    busybox_rootfs(dir.path());
+    let out = carton().current_dir(dir.path()).args(["run", "--rootfs", "rootfs", "--", "echo", "relative ok"]).output().unwrap();
+    assert_eq!(stdout(&out), "relative ok\n", "{}", stderr(&out));
+}
+
+#[test]
+fn stdin_env_and_workdir_reach_the_process() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    let mut child = carton()
+        .arg("run")
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .args(["-e", "GREETING=hello", "-w", "/made/for/you", "--", "sh", "-c", "read line; echo \"$GREETING $line from $(pwd) with PATH=$PATH\""])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"world\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        stdout(&out),
+        "hello world from /made/for/you with PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
+    );
+}
+
+#[test]
+fn the_command_starts_with_no_signal_ignored() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    // carton itself ignores SIGPIPE (every Rust program does); an ignored signal would
+    // stay ignored across execve, and `yes | head` would then never see SIGPIPE.
+    let out = run_in(&rootfs, &[], &["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
+    assert_eq!(stdout(&out), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}

@@ -1,0 +1,97 @@
+//! Pinned output: the `--explain` trace and the `carton doctor` report, with the values
+//! that differ per machine redacted. Needs root.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+
+use common::*;
+
+#[test]
+fn explain_trace_of_a_run() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    let out = run_in(&rootfs, &["--explain"], &["echo", "hello"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hello\n", "--explain must not touch the container's stdout");
+    insta::with_settings!({ filters => vec![(regex_escape(rootfs.to_str().unwrap()).as_str(), "[ROOTFS]")] }, {
+        insta::assert_snapshot!("explain_run_echo", stderr(&out));
+    });
+}
+
+#[test]
+fn explain_is_silent_when_off() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    let out = run_in(&rootfs, &[], &["echo", "hello"]);
+    assert_eq!((stdout(&out).as_str(), stderr(&out).as_str()), ("hello\n", ""));
+}
+
+#[test]
+fn doctor_report() {
+    require_root();
+    let out = carton().arg("doctor").output().unwrap();
+    assert!(out.status.success(), "doctor failed on the test machine:\n{}", stdout(&out));
+    let filters = vec![
+        (r"Linux \S+ \(", "Linux [RELEASE] ("),
+        (r"(cgroups\s+)\S.*", "$1[CGROUP LAYOUT]"),
+        (r"(busybox-static\s+)\S.*", "$1[BUSYBOX]"),
+        (r"(firewall\s+)\S+", "$1[NFT OR IPTABLES]"),
+        (r"works in \S+", "works in [TMPDIR]"),
+    ];
+    insta::with_settings!({ filters => filters }, {
+        insta::assert_snapshot!("doctor", stdout(&out));
+    });
+}
+
+/// doctor's cgroup line must match what the kernel says /sys/fs/cgroup is.
+#[test]
+fn doctor_reports_the_real_cgroup_mode() {
+    require_root();
+    let out = stdout(&carton().arg("doctor").output().unwrap());
+    let line = out.lines().find(|l| l.contains("cgroups")).expect("a cgroups line");
+    let expected = match (fs_type(Path::new("/sys/fs/cgroup")), fs_type(Path::new("/sys/fs/cgroup/unified"))) {
+        (CGROUP2, _) => "v2 (unified)",
+        (_, CGROUP2) => "hybrid: v1 controllers",
+        _ => "v1 (legacy)",
+    };
+    assert!(line.contains(expected), "expected {expected:?} in {line:?}");
+    if expected.starts_with("hybrid") {
+        for controller in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+            let name = controller.file_name().into_string().unwrap();
+            if ["cpu", "memory", "pids"].contains(&name.as_str()) {
+                assert!(line.contains(&name), "{name} missing from {line:?}");
+            }
+        }
+    }
+}
+
+const CGROUP2: Option<i64> = Some(0x63677270); // CGROUP2_SUPER_MAGIC
+
+fn fs_type(path: &Path) -> Option<i64> {
+    nix::sys::statfs::statfs(path).ok().map(|s| s.filesystem_type().0 as i64)
+}
+
+fn regex_escape(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
+}
+
+#[test]
+fn doctor_fails_when_something_required_is_missing() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let dynamic = dir.path().join("busybox");
+    fs::copy(std::env::current_exe().unwrap(), &dynamic).unwrap();
+    for (busybox, why) in [(dir.path().join("missing"), "no busybox found"), (dynamic, "is dynamically linked")] {
+        let out = carton().arg("doctor").env("CARTON_BUSYBOX", &busybox).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let text = stdout(&out);
+        let line = text.lines().find(|l| l.contains("busybox-static")).unwrap();
+        assert!(line.starts_with("  FAIL") && line.contains(why), "{line}");
+        assert!(text.contains("fix: apt-get install busybox-static"), "{text}");
+        assert!(text.contains("not ready: 1 required checks fail"), "{text}");
+    }
+}
