@@ -68,12 +68,17 @@ pub fn run() -> ExitCode {
     let (passed, warned, failed) = (count(Status::Pass), count(Status::Warn), count(Status::Fail));
     println!();
     if failed == 0 {
-        println!("ready: {passed} checks pass, {warned} with a warning");
+        println!("ready: {} pass, {} with a warning", checks_word(passed), warned);
         ExitCode::SUCCESS
     } else {
-        println!("not ready: {failed} required checks fail (and {warned} warn); apply the fixes above and run `carton doctor` again");
+        println!("not ready: {} failed (and {warned} with a warning); apply the fixes above and run `carton doctor` again", checks_word(failed));
         ExitCode::FAILURE
     }
+}
+
+/// "1 check", "15 checks".
+fn checks_word(count: usize) -> String {
+    format!("{count} check{}", if count == 1 { "" } else { "s" })
 }
 
 fn all_checks() -> Vec<Check> {

@@ -92,6 +92,6 @@ fn doctor_fails_when_something_required_is_missing() {
         let line = text.lines().find(|l| l.contains("busybox-static")).unwrap();
         assert!(line.starts_with("  FAIL") && line.contains(why), "{line}");
         assert!(text.contains("fix: apt-get install busybox-static"), "{text}");
-        assert!(text.contains("not ready: 1 required checks fail"), "{text}");
+        assert!(text.contains("not ready: 1 check failed"), "{text}");
     }
 }

@@ -1,0 +1,318 @@
+//! The book is part of the product: it must build, every `{{#include file:anchor}}`
+//! must point at real code, every internal link must land, and every `console` example
+//! must print what the book says it prints.
+//!
+//! Console blocks are run as root (the examples create containers), in one fresh
+//! directory per page, with the workspace's binaries on PATH. See book/src/book-tests.md.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+fn book_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("book")
+}
+
+fn pages() -> Vec<PathBuf> {
+    let mut pages: Vec<PathBuf> = fs::read_dir(book_dir().join("src"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+        .collect();
+    pages.sort();
+    pages
+}
+
+#[test]
+fn the_book_builds_with_mdbook() {
+    let out = tempfile::tempdir().unwrap();
+    let mut book = mdbook_driver::MDBook::load(book_dir()).expect("book/book.toml and SUMMARY.md load");
+    book.config.build.build_dir = out.path().to_path_buf();
+    book.build().expect("mdbook build");
+    let chapter = fs::read_to_string(out.path().join("ch01-filesystem.html")).unwrap();
+    assert!(chapter.contains("pivot_root"), "chapter 1 rendered without its code");
+    assert!(!chapter.contains("{{#include"), "an include was left unexpanded");
+}
+
+#[test]
+fn every_include_names_an_existing_file_and_anchor() {
+    let mut problems = Vec::new();
+    let mut includes = 0;
+    for page in pages() {
+        let text = fs::read_to_string(&page).unwrap();
+        for directive in directives(&text) {
+            includes += 1;
+            let (file, anchor) = match directive.split_once(':') {
+                Some((file, anchor)) => (file, Some(anchor)),
+                None => (directive.as_str(), None),
+            };
+            let path = page.parent().unwrap().join(file);
+            let Ok(source) = fs::read_to_string(&path) else {
+                problems.push(format!("{}: {{{{#include {directive}}}}}: no file {}", name(&page), path.display()));
+                continue;
+            };
+            if let Some(anchor) = anchor.filter(|a| !a.chars().next().unwrap().is_ascii_digit()) {
+                let has = |marker: &str| source.lines().any(|l| l.trim_end().ends_with(&format!("{marker}: {anchor}")));
+                if !has("ANCHOR") || !has("ANCHOR_END") {
+                    problems.push(format!("{}: no ANCHOR/ANCHOR_END {anchor:?} in {file}", name(&page)));
+                }
+            }
+        }
+    }
+    assert!(problems.is_empty(), "broken includes:\n{}", problems.join("\n"));
+    assert!(includes > 0, "the book includes no code at all");
+}
+
+#[test]
+fn every_internal_link_lands() {
+    let src = book_dir().join("src");
+    let mut problems = Vec::new();
+    for page in pages() {
+        let text = fs::read_to_string(&page).unwrap();
+        for target in links(&text) {
+            if target.contains("://") || target.starts_with("mailto:") {
+                continue;
+            }
+            let (file, fragment) = target.split_once('#').map_or((target.as_str(), None), |(f, a)| (f, Some(a)));
+            let linked = if file.is_empty() { page.clone() } else { page.parent().unwrap().join(file) };
+            if !linked.exists() {
+                problems.push(format!("{}: link to missing {target}", name(&page)));
+                continue;
+            }
+            if let Some(fragment) = fragment {
+                let ids = heading_ids(&fs::read_to_string(&linked).unwrap_or_default());
+                if !ids.contains(fragment) {
+                    problems.push(format!("{}: no heading #{fragment} in {file} (has: {ids:?})", name(&page)));
+                }
+            }
+        }
+    }
+    // Every written chapter in SUMMARY.md exists (drafts have an empty target).
+    for target in links(&fs::read_to_string(src.join("SUMMARY.md")).unwrap()) {
+        if !target.is_empty() && !src.join(&target).exists() {
+            problems.push(format!("SUMMARY.md lists missing {target}"));
+        }
+    }
+    assert!(problems.is_empty(), "broken links:\n{}", problems.join("\n"));
+}
+
+#[test]
+fn console_examples_print_what_the_book_says() {
+    require_root();
+    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    ensure_step_binaries();
+    let mut failures = Vec::new();
+    let mut commands = 0;
+    for page in pages() {
+        let blocks = console_blocks(&fs::read_to_string(&page).unwrap());
+        if blocks.is_empty() {
+            continue;
+        }
+        let workdir = tempfile::tempdir().unwrap();
+        'page: for block in blocks {
+            for example in block {
+                commands += 1;
+                let out = Command::new("sh")
+                    .arg("-c")
+                    .arg(format!("exec 2>&1\n{}", example.command))
+                    .current_dir(workdir.path())
+                    .env("PATH", &path)
+                    .env("CARTON_ROOT", workdir.path().join(".carton-state"))
+                    .output()
+                    .unwrap();
+                let actual = String::from_utf8_lossy(&out.stdout).into_owned();
+                let actual_lines: Vec<&str> = actual.lines().collect();
+                let expected: Vec<&str> = example.expected.iter().map(String::as_str).collect();
+                if !out.status.success() || !lines_match(&expected, &actual_lines) {
+                    failures.push(format!(
+                        "{}: $ {}\n  exit status: {:?}\n  expected:\n{}\n  actual:\n{}",
+                        name(&page),
+                        example.command,
+                        out.status.code(),
+                        indent(&example.expected.join("\n")),
+                        indent(&actual)
+                    ));
+                    break 'page; // later commands of this page build on this one
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "console examples that do not match:\n\n{}", failures.join("\n\n"));
+    assert!(commands > 0, "the book has no console examples");
+}
+
+/// The step demos live in their own packages; `cargo test --workspace` builds them, a
+/// narrower `cargo test` may not have.
+fn ensure_step_binaries() {
+    if bin_dir().join("step01-chroot").exists() {
+        return;
+    }
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo.args(["build", "-p", "step01-chroot", "--bin", "step01-chroot"]);
+    if bin_dir().ends_with("release") {
+        cargo.arg("--release");
+    }
+    assert!(cargo.status().unwrap().success(), "cannot build step01-chroot for the book's examples");
+}
+
+fn name(page: &Path) -> String {
+    page.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+fn indent(text: &str) -> String {
+    text.lines().map(|l| format!("    | {l}")).collect::<Vec<_>>().join("\n")
+}
+
+/// The argument of each `{{#include ARG}}` (also `rustdoc_include`); mdBook leaves
+/// an escaped `\{{#include ...}}` alone, and so does this.
+fn directives(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for opener in ["{{#include ", "{{#rustdoc_include "] {
+        for (at, _) in text.match_indices(opener) {
+            if text[..at].ends_with('\\') {
+                continue;
+            }
+            let rest = &text[at + opener.len()..];
+            if let Some(end) = rest.find("}}") {
+                found.push(rest[..end].trim().to_string());
+            }
+        }
+    }
+    found
+}
+
+/// Targets of `[text](target)` links outside code blocks.
+fn links(text: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let mut in_code = false;
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+            continue;
+        }
+        if in_code {
+            continue;
+        }
+        let line = strip_inline_code(line);
+        for (at, _) in line.match_indices("](") {
+            let rest = &line[at + 2..];
+            if let Some(end) = rest.find(')') {
+                found.push(rest[..end].split_whitespace().next().unwrap_or("").to_string());
+            }
+        }
+    }
+    found
+}
+
+fn strip_inline_code(line: &str) -> String {
+    line.split('`').enumerate().filter(|(i, _)| i % 2 == 0).map(|(_, part)| part).collect::<Vec<_>>().join("")
+}
+
+/// Heading ids as mdBook makes them: lower case, spaces to `-`, other punctuation dropped.
+fn heading_ids(text: &str) -> BTreeSet<String> {
+    let mut in_code = false;
+    let mut ids = BTreeSet::new();
+    for line in text.lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        if in_code || !line.starts_with('#') {
+            continue;
+        }
+        let title = line.trim_start_matches('#').trim().replace('`', "").to_lowercase();
+        let id: String = title
+            .chars()
+            .filter_map(|c| match c {
+                ' ' => Some('-'),
+                c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+                _ => None,
+            })
+            .collect();
+        ids.insert(id);
+    }
+    ids
+}
+
+struct Example {
+    command: String,
+    expected: Vec<String>,
+}
+
+/// The examples of every ```console block: `$ command` lines (a trailing `\`
+/// continues the command) followed by the output they print.
+fn console_blocks(text: &str) -> Vec<Vec<Example>> {
+    let mut blocks = Vec::new();
+    let mut current: Option<Vec<Example>> = None;
+    let mut continuing = false;
+    for line in text.lines() {
+        let fence = line.trim_start();
+        match &mut current {
+            None if fence == "```console" => current = Some(Vec::new()),
+            None => {}
+            Some(_) if fence == "```" => blocks.push(current.take().unwrap()),
+            Some(examples) => {
+                if continuing {
+                    let last = examples.last_mut().unwrap();
+                    last.command.push('\n');
+                    last.command.push_str(line);
+                    continuing = line.ends_with('\\');
+                } else if let Some(command) = line.strip_prefix("$ ") {
+                    examples.push(Example { command: command.to_string(), expected: Vec::new() });
+                    continuing = line.ends_with('\\');
+                } else if let Some(last) = examples.last_mut() {
+                    last.expected.push(line.to_string());
+                }
+            }
+        }
+    }
+    blocks
+}
+
+/// `expected` against `actual`, line by line: a line `...` matches any number of lines,
+/// `[..]` inside a line matches any text.
+fn lines_match(expected: &[&str], actual: &[&str]) -> bool {
+    match expected.split_first() {
+        None => actual.is_empty(),
+        Some((&"...", rest)) => (0..=actual.len()).any(|skip| lines_match(rest, &actual[skip..])),
+        Some((line, rest)) => actual.split_first().is_some_and(|(first, others)| line_matches(line, first) && lines_match(rest, others)),
+    }
+}
+
+fn line_matches(pattern: &str, line: &str) -> bool {
+    let parts: Vec<&str> = pattern.split("[..]").collect();
+    if parts.len() == 1 {
+        return pattern == line;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !line.starts_with(first) || !line[first.len()..].ends_with(last) || line.len() < first.len() + last.len() {
+        return false;
+    }
+    let mut rest = &line[first.len()..line.len() - last.len()];
+    for part in &parts[1..parts.len() - 1] {
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+#[test]
+fn the_matcher_understands_its_wildcards() {
+    assert!(line_matches("made [..] (BusyBox [..], [..] applets)", "made x (BusyBox v1, 268 applets)"));
+    assert!(!line_matches("a[..]b", "ab-c"));
+    assert!(line_matches("a[..]", "a"));
+    assert!(lines_match(&["one", "...", "four"], &["one", "two", "three", "four"]));
+    assert!(lines_match(&["one", "..."], &["one"]));
+    assert!(!lines_match(&["one"], &["one", "two"]));
+    let blocks = console_blocks("text\n```console\n$ echo a \\\n  b\na b\n$ true\n```\n```sh\n$ not run\n```\n");
+    assert_eq!(blocks.len(), 1);
+    assert_eq!(blocks[0][0].command, "echo a \\\n  b");
+    assert_eq!(blocks[0][0].expected, ["a b"]);
+    assert!(blocks[0][1].expected.is_empty());
+}
