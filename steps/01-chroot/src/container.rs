@@ -128,10 +128,11 @@ pub fn start(spec: &ContainerSpec, hooks: &mut dyn Hooks, explain: &Explain) -> 
     });
     // Safety: carton is single-threaded here, so the child may run ordinary Rust code.
     match unsafe { fork_into_namespaces(spec.namespaces) } {
-        Err(errno) => Err(Error::syscall(
-            format!("cannot create the container process in new namespaces ({})", flag_names(spec.namespaces)),
-            errno,
-        )),
+        Err(errno) => {
+            let hint = if errno == Errno::EPERM { "; carton needs root for now: run it with sudo (`carton doctor` checks the machine)" } else { "" };
+            let flags = flag_names(spec.namespaces);
+            Err(Error::runtime(format!("cannot create the container process in new namespaces ({flags}): {}{hint}", errno.desc())))
+        }
         Ok(None) => {
             drop((go_writer, error_reader));
             child(spec, &*hooks, explain, go_reader, error_writer)
