@@ -9,7 +9,6 @@ use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -57,23 +56,25 @@ impl fmt::Display for Check {
     }
 }
 
-/// Run every check, print the report, exit 1 when a required check failed.
-pub fn run() -> ExitCode {
-    println!("carton doctor: can this machine run containers?\n");
+/// Run every check, print the report; exit status 1 when a required check failed.
+pub fn run() -> anyhow::Result<u8> {
     let checks = all_checks();
+    let mut report = String::from("carton doctor: can this machine run containers?\n\n");
     for check in &checks {
-        println!("{check}");
+        report += &format!("{check}\n");
     }
     let count = |status| checks.iter().filter(|c| c.status == status).count();
     let (passed, warned, failed) = (count(Status::Pass), count(Status::Warn), count(Status::Fail));
-    println!();
     if failed == 0 {
-        println!("ready: {} pass, {} with a warning", checks_word(passed), warned);
-        ExitCode::SUCCESS
+        report += &format!("\nready: {} pass, {warned} with a warning\n", checks_word(passed));
     } else {
-        println!("not ready: {} failed (and {warned} with a warning); apply the fixes above and run `carton doctor` again", checks_word(failed));
-        ExitCode::FAILURE
+        report += &format!(
+            "\nnot ready: {} failed (and {warned} with a warning); apply the fixes above and run `carton doctor` again\n",
+            checks_word(failed)
+        );
     }
+    crate::print_stdout(&report);
+    Ok(if failed == 0 { 0 } else { 1 })
 }
 
 /// "1 check", "15 checks".
@@ -83,8 +84,18 @@ fn checks_word(count: usize) -> String {
 
 fn all_checks() -> Vec<Check> {
     let mut checks = vec![privileges(), user_namespaces(), kernel()];
-    checks.extend(namespaces());
-    checks.extend([overlayfs(), pivot_root_works(), cgroups(), firewall(), busybox()]);
+    if nix::unistd::geteuid().is_root() {
+        checks.extend(namespaces());
+        checks.extend([overlayfs(), root_setup()]);
+    } else {
+        // Without root every trial fails with EPERM, and its "fix" would mislead.
+        checks.push(Check::warn(
+            "trials",
+            "not tried: creating namespaces, an overlay and a container root needs root",
+            "run `sudo carton doctor`",
+        ));
+    }
+    checks.extend([cgroups(), firewall(), busybox()]);
     checks
 }
 
@@ -135,7 +146,11 @@ fn kernel() -> Check {
     if version >= (5, 4) {
         Check::pass("kernel", format!("Linux {release} (5.4 or newer)"))
     } else if version >= (4, 18) {
-        Check::warn("kernel", format!("Linux {release} is old: the cgroup v2 freezer and pidfds need 5.4"), "upgrade the kernel to 5.4 or newer")
+        Check::warn(
+            "kernel",
+            format!("Linux {release} is old: 5.4 is the first long-term kernel with the cgroup v2 freezer (5.2) and pidfds (5.3)"),
+            "upgrade the kernel to 5.4 or newer",
+        )
     } else {
         Check::fail("kernel", format!("Linux {release} is too old for carton"), "upgrade the kernel to 5.4 or newer")
     }
@@ -176,7 +191,8 @@ fn overlayfs() -> Check {
         let (lower, upper, work, merged) = (dir("lower")?, dir("upper")?, dir("work")?, dir("merged")?);
         let options = format!("lowerdir={},upperdir={},workdir={}", lower.display(), upper.display(), work.display());
         let result = in_child(|| {
-            private_mounts()?;
+            unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("new mount namespace: {}", e.desc()))?;
+            step01::rootfs::make_mounts_private(&step01::Explain::off()).map_err(|e| e.to_string())?;
             mount(Some("overlay"), &merged, Some("overlay"), MsFlags::empty(), Some(options.as_str())).map_err(|e| e.desc().to_string())?;
             fs::write(merged.join("probe"), "x").map_err(|e| format!("cannot write through the overlay: {e}"))
         });
@@ -188,23 +204,22 @@ fn overlayfs() -> Check {
     }
 }
 
-/// pivot_root fails when / is the initramfs (rootfs), as on some netboot and live systems.
-fn pivot_root_works() -> Check {
+/// Chapter 1's whole root setup (mounts, devices, pivot_root) on a scratch directory.
+/// pivot_root fails when / is the initramfs, as on some netboot and live systems.
+fn root_setup() -> Check {
     let trial = || -> Result<(), String> {
         let scratch = tempfile::tempdir().map_err(|e| format!("cannot make a scratch directory: {e}"))?;
         in_child(|| {
-            private_mounts()?;
-            mount(Some("tmpfs"), scratch.path(), Some("tmpfs"), MsFlags::empty(), None::<&str>).map_err(|e| e.desc().to_string())?;
-            nix::unistd::chdir(scratch.path()).map_err(|e| e.desc().to_string())?;
-            nix::unistd::pivot_root(".", ".").map_err(|e| e.desc().to_string())
+            unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("new mount namespace: {}", e.desc()))?;
+            step01::rootfs::enter_root(scratch.path(), &step01::Explain::off()).map_err(|e| e.to_string())
         })
     };
     match trial() {
-        Ok(()) => Check::pass("pivot_root", "/ allows pivot_root"),
+        Ok(()) => Check::pass("root setup", "chapter 1's mounts and pivot_root work"),
         Err(why) => Check::fail(
-            "pivot_root",
-            format!("pivot_root fails: {why} (is / an initramfs?)"),
-            "boot from a real root filesystem (not an initramfs-only system)",
+            "root setup",
+            format!("chapter 1's root setup fails: {why}"),
+            "boot from a real root filesystem (pivot_root cannot work on an initramfs)",
         ),
     }
 }
@@ -243,11 +258,6 @@ fn busybox() -> Check {
 fn find_in_path(program: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_else(|| step01::process::DEFAULT_PATH.into());
     std::env::split_paths(&path).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
-}
-
-fn private_mounts() -> Result<(), String> {
-    unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("new mount namespace: {}", e.desc()))?;
-    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(|e| format!("make / private: {}", e.desc()))
 }
 
 /// Run `trial` in a forked child and report its result: whatever it does to its

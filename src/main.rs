@@ -5,7 +5,8 @@ mod doctor;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use std::io::Write;
+
 use clap::{Args, Parser, Subcommand};
 use step01::{busybox, container, Explain, NoHooks, Process};
 
@@ -45,9 +46,72 @@ struct RunArgs {
     /// Print each kernel-level action as it happens, with its shell equivalent
     #[arg(long)]
     explain: bool,
+    /// Remove the container when it exits (today every container is removed: kept containers come with chapter 7)
+    #[arg(long)]
+    #[allow(dead_code)] // accepted for Docker's spelling; nothing outlives a container until chapter 7
+    rm: bool,
+    #[command(flatten)]
+    planned: PlannedRunFlags,
     /// The command and its arguments
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "COMMAND")]
+    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
     command: Vec<String>,
+}
+
+/// Docker's `run` flags that later chapters implement. They are parsed (and hidden from
+/// --help) only so that using one says which chapter brings it, instead of "unknown flag".
+#[derive(Args)]
+struct PlannedRunFlags {
+    #[arg(short = 'i', long = "interactive", hide = true)]
+    interactive: bool,
+    #[arg(short = 't', long = "tty", hide = true)]
+    tty: bool,
+    #[arg(short = 'u', long = "user", hide = true)]
+    user: Option<String>,
+    #[arg(long, hide = true)]
+    hostname: Option<String>,
+    #[arg(long, hide = true)]
+    init: bool,
+    #[arg(short = 'p', long = "publish", hide = true)]
+    publish: Vec<String>,
+    #[arg(long, hide = true)]
+    network: Option<String>,
+    #[arg(short = 'm', long = "memory", hide = true)]
+    memory: Option<String>,
+    #[arg(long, hide = true)]
+    cpus: Option<String>,
+    #[arg(long = "pids-limit", hide = true)]
+    pids_limit: Option<String>,
+    #[arg(long, hide = true)]
+    entrypoint: Option<String>,
+    #[arg(short = 'd', long = "detach", hide = true)]
+    detach: bool,
+    #[arg(long, hide = true)]
+    name: Option<String>,
+    #[arg(short = 'v', long = "volume", hide = true)]
+    volume: Vec<String>,
+}
+
+impl PlannedRunFlags {
+    /// The first planned flag used, and the chapter that brings it.
+    fn first_used(&self) -> Option<(&'static str, &'static str)> {
+        let used = [
+            (self.interactive, "-i/--interactive", "chapter 2: namespaces"),
+            (self.tty, "-t/--tty", "chapter 2: namespaces"),
+            (self.user.is_some(), "-u/--user", "chapter 2: namespaces"),
+            (self.hostname.is_some(), "--hostname", "chapter 2: namespaces"),
+            (self.init, "--init", "chapter 2: namespaces"),
+            (!self.publish.is_empty(), "-p/--publish", "chapter 3: a network of its own"),
+            (self.network.is_some(), "--network", "chapter 3: a network of its own"),
+            (self.memory.is_some(), "-m/--memory", "chapter 4: cgroups"),
+            (self.cpus.is_some(), "--cpus", "chapter 4: cgroups"),
+            (self.pids_limit.is_some(), "--pids-limit", "chapter 4: cgroups"),
+            (self.entrypoint.is_some(), "--entrypoint", "chapter 6: images"),
+            (self.detach, "-d/--detach", "chapter 7: lifecycle"),
+            (self.name.is_some(), "--name", "chapter 7: lifecycle"),
+            (!self.volume.is_empty(), "-v/--volume", "chapter 8: volumes"),
+        ];
+        used.into_iter().find(|(is_used, _, _)| *is_used).map(|(_, flag, chapter)| (flag, chapter))
+    }
 }
 
 #[derive(Subcommand)]
@@ -60,31 +124,48 @@ enum Bootstrap {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // --help and --version are not errors; a usage error is a runtime error (125), as with Docker.
+        Err(error) if !error.use_stderr() => {
+            let _ = error.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(error) => {
+            let _ = error.print();
+            return ExitCode::from(RUNTIME_ERROR);
+        }
+    };
     let outcome = match cli.command {
-        Command::Run(args) => return run(args),
+        Command::Run(args) => run(args),
         Command::Bootstrap(Bootstrap::Busybox { dir }) => bootstrap_busybox(dir),
-        Command::Doctor => return doctor::run(),
+        Command::Doctor => doctor::run(),
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("carton: {error:#}");
-            ExitCode::from(RUNTIME_ERROR)
+            ExitCode::from(error.downcast_ref::<step01::Error>().map_or(RUNTIME_ERROR, step01::Error::exit_code))
         }
     }
 }
 
-/// `carton run`: exits with the container's status, or 125/126/127 when it cannot start.
-fn run(args: RunArgs) -> ExitCode {
-    let result = container_spec(args).and_then(|(spec, explain)| container::start(&spec, &mut NoHooks, &explain)?.wait());
-    match result {
-        Ok(exit) => ExitCode::from(exit.code() as u8),
-        Err(error) => {
-            eprintln!("carton: {error}");
-            ExitCode::from(error.exit_code())
-        }
+/// Write to stdout, ignoring a reader that went away (`carton doctor | head -1`).
+fn print_stdout(text: &str) {
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
+/// `carton run`: the container's exit status, or the error that kept it from starting.
+fn run(args: RunArgs) -> anyhow::Result<u8> {
+    if let Some((flag, chapter)) = args.planned.first_used() {
+        return Err(step01::Error::runtime(format!(
+            "{flag} is not available yet: it comes with {chapter} (planned); see `carton run --help` for what works today"
+        ))
+        .into());
     }
+    let (spec, explain) = container_spec(args)?;
+    let exit = container::start(&spec, &mut NoHooks, &explain)?.wait()?;
+    Ok(exit.code() as u8)
 }
 
 fn container_spec(args: RunArgs) -> step01::Result<(container::ContainerSpec, Explain)> {
@@ -113,10 +194,8 @@ fn container_spec(args: RunArgs) -> step01::Result<(container::ContainerSpec, Ex
     Ok((container::ContainerSpec::new(rootfs, process), explain))
 }
 
-fn bootstrap_busybox(dir: PathBuf) -> anyhow::Result<()> {
-    let busybox = busybox::find_static_busybox()?;
-    let base = busybox::busybox_rootfs(&busybox)?;
-    busybox::write_rootfs(&base.entries, &dir).with_context(|| format!("cannot make a busybox root filesystem in {}", dir.display()))?;
-    println!("made a busybox root filesystem in {} ({}, {} applets)", dir.display(), base.busybox_version, base.applets);
-    Ok(())
+fn bootstrap_busybox(dir: PathBuf) -> anyhow::Result<u8> {
+    let base = busybox::bootstrap(&dir)?;
+    print_stdout(&format!("made a busybox root filesystem in {} ({}, {} applets)\n", dir.display(), base.busybox_version, base.applets));
+    Ok(0)
 }

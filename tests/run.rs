@@ -37,7 +37,7 @@ fn proc_dev_and_sys_are_the_containers_own() {
     let text = stdout(&out);
     assert_eq!(
         text.lines().next().unwrap(),
-        "core fd full null ptmx pts random shm stderr stdin stdout tty urandom zero ",
+        "fd full null ptmx pts random shm stderr stdin stdout tty urandom zero ",
         "only the safe devices: {text}"
     );
     assert!(text.contains("\n/ rw"), "{text}");
@@ -73,7 +73,7 @@ fn the_breakout_that_escapes_chroot_fails_in_carton() {
     let out = run_in(&rootfs, &[], &["/bin/breakout", host_marker.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1), "stdout: {} stderr: {}", stdout(&out), stderr(&out));
     assert!(!stdout(&out).contains("host secret"));
-    assert!(stderr(&out).contains("still inside this root filesystem"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("no way out of this root filesystem"), "{}", stderr(&out));
 }
 
 #[test]
@@ -83,8 +83,10 @@ fn exit_codes_pass_through() {
     let rootfs = busybox_rootfs(dir.path());
     assert_eq!(run_in(&rootfs, &[], &["true"]).status.code(), Some(0));
     assert_eq!(run_in(&rootfs, &[], &["sh", "-c", "exit 3"]).status.code(), Some(3));
-    // Killed by a signal: 128 + the signal number, as a shell reports it.
+    // Killed by a signal: 128 + the signal number, as a shell reports it,
+    // real-time signals included (SIGRTMIN+6 = 40 on Linux).
     assert_eq!(run_in(&rootfs, &[], &["sh", "-c", "kill -KILL $$"]).status.code(), Some(137));
+    assert_eq!(run_in(&rootfs, &[], &["sh", "-c", "kill -40 $$"]).status.code(), Some(168));
 }
 
 #[test]
@@ -131,11 +133,17 @@ fn bad_input_is_a_clear_error_with_exit_125() {
         (vec!["--rootfs".into(), rootfs.display().to_string(), "-w".into(), "relative/dir".into(), "pwd".into()], "needs to be an absolute path"),
         (vec!["--rootfs".into(), rootfs.display().to_string(), "-e".into(), "=x".into(), "env".into()], "write it as KEY=VALUE"),
         (vec!["busybox".into(), "echo".into()], "needs images, which come with chapter 6 (planned)"),
+        (vec!["--rootfs".into(), "/tmp/..".into(), "true".into()], "is the host's own /"),
+        (vec!["-it".into(), "--rootfs".into(), rootfs.display().to_string(), "sh".into()], "-i/--interactive is not available yet: it comes with chapter 2"),
+        (vec!["-p".into(), "8080:80".into(), "--rootfs".into(), rootfs.display().to_string(), "sh".into()], "-p/--publish is not available yet: it comes with chapter 3"),
+        (vec!["--no-such-flag".into(), "--rootfs".into(), rootfs.display().to_string(), "sh".into()], "unexpected argument '--no-such-flag'"),
+        (vec!["--rootfs".into(), rootfs.display().to_string(), "-e".into()], "a value is required for '--env"),
+        (vec!["--rootfs".into(), rootfs.display().to_string(), "-w".into(), "/etc/passwd".into(), "pwd".into()], "exists in the container but is not a directory"),
     ];
     for (args, message) in cases {
         let out = carton().arg("run").args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
-        assert!(stderr(&out).starts_with("carton: "), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).starts_with("carton: ") || stderr(&out).starts_with("error: "), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(message), "{args:?}: expected {message:?} in {}", stderr(&out));
         assert!(!stderr(&out).contains("panicked"), "{args:?}");
     }
@@ -181,4 +189,81 @@ fn the_command_starts_with_no_signal_ignored() {
     // stay ignored across execve, and `yes | head` would then never see SIGPIPE.
     let out = run_in(&rootfs, &[], &["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
     assert_eq!(stdout(&out), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
+}
+
+#[test]
+fn flags_after_the_command_belong_to_the_command() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    let out = carton().arg("run").arg("--rootfs").arg(&rootfs).args(["echo", "-n", "--rm", "-it"]).output().unwrap();
+    assert_eq!(stdout(&out), "--rm -it", "{}", stderr(&out));
+    let out = carton().arg("run").arg("--rm").arg("--rootfs").arg(&rootfs).args(["true"]).output().unwrap();
+    assert!(out.status.success(), "--rm is accepted: {}", stderr(&out));
+}
+
+#[test]
+fn inherited_descriptors_do_not_reach_the_command() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    // fd 7 is an open directory of the host: through /proc/self/fd/7 it would lead out.
+    let script = format!(
+        "exec 7</ 8>{}/out; exec {} run --rootfs {} -- sh -c 'ls /proc/self/fd/7 >/dev/null 2>&1 && echo leaked || echo closed'",
+        dir.path().display(),
+        env!("CARGO_BIN_EXE_carton"),
+        rootfs.display()
+    );
+    let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert_eq!(stdout(&out), "closed\n", "{}", stderr(&out));
+}
+
+#[test]
+fn signals_sent_to_carton_reach_the_container() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    let mut child = carton()
+        .arg("run")
+        .arg("--rootfs")
+        .arg(&rootfs)
+        .args(["--", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.05; done"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    assert_eq!(line, "ready\n");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut reader, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(rest, "got TERM\n");
+    assert_eq!(status.code(), Some(7), "carton waits for the container and passes its status on");
+}
+
+#[test]
+fn a_symlinked_mount_point_in_the_rootfs_is_refused() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    let elsewhere = dir.path().join("elsewhere");
+    fs::create_dir(&elsewhere).unwrap();
+    fs::remove_dir(rootfs.join("proc")).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, rootfs.join("proc")).unwrap();
+    let out = run_in(&rootfs, &[], &["true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("/proc in the root filesystem is a symbolic link"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_symlink_to_a_rootfs_works_like_the_rootfs() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&rootfs, &link).unwrap();
+    let out = run_in(&link, &[], &["cat", "/etc/passwd"]);
+    assert!(stdout(&out).starts_with("root:x:0:0:"), "{}", stderr(&out));
 }

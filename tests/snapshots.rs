@@ -72,7 +72,7 @@ fn doctor_reports_the_real_cgroup_mode() {
 const CGROUP2: Option<i64> = Some(0x63677270); // CGROUP2_SUPER_MAGIC
 
 fn fs_type(path: &Path) -> Option<i64> {
-    nix::sys::statfs::statfs(path).ok().map(|s| s.filesystem_type().0 as i64)
+    nix::sys::statfs::statfs(path).ok().map(|s| s.filesystem_type().0)
 }
 
 fn regex_escape(text: &str) -> String {

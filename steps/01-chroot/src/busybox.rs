@@ -93,18 +93,21 @@ pub fn elf_interpreter(path: &Path) -> std::result::Result<Option<String>, Strin
     if bytes[4] != 2 || bytes[5] != 1 {
         return Err("not a 64-bit little-endian ELF program".into());
     }
-    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize;
-    let u64_at = |at: usize| u64::from_le_bytes(bytes[at..at + 8].try_into().unwrap()) as usize;
-    let (table, entry_size, count) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    // Every offset comes from the file itself: read through `field`, which never
+    // overflows or reads past the end.
+    let field = |at: usize, len: usize| at.checked_add(len).and_then(|end| bytes.get(at..end));
+    let u64_at = |at: usize| field(at, 8).map(|b| u64::from_le_bytes(b.try_into().unwrap()) as usize);
+    let u16_at = |at: usize| u16::from_le_bytes([bytes[at], bytes[at + 1]]) as usize; // inside the 64-byte header
+    let truncated = || "truncated or malformed program headers".to_string();
+    let (table, entry_size, count) = (u64_at(0x20).ok_or_else(truncated)?, u16_at(0x36), u16_at(0x38));
     const PT_INTERP: u32 = 3;
     for i in 0..count {
-        let header = table + i * entry_size;
-        if header + 0x28 > bytes.len() {
-            return Err("truncated program headers".into());
-        }
-        if u32::from_le_bytes(bytes[header..header + 4].try_into().unwrap()) == PT_INTERP {
-            let (offset, size) = (u64_at(header + 0x08), u64_at(header + 0x20));
-            let name = bytes.get(offset..offset + size).ok_or("truncated interpreter name")?;
+        let header = i.checked_mul(entry_size).and_then(|at| at.checked_add(table)).ok_or_else(truncated)?;
+        let kind = field(header, 4).ok_or_else(truncated)?;
+        if u32::from_le_bytes(kind.try_into().unwrap()) == PT_INTERP {
+            let offset = header.checked_add(0x08).and_then(u64_at).ok_or_else(truncated)?;
+            let size = header.checked_add(0x20).and_then(u64_at).ok_or_else(truncated)?;
+            let name = field(offset, size).ok_or("truncated interpreter name")?;
             return Ok(Some(String::from_utf8_lossy(name).trim_end_matches('\0').to_string()));
         }
     }
@@ -116,9 +119,9 @@ pub fn elf_interpreter(path: &Path) -> std::result::Result<Option<String>, Strin
 /// The entries of a busybox root filesystem: the program at `/bin/busybox`, a link per
 /// applet next to it, the account files, and the empty directories a system expects.
 pub fn busybox_rootfs(busybox: &Path) -> Result<BaseRootfs> {
-    let list = host_busybox(busybox, "--list")?;
+    let list = busybox_output(busybox, "--list")?;
     let applets: Vec<&str> = list.lines().map(str::trim).filter(|a| !a.is_empty() && *a != "busybox").collect();
-    let help = host_busybox(busybox, "--help")?;
+    let help = busybox_output(busybox, "--help")?;
     let version = help.lines().next().unwrap_or("BusyBox").trim_end_matches(" multi-call binary.").to_string();
 
     let dir = |path: &str, mode| Entry::Dir { path: path.into(), mode };
@@ -146,7 +149,7 @@ pub fn busybox_rootfs(busybox: &Path) -> Result<BaseRootfs> {
 }
 // ANCHOR_END: material
 
-fn host_busybox(busybox: &Path, arg: &str) -> Result<String> {
+fn busybox_output(busybox: &Path, arg: &str) -> Result<String> {
     let output = Command::new(busybox)
         .arg(arg)
         .output()
@@ -158,8 +161,17 @@ fn host_busybox(busybox: &Path, arg: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&output.stdout).into_owned())
 }
 
+/// Make a busybox root filesystem in `dir` from the host's static busybox: what
+/// `carton bootstrap busybox DIR` and `step01-chroot rootfs DIR` do.
+pub fn bootstrap(dir: &Path) -> Result<BaseRootfs> {
+    let base = busybox_rootfs(&find_static_busybox()?)?;
+    write_rootfs(&base.entries, dir)?;
+    Ok(base)
+}
+
 /// Write `entries` into a new directory `target`, all or nothing: they go into a
-/// temporary directory beside it that is renamed into place at the end.
+/// staging directory beside it that is renamed into place at the end. Staging
+/// directories that an interrupted run left behind are removed first.
 pub fn write_rootfs(entries: &[Entry], target: &Path) -> Result<()> {
     if let Ok(mut existing) = fs::read_dir(target) {
         if existing.next().is_some() {
@@ -172,27 +184,47 @@ pub fn write_rootfs(entries: &[Entry], target: &Path) -> Result<()> {
         return Err(Error::runtime(format!("{} exists and is not a directory", target.display())));
     }
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !parent.is_dir() {
+        return Err(Error::runtime(format!(
+            "cannot make {}: its parent directory {} does not exist",
+            target.display(),
+            parent.display()
+        )));
+    }
     let name = target.file_name().ok_or_else(|| Error::runtime(format!("{} names no directory", target.display())))?;
-    let staging = parent.join(format!(".{}.partial-{}", name.to_string_lossy(), std::process::id()));
-    let result = write_entries(entries, &staging).and_then(|()| {
-        fs::rename(&staging, target).map_err(|e| format!("cannot move {} to {}: {e}", staging.display(), target.display()))
-    });
+    let staging_prefix = format!(".{}.partial-", name.to_string_lossy());
+    remove_abandoned_staging(parent, &staging_prefix);
+    let staging = parent.join(format!("{staging_prefix}{}", std::process::id()));
+    let result = write_entries(entries, &staging).and_then(|()| fs::rename(&staging, target).map_err(|e| e.to_string()));
     if let Err(why) = result {
         let _ = fs::remove_dir_all(&staging);
-        return Err(Error::runtime(why));
+        return Err(Error::runtime(format!("cannot make {}: {why}", target.display())));
     }
     Ok(())
 }
 
+/// Remove `PREFIX<pid>` directories whose process no longer runs (a killed bootstrap).
+fn remove_abandoned_staging(parent: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(parent) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)).and_then(|p| p.parse::<i32>().ok()) else { continue };
+        let alive = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
+        if !alive {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn write_entries(entries: &[Entry], root: &Path) -> std::result::Result<(), String> {
-    fs::DirBuilder::new().mode(0o755).create(root).map_err(|e| format!("cannot create {}: {e}", root.display()))?;
+    fs::DirBuilder::new().mode(0o755).create(root).map_err(|e| e.to_string())?;
     for entry in entries {
         let (path, result) = match entry {
             Entry::Dir { path, mode } => (path, write_dir(&root.join(path), *mode)),
             Entry::File { path, mode, contents } => (path, write_file(&root.join(path), *mode, contents)),
             Entry::Symlink { path, target } => (path, symlink(target, root.join(path))),
         };
-        result.map_err(|e| format!("cannot write /{} in {}: {e}", path.display(), root.display()))?;
+        result.map_err(|e| format!("cannot write /{}: {e}", path.display()))?;
     }
     Ok(())
 }
@@ -229,6 +261,18 @@ mod tests {
     }
 
     #[test]
+    fn elf_check_survives_hostile_headers() {
+        let mut bytes = vec![0u8; 64];
+        bytes[..6].copy_from_slice(b"\x7fELF\x02\x01");
+        bytes[0x20..0x28].copy_from_slice(&u64::MAX.to_le_bytes()); // program headers at the end of memory
+        bytes[0x36] = 0x38;
+        bytes[0x38] = 5;
+        let file = tempfile::NamedTempFile::new().unwrap();
+        fs::write(file.path(), &bytes).unwrap();
+        assert!(elf_interpreter(file.path()).unwrap_err().contains("malformed"));
+    }
+
+    #[test]
     fn write_rootfs_is_all_or_nothing_and_refuses_a_non_empty_target() {
         let dir = tempfile::tempdir().unwrap();
         let entries = vec![
@@ -237,14 +281,22 @@ mod tests {
         ];
         // etc/ is missing, so the file cannot be written: nothing may be left behind.
         let target = dir.path().join("rootfs");
-        assert!(write_rootfs(&entries, &target).is_err());
+        let error = write_rootfs(&entries, &target).unwrap_err();
+        assert!(error.message.starts_with(&format!("cannot make {}: cannot write /etc/passwd", target.display())), "{}", error.message);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 0, "a failed write left files");
+
+        // A staging directory of a killed run (no such process) is cleaned up.
+        let abandoned = dir.path().join(format!(".rootfs.partial-{}", i32::MAX));
+        fs::create_dir(&abandoned).unwrap();
 
         let entries = [vec![Entry::Dir { path: "etc".into(), mode: 0o755 }], entries].concat();
         write_rootfs(&entries, &target).unwrap();
         assert_eq!(fs::metadata(target.join("tmp")).unwrap().permissions().mode() & 0o7777, 0o1777);
         assert_eq!(fs::read(target.join("etc/passwd")).unwrap(), b"x");
+        assert!(!abandoned.exists(), "an abandoned staging directory was left");
         let again = write_rootfs(&entries, &target).unwrap_err();
         assert!(again.message.contains("not empty"), "{}", again.message);
+        let orphan = write_rootfs(&entries, &dir.path().join("no/such/parent")).unwrap_err();
+        assert!(orphan.message.contains("parent directory"), "{}", orphan.message);
     }
 }

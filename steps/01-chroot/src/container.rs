@@ -12,7 +12,8 @@
 //!                                           working directory, execve
 //!  read "error" until it closes  ◀────────  on failure: the error, then _exit(125/126/127)
 //!   empty: execve succeeded                 on success: execve closes the pipe (O_CLOEXEC)
-//!  wait for the exit status
+//!  wait for the exit status, passing on
+//!  the signals carton receives
 //! ```
 //!
 //! The child is cloned from carton's single thread, so it may allocate and format
@@ -20,18 +21,18 @@
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
-use nix::sys::signal::{kill, Signal};
+use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
+use nix::sys::stat::{umask, Mode};
 use nix::unistd::{pipe2, Pid};
 
 use crate::error::{Error, Failure, Result};
 use crate::explain::{Action, Explain};
-pub use crate::process::ContainerExit;
-use crate::process::{wait_for_exit, Process};
+use crate::process::{reap, wait_for_exit, ContainerExit, Process};
 use crate::{rootfs, CHAPTER};
 
 /// What to run and where: the part of an OCI runtime spec this step knows.
@@ -50,13 +51,18 @@ impl ContainerSpec {
         ContainerSpec { rootfs, process, namespaces: CloneFlags::CLONE_NEWNS }
     }
 
-    /// Check everything that can be checked before a process exists.
-    pub fn validate(&self) -> Result<()> {
+    /// Check everything that can be checked before a process exists, and return the
+    /// root filesystem with every symbolic link resolved: the path the child mounts.
+    pub fn validate(&self) -> Result<PathBuf> {
         let rootfs = &self.rootfs;
         if !rootfs.is_absolute() {
             return Err(Error::runtime(format!("the root filesystem path {rootfs:?} must be absolute")));
         }
-        match std::fs::metadata(rootfs) {
+        if !self.namespaces.contains(CloneFlags::CLONE_NEWNS) {
+            // Without its own mount namespace the child would mount over the host's /proc and /dev.
+            return Err(Error::runtime("a container needs its own mount namespace (CLONE_NEWNS)"));
+        }
+        let resolved = match std::fs::canonicalize(rootfs) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::runtime(format!(
                     "the root filesystem {} does not exist; make one with `carton bootstrap busybox {}`",
@@ -65,18 +71,22 @@ impl ContainerSpec {
                 )))
             }
             Err(e) => return Err(Error::runtime(format!("cannot read the root filesystem {}: {e}", rootfs.display()))),
-            Ok(meta) if !meta.is_dir() => {
-                return Err(Error::runtime(format!(
-                    "the root filesystem {} is not a directory; give the directory that should become / in the container",
-                    rootfs.display()
-                )))
-            }
-            Ok(_) => {}
+            Ok(resolved) => resolved,
+        };
+        if !resolved.is_dir() {
+            return Err(Error::runtime(format!(
+                "the root filesystem {} is not a directory; give the directory that should become / in the container",
+                rootfs.display()
+            )));
         }
-        if rootfs.parent().is_none() {
-            return Err(Error::runtime("the host's own / cannot be a container's root filesystem; give a separate directory"));
+        if resolved.parent().is_none() {
+            return Err(Error::runtime(format!(
+                "the root filesystem {} is the host's own /; give a separate directory",
+                rootfs.display()
+            )));
         }
-        self.process.validate()
+        self.process.validate()?;
+        Ok(resolved)
     }
 }
 
@@ -102,64 +112,115 @@ pub trait Hooks {
 pub struct NoHooks;
 impl Hooks for NoHooks {}
 
+/// The signals carton passes on to the container while it waits, as `docker run` does.
+const FORWARDED_SIGNALS: [Signal; 6] =
+    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+
 /// A container whose command is running.
 #[derive(Debug)]
+#[must_use = "a started container must be waited for, or it stays a zombie"]
 pub struct Running {
     pub pid: Pid,
+    /// carton's signal mask before `start` blocked the forwarded signals.
+    previous_mask: SigSet,
 }
 
 impl Running {
-    /// Wait for the command to end.
+    // ANCHOR: wait
+    /// Wait for the command to end, passing on every signal someone sends to carton.
     pub fn wait(self) -> Result<ContainerExit> {
-        wait_for_exit(self.pid)
+        let waiting = forwarded_signals_and_sigchld();
+        let result = loop {
+            match reap(self.pid, libc::WNOHANG) {
+                Ok(Some(exit)) => break Ok(exit),
+                Err(error) => break Err(error),
+                Ok(None) => {}
+            }
+            // Sleep until a signal arrives: SIGCHLD (the child changed state) or one to pass on.
+            let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::uninit();
+            // Safety: the set is initialised and `info` is a valid place to write to.
+            let signal = unsafe { libc::sigwaitinfo(waiting.as_ref(), info.as_mut_ptr()) };
+            if signal <= 0 || signal == libc::SIGCHLD {
+                continue;
+            }
+            // Safety: sigwaitinfo succeeded, so it filled `info`.
+            let from_terminal = unsafe { info.assume_init() }.si_code == libc::SI_KERNEL;
+            // Ctrl-C at a terminal reaches the whole foreground process group, the container
+            // included; only signals sent to carton alone (kill PID) need passing on.
+            if !from_terminal {
+                let _ = kill(self.pid, Signal::try_from(signal).ok());
+            }
+        };
+        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.previous_mask), None);
+        result
     }
+    // ANCHOR_END: wait
+}
+
+fn forwarded_signals_and_sigchld() -> SigSet {
+    let mut set = SigSet::empty();
+    FORWARDED_SIGNALS.iter().for_each(|s| set.add(*s));
+    set.add(Signal::SIGCHLD);
+    set
 }
 
 // ANCHOR: start
 /// Start the container: returns once its command runs (or with the reason it cannot).
 pub fn start(spec: &ContainerSpec, hooks: &mut dyn Hooks, explain: &Explain) -> Result<Running> {
-    spec.validate()?;
+    let rootfs = spec.validate()?;
+    ensure_single_threaded()?;
     let (go_reader, go_writer) = cloexec_pipe()?;
     let (error_reader, error_writer) = cloexec_pipe()?;
+    // Blocked from before the clone, so no signal meant for the container is lost;
+    // the child unblocks everything just before execve.
+    let previous_mask = block(&forwarded_signals_and_sigchld())?;
 
     explain.step(|| {
         Action::new(CHAPTER, "create the child process in new namespaces", format!("clone({}|SIGCHLD)", flag_names(spec.namespaces)))
             .shell(unshare_equivalent(spec.namespaces))
     });
-    // Safety: carton is single-threaded here, so the child may run ordinary Rust code.
+    // Safety: carton is single-threaded here (checked above), so the child may run ordinary Rust code.
     match unsafe { fork_into_namespaces(spec.namespaces) } {
         Err(errno) => {
+            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous_mask), None);
             let hint = if errno == Errno::EPERM { "; carton needs root for now: run it with sudo (`carton doctor` checks the machine)" } else { "" };
             let flags = flag_names(spec.namespaces);
             Err(Error::runtime(format!("cannot create the container process in new namespaces ({flags}): {}{hint}", errno.desc())))
         }
         Ok(None) => {
             drop((go_writer, error_reader));
-            child(spec, &*hooks, explain, go_reader, error_writer)
+            child(spec, &rootfs, &*hooks, explain, go_reader, error_writer)
         }
         Ok(Some(pid)) => {
             drop((go_reader, error_writer));
-            parent(pid, hooks, explain, go_writer, error_reader)
+            let started = parent(pid, hooks, explain, go_writer, error_reader);
+            if started.is_err() {
+                let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous_mask), None);
+            }
+            started.map(|()| Running { pid, previous_mask })
         }
     }
 }
 // ANCHOR_END: start
 
-fn parent(pid: Pid, hooks: &mut dyn Hooks, explain: &Explain, go: OwnedFd, errors: OwnedFd) -> Result<Running> {
-    if let Err(error) = hooks.parent_after_clone(pid, explain) {
+fn parent(pid: Pid, hooks: &mut dyn Hooks, explain: &Explain, go: OwnedFd, errors: OwnedFd) -> Result<()> {
+    let stop_child = |error: Error| {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = wait_for_exit(pid);
-        return Err(error);
+        Err(error)
+    };
+    if let Err(error) = hooks.parent_after_clone(pid, explain) {
+        return stop_child(error);
     }
     // If the child died already the write fails; its error (if any) is read below.
     let _ = std::fs::File::from(go).write_all(b"g");
 
     let mut report = Vec::new();
-    std::fs::File::from(errors)
-        .read_to_end(&mut report)
-        .map_err(|e| Error::runtime(format!("cannot read the container's start report: {e}")))?;
+    if let Err(e) = std::fs::File::from(errors).read_to_end(&mut report) {
+        return stop_child(Error::runtime(format!("cannot read the container's start report: {e}")));
+    }
     if report.is_empty() {
-        return Ok(Running { pid });
+        return Ok(());
     }
     let _ = wait_for_exit(pid);
     Err(decode_error(&report))
@@ -167,11 +228,13 @@ fn parent(pid: Pid, hooks: &mut dyn Hooks, explain: &Explain, go: OwnedFd, error
 
 // ANCHOR: child
 /// The child's side of the start sequence. Never returns.
-fn child(spec: &ContainerSpec, hooks: &dyn Hooks, explain: &Explain, go: OwnedFd, errors: OwnedFd) -> ! {
+fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Explain, go: OwnedFd, errors: OwnedFd) -> ! {
     // A panic must not unwind into the parent's code: this is a separate process.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_for_go(go)?;
-        rootfs::enter_root(&spec.rootfs, explain)?;
+        explain.step(|| Action::new(CHAPTER, "new files get mode 644 and directories 755, whatever carton's umask was", "umask(022)").shell("umask 022"));
+        umask(Mode::from_bits_truncate(0o022));
+        rootfs::enter_root(rootfs, explain)?;
         hooks.child_after_root(spec, explain)?;
         spec.process.enter_workdir(explain)?;
         Err(spec.process.exec(explain)) // returns only if execve failed
@@ -205,6 +268,25 @@ fn encode_error(error: &Error) -> Vec<u8> {
 fn decode_error(bytes: &[u8]) -> Error {
     let failure = Failure::from_exit_code(bytes[0]).unwrap_or(Failure::Runtime);
     Error { failure, message: String::from_utf8_lossy(&bytes[1..]).into_owned() }
+}
+
+/// Block `signals` and return the mask as it was before.
+fn block(signals: &SigSet) -> Result<SigSet> {
+    let mut previous = SigSet::empty();
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(signals), Some(&mut previous)).map_err(|errno| Error::syscall("cannot block signals", errno))?;
+    Ok(previous)
+}
+
+/// The child of a multi-threaded process may only call async-signal-safe functions
+/// until execve; the child here allocates and formats. So refuse to clone from more
+/// than one thread (a later step that starts a thread must clone before it does).
+fn ensure_single_threaded() -> Result<()> {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let threads = status.lines().find_map(|l| l.strip_prefix("Threads:")).map(str::trim);
+    match threads {
+        Some("1") | None => Ok(()),
+        Some(n) => Err(Error::runtime(format!("carton has {n} threads; a container must be cloned from a single-threaded process"))),
+    }
 }
 
 fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
@@ -285,7 +367,13 @@ mod tests {
         assert!(not_dir.validate().unwrap_err().message.contains("is not a directory"));
         let relative = ContainerSpec::new(PathBuf::from("rootfs"), process.clone());
         assert!(relative.validate().unwrap_err().message.contains("must be absolute"));
-        let host = ContainerSpec::new(PathBuf::from("/"), process);
+        let host = ContainerSpec::new(PathBuf::from("/tmp/.."), process.clone());
         assert!(host.validate().unwrap_err().message.contains("host's own /"));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(dir.path(), &link).unwrap();
+        assert_eq!(ContainerSpec::new(link, process.clone()).validate().unwrap(), dir.path().canonicalize().unwrap());
+        let mut no_mount_namespace = ContainerSpec::new(dir.path().to_path_buf(), process);
+        no_mount_namespace.namespaces = CloneFlags::empty();
+        assert!(no_mount_namespace.validate().unwrap_err().message.contains("CLONE_NEWNS"));
     }
 }

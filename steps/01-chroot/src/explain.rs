@@ -58,10 +58,13 @@ impl fmt::Display for Action {
     }
 }
 
+/// Something that receives actions: stderr, a test's list, a lab checker.
+type Sink = Box<dyn Fn(&Action)>;
+
 /// Where actions go: nowhere (the default), to stderr, or to any sink a caller gives.
 #[derive(Default)]
 pub struct Explain {
-    sink: Option<Box<dyn Fn(&Action)>>,
+    sink: Option<Sink>,
 }
 
 impl Explain {

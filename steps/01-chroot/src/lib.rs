@@ -22,10 +22,10 @@ pub mod explain;
 pub mod process;
 pub mod rootfs;
 
-pub use container::{ContainerExit, ContainerSpec, Hooks, NoHooks, Running};
+pub use container::{ContainerSpec, Hooks, NoHooks, Running};
 pub use error::{Error, Failure, Result};
 pub use explain::{Action, Chapter, Explain};
-pub use process::Process;
+pub use process::{ContainerExit, Process};
 
 /// The chapter this step belongs to; every action it explains points here.
 pub const CHAPTER: Chapter = Chapter { number: 1, title: "a filesystem of its own" };

@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sys::signal::{self, SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
 
 use crate::error::{Error, Result};
@@ -32,9 +31,9 @@ pub struct Process {
 }
 
 impl Process {
-    /// A process with Docker's defaults: `PATH` set, working directory `/`.
+    /// A process with Docker's defaults: `PATH` and `HOME` (root's) set, working directory `/`.
     pub fn new(args: Vec<String>) -> Self {
-        Process { args, env: vec![format!("PATH={DEFAULT_PATH}")], cwd: PathBuf::from("/") }
+        Process { args, env: vec![format!("PATH={DEFAULT_PATH}"), "HOME=/root".into()], cwd: PathBuf::from("/") }
     }
 
     /// Set one variable from `KEY=VALUE`, replacing an earlier value of `KEY`.
@@ -72,19 +71,25 @@ impl Process {
                 self.cwd
             )));
         }
-        let nul = self.args.iter().chain(&self.env).find(|s| s.contains('\0'));
-        if let Some(bad) = nul {
-            return Err(Error::runtime(format!("{bad:?} contains a NUL byte, which execve cannot pass")));
-        }
         Ok(())
     }
 
     /// Go to the working directory, creating it if the image lacks it (Docker does too).
+    /// Called right after pivot_root, so the process already stands at `/`.
     pub fn enter_workdir(&self, explain: &Explain) -> Result<()> {
+        if self.cwd == Path::new("/") {
+            return Ok(());
+        }
+        if self.cwd.exists() && !self.cwd.is_dir() {
+            return Err(Error::runtime(format!(
+                "the working directory {:?} exists in the container but is not a directory; choose another -w/--workdir",
+                self.cwd
+            )));
+        }
         if !self.cwd.is_dir() {
             explain.step(|| {
                 Action::new(CHAPTER, "create the missing working directory", format!("mkdir({:?}, 0755)", self.cwd))
-                    .shell(format!("mkdir -p {}", self.cwd.display()))
+                    .shell(format!("mkdir -p {}", shell_quote(&self.cwd.to_string_lossy())))
             });
             fs::DirBuilder::new()
                 .recursive(true)
@@ -94,7 +99,7 @@ impl Process {
         }
         explain.step(|| {
             Action::new(CHAPTER, "enter the working directory", format!("chdir({:?})", self.cwd))
-                .shell(format!("cd {}", self.cwd.display()))
+                .shell(format!("cd {}", shell_quote(&self.cwd.to_string_lossy())))
         });
         nix::unistd::chdir(&self.cwd)
             .map_err(|errno| Error::syscall(format!("cannot enter the working directory {:?}", self.cwd), errno))
@@ -108,15 +113,16 @@ impl Process {
             Ok(program) => program,
             Err(error) => return error,
         };
-        let (Ok(path), Ok(argv), Ok(envp)) = (cstring(program.as_os_str().as_encoded_bytes()), cstrings(&self.args), cstrings(&self.env))
+        let (Ok(path), Ok(argv), Ok(envp)) = (CString::new(program.as_os_str().as_encoded_bytes()), cstrings(&self.args), cstrings(&self.env))
         else {
-            return Error::runtime("an argument or variable contains a NUL byte");
+            return Error::runtime("an argument or environment variable contains a NUL byte, which execve cannot pass");
         };
         explain.step(|| {
             Action::new(CHAPTER, "replace this process with the command", format!("execve({program:?}, {:?}, {:?})", self.args, self.env))
-                .shell(format!("exec {}", self.args.join(" ")))
+                .shell(format!("exec {}", self.args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")))
         });
         reset_signals();
+        close_inherited_fds();
         let errno = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
         exec_error(&program, errno)
     }
@@ -146,12 +152,35 @@ impl Process {
     // ANCHOR_END: find_program
 }
 
-fn cstring(bytes: &[u8]) -> std::result::Result<CString, std::ffi::NulError> {
-    CString::new(bytes)
+fn cstrings(strings: &[String]) -> std::result::Result<Vec<CString>, std::ffi::NulError> {
+    strings.iter().map(|s| CString::new(s.as_bytes())).collect()
 }
 
-fn cstrings(strings: &[String]) -> std::result::Result<Vec<CString>, std::ffi::NulError> {
-    strings.iter().map(|s| cstring(s.as_bytes())).collect()
+/// Mark every descriptor above stderr close-on-exec, so nothing carton inherited (an
+/// open directory of the host, a socket) reaches the command. runc once leaked one such
+/// descriptor, and a container could walk from it to the host's files (CVE-2024-21626).
+fn close_inherited_fds() {
+    const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
+    // Safety: close_range only changes flags on this process's descriptors.
+    if unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) } == 0 {
+        return;
+    }
+    // Kernels before 5.11: one descriptor at a time.
+    let Ok(entries) = fs::read_dir("/proc/self/fd") else { return };
+    for fd in entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).filter(|fd| *fd > 2) {
+        // Safety: setting FD_CLOEXEC on a descriptor number is harmless even if it is stale.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    }
+}
+
+/// Quote `word` for a POSIX shell when it needs it, so `--explain` lines can be pasted.
+pub fn shell_quote(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@%".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
 }
 
 /// A new program should start with default signal handling. carton's own process
@@ -195,7 +224,7 @@ fn exec_error(program: &Path, errno: Errno) -> Error {
         }
         Errno::EACCES if program.is_dir() => Error::cannot_invoke(format!("{shown}: is a directory, not a program")),
         Errno::EACCES => Error::cannot_invoke(format!(
-            "{shown}: permission denied; is it executable? (chmod +x it in the root filesystem)"
+            "{shown}: permission denied; is it executable (chmod +x), and not on a noexec mount?"
         )),
         Errno::ENOEXEC => Error::cannot_invoke(format!(
             "{shown}: exec format error: not a program this kernel can run (a script without a #! line, or a binary for another CPU)"
@@ -210,8 +239,8 @@ fn exec_error(program: &Path, errno: Errno) -> Error {
 pub enum ContainerExit {
     /// It called exit(code).
     Exited(i32),
-    /// A signal killed it.
-    Killed(Signal),
+    /// Signal number N killed it (a plain number: real-time signals have no name in nix).
+    Killed(i32),
 }
 
 impl ContainerExit {
@@ -219,20 +248,41 @@ impl ContainerExit {
     pub fn code(self) -> i32 {
         match self {
             ContainerExit::Exited(code) => code,
-            ContainerExit::Killed(signal) => 128 + signal as i32,
+            ContainerExit::Killed(signal) => 128 + signal,
         }
+    }
+}
+
+/// `SIGKILL`, or `SIGRTMIN+6` for a real-time signal.
+pub fn signal_name(number: i32) -> String {
+    match Signal::try_from(number) {
+        Ok(signal) => signal.as_str().to_string(),
+        Err(_) if number >= libc::SIGRTMIN() => format!("SIGRTMIN+{}", number - libc::SIGRTMIN()),
+        Err(_) => format!("signal {number}"),
     }
 }
 
 /// Wait until `pid` ends and say how.
 pub fn wait_for_exit(pid: Pid) -> Result<ContainerExit> {
     loop {
-        match waitpid(pid, None) {
-            Ok(WaitStatus::Exited(_, code)) => return Ok(ContainerExit::Exited(code)),
-            Ok(WaitStatus::Signaled(_, signal, _)) => return Ok(ContainerExit::Killed(signal)),
-            Ok(_) | Err(Errno::EINTR) => continue,
-            Err(errno) => return Err(Error::syscall(format!("waiting for process {pid}"), errno)),
+        if let Some(exit) = reap(pid, 0)? {
+            return Ok(exit);
         }
+    }
+}
+
+/// One waitpid(2). `None` when `pid` is still running (with `WNOHANG`) or the wait was
+/// interrupted. Decoded by hand: nix's `WaitStatus` cannot hold a real-time signal.
+pub fn reap(pid: Pid, flags: libc::c_int) -> Result<Option<ContainerExit>> {
+    let mut status = 0;
+    // Safety: `status` is a valid place for the kernel to write to.
+    match unsafe { libc::waitpid(pid.as_raw(), &mut status, flags) } {
+        -1 if Errno::last() == Errno::EINTR => Ok(None),
+        -1 => Err(Error::syscall(format!("waiting for process {pid}"), Errno::last())),
+        0 => Ok(None),
+        _ if libc::WIFEXITED(status) => Ok(Some(ContainerExit::Exited(libc::WEXITSTATUS(status)))),
+        _ if libc::WIFSIGNALED(status) => Ok(Some(ContainerExit::Killed(libc::WTERMSIG(status)))),
+        _ => Ok(None), // stopped or continued: not the end
     }
 }
 
@@ -247,7 +297,7 @@ mod tests {
     #[test]
     fn defaults_are_dockers() {
         let p = process(&["sh"]);
-        assert_eq!(p.env, [format!("PATH={DEFAULT_PATH}")]);
+        assert_eq!(p.env, [format!("PATH={DEFAULT_PATH}"), "HOME=/root".into()]);
         assert_eq!(p.cwd, Path::new("/"));
     }
 
@@ -256,7 +306,7 @@ mod tests {
         let mut p = process(&["sh"]);
         p.set_env("PATH=/bin").unwrap();
         p.set_env("GREETING=a=b").unwrap();
-        assert_eq!(p.env, ["PATH=/bin", "GREETING=a=b"]);
+        assert_eq!(p.env, ["HOME=/root", "PATH=/bin", "GREETING=a=b"]);
         assert_eq!(p.env_var("GREETING"), Some("a=b"));
     }
 
@@ -309,6 +359,16 @@ mod tests {
     #[test]
     fn exit_code_follows_the_shell_convention() {
         assert_eq!(ContainerExit::Exited(3).code(), 3);
-        assert_eq!(ContainerExit::Killed(Signal::SIGKILL).code(), 137);
+        assert_eq!(ContainerExit::Killed(libc::SIGKILL).code(), 137);
+        assert_eq!(signal_name(libc::SIGTERM), "SIGTERM");
+        assert_eq!(signal_name(libc::SIGRTMIN() + 6), "SIGRTMIN+6");
+    }
+
+    #[test]
+    fn shell_quote_leaves_plain_words_alone() {
+        assert_eq!(shell_quote("/tmp/rootfs"), "/tmp/rootfs");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
     }
 }

@@ -13,6 +13,7 @@ use nix::unistd::{chdir, pivot_root};
 
 use crate::error::{Error, Result};
 use crate::explain::{Action, Explain};
+use crate::process::shell_quote;
 use crate::CHAPTER;
 
 // ANCHOR: enter_root
@@ -30,7 +31,7 @@ pub fn enter_root(rootfs: &Path, explain: &Explain) -> Result<()> {
 // ANCHOR: private
 /// Mounts are shared with the host by default on systemd machines: a mount made here
 /// would appear there too. Mark every mount in our namespace private first.
-fn make_mounts_private(explain: &Explain) -> Result<()> {
+pub fn make_mounts_private(explain: &Explain) -> Result<()> {
     mount_explained(
         explain,
         "stop mount events propagating between this namespace and the host",
@@ -48,7 +49,7 @@ fn bind_onto_itself(rootfs: &Path, explain: &Explain) -> Result<()> {
         explain,
         "bind-mount the root filesystem onto itself so it becomes a mount point",
         MountCall { source: Some(rootfs), target: rootfs, fstype: None, flags: MsFlags::MS_BIND | MsFlags::MS_REC, data: None },
-        format!("mount --rbind {0} {0}", rootfs.display()),
+        format!("mount --rbind {0} {0}", quoted(rootfs)),
     )
 }
 // ANCHOR_END: bind
@@ -67,7 +68,7 @@ fn mount_proc(rootfs: &Path, explain: &Explain) -> Result<()> {
             flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             data: None,
         },
-        format!("mount -t proc proc {}", target.display()),
+        format!("mount -t proc proc {}", quoted(&target)),
     )
 }
 // ANCHOR_END: proc
@@ -78,14 +79,14 @@ fn mount_proc(rootfs: &Path, explain: &Explain) -> Result<()> {
 const DEVICES: [(&str, u64, u64); 6] =
     [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
-/// The links every Linux system has in `/dev`.
-const DEV_LINKS: [(&str, &str); 6] = [
+/// The links every Linux system has in `/dev`. (Not `core -> /proc/kcore`: that is the
+/// kernel's memory, which Docker hides and carton does not offer.)
+const DEV_LINKS: [(&str, &str); 5] = [
     ("fd", "/proc/self/fd"),
     ("stdin", "/proc/self/fd/0"),
     ("stdout", "/proc/self/fd/1"),
     ("stderr", "/proc/self/fd/2"),
     ("ptmx", "pts/ptmx"),
-    ("core", "/proc/kcore"),
 ];
 
 /// A small `/dev` on a tmpfs: the safe devices, pseudo-terminals, shared memory.
@@ -101,13 +102,13 @@ fn mount_dev(rootfs: &Path, explain: &Explain) -> Result<()> {
             flags: MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
             data: Some("mode=755,size=65536k"),
         },
-        format!("mount -t tmpfs -o mode=755,size=65536k tmpfs {}", dev.display()),
+        format!("mount -t tmpfs -o mode=755,size=65536k tmpfs {}", quoted(&dev)),
     )?;
     for (name, major, minor) in DEVICES {
         let node = dev.join(name);
         explain.step(|| {
             Action::new(CHAPTER, format!("create the device /dev/{name}"), format!("mknod({node:?}, S_IFCHR|0666, makedev({major}, {minor}))"))
-                .shell(format!("mknod -m 666 {} c {major} {minor}", node.display()))
+                .shell(format!("mknod -m 666 {} c {major} {minor}", quoted(&node)))
         });
         mknod(&node, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
             .map_err(|errno| Error::syscall(format!("cannot create the device {}", node.display()), errno))?;
@@ -119,7 +120,7 @@ fn mount_dev(rootfs: &Path, explain: &Explain) -> Result<()> {
         let link = dev.join(name);
         explain.step(|| {
             Action::new(CHAPTER, format!("link /dev/{name} to {target}"), format!("symlink({target:?}, {link:?})"))
-                .shell(format!("ln -s {target} {}", link.display()))
+                .shell(format!("ln -s {target} {}", quoted(&link)))
         });
         symlink(target, &link).map_err(|e| Error::runtime(format!("cannot create the link {}: {e}", link.display())))?;
     }
@@ -134,7 +135,7 @@ fn mount_dev(rootfs: &Path, explain: &Explain) -> Result<()> {
             flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
             data: Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
         },
-        format!("mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts {}", pts.display()),
+        format!("mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts {}", quoted(&pts)),
     )?;
     let shm = mount_point(&dev, "shm")?;
     mount_explained(
@@ -147,7 +148,7 @@ fn mount_dev(rootfs: &Path, explain: &Explain) -> Result<()> {
             flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             data: Some("mode=1777,size=65536k"),
         },
-        format!("mount -t tmpfs -o mode=1777,size=65536k shm {}", shm.display()),
+        format!("mount -t tmpfs -o mode=1777,size=65536k shm {}", quoted(&shm)),
     )
 }
 // ANCHOR_END: dev
@@ -166,7 +167,7 @@ fn mount_sys(rootfs: &Path, explain: &Explain) -> Result<()> {
             flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
             data: None,
         },
-        format!("mount -t sysfs -o ro sysfs {}", target.display()),
+        format!("mount -t sysfs -o ro sysfs {}", quoted(&target)),
     )
 }
 // ANCHOR_END: sys
@@ -175,7 +176,7 @@ fn mount_sys(rootfs: &Path, explain: &Explain) -> Result<()> {
 /// Swap the root of the mount namespace, then cut the old root off entirely.
 /// Unlike chroot, no path leads back: the host's filesystem is no longer mounted here.
 fn pivot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
-    explain.step(|| Action::new(CHAPTER, "go into the new root", format!("chdir({rootfs:?})")).shell(format!("cd {}", rootfs.display())));
+    explain.step(|| Action::new(CHAPTER, "go into the new root", format!("chdir({rootfs:?})")).shell(format!("cd {}", quoted(rootfs))));
     chdir(rootfs).map_err(|errno| Error::syscall(format!("cannot enter {}", rootfs.display()), errno))?;
 
     // pivot_root(".", ".") puts the old root on top of the new one, at the same place;
@@ -191,7 +192,7 @@ fn pivot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
         )
     })?;
 
-    explain.step(|| Action::new(CHAPTER, "detach the old root: the host's files are gone from this namespace", "umount2(\".\", MNT_DETACH)").shell("umount -l ."));
+    explain.step(|| Action::new(CHAPTER, "detach the old root: the host's root filesystem is no longer mounted in this namespace", "umount2(\".\", MNT_DETACH)").shell("umount -l ."));
     umount2(".", MntFlags::MNT_DETACH).map_err(|errno| Error::syscall("cannot detach the old root", errno))?;
 
     explain.step(|| Action::new(CHAPTER, "stand at the new /", "chdir(\"/\")").shell("cd /"));
@@ -199,9 +200,22 @@ fn pivot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
 }
 // ANCHOR_END: pivot
 
-/// `dir/name`, created when the root filesystem lacks it (as runc does).
+/// `dir/name`, created when the root filesystem lacks it (as runc does). A symbolic
+/// link there is refused: the mount would follow it, possibly out of the root filesystem.
 fn mount_point(dir: &Path, name: &str) -> Result<std::path::PathBuf> {
     let path = dir.join(name);
+    match fs::symlink_metadata(&path) {
+        Ok(meta) if meta.file_type().is_symlink() => {
+            return Err(Error::runtime(format!(
+                "/{name} in the root filesystem is a symbolic link ({}); refusing to mount through it, make it a directory",
+                path.display()
+            )))
+        }
+        Ok(meta) if !meta.is_dir() => {
+            return Err(Error::runtime(format!("/{name} in the root filesystem ({}) is not a directory", path.display())))
+        }
+        _ => {}
+    }
     if !path.is_dir() {
         fs::create_dir_all(&path).map_err(|e| Error::runtime(format!("cannot create the mount point {}: {e}", path.display())))?;
     }
@@ -231,6 +245,10 @@ impl MountCall<'_> {
             quoted(self.data.map(str::to_string)),
         )
     }
+}
+
+fn quoted(path: &Path) -> String {
+    shell_quote(&path.to_string_lossy())
 }
 
 fn mount_explained(explain: &Explain, what: &str, call: MountCall, shell: String) -> Result<()> {

@@ -69,8 +69,7 @@ fn main() -> ExitCode {
 }
 
 fn make_rootfs(dir: &Path) -> step01::Result<()> {
-    let base = busybox::busybox_rootfs(&busybox::find_static_busybox()?)?;
-    busybox::write_rootfs(&base.entries, dir)?;
+    let base = busybox::bootstrap(dir)?;
     println!("made {} ({}, {} applets)", dir.display(), base.busybox_version, base.applets);
     Ok(())
 }
