@@ -23,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a command in a new container
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Make base material offline, from the host's own files
     #[command(subcommand)]
     Bootstrap(Bootstrap),
@@ -156,14 +156,14 @@ fn print_stdout(text: &str) {
 }
 
 /// `carton run`: the container's exit status, or the error that kept it from starting.
-fn run(args: RunArgs) -> anyhow::Result<u8> {
+fn run(args: Box<RunArgs>) -> anyhow::Result<u8> {
     if let Some((flag, chapter)) = args.planned.first_used() {
         return Err(step01::Error::runtime(format!(
             "{flag} is not available yet: it comes with {chapter} (planned); see `carton run --help` for what works today"
         ))
         .into());
     }
-    let (spec, explain) = container_spec(args)?;
+    let (spec, explain) = container_spec(*args)?;
     let exit = container::start(&spec, &mut NoHooks, &explain)?.wait()?;
     Ok(exit.code() as u8)
 }
