@@ -12,8 +12,7 @@ use common::*;
 #[test]
 fn root_is_the_rootfs_and_host_files_are_invisible() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (dir, rootfs) = fresh_rootfs();
     fs::write(rootfs.join("rootfs-marker"), "inside").unwrap();
     let host_marker = dir.path().join("host-marker");
     fs::write(&host_marker, "outside").unwrap();
@@ -27,8 +26,7 @@ fn root_is_the_rootfs_and_host_files_are_invisible() {
 #[test]
 fn proc_dev_and_sys_are_the_containers_own() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (_dir, rootfs) = fresh_rootfs();
     let out = run_in(
         &rootfs,
         &[],
@@ -53,8 +51,7 @@ fn proc_dev_and_sys_are_the_containers_own() {
 #[test]
 fn a_run_leaves_the_host_mount_table_unchanged() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (_dir, rootfs) = fresh_rootfs();
     let before = host_mounts();
     assert!(run_in(&rootfs, &[], &["true"]).status.success());
     assert!(!run_in(&rootfs, &[], &["false"]).status.success());
@@ -65,8 +62,7 @@ fn a_run_leaves_the_host_mount_table_unchanged() {
 #[test]
 fn the_breakout_that_escapes_chroot_fails_in_carton() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (dir, rootfs) = fresh_rootfs();
     step01::breakout::install(&rootfs).unwrap();
     let host_marker = dir.path().join("host-secret");
     fs::write(&host_marker, "host secret\n").unwrap();
@@ -79,8 +75,7 @@ fn the_breakout_that_escapes_chroot_fails_in_carton() {
 #[test]
 fn exit_codes_pass_through() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (_dir, rootfs) = fresh_rootfs();
     assert_eq!(run_in(&rootfs, &[], &["true"]).status.code(), Some(0));
     assert_eq!(run_in(&rootfs, &[], &["sh", "-c", "exit 3"]).status.code(), Some(3));
     // Killed by a signal: 128 + the signal number, as a shell reports it,
@@ -92,8 +87,7 @@ fn exit_codes_pass_through() {
 #[test]
 fn a_missing_command_is_127_and_a_non_executable_one_is_126() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (_dir, rootfs) = fresh_rootfs();
 
     let out = run_in(&rootfs, &[], &["no-such-command"]);
     assert_eq!(out.status.code(), Some(127));
@@ -121,8 +115,7 @@ fn a_missing_command_is_127_and_a_non_executable_one_is_126() {
 #[test]
 fn bad_input_is_a_clear_error_with_exit_125() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (dir, rootfs) = fresh_rootfs();
     let file = dir.path().join("a-file");
     fs::write(&file, "").unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -161,12 +154,8 @@ fn a_relative_rootfs_is_resolved_from_the_current_directory() {
 #[test]
 fn stdin_env_and_workdir_reach_the_process() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
-    let mut child = carton()
-        .arg("run")
-        .arg("--rootfs")
-        .arg(&rootfs)
+    let (_dir, rootfs) = fresh_rootfs();
+    let mut child = carton_run(&rootfs)
         .args(["-e", "GREETING=hello", "-w", "/made/for/you", "--", "sh", "-c", "read line; echo \"$GREETING $line from $(pwd) with PATH=$PATH\""])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -183,8 +172,7 @@ fn stdin_env_and_workdir_reach_the_process() {
 #[test]
 fn the_command_starts_with_no_signal_ignored() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (_dir, rootfs) = fresh_rootfs();
     // carton itself ignores SIGPIPE (every Rust program does); an ignored signal would
     // stay ignored across execve, and `yes | head` would then never see SIGPIPE.
     let out = run_in(&rootfs, &[], &["grep", "-E", "^Sig(Ign|Blk)", "/proc/self/status"]);
@@ -194,9 +182,8 @@ fn the_command_starts_with_no_signal_ignored() {
 #[test]
 fn flags_after_the_command_belong_to_the_command() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
-    let out = carton().arg("run").arg("--rootfs").arg(&rootfs).args(["echo", "-n", "--rm", "-it"]).output().unwrap();
+    let (_dir, rootfs) = fresh_rootfs();
+    let out = carton_run(&rootfs).args(["echo", "-n", "--rm", "-it"]).output().unwrap();
     assert_eq!(stdout(&out), "--rm -it", "{}", stderr(&out));
     let out = carton().arg("run").arg("--rm").arg("--rootfs").arg(&rootfs).args(["true"]).output().unwrap();
     assert!(out.status.success(), "--rm is accepted: {}", stderr(&out));
@@ -205,8 +192,7 @@ fn flags_after_the_command_belong_to_the_command() {
 #[test]
 fn inherited_descriptors_do_not_reach_the_command() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (dir, rootfs) = fresh_rootfs();
     // fd 7 is an open directory of the host: through /proc/self/fd/7 it would lead out.
     let script = format!(
         "exec 7</ 8>{}/out; exec {} run --rootfs {} -- sh -c 'ls /proc/self/fd/7 >/dev/null 2>&1 && echo leaked || echo closed'",
@@ -221,12 +207,8 @@ fn inherited_descriptors_do_not_reach_the_command() {
 #[test]
 fn signals_sent_to_carton_reach_the_container() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
-    let mut child = carton()
-        .arg("run")
-        .arg("--rootfs")
-        .arg(&rootfs)
+    let (_dir, rootfs) = fresh_rootfs();
+    let mut child = carton_run(&rootfs)
         .args(["--", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.05; done"])
         .stdout(Stdio::piped())
         .spawn()
@@ -246,8 +228,7 @@ fn signals_sent_to_carton_reach_the_container() {
 #[test]
 fn a_symlinked_mount_point_in_the_rootfs_is_refused() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (dir, rootfs) = fresh_rootfs();
     let elsewhere = dir.path().join("elsewhere");
     fs::create_dir(&elsewhere).unwrap();
     fs::remove_dir(rootfs.join("proc")).unwrap();
@@ -260,8 +241,7 @@ fn a_symlinked_mount_point_in_the_rootfs_is_refused() {
 #[test]
 fn a_symlink_to_a_rootfs_works_like_the_rootfs() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (dir, rootfs) = fresh_rootfs();
     let link = dir.path().join("link");
     std::os::unix::fs::symlink(&rootfs, &link).unwrap();
     let out = run_in(&link, &[], &["cat", "/etc/passwd"]);

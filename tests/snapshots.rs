@@ -11,8 +11,7 @@ use common::*;
 #[test]
 fn explain_trace_of_a_run() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (_dir, rootfs) = fresh_rootfs();
     let out = run_in(&rootfs, &["--explain"], &["echo", "hello"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "hello\n", "--explain must not touch the container's stdout");
@@ -24,8 +23,7 @@ fn explain_trace_of_a_run() {
 #[test]
 fn explain_is_silent_when_off() {
     require_root();
-    let dir = tempfile::tempdir().unwrap();
-    let rootfs = busybox_rootfs(dir.path());
+    let (_dir, rootfs) = fresh_rootfs();
     let out = run_in(&rootfs, &[], &["echo", "hello"]);
     assert_eq!((stdout(&out).as_str(), stderr(&out).as_str()), ("hello\n", ""));
 }

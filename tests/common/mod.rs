@@ -31,9 +31,23 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
     rootfs
 }
 
+/// A temporary directory holding a fresh busybox root filesystem (removed on drop).
+pub fn fresh_rootfs() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = busybox_rootfs(dir.path());
+    (dir, rootfs)
+}
+
+/// `carton run --rootfs ROOTFS`, ready for more arguments.
+pub fn carton_run(rootfs: &Path) -> Command {
+    let mut command = carton();
+    command.arg("run").arg("--rootfs").arg(rootfs);
+    command
+}
+
 /// Run `carton run --rootfs ROOTFS [extra...] -- ARGS` and collect its output.
 pub fn run_in(rootfs: &Path, extra: &[&str], args: &[&str]) -> Output {
-    carton().arg("run").arg("--rootfs").arg(rootfs).args(extra).arg("--").args(args).stdin(Stdio::null()).output().unwrap()
+    carton_run(rootfs).args(extra).arg("--").args(args).stdin(Stdio::null()).output().unwrap()
 }
 
 pub fn stdout(out: &Output) -> String {
