@@ -151,7 +151,7 @@ impl Running {
                 let _ = kill(self.pid, Signal::try_from(signal).ok());
             }
         };
-        let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&self.previous_mask), None);
+        restore_mask(&self.previous_mask);
         result
     }
     // ANCHOR_END: wait
@@ -182,7 +182,7 @@ pub fn start(spec: &ContainerSpec, hooks: &mut dyn Hooks, explain: &Explain) -> 
     // Safety: carton is single-threaded here (checked above), so the child may run ordinary Rust code.
     match unsafe { fork_into_namespaces(spec.namespaces) } {
         Err(errno) => {
-            let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous_mask), None);
+            restore_mask(&previous_mask);
             let hint = if errno == Errno::EPERM { "; carton needs root for now: run it with sudo (`carton doctor` checks the machine)" } else { "" };
             let flags = flag_names(spec.namespaces);
             Err(Error::runtime(format!("cannot create the container process in new namespaces ({flags}): {}{hint}", errno.desc())))
@@ -195,7 +195,7 @@ pub fn start(spec: &ContainerSpec, hooks: &mut dyn Hooks, explain: &Explain) -> 
             drop((go_reader, error_writer));
             let started = parent(pid, hooks, explain, go_writer, error_reader);
             if started.is_err() {
-                let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&previous_mask), None);
+                restore_mask(&previous_mask);
             }
             started.map(|()| Running { pid, previous_mask })
         }
@@ -275,6 +275,10 @@ fn block(signals: &SigSet) -> Result<SigSet> {
     let mut previous = SigSet::empty();
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(signals), Some(&mut previous)).map_err(|errno| Error::syscall("cannot block signals", errno))?;
     Ok(previous)
+}
+
+fn restore_mask(previous: &SigSet) {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(previous), None);
 }
 
 /// The child of a multi-threaded process may only call async-signal-safe functions
