@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::io::Write;
 
 use clap::{Args, Parser, Subcommand};
-use step01::{busybox, container, Explain, NoHooks, Process};
+use step01::{busybox, container, Explain, Process};
 
 /// Exit code for the runtime's own errors, as Docker uses it.
 const RUNTIME_ERROR: u8 = 125;
@@ -43,6 +43,21 @@ struct RunArgs {
     /// Working directory inside the container (absolute)
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     workdir: Option<PathBuf>,
+    /// Run the command as this user (numeric for now)
+    #[arg(short = 'u', long = "user", value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// Container hostname (default: the short container id)
+    #[arg(long, value_name = "NAME")]
+    hostname: Option<String>,
+    /// Run a small init as PID 1 that passes on signals and reaps zombies
+    #[arg(long)]
+    init: bool,
+    /// Keep stdin attached (without it, stdin is /dev/null)
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// Give the container a terminal
+    #[arg(short = 't', long)]
+    tty: bool,
     /// Print each kernel-level action as it happens, with its shell equivalent
     #[arg(long)]
     explain: bool,
@@ -61,16 +76,6 @@ struct RunArgs {
 /// --help) only so that using one says which chapter brings it, instead of "unknown flag".
 #[derive(Args)]
 struct PlannedRunFlags {
-    #[arg(short = 'i', long = "interactive", hide = true)]
-    interactive: bool,
-    #[arg(short = 't', long = "tty", hide = true)]
-    tty: bool,
-    #[arg(short = 'u', long = "user", hide = true)]
-    user: Option<String>,
-    #[arg(long, hide = true)]
-    hostname: Option<String>,
-    #[arg(long, hide = true)]
-    init: bool,
     #[arg(short = 'p', long = "publish", hide = true)]
     publish: Vec<String>,
     #[arg(long, hide = true)]
@@ -95,11 +100,6 @@ impl PlannedRunFlags {
     /// The first planned flag used, and the chapter that brings it.
     fn first_used(&self) -> Option<(&'static str, &'static str)> {
         let used = [
-            (self.interactive, "-i/--interactive", "chapter 2: namespaces"),
-            (self.tty, "-t/--tty", "chapter 2: namespaces"),
-            (self.user.is_some(), "-u/--user", "chapter 2: namespaces"),
-            (self.hostname.is_some(), "--hostname", "chapter 2: namespaces"),
-            (self.init, "--init", "chapter 2: namespaces"),
             (!self.publish.is_empty(), "-p/--publish", "chapter 3: a network of its own"),
             (self.network.is_some(), "--network", "chapter 3: a network of its own"),
             (self.memory.is_some(), "-m/--memory", "chapter 4: cgroups"),
@@ -163,12 +163,13 @@ fn run(args: Box<RunArgs>) -> anyhow::Result<u8> {
         ))
         .into());
     }
-    let (spec, explain) = container_spec(*args)?;
-    let exit = container::start(&spec, &mut NoHooks, &explain)?.wait()?;
+    let (spec, options, explain) = prepare_run(*args)?;
+    let exit = step02::run(spec, &options, &explain)?;
     Ok(exit.code() as u8)
 }
 
-fn container_spec(args: RunArgs) -> step01::Result<(container::ContainerSpec, Explain)> {
+/// The container `carton run` asked for: step 01's spec, step 02's options, `--explain`.
+fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step02::Options, Explain)> {
     let Some(rootfs) = args.rootfs else {
         let what = args.command.first().map_or("an image".to_string(), |image| format!("the image {image:?}"));
         return Err(step01::Error::runtime(format!(
@@ -179,6 +180,10 @@ fn container_spec(args: RunArgs) -> step01::Result<(container::ContainerSpec, Ex
     let rootfs = std::path::absolute(&rootfs)
         .map_err(|e| step01::Error::runtime(format!("cannot resolve the root filesystem path {}: {e}", rootfs.display())))?;
     let mut process = Process::new(args.command);
+    let user = args.user.as_deref().map(|spec| step02::User::resolve(spec, &rootfs)).transpose()?;
+    if let Some(user) = &user {
+        process.set_env(&format!("HOME={}", user.home))?; // before -e, which may set another
+    }
     for assignment in &args.env {
         if assignment.contains('=') || assignment.is_empty() {
             process.set_env(assignment)?; // rejects an empty KEY
@@ -191,7 +196,15 @@ fn container_spec(args: RunArgs) -> step01::Result<(container::ContainerSpec, Ex
         process.cwd = workdir;
     }
     let explain = if args.explain { Explain::to_stderr() } else { Explain::off() };
-    Ok((container::ContainerSpec::new(rootfs, process), explain))
+    let options = step02::Options {
+        hostname: args.hostname,
+        init: args.init,
+        user,
+        interactive: args.interactive,
+        tty: args.tty,
+        ..step02::Options::new(step02::ContainerId::random()?)
+    };
+    Ok((container::ContainerSpec::new(rootfs, process), options, explain))
 }
 
 fn bootstrap_busybox(dir: PathBuf) -> anyhow::Result<u8> {

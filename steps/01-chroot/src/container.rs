@@ -105,8 +105,27 @@ pub trait Hooks {
     fn child_after_root(&self, _spec: &ContainerSpec, _explain: &Explain) -> Result<()> {
         Ok(())
     }
+
+    /// In the child, last: become the command. The default is execve; an init (step 02)
+    /// forks here, hands `report` to the command's process and stays behind as PID 1.
+    fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
+        report.fail(spec.process.exec(explain))
+    }
 }
 // ANCHOR_END: hooks
+
+/// The child's end of the error pipe: how the child tells carton why the container did
+/// not start. It is close-on-exec, so a successful execve closes it without a word.
+pub struct StartReport(OwnedFd);
+
+impl StartReport {
+    /// Send `error` to carton and end this process with its exit code (125, 126, 127).
+    pub fn fail(self, error: Error) -> ! {
+        let _ = std::fs::File::from(self.0).write_all(&encode_error(&error));
+        // Safety: _exit ends this process without running the parent's atexit handlers.
+        unsafe { libc::_exit(error.exit_code().into()) }
+    }
+}
 
 /// No additions: step 01 on its own.
 pub struct NoHooks;
@@ -132,7 +151,7 @@ impl Running {
         let waiting = forwarded_signals_and_sigchld();
         let result = loop {
             match reap(self.pid, libc::WNOHANG) {
-                Ok(Some(exit)) => break Ok(exit),
+                Ok(Some((_, exit))) => break Ok(exit),
                 Err(error) => break Err(error),
                 Ok(None) => {}
             }
@@ -229,24 +248,25 @@ fn parent(pid: Pid, hooks: &mut dyn Hooks, explain: &Explain, go: OwnedFd, error
 // ANCHOR: child
 /// The child's side of the start sequence. Never returns.
 fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Explain, go: OwnedFd, errors: OwnedFd) -> ! {
+    let report = StartReport(errors);
     // A panic must not unwind into the parent's code: this is a separate process.
-    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+    let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_for_go(go)?;
         explain.step(|| Action::new(CHAPTER, "new files get mode 644 and directories 755, whatever carton's umask was", "umask(022)").shell("umask 022"));
         umask(Mode::from_bits_truncate(0o022));
         rootfs::enter_root(rootfs, explain)?;
         hooks.child_after_root(spec, explain)?;
-        spec.process.enter_workdir(explain)?;
-        Err(spec.process.exec(explain)) // returns only if execve failed
+        spec.process.enter_workdir(explain)
     }));
-    let error = match outcome {
-        Ok(Err(error)) => error,
-        Ok(Ok(())) => Error::runtime("the container process returned without running its command"),
-        Err(_) => Error::runtime("the container process panicked during setup"),
-    };
-    let _ = std::fs::File::from(errors).write_all(&encode_error(&error));
-    // Safety: _exit ends this process without running the parent's atexit handlers.
-    unsafe { libc::_exit(error.exit_code().into()) }
+    match prepared {
+        Ok(Ok(())) => {
+            let _panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hooks.child_exec(spec, report, explain)));
+            // Safety: child_exec never returns; only a panic ends up here.
+            unsafe { libc::_exit(Failure::Runtime.exit_code().into()) }
+        }
+        Ok(Err(error)) => report.fail(error),
+        Err(_) => report.fail(Error::runtime("the container process panicked during setup")),
+    }
 }
 // ANCHOR_END: child
 

@@ -22,7 +22,7 @@ pub mod explain;
 pub mod process;
 pub mod rootfs;
 
-pub use container::{ContainerSpec, Hooks, NoHooks, Running};
+pub use container::{ContainerSpec, Hooks, NoHooks, Running, StartReport};
 pub use error::{Error, Failure, Result};
 pub use explain::{Action, Chapter, Explain};
 pub use process::{ContainerExit, Process};

@@ -265,24 +265,30 @@ pub fn signal_name(number: i32) -> String {
 /// Wait until `pid` ends and say how.
 pub fn wait_for_exit(pid: Pid) -> Result<ContainerExit> {
     loop {
-        if let Some(exit) = reap(pid, 0)? {
+        if let Some((_, exit)) = reap(pid, 0)? {
             return Ok(exit);
         }
     }
 }
 
-/// One waitpid(2). `None` when `pid` is still running (with `WNOHANG`) or the wait was
+/// One waitpid(2) for `pid` (or any child, with `Pid::from_raw(-1)`): which process
+/// ended and how. `None` when nothing ended (with `WNOHANG`) or the wait was
 /// interrupted. Decoded by hand: nix's `WaitStatus` cannot hold a real-time signal.
-pub fn reap(pid: Pid, flags: libc::c_int) -> Result<Option<ContainerExit>> {
+pub fn reap(pid: Pid, flags: libc::c_int) -> Result<Option<(Pid, ContainerExit)>> {
     let mut status = 0;
     // Safety: `status` is a valid place for the kernel to write to.
-    match unsafe { libc::waitpid(pid.as_raw(), &mut status, flags) } {
-        -1 if Errno::last() == Errno::EINTR => Ok(None),
-        -1 => Err(Error::syscall(format!("waiting for process {pid}"), Errno::last())),
-        0 => Ok(None),
-        _ if libc::WIFEXITED(status) => Ok(Some(ContainerExit::Exited(libc::WEXITSTATUS(status)))),
-        _ if libc::WIFSIGNALED(status) => Ok(Some(ContainerExit::Killed(libc::WTERMSIG(status)))),
-        _ => Ok(None), // stopped or continued: not the end
+    let ended = match unsafe { libc::waitpid(pid.as_raw(), &mut status, flags) } {
+        -1 if Errno::last() == Errno::EINTR => return Ok(None),
+        -1 => return Err(Error::syscall(format!("waiting for process {pid}"), Errno::last())),
+        0 => return Ok(None),
+        ended => Pid::from_raw(ended),
+    };
+    if libc::WIFEXITED(status) {
+        Ok(Some((ended, ContainerExit::Exited(libc::WEXITSTATUS(status)))))
+    } else if libc::WIFSIGNALED(status) {
+        Ok(Some((ended, ContainerExit::Killed(libc::WTERMSIG(status)))))
+    } else {
+        Ok(None) // stopped or continued: not the end
     }
 }
 

@@ -1,0 +1,73 @@
+//! Who a container is: a random id, and a hostname that defaults to its short form.
+
+use std::fmt;
+
+use step01::{Error, Result};
+
+/// 64 hexadecimal digits, as Docker's container ids; the first 12 are the short id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerId(String);
+
+impl ContainerId {
+    /// 32 random bytes from the kernel, written in hex.
+    pub fn random() -> Result<ContainerId> {
+        let mut bytes = [0u8; 32];
+        // Safety: the buffer is valid for 32 bytes.
+        let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+        if got != bytes.len() as isize {
+            return Err(Error::runtime("cannot read random bytes for the container id (getrandom failed)"));
+        }
+        Ok(ContainerId(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+    }
+
+    /// The first 12 digits: what `docker ps` shows, and the default hostname.
+    pub fn short(&self) -> &str {
+        &self.0[..12]
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ContainerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The kernel takes at most 64 bytes (HOST_NAME_MAX); names are letters, digits, `-` and
+/// `.`, starting with a letter or digit (RFC 1123), which is what Docker accepts too.
+pub fn validate_hostname(name: &str) -> Result<()> {
+    let well_formed = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    if name.is_empty() || name.len() > 64 || !well_formed {
+        return Err(Error::runtime(format!(
+            "invalid hostname {name:?}: use 1 to 64 letters, digits, '-' and '.', starting with a letter or digit"
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_64_hex_digits_and_differ() {
+        let (a, b) = (ContainerId::random().unwrap(), ContainerId::random().unwrap());
+        assert_eq!(a.as_str().len(), 64);
+        assert!(a.as_str().chars().all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+        assert_eq!(a.short(), &a.as_str()[..12]);
+    }
+
+    #[test]
+    fn hostnames_follow_the_kernels_and_dockers_rules() {
+        assert!(validate_hostname("web-1.example").is_ok());
+        assert!(validate_hostname(&"a".repeat(64)).is_ok());
+        for bad in ["", "-x", "has space", "under_score", &"a".repeat(65)] {
+            assert!(validate_hostname(bad).unwrap_err().message.contains("invalid hostname"), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! Step 02's additions to the start sequence, plugged in through step 01's [`Hooks`].
+
+use std::fs::{self, File};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+
+use nix::mount::{mount, MsFlags};
+use nix::unistd::{fork, sethostname, ForkResult};
+use step01::{Action, ContainerSpec, Error, Explain, Hooks, Result, StartReport};
+
+use crate::user::User;
+use crate::{init, tty, CHAPTER};
+
+/// Where the command's stdin comes from.
+pub enum Stdin {
+    /// `-i`: carton's own stdin.
+    Inherit,
+    /// Neither `-i` nor `-t`: `/dev/null`, as with Docker.
+    Null,
+    /// `-t`: a terminal made in the container; this is the child's end of the socket
+    /// its master end travels back on.
+    Terminal(UnixStream),
+}
+
+/// Everything step 02 adds to a container.
+pub struct Isolation {
+    pub hostname: String,
+    pub init: bool,
+    pub user: Option<User>,
+    pub stdin: Stdin,
+}
+
+impl Hooks for Isolation {
+    fn parent_after_clone(&mut self, _child: nix::unistd::Pid, _explain: &Explain) -> Result<()> {
+        // The child has its own copy of the console socket's child end; carton must not
+        // keep one, or a child that died before sending its terminal would never be noticed.
+        if let Stdin::Terminal(_) = self.stdin {
+            self.stdin = Stdin::Null;
+        }
+        Ok(())
+    }
+
+    // ANCHOR: child_after_root
+    fn child_after_root(&self, _spec: &ContainerSpec, explain: &Explain) -> Result<()> {
+        let name = &self.hostname;
+        explain.step(|| {
+            Action::new(CHAPTER, "set the hostname, in the container's own UTS namespace", format!("sethostname({name:?}, {})", name.len()))
+                .shell(format!("hostname {name}"))
+        });
+        sethostname(name).map_err(|e| Error::syscall(format!("cannot set the hostname {name:?}"), e))?;
+
+        // POSIX message queues belong to the IPC namespace; their file system shows them.
+        fs::create_dir_all("/dev/mqueue").map_err(|e| Error::runtime(format!("cannot create /dev/mqueue: {e}")))?;
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        explain.step(|| {
+            Action::new(CHAPTER, "mount the message-queue file system of the container's IPC namespace", "mount(\"mqueue\", \"/dev/mqueue\", \"mqueue\", MS_NOSUID|MS_NODEV|MS_NOEXEC, NULL)")
+                .shell("mount -t mqueue mqueue /dev/mqueue")
+        });
+        mount(Some("mqueue"), "/dev/mqueue", Some("mqueue"), flags, None::<&str>).map_err(|e| Error::syscall("mount /dev/mqueue", e))?;
+
+        match &self.stdin {
+            Stdin::Inherit => Ok(()),
+            Stdin::Terminal(console) => tty::open_as_stdio(console, explain),
+            Stdin::Null => {
+                explain.step(|| Action::new(CHAPTER, "no -i: stdin is /dev/null, as with Docker", "dup2(open(\"/dev/null\"), 0)").shell("exec </dev/null"));
+                let null = File::open("/dev/null").map_err(|e| Error::runtime(format!("cannot open /dev/null: {e}")))?;
+                // Safety: dup2 onto descriptor 0 of this process.
+                if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+                    return Err(Error::syscall("make /dev/null stdin", nix::errno::Errno::last()));
+                }
+                Ok(())
+            }
+        }
+    }
+    // ANCHOR_END: child_after_root
+
+    // ANCHOR: child_exec
+    fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
+        if !self.init {
+            self.exec_as_user(spec, report, explain)
+        }
+        explain.step(|| Action::new(CHAPTER, "--init: fork the command; this process stays PID 1 to pass on signals and reap zombies", "fork()"));
+        // Safety: the container's process is single-threaded.
+        match unsafe { fork() } {
+            Ok(ForkResult::Child) => {
+                init::become_foreground_job();
+                self.exec_as_user(spec, report, explain)
+            }
+            Ok(ForkResult::Parent { child }) => {
+                drop(report); // the command's copy tells carton whether execve worked
+                init::run(child)
+            }
+            Err(errno) => report.fail(Error::syscall("fork the command under --init", errno)),
+        }
+    }
+    // ANCHOR_END: child_exec
+}
+
+impl Isolation {
+    fn exec_as_user(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
+        if let Some(user) = &self.user {
+            if let Err(error) = user.switch(explain) {
+                report.fail(error)
+            }
+        }
+        report.fail(spec.process.exec(explain))
+    }
+}

@@ -1,0 +1,103 @@
+//! # Step 02 — a world of its own: namespaces and the container's PID 1
+//!
+//! Step 01 gave the container its own file system. Here it gets its own view of the
+//! rest of the machine, through three more namespaces created in the same clone:
+//!
+//! - PID: the command is process 1 and sees only its own processes (`ps`).
+//! - UTS: its own hostname, by default the short container id.
+//! - IPC: its own System V IPC objects and POSIX message queues.
+//!
+//! and with PID 1 come its duties: signals and orphans ([`init`], `--init`). The rest of
+//! the process spec lives here too: the user ([`user`]) and terminals ([`tty`]).
+
+pub mod identity;
+pub mod init;
+pub mod isolation;
+pub mod tty;
+pub mod user;
+
+use nix::sched::CloneFlags;
+use step01::container::{self, ContainerSpec};
+use step01::{Chapter, ContainerExit, Explain, Result};
+
+pub use identity::{validate_hostname, ContainerId};
+pub use isolation::{Isolation, Stdin};
+pub use user::User;
+
+/// The chapter this step belongs to.
+pub const CHAPTER: Chapter = Chapter { number: 2, title: "a world of its own — namespaces" };
+
+// ANCHOR: namespaces
+/// The namespaces this step adds to step 01's mount namespace, in the same clone.
+pub const NAMESPACES: CloneFlags =
+    CloneFlags::CLONE_NEWPID.union(CloneFlags::CLONE_NEWUTS).union(CloneFlags::CLONE_NEWIPC);
+// ANCHOR_END: namespaces
+
+/// The `docker run` options this step implements.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub id: ContainerId,
+    /// `--hostname`; `None` means the short id.
+    pub hostname: Option<String>,
+    /// `--init`: a small init as PID 1, the command as its child.
+    pub init: bool,
+    /// `-u`: who the command runs as (the caller also sets `HOME` to [`User::home`]).
+    pub user: Option<User>,
+    /// `-i`: keep stdin attached.
+    pub interactive: bool,
+    /// `-t`: a terminal.
+    pub tty: bool,
+}
+
+impl Options {
+    pub fn new(id: ContainerId) -> Options {
+        Options { id, hostname: None, init: false, user: None, interactive: false, tty: false }
+    }
+}
+
+// ANCHOR: run
+/// Run a container with step 01's root and this step's namespaces; wait for it.
+pub fn run(mut spec: ContainerSpec, options: &Options, explain: &Explain) -> Result<ContainerExit> {
+    let hostname = options.hostname.clone().unwrap_or_else(|| options.id.short().to_string());
+    validate_hostname(&hostname)?;
+    spec.namespaces |= NAMESPACES;
+    // As Docker: HOSTNAME is set, and TERM when there is a terminal.
+    set_default_env(&mut spec, "HOSTNAME", &hostname)?;
+    let console = if options.tty {
+        set_default_env(&mut spec, "TERM", "xterm")?;
+        tty::block_window_changes();
+        Some(std::os::unix::net::UnixStream::pair().map_err(|e| step01::Error::runtime(format!("console socket: {e}")))?)
+    } else {
+        None
+    };
+    let (carton_end, stdin) = match console {
+        Some((carton_end, container_end)) => (Some(carton_end), Stdin::Terminal(container_end)),
+        None if options.interactive => (None, Stdin::Inherit),
+        None => (None, Stdin::Null),
+    };
+    let mut isolation = Isolation { hostname, init: options.init, user: options.user.clone(), stdin };
+
+    let running = container::start(&spec, &mut isolation, explain)?;
+    let relay = match carton_end {
+        None => None,
+        Some(socket) => match tty::receive_master(&socket).and_then(|master| tty::Relay::start(master, options.interactive)) {
+            Ok(relay) => Some(relay),
+            Err(error) => {
+                let _ = nix::sys::signal::kill(running.pid, nix::sys::signal::Signal::SIGKILL);
+                let _ = running.wait();
+                return Err(error);
+            }
+        },
+    };
+    let exit = running.wait();
+    drop(relay); // the last output, then the user's terminal as it was
+    exit
+}
+// ANCHOR_END: run
+
+fn set_default_env(spec: &mut ContainerSpec, key: &str, value: &str) -> Result<()> {
+    if spec.process.env_var(key).is_none() {
+        spec.process.set_env(&format!("{key}={value}"))?;
+    }
+    Ok(())
+}
