@@ -5,9 +5,10 @@
 #
 #   sudo bench/start-time.sh            (needs: hyperfine; optional: runc, crun)
 #
-# runc and crun run a bundle made by `runc spec`: they also create PID, IPC, UTS and
-# network namespaces and a cgroup, which carton's chapter 1 does not do yet, so they do
-# more work. The numbers say what each costs today, not who is "faster" at equal work.
+# runc and crun run a bundle made by `runc spec`: they also create a network namespace
+# and a cgroup, drop capabilities and mask /proc paths, which carton does not do yet, so
+# they do more work. The numbers say what each costs today, not who is "faster" at
+# equal work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v hyperfine >/dev/null || { echo "install hyperfine: apt-get install -y hyperfine" >&2; exit 1; }
@@ -18,11 +19,14 @@ work=$(mktemp -d /tmp/carton-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 "$bin/carton" bootstrap busybox "$work/rootfs" >/dev/null
+# The floor: util-linux creating the same namespaces and chrooting, no mounts at all.
 commands=(
   "$bin/step01-chroot chroot $work/rootfs /bin/true"
+  "unshare --fork --pid --mount --uts --ipc chroot $work/rootfs /bin/true"
   "$bin/carton run --rootfs $work/rootfs -- /bin/true"
+  "$bin/carton run --init --rootfs $work/rootfs -- /bin/true"
 )
-names=("plain chroot (step01-chroot chroot)" "carton run")
+names=("plain chroot (step01-chroot chroot)" "unshare --pid --mount --uts --ipc + chroot" "carton run" "carton run --init")
 
 for runtime in runc crun; do
   command -v "$runtime" >/dev/null || continue
@@ -49,8 +53,18 @@ done
 
 args=()
 for i in "${!commands[@]}"; do args+=(--command-name "${names[$i]}" "${commands[$i]}"); done
-hyperfine --shell=none --warmup 10 --runs "${RUNS:-100}" --export-markdown "$work/results.md" "${args[@]}"
+hyperfine --shell=none --warmup 10 --runs "${RUNS:-100}" --export-markdown "$work/results.md" --export-json "$work/results.json" "${args[@]}"
 cat "$work/results.md"
+echo
+echo "medians (ms):"
+python3 - "$work/results.json" <<'PY'
+import json, sys
+results = json.load(open(sys.argv[1]))["results"]
+floor = next((r["median"] for r in results if r["command"].startswith("unshare")), None)
+for r in results:
+    ratio = f"  ({r['median'] / floor:.2f}x the unshare floor)" if floor else ""
+    print(f"  {r['median'] * 1000:6.2f}  {r['command']}{ratio}")
+PY
 
 echo
 echo "carton run peak memory (max RSS of carton and its child, KiB, 20 runs):"
