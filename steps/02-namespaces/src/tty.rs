@@ -101,11 +101,15 @@ pub struct Relay {
 impl Relay {
     pub fn start(master: OwnedFd, interactive: bool) -> Result<Relay> {
         let stdin = std::io::stdin();
-        let saved_terminal = tcgetattr(&stdin).ok();
+        let user_terminal = tcgetattr(&stdin).ok();
+        // Raw mode only with -i: without it no key is passed on, and Ctrl-C must stay carton's.
+        let saved_terminal = user_terminal.clone().filter(|_| interactive);
         if let Some(saved) = &saved_terminal {
             let mut raw = saved.clone();
             cfmakeraw(&mut raw);
             let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
+        }
+        if user_terminal.is_some() {
             copy_window_size(&master);
             let resize_master = master.try_clone().map_err(|e| Error::runtime(format!("dup the terminal: {e}")))?;
             std::thread::spawn(move || loop {
