@@ -60,7 +60,7 @@ fn mount_proc(rootfs: &Path, explain: &Explain) -> Result<()> {
     let target = mount_point(rootfs, "proc")?;
     mount_explained(
         explain,
-        "mount a fresh /proc",
+        "mount a fresh /proc: it lists the processes of the PID namespace the container is in",
         MountCall {
             source: Some(Path::new("proc")),
             target: &target,

@@ -18,7 +18,7 @@ pub mod user;
 
 use nix::sched::CloneFlags;
 use step01::container::{self, ContainerSpec};
-use step01::{Chapter, ContainerExit, Explain, Result};
+use step01::{Action, Chapter, ContainerExit, Explain, Result};
 
 pub use identity::{validate_hostname, ContainerId};
 pub use isolation::{Isolation, Stdin};
@@ -78,6 +78,11 @@ pub fn run(mut spec: ContainerSpec, options: &Options, explain: &Explain) -> Res
     let mut isolation = Isolation { hostname, init: options.init, user: options.user.clone(), stdin };
 
     let running = container::start(&spec, &mut isolation, explain)?;
+    let pid = running.pid;
+    explain.step(|| {
+        Action::new(CHAPTER, format!("the container runs; its PID 1 is host process {pid}, its namespaces are /proc/{pid}/ns/*"), format!("setns(open(\"/proc/{pid}/ns/...\"), 0)"))
+            .shell(format!("nsenter --target {pid} --mount --uts --ipc --pid sh"))
+    });
     let relay = match carton_end {
         None => None,
         Some(socket) => match tty::receive_master(&socket).and_then(|master| tty::Relay::start(master, options.interactive)) {
