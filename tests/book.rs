@@ -149,15 +149,17 @@ fn console_examples_print_what_the_book_says() {
 /// The step demos live in their own packages; `cargo test --workspace` builds them, a
 /// narrower `cargo test` may not have.
 fn ensure_step_binaries() {
-    if bin_dir().join("step01-chroot").exists() {
-        return;
+    for step in ["step01-chroot", "step02-namespaces"] {
+        if bin_dir().join(step).exists() {
+            continue;
+        }
+        let mut cargo = Command::new(env!("CARGO"));
+        cargo.args(["build", "-p", step, "--bin", step]);
+        if bin_dir().ends_with("release") {
+            cargo.arg("--release");
+        }
+        assert!(cargo.status().unwrap().success(), "cannot build {step} for the book's examples");
     }
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo.args(["build", "-p", "step01-chroot", "--bin", "step01-chroot"]);
-    if bin_dir().ends_with("release") {
-        cargo.arg("--release");
-    }
-    assert!(cargo.status().unwrap().success(), "cannot build step01-chroot for the book's examples");
 }
 
 fn name(page: &Path) -> String {

@@ -78,6 +78,7 @@ fn exit_codes_pass_through() {
     let (_dir, rootfs) = fresh_rootfs();
     assert_eq!(run_in(&rootfs, &[], &["true"]).status.code(), Some(0));
     assert_eq!(run_in(&rootfs, &[], &["sh", "-c", "exit 3"]).status.code(), Some(3));
+    assert_eq!(run_in(&rootfs, &[], &["sh", "-c", "exit 7"]).status.code(), Some(7));
     // Killed by a signal: 128 + the signal number, as a shell reports it, real-time
     // signals included (SIGRTMIN+6 = 40 on Linux). Under --init, so that the shell is
     // not PID 1, which may not be killed from inside its own namespace at all.
