@@ -32,7 +32,7 @@ enum Command {
 }
 
 #[derive(Args)]
-#[command(after_help = "Examples:\n  carton bootstrap busybox ./rootfs\n  carton run --rootfs ./rootfs -- echo hello\n  carton run --explain --rootfs ./rootfs sh -c 'ls /'")]
+#[command(after_help = "Examples:\n  carton bootstrap busybox ./rootfs\n  carton run --rootfs ./rootfs -- echo hello\n  carton run -it --rootfs ./rootfs sh\n  carton run --explain --rootfs ./rootfs sh -c 'ls /'")]
 struct RunArgs {
     /// Directory that becomes the container's / (images come in chapter 6)
     #[arg(long, value_name = "DIR")]

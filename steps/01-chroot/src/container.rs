@@ -28,7 +28,7 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{kill, sigprocmask, SigSet, SigmaskHow, Signal};
 use nix::sys::stat::{umask, Mode};
-use nix::unistd::{pipe2, Pid};
+use nix::unistd::{getpgid, getpgrp, pipe2, Pid};
 
 use crate::error::{Error, Failure, Result};
 use crate::explain::{Action, Explain};
@@ -164,9 +164,11 @@ impl Running {
             }
             // Safety: sigwaitinfo succeeded, so it filled `info`.
             let from_terminal = unsafe { info.assume_init() }.si_code == libc::SI_KERNEL;
-            // Ctrl-C at a terminal reaches the whole foreground process group, the container
-            // included; only signals sent to carton alone (kill PID) need passing on.
-            if !from_terminal {
+            // Ctrl-C at a terminal reaches carton's whole process group: if the container is
+            // in it, it has the signal already. Anything else (kill PID, or a container in a
+            // session of its own) is passed on.
+            let already_delivered = from_terminal && getpgid(Some(self.pid)) == Ok(getpgrp());
+            if !already_delivered {
                 let _ = kill(self.pid, Signal::try_from(signal).ok());
             }
         };

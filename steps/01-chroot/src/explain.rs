@@ -10,6 +10,8 @@
 
 use std::cell::Cell;
 use std::fmt;
+use std::io::Write;
+use std::os::fd::AsFd;
 
 /// A chapter of the book. Each step crate declares its own, e.g. [`crate::CHAPTER`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +75,25 @@ impl Explain {
         Explain { sink: None }
     }
 
-    /// Print each action on stderr, so the container's stdout stays the container's,
-    /// under a heading that names the chapter whenever the chapter changes.
+    /// Print each action on carton's stderr, so the container's stdout stays the
+    /// container's, under a heading that names the chapter whenever it changes.
+    ///
+    /// It writes to a copy of the descriptor taken now: the container process may later
+    /// make a terminal its stderr (`-t`), and the trace must not go through that. The
+    /// copy is close-on-exec, so the command never inherits it.
     pub fn to_stderr() -> Self {
+        let Ok(copy) = std::io::stderr().as_fd().try_clone_to_owned() else {
+            return Explain::off();
+        };
+        let stderr = std::fs::File::from(copy);
         let last_chapter = Cell::new(None);
         Explain::to_sink(move |action| {
+            let mut text = String::new();
             if last_chapter.replace(Some(action.chapter)) != Some(action.chapter) {
-                eprintln!("[explain] ── {} ──", action.chapter);
+                text += &format!("[explain] ── {} ──\n", action.chapter);
             }
-            eprintln!("{action}");
+            text += &format!("{action}\n");
+            let _ = (&stderr).write_all(text.as_bytes());
         })
     }
 

@@ -17,9 +17,9 @@ pub enum Stdin {
     Inherit,
     /// Neither `-i` nor `-t`: `/dev/null`, as with Docker.
     Null,
-    /// `-t`: a terminal made in the container; this is the child's end of the socket
-    /// its master end travels back on.
-    Terminal(UnixStream),
+    /// `-t`: a terminal made in the container. `console` is the child's end of the
+    /// socket its master end travels back on; `size` is the user's window, if any.
+    Terminal { console: UnixStream, size: Option<libc::winsize> },
 }
 
 /// Everything step 02 adds to a container.
@@ -34,7 +34,7 @@ impl Hooks for Isolation {
     fn parent_after_clone(&mut self, _child: nix::unistd::Pid, _explain: &Explain) -> Result<()> {
         // The child has its own copy of the console socket's child end; carton must not
         // keep one, or a child that died before sending its terminal would never be noticed.
-        if let Stdin::Terminal(_) = self.stdin {
+        if let Stdin::Terminal { .. } = self.stdin {
             self.stdin = Stdin::Null;
         }
         Ok(())
@@ -60,7 +60,7 @@ impl Hooks for Isolation {
 
         match &self.stdin {
             Stdin::Inherit => Ok(()),
-            Stdin::Terminal(console) => tty::open_as_stdio(console, explain),
+            Stdin::Terminal { console, size } => tty::open_as_stdio(console, *size, explain),
             Stdin::Null => {
                 explain.step(|| Action::new(CHAPTER, "no -i: stdin is /dev/null, as with Docker", "dup2(open(\"/dev/null\"), 0)").shell("exec </dev/null"));
                 let null = File::open("/dev/null").map_err(|e| Error::runtime(format!("cannot open /dev/null: {e}")))?;

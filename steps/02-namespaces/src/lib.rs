@@ -71,7 +71,7 @@ pub fn run(mut spec: ContainerSpec, options: &Options, explain: &Explain) -> Res
         None
     };
     let (carton_end, stdin) = match console {
-        Some((carton_end, container_end)) => (Some(carton_end), Stdin::Terminal(container_end)),
+        Some((carton_end, console)) => (Some(carton_end), Stdin::Terminal { console, size: tty::window_size() }),
         None if options.interactive => (None, Stdin::Inherit),
         None => (None, Stdin::Null),
     };

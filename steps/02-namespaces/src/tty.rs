@@ -27,10 +27,15 @@ use crate::CHAPTER;
 // ANCHOR: child_pty
 /// In the container, after its `/dev/pts` is mounted: open a new terminal pair, make
 /// the slave this process's controlling terminal and stdio, send the master to carton.
-pub fn open_as_stdio(console: &UnixStream, explain: &Explain) -> Result<()> {
+pub fn open_as_stdio(console: &UnixStream, size: Option<libc::winsize>, explain: &Explain) -> Result<()> {
     explain.step(|| Action::new(CHAPTER, "open a new pseudo-terminal from the container's own /dev/pts", "open(\"/dev/ptmx\", O_RDWR|O_NOCTTY)"));
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY).map_err(|e| Error::syscall("open /dev/ptmx", e))?;
     grantpt(&master).and_then(|()| unlockpt(&master)).map_err(|e| Error::syscall("unlock the pseudo-terminal", e))?;
+    if let Some(size) = size {
+        // Before the command starts, so its first look at the window size is right.
+        // Safety: TIOCSWINSZ reads one winsize struct.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
+    }
     let slave_path = ptsname_r(&master).map_err(|e| Error::syscall("ptsname", e))?;
     let slave = open(slave_path.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY, Mode::empty()).map_err(|e| Error::syscall(format!("open {slave_path}"), e))?;
 
@@ -110,7 +115,7 @@ impl Relay {
             let _ = tcsetattr(&stdin, SetArg::TCSANOW, &raw);
         }
         if user_terminal.is_some() {
-            copy_window_size(&master);
+            // The child set the starting size; a resize since then is queued (SIGWINCH is blocked).
             let resize_master = master.try_clone().map_err(|e| Error::runtime(format!("dup the terminal: {e}")))?;
             std::thread::spawn(move || loop {
                 if window_change().wait().is_ok() {
@@ -154,13 +159,17 @@ impl Drop for Relay {
 }
 // ANCHOR_END: relay
 
-/// The user's window size, given to the container's terminal.
-fn copy_window_size(master: &OwnedFd) {
+/// The size of the user's terminal window (carton's stdin), if it is a terminal.
+pub fn window_size() -> Option<libc::winsize> {
+    // Safety: winsize is plain data; TIOCGWINSZ writes one.
     let mut size: libc::winsize = unsafe { std::mem::zeroed() };
-    // Safety: TIOCGWINSZ/TIOCSWINSZ read and write one winsize struct.
-    unsafe {
-        if libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut size) == 0 {
-            libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size);
-        }
+    (unsafe { libc::ioctl(libc::STDIN_FILENO, libc::TIOCGWINSZ, &mut size) } == 0).then_some(size)
+}
+
+/// The user's window size, given to the container's terminal after a resize.
+fn copy_window_size(master: &OwnedFd) {
+    if let Some(size) = window_size() {
+        // Safety: TIOCSWINSZ reads one winsize struct.
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &size) };
     }
 }
