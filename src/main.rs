@@ -16,6 +16,9 @@ const RUNTIME_ERROR: u8 = 125;
 #[derive(Parser)]
 #[command(name = "carton", version, about = "A container runtime you can read: every step is a chapter of its book")]
 struct Cli {
+    /// Where carton keeps its state
+    #[arg(long, global = true, env = "CARTON_ROOT", default_value = "/var/lib/carton", value_name = "DIR")]
+    root: PathBuf,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,6 +61,15 @@ struct RunArgs {
     /// Give the container a terminal
     #[arg(short = 't', long)]
     tty: bool,
+    /// none (a network namespace of its own, only lo) or host (the host's); bridge is planned
+    #[arg(long, value_name = "MODE", default_value = "host")]
+    network: String,
+    /// Add NAME:IP to the container's /etc/hosts
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_hosts: Vec<String>,
+    /// A nameserver for the container's /etc/resolv.conf
+    #[arg(long, value_name = "IP")]
+    dns: Vec<String>,
     /// Print each kernel-level action as it happens, with its shell equivalent
     #[arg(long)]
     explain: bool,
@@ -78,8 +90,6 @@ struct RunArgs {
 struct PlannedRunFlags {
     #[arg(short = 'p', long = "publish", hide = true)]
     publish: Vec<String>,
-    #[arg(long, hide = true)]
-    network: Option<String>,
     #[arg(short = 'm', long = "memory", hide = true)]
     memory: Option<String>,
     #[arg(long, hide = true)]
@@ -100,8 +110,7 @@ impl PlannedRunFlags {
     /// The first planned flag used, and the chapter that brings it.
     fn first_used(&self) -> Option<(&'static str, &'static str)> {
         let used = [
-            (!self.publish.is_empty(), "-p/--publish", "chapter 3: a network of its own"),
-            (self.network.is_some(), "--network", "chapter 3: a network of its own"),
+            (!self.publish.is_empty(), "-p/--publish", "chapter 3's second part (the bridge network)"),
             (self.memory.is_some(), "-m/--memory", "chapter 4: cgroups"),
             (self.cpus.is_some(), "--cpus", "chapter 4: cgroups"),
             (self.pids_limit.is_some(), "--pids-limit", "chapter 4: cgroups"),
@@ -137,7 +146,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(args, &cli.root),
         Command::Bootstrap(Bootstrap::Busybox { dir }) => bootstrap_busybox(dir),
         Command::Doctor => doctor::run(),
     };
@@ -156,20 +165,20 @@ fn print_stdout(text: &str) {
 }
 
 /// `carton run`: the container's exit status, or the error that kept it from starting.
-fn run(args: Box<RunArgs>) -> anyhow::Result<u8> {
+fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
     if let Some((flag, chapter)) = args.planned.first_used() {
         return Err(step01::Error::runtime(format!(
             "{flag} is not available yet: it comes with {chapter} (planned); see `carton run --help` for what works today"
         ))
         .into());
     }
-    let (spec, options, explain) = prepare_run(*args)?;
-    let exit = step02::run(spec, &options, &explain)?;
+    let (spec, options, network, explain) = prepare_run(*args)?;
+    let exit = step03::run(spec, &options, &network, state_root, &explain)?;
     Ok(exit.code() as u8)
 }
 
 /// The container `carton run` asked for: step 01's spec, step 02's options, `--explain`.
-fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step02::Options, Explain)> {
+fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step02::Options, step03::NetworkOptions, Explain)> {
     let Some(rootfs) = args.rootfs else {
         let what = args.command.first().map_or("an image".to_string(), |image| format!("the image {image:?}"));
         return Err(step01::Error::runtime(format!(
@@ -204,7 +213,12 @@ fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step0
         tty: args.tty,
         ..step02::Options::new(step02::ContainerId::random()?)
     };
-    Ok((container::ContainerSpec::new(rootfs, process), options, explain))
+    let network = step03::NetworkOptions {
+        mode: args.network.parse()?,
+        add_hosts: args.add_hosts.iter().map(|h| step03::HostEntry::parse(h)).collect::<step01::Result<_>>()?,
+        dns: args.dns.iter().map(|d| step03::parse_dns(d)).collect::<step01::Result<_>>()?,
+    };
+    Ok((container::ContainerSpec::new(rootfs, process), options, network, explain))
 }
 
 fn bootstrap_busybox(dir: PathBuf) -> anyhow::Result<u8> {

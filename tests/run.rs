@@ -45,7 +45,7 @@ fn proc_dev_and_sys_are_the_containers_own() {
     assert!(text.contains("Read-only file system"), "/sys must be read-only: {text}");
     // Only the container's own mounts: nothing of the host's table is visible.
     let count = run_in(&rootfs, &[], &["sh", "-c", "wc -l < /proc/self/mountinfo"]);
-    assert_eq!(stdout(&count).trim(), "7", "/, /proc, /dev, /dev/pts, /dev/shm, /sys, /dev/mqueue");
+    assert_eq!(stdout(&count).trim(), "10", "/, /proc, /dev, /dev/pts, /dev/shm, /sys, /etc/hostname, /etc/hosts, /etc/resolv.conf, /dev/mqueue");
 }
 
 #[test]

@@ -100,6 +100,13 @@ pub trait Hooks {
         Ok(())
     }
 
+    /// In the child, when the new root is furnished but the host's files are still in
+    /// reach, just before pivot_root: the place for mounts that bring host files in
+    /// (`/etc/hosts`, volumes). `rootfs` is the new root's path on the host.
+    fn child_before_pivot(&self, _spec: &ContainerSpec, _rootfs: &Path, _explain: &Explain) -> Result<()> {
+        Ok(())
+    }
+
     /// In the child, after the root filesystem is in place and before execve: the place
     /// for the hostname, capabilities, seccomp.
     fn child_after_root(&self, _spec: &ContainerSpec, _explain: &Explain) -> Result<()> {
@@ -256,7 +263,9 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
         wait_for_go(go)?;
         explain.step(|| Action::new(CHAPTER, "new files get mode 644 and directories 755, whatever carton's umask was", "umask(022)").shell("umask 022"));
         umask(Mode::from_bits_truncate(0o022));
-        rootfs::enter_root(rootfs, explain)?;
+        rootfs::prepare_root(rootfs, explain)?;
+        hooks.child_before_pivot(spec, rootfs, explain)?;
+        rootfs::pivot_into(rootfs, explain)?;
         hooks.child_after_root(spec, explain)?;
         spec.process.enter_workdir(explain)
     }));

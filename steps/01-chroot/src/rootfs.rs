@@ -19,12 +19,17 @@ use crate::CHAPTER;
 // ANCHOR: enter_root
 /// Make `rootfs` this mount namespace's `/`, with fresh `/proc`, `/dev` and `/sys`.
 pub fn enter_root(rootfs: &Path, explain: &Explain) -> Result<()> {
+    prepare_root(rootfs, explain)?;
+    pivot_into(rootfs, explain)
+}
+
+/// Everything before the switch: the new root, fully furnished, still under the host's `/`.
+pub fn prepare_root(rootfs: &Path, explain: &Explain) -> Result<()> {
     make_mounts_private(explain)?;
     bind_onto_itself(rootfs, explain)?;
     mount_proc(rootfs, explain)?;
     mount_dev(rootfs, explain)?;
-    mount_sys(rootfs, explain)?;
-    pivot_into(rootfs, explain)
+    mount_sys(rootfs, explain)
 }
 // ANCHOR_END: enter_root
 
@@ -175,7 +180,7 @@ fn mount_sys(rootfs: &Path, explain: &Explain) -> Result<()> {
 // ANCHOR: pivot
 /// Swap the root of the mount namespace, then cut the old root off entirely.
 /// Unlike chroot, no path leads back: the host's filesystem is no longer mounted here.
-fn pivot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
+pub fn pivot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
     explain.step(|| Action::new(CHAPTER, "go into the new root", format!("chdir({rootfs:?})")).shell(format!("cd {}", quoted(rootfs))));
     chdir(rootfs).map_err(|errno| Error::syscall(format!("cannot enter {}", rootfs.display()), errno))?;
 
@@ -202,7 +207,7 @@ fn pivot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
 
 /// `dir/name`, created when the root filesystem lacks it (as runc does). A symbolic
 /// link there is refused: the mount would follow it, possibly out of the root filesystem.
-fn mount_point(dir: &Path, name: &str) -> Result<std::path::PathBuf> {
+pub fn mount_point(dir: &Path, name: &str) -> Result<std::path::PathBuf> {
     let path = dir.join(name);
     match fs::symlink_metadata(&path) {
         Ok(meta) if meta.file_type().is_symlink() => {

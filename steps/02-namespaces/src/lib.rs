@@ -18,7 +18,7 @@ pub mod user;
 
 use nix::sched::CloneFlags;
 use step01::container::{self, ContainerSpec};
-use step01::{Action, Chapter, ContainerExit, Explain, Result};
+use step01::{Action, Chapter, ContainerExit, Explain, Hooks, Result};
 
 pub use identity::{validate_hostname, ContainerId};
 pub use isolation::{Isolation, Stdin};
@@ -53,12 +53,22 @@ impl Options {
     pub fn new(id: ContainerId) -> Options {
         Options { id, hostname: None, init: false, user: None, interactive: false, tty: false }
     }
+
+    /// The hostname the container gets: `--hostname`, or the short id.
+    pub fn effective_hostname(&self) -> String {
+        self.hostname.clone().unwrap_or_else(|| self.id.short().to_string())
+    }
+}
+
+/// Run a container with step 01's root and this step's namespaces; wait for it.
+pub fn run(spec: ContainerSpec, options: &Options, explain: &Explain) -> Result<ContainerExit> {
+    run_with(spec, options, explain, |isolation| isolation)
 }
 
 // ANCHOR: run
-/// Run a container with step 01's root and this step's namespaces; wait for it.
-pub fn run(mut spec: ContainerSpec, options: &Options, explain: &Explain) -> Result<ContainerExit> {
-    let hostname = options.hostname.clone().unwrap_or_else(|| options.id.short().to_string());
+/// [`run`], with this step's hooks wrapped by a later step's (`wrap` receives them).
+pub fn run_with<H: Hooks>(mut spec: ContainerSpec, options: &Options, explain: &Explain, wrap: impl FnOnce(Isolation) -> H) -> Result<ContainerExit> {
+    let hostname = options.effective_hostname();
     validate_hostname(&hostname)?;
     spec.namespaces |= NAMESPACES;
     // As Docker: HOSTNAME is set, and TERM when there is a terminal.
@@ -75,9 +85,9 @@ pub fn run(mut spec: ContainerSpec, options: &Options, explain: &Explain) -> Res
         None if options.interactive => (None, Stdin::Inherit),
         None => (None, Stdin::Null),
     };
-    let mut isolation = Isolation { hostname, init: options.init, user: options.user.clone(), stdin };
+    let mut hooks = wrap(Isolation { hostname, init: options.init, user: options.user.clone(), stdin });
 
-    let running = container::start(&spec, &mut isolation, explain)?;
+    let running = container::start(&spec, &mut hooks, explain)?;
     let pid = running.pid;
     explain.step(|| {
         Action::new(CHAPTER, format!("the container runs; its PID 1 is host process {pid}, its namespaces are /proc/{pid}/ns/*"), format!("setns(open(\"/proc/{pid}/ns/...\"), 0)"))

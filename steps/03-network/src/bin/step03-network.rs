@@ -1,0 +1,58 @@
+//! step03-network — the demo of chapter 3, "a network of its own".
+//!
+//! ```text
+//! step03-network [--network none|host] [--add-host NAME:IP] [--dns IP] DIR CMD...
+//! ```
+//! runs CMD like step02-namespaces, plus the network options. The container's files
+//! live under $CARTON_ROOT (default /var/lib/carton) while it runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use step01::{ContainerSpec, Explain, Process};
+use step02::{ContainerId, Options};
+use step03::{HostEntry, NetworkOptions};
+
+#[derive(Parser)]
+#[command(about = "Chapter 3 of carton: a network of its own")]
+struct Cli {
+    /// Print each kernel-level action as it happens.
+    #[arg(long)]
+    explain: bool,
+    /// none (its own network namespace, only lo) or host.
+    #[arg(long, default_value = "none")]
+    network: String,
+    /// Add NAME:IP to /etc/hosts.
+    #[arg(long = "add-host")]
+    add_hosts: Vec<String>,
+    /// A nameserver for /etc/resolv.conf.
+    #[arg(long)]
+    dns: Vec<String>,
+    dir: PathBuf,
+    #[arg(required = true, trailing_var_arg = true)]
+    command: Vec<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = (|| {
+        let network = NetworkOptions {
+            mode: cli.network.parse()?,
+            add_hosts: cli.add_hosts.iter().map(|h| HostEntry::parse(h)).collect::<step01::Result<_>>()?,
+            dns: cli.dns.iter().map(|d| step03::parse_dns(d)).collect::<step01::Result<_>>()?,
+        };
+        let rootfs = std::path::absolute(&cli.dir).map_err(|e| step01::Error::runtime(format!("{}: {e}", cli.dir.display())))?;
+        let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
+        let explain = if cli.explain { Explain::to_stderr() } else { Explain::off() };
+        let spec = ContainerSpec::new(rootfs, Process::new(cli.command.clone()));
+        step03::run(spec, &Options::new(ContainerId::random()?), &network, &state_root, &explain)
+    })();
+    match result {
+        Ok(exit) => ExitCode::from(exit.code() as u8),
+        Err(error) => {
+            eprintln!("step03-network: {error}");
+            ExitCode::from(error.exit_code())
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! The container's names: `/etc/hostname`, `/etc/hosts` and `/etc/resolv.conf`.
+//!
+//! carton writes them into the container's state directory and bind-mounts them over
+//! the image's, as Docker does: the image is never changed, and each container gets its
+//! own.
+
+use std::fs;
+use std::net::IpAddr;
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+use step01::{Action, Error, Explain, Result};
+
+use crate::{Mode, CHAPTER};
+
+/// `--add-host NAME:IP`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostEntry {
+    pub name: String,
+    pub address: IpAddr,
+}
+
+impl HostEntry {
+    pub fn parse(text: &str) -> Result<HostEntry> {
+        let bad = |why: &str| Error::runtime(format!("invalid --add-host {text:?}: {why}; write it as NAME:IP, e.g. db:192.0.2.10"));
+        // Split at the first ':' only: the address may be IPv6 (`db:2001:db8::1`).
+        let (name, address) = text.split_once(':').ok_or_else(|| bad("no ':'"))?;
+        step02::validate_hostname(name).map_err(|_| bad("the name is not a valid host name"))?;
+        let address = address.trim_start_matches('[').trim_end_matches(']').parse().map_err(|_| bad("not an IP address"))?;
+        Ok(HostEntry { name: name.to_string(), address })
+    }
+}
+
+/// The names a container should know, from the options and the host's own files.
+pub struct Names<'a> {
+    pub hostname: &'a str,
+    pub mode: Mode,
+    pub add_hosts: &'a [HostEntry],
+    pub dns: &'a [IpAddr],
+}
+
+// ANCHOR: hosts
+/// `/etc/hosts`: the host's own with `--network host` (it shares the host's addresses),
+/// otherwise only localhost, as with Docker's `--network none`. Then `--add-host` lines.
+pub fn hosts_file(names: &Names, host_hosts: &str) -> String {
+    let mut text = match names.mode {
+        Mode::Host => host_hosts.to_string(),
+        Mode::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    for entry in names.add_hosts {
+        text += &format!("{}\t{}\n", entry.address, entry.name);
+    }
+    text
+}
+// ANCHOR_END: hosts
+
+// ANCHOR: resolv
+/// `/etc/resolv.conf`: the host's, minus nameservers on loopback (127.0.0.53 of
+/// systemd-resolved, say), which mean the *host's* loopback and cannot be reached from
+/// a container's own network. `--dns` replaces the nameservers. With `--network host`
+/// the loopback ones work, so they stay.
+pub fn resolv_conf(names: &Names, host_resolv: &str) -> String {
+    let mut text = String::new();
+    let mut dropped = Vec::new();
+    for line in host_resolv.lines() {
+        let nameserver = line.trim().strip_prefix("nameserver").map(str::trim);
+        match nameserver.map(|n| n.parse::<IpAddr>()) {
+            None => text += &format!("{line}\n"),
+            Some(_) if !names.dns.is_empty() => {}
+            Some(Ok(address)) if address.is_loopback() && names.mode != Mode::Host => dropped.push(address),
+            Some(_) => text += &format!("{line}\n"),
+        }
+    }
+    for address in names.dns {
+        text += &format!("nameserver {address}\n");
+    }
+    if !dropped.is_empty() {
+        let list: Vec<String> = dropped.iter().map(IpAddr::to_string).collect();
+        text += &format!("# carton left out the host's loopback nameservers ({}); use --dns to name one\n", list.join(", "));
+    }
+    text
+}
+// ANCHOR_END: resolv
+
+/// Write the three files into `dir`.
+pub fn write(dir: &Path, names: &Names) -> Result<()> {
+    let host_hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
+    let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let files = [
+        ("hostname", format!("{}\n", names.hostname)),
+        ("hosts", hosts_file(names, &host_hosts)),
+        ("resolv.conf", resolv_conf(names, &host_resolv)),
+    ];
+    for (name, contents) in files {
+        fs::write(dir.join(name), contents).map_err(|e| Error::runtime(format!("cannot write {}: {e}", dir.join(name).display())))?;
+    }
+    Ok(())
+}
+
+// ANCHOR: bind
+/// In the child, before pivot_root: mount each file over the image's own.
+pub fn bind_into(rootfs: &Path, dir: &Path, explain: &Explain) -> Result<()> {
+    let etc = step01::rootfs::mount_point(rootfs, "etc")?;
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        let (source, target) = (dir.join(name), etc.join(name));
+        match fs::symlink_metadata(&target) {
+            Ok(meta) if !meta.is_file() => {
+                return Err(Error::runtime(format!("/etc/{name} in the root filesystem is not a plain file; refusing to mount over it")))
+            }
+            Ok(_) => {}
+            // A mount needs something to cover: an empty file (Docker makes one too).
+            Err(_) => fs::write(&target, "").map_err(|e| Error::runtime(format!("cannot create /etc/{name}: {e}")))?,
+        }
+        explain.step(|| {
+            Action::new(CHAPTER, format!("give the container its own /etc/{name}"), format!("mount({source:?}, {target:?}, NULL, MS_BIND, NULL)"))
+                .shell(format!("mount --bind {} {}", source.display(), target.display()))
+        });
+        mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| Error::syscall(format!("bind-mount /etc/{name}"), e))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: bind
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOST_RESOLV: &str = "# from the host\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch example.org\noptions edns0\n";
+
+    fn names(mode: Mode, add_hosts: &[HostEntry], dns: &[IpAddr]) -> String {
+        let n = Names { hostname: "h", mode, add_hosts, dns };
+        resolv_conf(&n, HOST_RESOLV)
+    }
+
+    #[test]
+    fn resolv_conf_drops_loopback_nameservers_unless_on_the_host_network() {
+        assert_eq!(
+            names(Mode::None, &[], &[]),
+            "# from the host\nnameserver 192.0.2.1\nsearch example.org\noptions edns0\n# carton left out the host's loopback nameservers (127.0.0.53); use --dns to name one\n"
+        );
+        assert_eq!(names(Mode::Host, &[], &[]), HOST_RESOLV);
+    }
+
+    #[test]
+    fn dns_replaces_the_nameservers_and_keeps_the_rest() {
+        let dns = ["192.0.2.53".parse().unwrap()];
+        assert_eq!(names(Mode::None, &[], &dns), "# from the host\nsearch example.org\noptions edns0\nnameserver 192.0.2.53\n");
+    }
+
+    #[test]
+    fn hosts_has_localhost_and_the_added_hosts() {
+        let db = HostEntry::parse("db:192.0.2.10").unwrap();
+        let v6 = HostEntry::parse("v6:2001:db8::1").unwrap();
+        let n = Names { hostname: "h", mode: Mode::None, add_hosts: &[db, v6], dns: &[] };
+        assert_eq!(hosts_file(&n, "ignored"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n192.0.2.10\tdb\n2001:db8::1\tv6\n");
+        let host = Names { mode: Mode::Host, add_hosts: &[], ..n };
+        assert_eq!(hosts_file(&host, "10.0.0.1 hostbox"), "10.0.0.1 hostbox\n");
+    }
+
+    #[test]
+    fn add_host_needs_a_name_and_an_address() {
+        for bad in ["db", "db:", ":192.0.2.1", "db:not-an-ip", "bad_name:192.0.2.1"] {
+            let error = HostEntry::parse(bad).unwrap_err();
+            assert!(error.message.contains("write it as NAME:IP"), "{bad}: {}", error.message);
+        }
+    }
+}

@@ -1,0 +1,107 @@
+//! Step 03, part one: --network none and host, the names and DNS files, counters.
+//! Needs root. No traffic leaves the container's own network namespace (only its own
+//! loopback is used).
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+#[test]
+fn network_none_has_only_loopback_and_it_is_up() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let out = run_in(&rootfs, &["--network", "none"], &["sh", "-c", "ls /sys/class/net; cat /sys/class/net/lo/flags; ping -c 1 -W 2 127.0.0.1 >/dev/null && echo loopback works"]);
+    assert_eq!(stdout(&out), "lo\n0x9\nloopback works\n", "0x9 = IFF_UP|IFF_LOOPBACK: {}", stderr(&out));
+    let inside = stdout(&run_in(&rootfs, &["--network", "none"], &["readlink", "/proc/self/ns/net"]));
+    assert_ne!(inside.trim(), fs::read_link("/proc/self/ns/net").unwrap().to_str().unwrap());
+}
+
+#[test]
+fn network_host_shares_the_hosts_interfaces() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let mut host: Vec<String> = fs::read_dir("/sys/class/net").unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    host.sort();
+    let out = run_in(&rootfs, &["--network", "host"], &["ls", "/sys/class/net"]);
+    assert_eq!(stdout(&out), host.join("\n") + "\n", "{}", stderr(&out));
+}
+
+#[test]
+fn names_files_are_the_containers_own_and_the_image_is_untouched() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    let out = carton_run(&rootfs)
+        .env("CARTON_ROOT", &state)
+        .args(["--network", "none", "--hostname", "box", "--add-host", "db:192.0.2.10", "--dns", "192.0.2.53"])
+        .args(["--", "sh", "-c", "cat /etc/hostname; cat /etc/hosts; grep nameserver /etc/resolv.conf; ls /proc/1/root/ >/dev/null; grep -c ' /etc/' /proc/self/mountinfo"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "box\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n192.0.2.10\tdb\nnameserver 192.0.2.53\n3\n",
+        "{}",
+        stderr(&out)
+    );
+    // The image's files were only mount points: still empty, and no state is left behind.
+    for name in ["hostname", "hosts", "resolv.conf"] {
+        assert_eq!(fs::read(rootfs.join("etc").join(name)).unwrap(), b"", "/etc/{name} was written into the image");
+    }
+    assert_eq!(fs::read_dir(state.join("containers")).unwrap().count(), 0, "a container's state directory was left");
+}
+
+#[test]
+fn resolv_conf_drops_the_hosts_loopback_nameservers_without_host_networking() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let host = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let out = run_in(&rootfs, &["--network", "none"], &["grep", "-c", "^nameserver 127\\.", "/etc/resolv.conf"]);
+    assert_eq!(stdout(&out), "0\n", "{}", stderr(&out));
+    let out = run_in(&rootfs, &["--network", "host"], &["cat", "/etc/resolv.conf"]);
+    assert_eq!(stdout(&out), host, "with the host's network the host's resolv.conf works as it is");
+}
+
+#[test]
+fn bad_network_options_are_clear_errors_with_exit_125() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    for (extra, message) in [
+        (&["--network", "bridge"][..], "--network bridge (a virtual network with addresses, NAT and published ports) is planned"),
+        (&["--network", "wifi"][..], "unknown network \"wifi\""),
+        (&["--add-host", "db"][..], "invalid --add-host \"db\""),
+        (&["--add-host", "db:300.1.1.1"][..], "not an IP address"),
+        (&["--dns", "localhost"][..], "invalid --dns \"localhost\""),
+        (&["-p", "8080:80"][..], "-p/--publish is not available yet"),
+    ] {
+        let out = carton_run(&rootfs).env("CARTON_ROOT", &state).args(extra).args(["--", "true"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{extra:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{extra:?}: {}", stderr(&out));
+        assert!(!state.join("containers").exists() || fs::read_dir(state.join("containers")).unwrap().count() == 0, "{extra:?} left state");
+    }
+}
+
+#[test]
+fn counters_read_a_running_containers_own_namespace() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let mut child = carton_run(&rootfs)
+        .args(["--network", "none", "--", "sh", "-c", "ping -c 3 -i 0.2 127.0.0.1 >/dev/null; echo done; sleep 5"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    let carton = nix::unistd::Pid::from_raw(child.id() as i32);
+    let init = fs::read_to_string(format!("/proc/{carton}/task/{carton}/children")).unwrap();
+    let init = nix::unistd::Pid::from_raw(init.split_whitespace().next().unwrap().parse().unwrap());
+    let counters = step03::counters::read(init).unwrap();
+    nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL).unwrap();
+    child.wait().unwrap();
+    assert_eq!(counters.len(), 1, "only lo: {counters:?}");
+    let lo = &counters[0];
+    // Three echo requests and three replies, each sent and received on lo.
+    assert_eq!((lo.interface.as_str(), lo.tx_packets, lo.rx_packets), ("lo", 6, 6), "{lo:?}");
+}
