@@ -61,7 +61,7 @@ struct RunArgs {
     /// Give the container a terminal
     #[arg(short = 't', long)]
     tty: bool,
-    /// none (a network namespace of its own, only lo) or host (the host's); bridge is planned
+    /// host (the host's network), bridge (its own address on the bridge carton0; no NAT yet) or none (only lo)
     #[arg(long, value_name = "MODE", default_value = "host")]
     network: String,
     /// Add NAME:IP to the container's /etc/hosts
@@ -217,6 +217,7 @@ fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step0
         mode: args.network.parse()?,
         add_hosts: args.add_hosts.iter().map(|h| step03::HostEntry::parse(h)).collect::<step01::Result<_>>()?,
         dns: args.dns.iter().map(|d| step03::parse_dns(d)).collect::<step01::Result<_>>()?,
+        subnet: step03::subnet_from_env()?,
     };
     Ok((container::ContainerSpec::new(rootfs, process), options, network, explain))
 }

@@ -69,8 +69,7 @@ fn bad_network_options_are_clear_errors_with_exit_125() {
     let (dir, rootfs) = fresh_rootfs();
     let state = dir.path().join("state");
     for (extra, message) in [
-        (&["--network", "bridge"][..], "--network bridge (a virtual network with addresses, NAT and published ports) is planned"),
-        (&["--network", "wifi"][..], "unknown network \"wifi\""),
+        (&["--network", "wifi"][..], "unknown network \"wifi\": choose bridge, none or host"),
         (&["--add-host", "db"][..], "invalid --add-host \"db\""),
         (&["--add-host", "db:300.1.1.1"][..], "not an IP address"),
         (&["--dns", "localhost"][..], "invalid --dns \"localhost\""),
@@ -104,4 +103,45 @@ fn counters_read_a_running_containers_own_namespace() {
     let lo = &counters[0];
     // Three echo requests and three replies, each sent and received on lo.
     assert_eq!((lo.interface.as_str(), lo.tx_packets, lo.rx_packets), ("lo", 6, 6), "{lo:?}");
+}
+
+#[test]
+fn a_bridged_container_gets_an_address_and_reaches_its_gateway() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let script = format!(
+        "carton run --network bridge --hostname web --rootfs {} -- sh -c 'ip -4 -o addr show eth0 | tr -s \" \" | cut -d\" \" -f4; ip route | head -1; tail -n 1 /etc/hosts; ping -c 1 -W 2 10.88.0.1 >/dev/null && echo gateway answers'",
+        rootfs.display()
+    );
+    let out = in_throwaway_netns(&dir.path().join("state"), &script);
+    assert_eq!(stdout(&out), "10.88.0.2/16\ndefault via 10.88.0.1 dev eth0 \n10.88.0.2\tweb\ngateway answers\n", "{}", stderr(&out));
+}
+
+#[test]
+fn two_bridged_containers_talk_tcp_and_leave_nothing_behind() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    let rootfs = rootfs.display();
+    // A server on 10.88.0.2, a client on 10.88.0.3; then what is left in the namespace.
+    let script = format!(
+        "carton run --network bridge --rootfs {rootfs} -- sh -c 'echo hello over the bridge | nc -l -p 7000' &\n\
+         sleep 0.5\n\
+         carton run --network bridge --rootfs {rootfs} -- sh -c 'hostname -i; nc 10.88.0.2 7000'\n\
+         wait\n\
+         sleep 0.3\n\
+         ip -o link | cut -d: -f2 | tr -d ' '"
+    );
+    let out = in_throwaway_netns(&state, &script);
+    assert_eq!(stdout(&out), "10.88.0.3\nhello over the bridge\nlo\ncarton0\n", "no veth may be left: {}", stderr(&out));
+    assert_eq!(fs::read_to_string(state.join("networks/carton0/leases")).unwrap(), "", "every address went back to the pool");
+}
+
+#[test]
+fn a_bad_subnet_is_a_clear_error() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let out = carton_run(&rootfs).env("CARTON_ROOT", dir.path()).env("CARTON_SUBNET", "10.88.0.0/33").args(["--network", "bridge", "--", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("invalid subnet \"10.88.0.0/33\""), "{}", stderr(&out));
 }

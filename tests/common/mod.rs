@@ -62,3 +62,18 @@ pub fn stderr(out: &Output) -> String {
 pub fn host_mounts() -> Vec<String> {
     std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().map(|line| line.split_whitespace().skip(2).collect::<Vec<_>>().join(" ")).collect()
 }
+
+/// Run `script` with `sh` inside a fresh network namespace (loopback up) that disappears
+/// when the script ends, with carton on PATH and its state in `state`. Bridges, veths
+/// and traffic stay inside that namespace: the host's network is never touched.
+pub fn in_throwaway_netns(state: &Path, script: &str) -> Output {
+    let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
+    Command::new("unshare")
+        .args(["--net", "--", "sh", "-c"])
+        .arg(format!("ip link set lo up\n{script}"))
+        .env("PATH", path)
+        .env("CARTON_ROOT", state)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}

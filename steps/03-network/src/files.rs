@@ -35,18 +35,24 @@ impl HostEntry {
 pub struct Names<'a> {
     pub hostname: &'a str,
     pub mode: Mode,
+    /// The container's own address, on the bridge network.
+    pub address: Option<std::net::Ipv4Addr>,
     pub add_hosts: &'a [HostEntry],
     pub dns: &'a [IpAddr],
 }
 
 // ANCHOR: hosts
 /// `/etc/hosts`: the host's own with `--network host` (it shares the host's addresses),
-/// otherwise only localhost, as with Docker's `--network none`. Then `--add-host` lines.
+/// otherwise localhost and, on the bridge, the container's own name and address. Then
+/// `--add-host` lines.
 pub fn hosts_file(names: &Names, host_hosts: &str) -> String {
     let mut text = match names.mode {
         Mode::Host => host_hosts.to_string(),
-        Mode::None => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+        Mode::None | Mode::Bridge => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
     };
+    if let Some(address) = names.address {
+        text += &format!("{address}\t{}\n", names.hostname);
+    }
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
     }
@@ -132,7 +138,7 @@ mod tests {
     const HOST_RESOLV: &str = "# from the host\nnameserver 127.0.0.53\nnameserver 192.0.2.1\nsearch example.org\noptions edns0\n";
 
     fn names(mode: Mode, add_hosts: &[HostEntry], dns: &[IpAddr]) -> String {
-        let n = Names { hostname: "h", mode, add_hosts, dns };
+        let n = Names { hostname: "h", mode, address: None, add_hosts, dns };
         resolv_conf(&n, HOST_RESOLV)
     }
 
@@ -155,7 +161,7 @@ mod tests {
     fn hosts_has_localhost_and_the_added_hosts() {
         let db = HostEntry::parse("db:192.0.2.10").unwrap();
         let v6 = HostEntry::parse("v6:2001:db8::1").unwrap();
-        let n = Names { hostname: "h", mode: Mode::None, add_hosts: &[db, v6], dns: &[] };
+        let n = Names { hostname: "h", mode: Mode::None, address: None, add_hosts: &[db, v6], dns: &[] };
         assert_eq!(hosts_file(&n, "ignored"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n192.0.2.10\tdb\n2001:db8::1\tv6\n");
         let host = Names { mode: Mode::Host, add_hosts: &[], ..n };
         assert_eq!(hosts_file(&host, "10.0.0.1 hostbox"), "10.0.0.1 hostbox\n");

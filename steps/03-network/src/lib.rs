@@ -9,15 +9,18 @@
 //!   bind-mounted over the image's ([`files`]); `--add-host`, `--dns`.
 //! - the counters `stats` will show ([`counters`]).
 //!
-//! The default bridge network (veth pairs, addresses, NAT, published ports) is the
-//! chapter's second part, planned.
+//! - `--network bridge`: a veth pair per container, plugged into the bridge `carton0`,
+//!   an address from a small IPAM ([`ipam`]), a default route via the bridge.
+//!
+//! Outbound NAT and published ports are the chapter's last part, planned.
 
 pub mod counters;
 pub mod files;
+pub mod ipam;
 pub mod netlink;
 
 use std::fs;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -36,7 +39,15 @@ pub enum Mode {
     None,
     /// The host's network namespace.
     Host,
+    /// Its own namespace, wired to the bridge `carton0` with an address of its own.
+    Bridge,
 }
+
+/// The bridge every bridged container is plugged into, like Docker's `docker0`.
+pub const BRIDGE: &str = "carton0";
+
+/// The default subnet of the bridge network (podman's too); `CARTON_SUBNET` changes it.
+pub const DEFAULT_SUBNET: &str = "10.88.0.0/16";
 
 impl std::str::FromStr for Mode {
     type Err = Error;
@@ -44,11 +55,8 @@ impl std::str::FromStr for Mode {
         match text {
             "none" => Ok(Mode::None),
             "host" => Ok(Mode::Host),
-            "bridge" => Err(Error::runtime(
-                "--network bridge (a virtual network with addresses, NAT and published ports) is planned, the second part of chapter 3; \
-                 today choose --network none or --network host",
-            )),
-            other => Err(Error::runtime(format!("unknown network {other:?}: choose none or host (bridge is planned)"))),
+            "bridge" => Ok(Mode::Bridge),
+            other => Err(Error::runtime(format!("unknown network {other:?}: choose bridge, none or host"))),
         }
     }
 }
@@ -59,12 +67,16 @@ pub struct NetworkOptions {
     pub mode: Mode,
     pub add_hosts: Vec<HostEntry>,
     pub dns: Vec<IpAddr>,
+    /// The bridge network's subnet.
+    pub subnet: ipam::Subnet,
 }
 
 impl NetworkOptions {
-    /// Until the bridge arrives, the default is the host's network, as carton has always run.
+    /// The host's network is the default until outbound NAT arrives: a bridged container
+    /// cannot reach beyond the host yet.
     pub fn new() -> NetworkOptions {
-        NetworkOptions { mode: Mode::Host, add_hosts: Vec::new(), dns: Vec::new() }
+        let subnet = DEFAULT_SUBNET.parse().expect("the default subnet parses");
+        NetworkOptions { mode: Mode::Host, add_hosts: Vec::new(), dns: Vec::new(), subnet }
     }
 }
 
@@ -72,6 +84,11 @@ impl Default for NetworkOptions {
     fn default() -> Self {
         NetworkOptions::new()
     }
+}
+
+/// The bridge subnet: `CARTON_SUBNET`, or [`DEFAULT_SUBNET`].
+pub fn subnet_from_env() -> Result<ipam::Subnet> {
+    std::env::var("CARTON_SUBNET").unwrap_or_else(|_| DEFAULT_SUBNET.to_string()).parse()
 }
 
 /// `--dns IP`.
@@ -85,12 +102,37 @@ pub struct Networking<H: Hooks> {
     mode: Mode,
     /// The container's state directory, holding its hostname, hosts and resolv.conf.
     files: PathBuf,
+    /// With `--network bridge`: where the container is plugged in.
+    attachment: Option<Attachment>,
+}
+
+/// A bridged container's place on the network.
+#[derive(Debug, Clone)]
+struct Attachment {
+    /// The host's end of the veth pair, `veth` + 8 digits of the id.
+    host_end: String,
+    address: Ipv4Addr,
+    subnet: ipam::Subnet,
 }
 
 impl<H: Hooks> Hooks for Networking<H> {
+    // ANCHOR: parent_after_clone
     fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
+        if let Some(attachment) = &self.attachment {
+            let host_end = &attachment.host_end;
+            explain.step(|| {
+                Action::new(CHAPTER, format!("a virtual cable: {host_end} here, its other end eth0 inside the container"), format!("netlink RTM_NEWLINK veth {host_end} peer eth0 netns {child}"))
+                    .shell(format!("ip link add {host_end} type veth peer name eth0 netns {child}"))
+            });
+            netlink::create_veth(host_end, "eth0", child.as_raw() as u32)?;
+            let (index, bridge) = (link_index(host_end)?, link_index(BRIDGE)?);
+            explain.step(|| Action::new(CHAPTER, format!("plug {host_end} into the bridge {BRIDGE} and switch it on"), "netlink RTM_SETLINK master, IFF_UP").shell(format!("ip link set {host_end} master {BRIDGE} up")));
+            netlink::set_controller(index, bridge)?;
+            netlink::set_link_up(index)?;
+        }
         self.inner.parent_after_clone(child, explain)
     }
+    // ANCHOR_END: parent_after_clone
 
     fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
         files::bind_into(rootfs, &self.files, explain)?;
@@ -99,13 +141,22 @@ impl<H: Hooks> Hooks for Networking<H> {
 
     // ANCHOR: child_after_root
     fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
-        if self.mode == Mode::None {
+        if self.mode != Mode::Host {
             // A new network namespace starts with `lo` only, and down.
             explain.step(|| {
                 Action::new(CHAPTER, "bring up the loopback interface of the container's own network namespace", "netlink RTM_NEWLINK index 1, IFF_UP")
                     .shell("ip link set lo up")
             });
             netlink::set_link_up(netlink::LOOPBACK_INDEX)?;
+        }
+        if let Some(Attachment { address, subnet, .. }) = &self.attachment {
+            let (prefix, gateway) = (subnet.prefix, subnet.gateway());
+            let eth0 = link_index("eth0")?;
+            explain.step(|| Action::new(CHAPTER, format!("give eth0 the address {address}/{prefix} and switch it on"), "netlink RTM_NEWADDR, RTM_SETLINK IFF_UP").shell(format!("ip addr add {address}/{prefix} dev eth0 && ip link set eth0 up")));
+            netlink::add_address(eth0, *address, prefix)?;
+            netlink::set_link_up(eth0)?;
+            explain.step(|| Action::new(CHAPTER, format!("send everything else to the gateway {gateway}, the bridge"), "netlink RTM_NEWROUTE default").shell(format!("ip route add default via {gateway}")));
+            netlink::add_default_route(gateway)?;
         }
         self.inner.child_after_root(spec, explain)
     }
@@ -122,16 +173,53 @@ impl<H: Hooks> Hooks for Networking<H> {
 pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &NetworkOptions, state_root: &Path, explain: &Explain) -> Result<ContainerExit> {
     let dir = state_root.join("containers").join(options.id.as_str());
     fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create the container's state directory {}: {e}", dir.display())))?;
-    let hostname = options.effective_hostname();
-    let names = files::Names { hostname: &hostname, mode: network.mode, add_hosts: &network.add_hosts, dns: &network.dns };
-    let result = files::write(&dir, &names).and_then(|()| {
-        if network.mode == Mode::None {
+    let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), network.subnet);
+    let mut lease = None;
+    let result = (|| {
+        if network.mode == Mode::Bridge {
+            ipam.locked(|_| ensure_bridge(network.subnet, explain))?;
+            lease = Some(ipam.allocate(std::process::id() as i32)?);
+        }
+        let attachment = lease.map(|lease| Attachment { host_end: format!("veth{}", &options.id.as_str()[..8]), address: lease.address, subnet: network.subnet });
+        let hostname = options.effective_hostname();
+        let address = attachment.as_ref().map(|a| a.address);
+        let names = files::Names { hostname: &hostname, mode: network.mode, address, add_hosts: &network.add_hosts, dns: &network.dns };
+        files::write(&dir, &names)?;
+        if network.mode != Mode::Host {
             spec.namespaces |= CloneFlags::CLONE_NEWNET;
         }
-        step02::run_with(spec, options, explain, |inner| Networking { inner, mode: network.mode, files: dir.clone() })
-    });
-    // Nothing outlives the container yet (kept containers come with chapter 7).
+        step02::run_with(spec, options, explain, |inner| Networking { inner, mode: network.mode, files: dir.clone(), attachment })
+    })();
+    // Nothing outlives the container yet (kept containers come with chapter 7). Its veth
+    // pair goes with its network namespace; its address goes back to the pool.
+    if let Some(lease) = lease {
+        let _ = ipam.release(lease);
+    }
     let _ = fs::remove_dir_all(&dir);
     result
+}
+// ANCHOR_END: run
+
+// ANCHOR: ensure_bridge
+/// The bridge `carton0` with the gateway address, created by the first bridged container.
+fn ensure_bridge(subnet: ipam::Subnet, explain: &Explain) -> Result<()> {
+    if let Some(index) = netlink::link_index(BRIDGE)? {
+        return netlink::set_link_up(index);
+    }
+    let gateway = subnet.gateway();
+    explain.step(|| {
+        Action::new(CHAPTER, format!("create the bridge {BRIDGE}, a virtual switch, with the gateway address {gateway}"), format!("netlink RTM_NEWLINK bridge {BRIDGE}, RTM_NEWADDR"))
+            .shell(format!("ip link add {BRIDGE} type bridge && ip addr add {gateway}/{} dev {BRIDGE} && ip link set {BRIDGE} up", subnet.prefix))
+    });
+    netlink::create_bridge(BRIDGE)?;
+    let index = link_index(BRIDGE)?;
+    netlink::add_address(index, gateway, subnet.prefix)?;
+    netlink::set_link_up(index)
+}
+// ANCHOR_END: ensure_bridge
+
+/// The index of an interface that must exist.
+fn link_index(name: &str) -> Result<u32> {
+    netlink::link_index(name)?.ok_or_else(|| Error::runtime(format!("the network interface {name} is missing")))
 }
 // ANCHOR_END: run

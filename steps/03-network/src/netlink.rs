@@ -4,9 +4,13 @@
 //! opened inside the container it configures the container's network. Each request
 //! asks for an acknowledgement, which carries the kernel's error code.
 
-use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST};
-use netlink_packet_route::link::{LinkFlags, LinkMessage};
-use netlink_packet_route::RouteNetlinkMessage;
+use std::net::Ipv4Addr;
+
+use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
+use netlink_packet_route::address::{AddressAttribute, AddressMessage};
+use netlink_packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use netlink_packet_route::route::{RouteAddress, RouteAttribute, RouteHeader, RouteMessage, RouteProtocol, RouteScope, RouteType};
+use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use step01::{Error, Result};
 
@@ -20,19 +24,106 @@ pub fn set_link_up(index: u32) -> Result<()> {
     link.header.index = index;
     link.header.flags = LinkFlags::Up;
     link.header.change_mask = LinkFlags::Up;
-    request(RouteNetlinkMessage::SetLink(link))
+    request(RouteNetlinkMessage::SetLink(link), 0)
 }
 // ANCHOR_END: link_up
 
+/// The index of the interface called `name`, if there is one.
+pub fn link_index(name: &str) -> Result<Option<u32>> {
+    let mut link = LinkMessage::default();
+    link.attributes.push(LinkAttribute::IfName(name.to_string()));
+    match exchange(RouteNetlinkMessage::GetLink(link), 0)? {
+        Reply::Message(RouteNetlinkMessage::NewLink(found)) => Ok(Some(found.header.index)),
+        Reply::Error(nix::errno::Errno::ENODEV) => Ok(None),
+        Reply::Error(errno) => Err(Error::syscall(format!("netlink: look up {name}"), errno)),
+        _ => Err(Error::runtime(format!("netlink: unexpected answer looking up {name}"))),
+    }
+}
+
+// ANCHOR: bridge
+/// `ip link add NAME type bridge`: a virtual switch.
+pub fn create_bridge(name: &str) -> Result<()> {
+    let mut link = LinkMessage::default();
+    link.attributes.push(LinkAttribute::IfName(name.to_string()));
+    link.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
+    request(RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// `ip link add HOST_END type veth peer name PEER_END netns PID`: a virtual cable whose
+/// far end is born straight inside the network namespace of process `pid`.
+pub fn create_veth(host_end: &str, peer_end: &str, pid: u32) -> Result<()> {
+    let mut peer = LinkMessage::default();
+    peer.attributes.push(LinkAttribute::IfName(peer_end.to_string()));
+    peer.attributes.push(LinkAttribute::NetNsPid(pid));
+    let mut link = LinkMessage::default();
+    link.attributes.push(LinkAttribute::IfName(host_end.to_string()));
+    link.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth), LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer)))]));
+    request(RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// `ip link set dev INDEX master BRIDGE`: plug a cable into the switch.
+pub fn set_controller(index: u32, bridge: u32) -> Result<()> {
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    link.attributes.push(LinkAttribute::Controller(bridge));
+    request(RouteNetlinkMessage::SetLink(link), 0)
+}
+
+/// `ip addr add ADDRESS/PREFIX dev INDEX`.
+pub fn add_address(index: u32, address: Ipv4Addr, prefix: u8) -> Result<()> {
+    let mut message = AddressMessage::default();
+    message.header.family = AddressFamily::Inet;
+    message.header.prefix_len = prefix;
+    message.header.index = index;
+    message.attributes.push(AddressAttribute::Local(address.into()));
+    message.attributes.push(AddressAttribute::Address(address.into()));
+    request(RouteNetlinkMessage::NewAddress(message), NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// `ip route add default via GATEWAY`.
+pub fn add_default_route(gateway: Ipv4Addr) -> Result<()> {
+    let mut route = RouteMessage::default();
+    route.header.address_family = AddressFamily::Inet;
+    route.header.table = RouteHeader::RT_TABLE_MAIN;
+    route.header.protocol = RouteProtocol::Boot;
+    route.header.scope = RouteScope::Universe;
+    route.header.kind = RouteType::Unicast;
+    route.attributes.push(RouteAttribute::Gateway(RouteAddress::Inet(gateway)));
+    request(RouteNetlinkMessage::NewRoute(route), NLM_F_CREATE | NLM_F_EXCL)
+}
+// ANCHOR_END: bridge
+
+/// `ip link del dev INDEX`.
+pub fn delete_link(index: u32) -> Result<()> {
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    request(RouteNetlinkMessage::DelLink(link), 0)
+}
+
 /// Send one request and wait for the kernel's acknowledgement.
-fn request(message: RouteNetlinkMessage) -> Result<()> {
+fn request(message: RouteNetlinkMessage, flags: u16) -> Result<()> {
+    match exchange(message, flags)? {
+        Reply::Ack => Ok(()),
+        Reply::Error(errno) => Err(Error::syscall("netlink request", errno)),
+        Reply::Message(other) => Err(Error::runtime(format!("netlink: unexpected answer {other:?}"))),
+    }
+}
+
+enum Reply {
+    Ack,
+    Error(nix::errno::Errno),
+    Message(RouteNetlinkMessage),
+}
+
+/// Send one message (asking for an acknowledgement) and read the first answer.
+fn exchange(message: RouteNetlinkMessage, flags: u16) -> Result<Reply> {
     let failed = |what: &str, e: std::io::Error| Error::runtime(format!("netlink {what}: {e}"));
     let mut socket = Socket::new(NETLINK_ROUTE).map_err(|e| failed("socket", e))?;
     socket.bind_auto().map_err(|e| failed("bind", e))?;
     socket.connect(&SocketAddr::new(0, 0)).map_err(|e| failed("connect", e))?;
 
     let mut packet = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::from(message));
-    packet.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    packet.header.flags = NLM_F_REQUEST | NLM_F_ACK | flags;
     packet.header.sequence_number = 1;
     packet.finalize();
     let mut bytes = vec![0; packet.buffer_len()];
@@ -45,10 +136,11 @@ fn request(message: RouteNetlinkMessage) -> Result<()> {
         .map_err(|e| Error::runtime(format!("netlink: an answer carton cannot read: {e}")))?;
     match answer.payload {
         // An "error" with code 0 is the acknowledgement.
-        NetlinkPayload::Error(error) => match error.code {
-            None => Ok(()),
-            Some(code) => Err(Error::syscall("netlink request", nix::errno::Errno::from_raw(-code.get()))),
-        },
+        NetlinkPayload::Error(error) => Ok(match error.code {
+            None => Reply::Ack,
+            Some(code) => Reply::Error(nix::errno::Errno::from_raw(-code.get())),
+        }),
+        NetlinkPayload::InnerMessage(message) => Ok(Reply::Message(message)),
         other => Err(Error::runtime(format!("netlink: unexpected answer {other:?}"))),
     }
 }

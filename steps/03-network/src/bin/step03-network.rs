@@ -20,7 +20,7 @@ struct Cli {
     /// Print each kernel-level action as it happens.
     #[arg(long)]
     explain: bool,
-    /// none (its own network namespace, only lo) or host.
+    /// none (its own network namespace, only lo), bridge or host.
     #[arg(long, default_value = "none")]
     network: String,
     /// Add NAME:IP to /etc/hosts.
@@ -41,6 +41,7 @@ fn main() -> ExitCode {
             mode: cli.network.parse()?,
             add_hosts: cli.add_hosts.iter().map(|h| HostEntry::parse(h)).collect::<step01::Result<_>>()?,
             dns: cli.dns.iter().map(|d| step03::parse_dns(d)).collect::<step01::Result<_>>()?,
+            subnet: step03::subnet_from_env()?,
         };
         let rootfs = std::path::absolute(&cli.dir).map_err(|e| step01::Error::runtime(format!("{}: {e}", cli.dir.display())))?;
         let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
