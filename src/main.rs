@@ -32,6 +32,15 @@ enum Command {
     Bootstrap(Bootstrap),
     /// Check that this machine can run containers (a preflight for lab machines)
     Doctor,
+    /// Manage carton's network
+    #[command(subcommand)]
+    Network(Network),
+}
+
+#[derive(Subcommand)]
+enum Network {
+    /// Remove the bridge carton0 and carton's NAT rules (when no container uses them)
+    Prune,
 }
 
 #[derive(Args)]
@@ -61,7 +70,7 @@ struct RunArgs {
     /// Give the container a terminal
     #[arg(short = 't', long)]
     tty: bool,
-    /// host (the host's network), bridge (its own address on the bridge carton0; no NAT yet) or none (only lo)
+    /// host (the host's network), bridge (its own address on the bridge carton0, with NAT) or none (only lo)
     #[arg(long, value_name = "MODE", default_value = "host")]
     network: String,
     /// Add NAME:IP to the container's /etc/hosts
@@ -149,6 +158,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(args, &cli.root),
         Command::Bootstrap(Bootstrap::Busybox { dir }) => bootstrap_busybox(dir),
         Command::Doctor => doctor::run(),
+        Command::Network(Network::Prune) => network_prune(&cli.root),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -220,6 +230,13 @@ fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step0
         subnet: step03::subnet_from_env()?,
     };
     Ok((container::ContainerSpec::new(rootfs, process), options, network, explain))
+}
+
+fn network_prune(state_root: &std::path::Path) -> anyhow::Result<u8> {
+    for removed in step03::prune(state_root, step03::subnet_from_env()?)? {
+        print_stdout(&format!("removed {removed}\n"));
+    }
+    Ok(0)
 }
 
 fn bootstrap_busybox(dir: PathBuf) -> anyhow::Result<u8> {

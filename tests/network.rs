@@ -145,3 +145,41 @@ fn a_bad_subnet_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("invalid subnet \"10.88.0.0/33\""), "{}", stderr(&out));
 }
+
+#[test]
+fn outbound_nat_shows_the_hosts_address_to_the_internet_and_prune_removes_it_all() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    let seen = dir.path().join("seen");
+    // Inside the throwaway namespace: a third namespace plays "the internet" at 192.0.2.2,
+    // joined by a veth pair to this one (192.0.2.1). A server there prints the address
+    // each connection comes from.
+    let script = format!(
+        "unshare --net sleep 20 & internet=$!\n\
+         sleep 0.3\n\
+         ip link add uplink type veth peer name wan netns $internet\n\
+         ip addr add 192.0.2.1/24 dev uplink && ip link set uplink up\n\
+         nsenter --net --target $internet sh -c 'ip link set lo up; ip addr add 192.0.2.2/24 dev wan; ip link set wan up'\n\
+         nsenter --net --target $internet python3 -c \"import socket; s = socket.socket(); s.bind(('192.0.2.2', 8000)); s.listen(1); c, a = s.accept(); print(a[0]); c.close()\" > {seen} &\n\
+         server=$!\n\
+         sleep 0.5\n\
+         carton run --network bridge --rootfs {rootfs} -- sh -c 'echo hi | nc -w 2 192.0.2.2 8000; hostname -i'\n\
+         wait $server\n\
+         nft list table ip carton | grep -c masquerade\n\
+         carton network prune\n\
+         ip -o link | cut -d: -f2 | tr -d ' ' | grep -c carton0\n\
+         nft list tables | grep -c carton\n\
+         kill $internet",
+        seen = seen.display(),
+        rootfs = rootfs.display()
+    );
+    let out = in_throwaway_netns(&state, &script);
+    assert_eq!(
+        stdout(&out),
+        "10.88.0.2\n1\nremoved the bridge carton0\nremoved the nftables table ip carton\n0\n0\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_to_string(&seen).unwrap(), "192.0.2.1\n", "the server saw the host's address, not the container's 10.88.0.2");
+}

@@ -10,13 +10,15 @@
 //! - the counters `stats` will show ([`counters`]).
 //!
 //! - `--network bridge`: a veth pair per container, plugged into the bridge `carton0`,
-//!   an address from a small IPAM ([`ipam`]), a default route via the bridge.
+//!   an address from a small IPAM ([`ipam`]), a default route via the bridge, and
+//!   outbound NAT ([`nat`]).
 //!
-//! Outbound NAT and published ports are the chapter's last part, planned.
+//! Published ports are the chapter's last part, planned.
 
 pub mod counters;
 pub mod files;
 pub mod ipam;
+pub mod nat;
 pub mod netlink;
 
 use std::fs;
@@ -72,8 +74,8 @@ pub struct NetworkOptions {
 }
 
 impl NetworkOptions {
-    /// The host's network is the default until outbound NAT arrives: a bridged container
-    /// cannot reach beyond the host yet.
+    /// The host's network stays the default for now: a bridge and NAT rules on the host
+    /// should be something a user asks for, until `carton network` can show and remove them.
     pub fn new() -> NetworkOptions {
         let subnet = DEFAULT_SUBNET.parse().expect("the default subnet parses");
         NetworkOptions { mode: Mode::Host, add_hosts: Vec::new(), dns: Vec::new(), subnet }
@@ -177,7 +179,7 @@ pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &Network
     let mut lease = None;
     let result = (|| {
         if network.mode == Mode::Bridge {
-            ipam.locked(|_| ensure_bridge(network.subnet, explain))?;
+            ipam.locked(|_| ensure_bridge(network.subnet, explain).and_then(|()| nat::enable(network.subnet, explain)))?;
             lease = Some(ipam.allocate(std::process::id() as i32)?);
         }
         let attachment = lease.map(|lease| Attachment { host_end: format!("veth{}", &options.id.as_str()[..8]), address: lease.address, subnet: network.subnet });
@@ -217,6 +219,26 @@ fn ensure_bridge(subnet: ipam::Subnet, explain: &Explain) -> Result<()> {
     netlink::set_link_up(index)
 }
 // ANCHOR_END: ensure_bridge
+
+/// `carton network prune`: remove the bridge and carton's nftables table, unless a
+/// running container still uses them. Returns what was removed.
+pub fn prune(state_root: &Path, subnet: ipam::Subnet) -> Result<Vec<String>> {
+    let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), subnet);
+    ipam.locked(|leases| {
+        leases.retain(|(_, pid)| nix::sys::signal::kill(Pid::from_raw(*pid), None).is_ok());
+        if !leases.is_empty() {
+            return Err(Error::runtime(format!("{} running containers still use {BRIDGE}; stop them first", leases.len())));
+        }
+        let mut removed = Vec::new();
+        if let Some(index) = netlink::link_index(BRIDGE)? {
+            netlink::delete_link(index)?;
+            removed.push(format!("the bridge {BRIDGE}"));
+        }
+        nat::remove()?;
+        removed.push(format!("the nftables table ip {}", nat::TABLE));
+        Ok(removed)
+    })
+}
 
 /// The index of an interface that must exist.
 fn link_index(name: &str) -> Result<u32> {

@@ -1,0 +1,81 @@
+//! Outbound NAT: bridged containers reach beyond the host through the host's address.
+//!
+//! Two pieces: IP forwarding on (so the host routes packets between the bridge and its
+//! other interfaces), and a masquerade rule (so packets from the bridge leave with the
+//! host's address and their answers find their way back). The rule lives in carton's
+//! own nftables table, `ip carton`, which `carton network prune` removes whole.
+//!
+//! Running `nft` is the one program carton runs, as Docker runs iptables and netavark
+//! runs nft: nftables has a netlink interface too, but its rule encoding is a chapter
+//! of its own. The rule is written out in full so the reader sees exactly what it is.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use step01::{Action, Error, Explain, Result};
+
+use crate::ipam::Subnet;
+use crate::{BRIDGE, CHAPTER};
+
+/// carton's nftables table (family `ip`).
+pub const TABLE: &str = "carton";
+
+// ANCHOR: masquerade
+/// The whole table, rewritten each time: creating it, deleting it and creating it again
+/// in one `nft -f` transaction makes the change idempotent and atomic.
+pub fn ruleset(subnet: Subnet) -> String {
+    format!(
+        "table ip {TABLE} {{}}\n\
+         delete table ip {TABLE}\n\
+         table ip {TABLE} {{\n\
+         \tchain postrouting {{\n\
+         \t\ttype nat hook postrouting priority srcnat; policy accept;\n\
+         \t\tip saddr {}/{} oifname != \"{BRIDGE}\" masquerade\n\
+         \t}}\n\
+         }}\n",
+        subnet.network, subnet.prefix
+    )
+}
+
+/// Turn on forwarding and install the masquerade rule for `subnet`.
+pub fn enable(subnet: Subnet, explain: &Explain) -> Result<()> {
+    explain.step(|| Action::new(CHAPTER, "let the host route packets between the bridge and its other interfaces", "write(\"/proc/sys/net/ipv4/ip_forward\", \"1\")").shell("sysctl -w net.ipv4.ip_forward=1"));
+    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| Error::runtime(format!("cannot turn on IP forwarding: {e}")))?;
+    let rules = ruleset(subnet);
+    explain.step(|| Action::new(CHAPTER, format!("masquerade what leaves {}/{}: it goes out with the host's address", subnet.network, subnet.prefix), "nftables ruleset (netlink via nft)").shell(format!("nft -f - <<'EOF'\n{rules}EOF")));
+    nft(&rules)
+}
+// ANCHOR_END: masquerade
+
+/// Remove carton's table, if there is one.
+pub fn remove() -> Result<()> {
+    nft(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"))
+}
+
+fn nft(script: &str) -> Result<()> {
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| Error::runtime(format!("cannot run nft ({e}); the bridge network needs nftables: apt-get install nftables")))?;
+    child.stdin.take().unwrap().write_all(script.as_bytes()).map_err(|e| Error::runtime(format!("cannot talk to nft: {e}")))?;
+    let out = child.wait_with_output().map_err(|e| Error::runtime(format!("nft: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::runtime(format!("nft refused carton's rules: {}", String::from_utf8_lossy(&out.stderr).trim())));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_ruleset_masquerades_only_what_leaves_the_bridge() {
+        let rules = ruleset("10.88.0.0/16".parse().unwrap());
+        assert!(rules.starts_with("table ip carton {}\ndelete table ip carton\n"), "{rules}");
+        assert!(rules.contains("ip saddr 10.88.0.0/16 oifname != \"carton0\" masquerade"), "{rules}");
+    }
+}
