@@ -70,9 +70,12 @@ struct RunArgs {
     /// Give the container a terminal
     #[arg(short = 't', long)]
     tty: bool,
-    /// host (the host's network), bridge (its own address on the bridge carton0, with NAT) or none (only lo)
-    #[arg(long, value_name = "MODE", default_value = "host")]
-    network: String,
+    /// host (the host's network; the default), bridge (its own address on the bridge carton0, with NAT; the default with -p) or none (only lo)
+    #[arg(long, value_name = "MODE")]
+    network: Option<String>,
+    /// Publish a container's port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]
+    #[arg(short = 'p', long = "publish", value_name = "PORTS")]
+    publish: Vec<String>,
     /// Add NAME:IP to the container's /etc/hosts
     #[arg(long = "add-host", value_name = "NAME:IP")]
     add_hosts: Vec<String>,
@@ -97,8 +100,6 @@ struct RunArgs {
 /// --help) only so that using one says which chapter brings it, instead of "unknown flag".
 #[derive(Args)]
 struct PlannedRunFlags {
-    #[arg(short = 'p', long = "publish", hide = true)]
-    publish: Vec<String>,
     #[arg(short = 'm', long = "memory", hide = true)]
     memory: Option<String>,
     #[arg(long, hide = true)]
@@ -119,7 +120,6 @@ impl PlannedRunFlags {
     /// The first planned flag used, and the chapter that brings it.
     fn first_used(&self) -> Option<(&'static str, &'static str)> {
         let used = [
-            (!self.publish.is_empty(), "-p/--publish", "chapter 3's second part (the bridge network)"),
             (self.memory.is_some(), "-m/--memory", "chapter 4: cgroups"),
             (self.cpus.is_some(), "--cpus", "chapter 4: cgroups"),
             (self.pids_limit.is_some(), "--pids-limit", "chapter 4: cgroups"),
@@ -223,8 +223,16 @@ fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step0
         tty: args.tty,
         ..step02::Options::new(step02::ContainerId::random()?)
     };
+    let ports: Vec<_> = args.publish.iter().map(|p| step03::ports::PortMapping::parse(p)).collect::<step01::Result<_>>()?;
+    // Publishing only means something on the bridge, so -p alone chooses it.
+    let mode = match &args.network {
+        Some(mode) => mode.parse()?,
+        None if !ports.is_empty() => step03::Mode::Bridge,
+        None => step03::Mode::Host,
+    };
     let network = step03::NetworkOptions {
-        mode: args.network.parse()?,
+        mode,
+        ports,
         add_hosts: args.add_hosts.iter().map(|h| step03::HostEntry::parse(h)).collect::<step01::Result<_>>()?,
         dns: args.dns.iter().map(|d| step03::parse_dns(d)).collect::<step01::Result<_>>()?,
         subnet: step03::subnet_from_env()?,

@@ -183,3 +183,59 @@ fn outbound_nat_shows_the_hosts_address_to_the_internet_and_prune_removes_it_all
     );
     assert_eq!(fs::read_to_string(&seen).unwrap(), "192.0.2.1\n", "the server saw the host's address, not the container's 10.88.0.2");
 }
+
+#[test]
+fn a_published_port_serves_http_from_loopback_and_from_another_host() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    // busybox httpd in the container on port 80, published as 8088. A second namespace
+    // (192.0.2.2) plays another host that reaches this one at 192.0.2.1.
+    let script = format!(
+        "carton run --init -p 8088:80 --rootfs {rootfs} -- sh -c 'mkdir -p /www && echo hello from httpd > /www/index.html && exec httpd -f -p 80 -h /www' &\n\
+         container=$!\n\
+         unshare --net sleep 20 & other=$!\n\
+         sleep 0.8\n\
+         busybox wget -q -O - http://127.0.0.1:8088/\n\
+         ip link add uplink type veth peer name lan netns $other\n\
+         ip addr add 192.0.2.1/24 dev uplink && ip link set uplink up\n\
+         nsenter --net --target $other sh -c 'ip link set lo up; ip addr add 192.0.2.2/24 dev lan; ip link set lan up; busybox wget -q -O - http://192.0.2.1:8088/'\n\
+         kill -TERM $container; wait $container; echo \"carton exit $?\"\n\
+         ss -Hltn 'sport = :8088' | wc -l\n\
+         ip -o link | cut -d: -f2 | cut -d@ -f1 | tr -d ' ' | tr '\\n' ' '; echo\n\
+         kill $other",
+        rootfs = rootfs.display()
+    );
+    let out = in_throwaway_netns(&state, &script);
+    assert_eq!(
+        stdout(&out),
+        "hello from httpd\nhello from httpd\ncarton exit 143\n0\nlo carton0 uplink \n",
+        "after the container: nothing listens on 8088 and no veth is left. {}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_port_in_use_or_a_malformed_one_stops_the_run_before_anything_is_set_up() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    let script = format!(
+        "busybox nc -l -p 8089 & holder=$!\n\
+         sleep 0.3\n\
+         carton run -p 8089:80 --rootfs {rootfs} -- true; echo \"exit $?\"\n\
+         carton run -p 8089:99999 --rootfs {rootfs} -- true; echo \"exit $?\"\n\
+         carton run --network none -p 8090:80 --rootfs {rootfs} -- true; echo \"exit $?\"\n\
+         kill $holder\n\
+         ip -o link | cut -d: -f2 | tr -d ' ' | tr '\\n' ' '; echo\n\
+         ls {state}/containers | wc -l",
+        rootfs = rootfs.display(),
+        state = state.display()
+    );
+    let out = in_throwaway_netns(&state, &script);
+    assert_eq!(stdout(&out), "exit 125\nexit 125\nexit 125\nlo \n0\n", "no bridge, no veth, no state: {}", stderr(&out));
+    let errors = stderr(&out);
+    assert!(errors.contains("cannot publish 0.0.0.0:8089 -> 80/tcp: 0.0.0.0:8089 is not free"), "{errors}");
+    assert!(errors.contains("invalid -p \"8089:99999\""), "{errors}");
+    assert!(errors.contains("-p publishes a port of the container's own address: it needs --network bridge"), "{errors}");
+}

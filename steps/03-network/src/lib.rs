@@ -11,15 +11,14 @@
 //!
 //! - `--network bridge`: a veth pair per container, plugged into the bridge `carton0`,
 //!   an address from a small IPAM ([`ipam`]), a default route via the bridge, and
-//!   outbound NAT ([`nat`]).
-//!
-//! Published ports are the chapter's last part, planned.
+//!   outbound NAT ([`nat`]), and published ports ([`ports`]).
 
 pub mod counters;
 pub mod files;
 pub mod ipam;
 pub mod nat;
 pub mod netlink;
+pub mod ports;
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
@@ -71,6 +70,8 @@ pub struct NetworkOptions {
     pub dns: Vec<IpAddr>,
     /// The bridge network's subnet.
     pub subnet: ipam::Subnet,
+    /// `-p`: ports to publish (bridge only).
+    pub ports: Vec<ports::PortMapping>,
 }
 
 impl NetworkOptions {
@@ -78,7 +79,7 @@ impl NetworkOptions {
     /// should be something a user asks for, until `carton network` can show and remove them.
     pub fn new() -> NetworkOptions {
         let subnet = DEFAULT_SUBNET.parse().expect("the default subnet parses");
-        NetworkOptions { mode: Mode::Host, add_hosts: Vec::new(), dns: Vec::new(), subnet }
+        NetworkOptions { mode: Mode::Host, add_hosts: Vec::new(), dns: Vec::new(), subnet, ports: Vec::new() }
     }
 }
 
@@ -106,6 +107,8 @@ pub struct Networking<H: Hooks> {
     files: PathBuf,
     /// With `--network bridge`: where the container is plugged in.
     attachment: Option<Attachment>,
+    /// Published ports, bound already; relayed once the container exists.
+    published: Vec<ports::Published>,
 }
 
 /// A bridged container's place on the network.
@@ -131,6 +134,14 @@ impl<H: Hooks> Hooks for Networking<H> {
             explain.step(|| Action::new(CHAPTER, format!("plug {host_end} into the bridge {BRIDGE} and switch it on"), "netlink RTM_SETLINK master, IFF_UP").shell(format!("ip link set {host_end} master {BRIDGE} up")));
             netlink::set_controller(index, bridge)?;
             netlink::set_link_up(index)?;
+            for published in &self.published {
+                let (mapping, address) = (published.mapping, attachment.address);
+                explain.step(|| {
+                    Action::new(CHAPTER, format!("publish {mapping}: carton listens there and relays each connection to {address}"), "accept() + connect() in a relay thread")
+                        .shell(format!("socat TCP-LISTEN:{},fork TCP:{address}:{}", mapping.host_port, mapping.container_port))
+                });
+            }
+            ports::relay(std::mem::take(&mut self.published), attachment.address);
         }
         self.inner.parent_after_clone(child, explain)
     }
@@ -178,6 +189,16 @@ pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &Network
     let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), network.subnet);
     let mut lease = None;
     let result = (|| {
+        if !network.ports.is_empty() && network.mode != Mode::Bridge {
+            return Err(Error::runtime("-p publishes a port of the container's own address: it needs --network bridge"));
+        }
+        // Bound first: a port in use stops the run before anything is created.
+        let published = ports::bind(&network.ports)?;
+        for (asked, bound) in network.ports.iter().zip(&published) {
+            if asked.host_port == 0 {
+                eprintln!("carton: published {}", bound.mapping); // the port the kernel chose
+            }
+        }
         if network.mode == Mode::Bridge {
             ipam.locked(|_| ensure_bridge(network.subnet, explain).and_then(|()| nat::enable(network.subnet, explain)))?;
             lease = Some(ipam.allocate(std::process::id() as i32)?);
@@ -190,7 +211,7 @@ pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &Network
         if network.mode != Mode::Host {
             spec.namespaces |= CloneFlags::CLONE_NEWNET;
         }
-        step02::run_with(spec, options, explain, |inner| Networking { inner, mode: network.mode, files: dir.clone(), attachment })
+        step02::run_with(spec, options, explain, |inner| Networking { inner, mode: network.mode, files: dir.clone(), attachment, published })
     })();
     // Nothing outlives the container yet (kept containers come with chapter 7). Its veth
     // pair goes with its network namespace; its address goes back to the pool.

@@ -29,6 +29,9 @@ struct Cli {
     /// A nameserver for /etc/resolv.conf.
     #[arg(long)]
     dns: Vec<String>,
+    /// Publish a port: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp] (with --network bridge).
+    #[arg(short, long)]
+    publish: Vec<String>,
     dir: PathBuf,
     #[arg(required = true, trailing_var_arg = true)]
     command: Vec<String>,
@@ -42,6 +45,7 @@ fn main() -> ExitCode {
             add_hosts: cli.add_hosts.iter().map(|h| HostEntry::parse(h)).collect::<step01::Result<_>>()?,
             dns: cli.dns.iter().map(|d| step03::parse_dns(d)).collect::<step01::Result<_>>()?,
             subnet: step03::subnet_from_env()?,
+            ports: cli.publish.iter().map(|p| step03::ports::PortMapping::parse(p)).collect::<step01::Result<_>>()?,
         };
         let rootfs = std::path::absolute(&cli.dir).map_err(|e| step01::Error::runtime(format!("{}: {e}", cli.dir.display())))?;
         let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
