@@ -114,11 +114,13 @@ fn console_examples_print_what_the_book_says() {
             continue;
         }
         let workdir = tempfile::tempdir().unwrap();
+        let network = ThrowawayNetwork::new();
         'page: for block in blocks {
             for example in block {
                 commands += 1;
-                let out = Command::new("sh")
-                    .arg("-c")
+                let out = network
+                    .command()
+                    .args(["sh", "-c"])
                     .arg(format!("exec 2>&1\n{}", example.command))
                     .current_dir(workdir.path())
                     .env("PATH", &path)
@@ -144,6 +146,42 @@ fn console_examples_print_what_the_book_says() {
     }
     assert!(failures.is_empty(), "console examples that do not match:\n\n{}", failures.join("\n\n"));
     assert!(commands > 0, "the book has no console examples");
+}
+
+/// A network namespace for one page's examples, kept alive by a `sleep` this test
+/// starts and ends: whatever an example does to the network (a bridge, NAT rules,
+/// published ports) happens there, never on the host.
+struct ThrowawayNetwork {
+    holder: std::process::Child,
+}
+
+impl ThrowawayNetwork {
+    fn new() -> ThrowawayNetwork {
+        let holder = Command::new("unshare").args(["--net", "sleep", "900"]).spawn().expect("unshare (util-linux)");
+        let network = ThrowawayNetwork { holder };
+        let ours = fs::read_link("/proc/self/ns/net").unwrap();
+        let theirs = format!("/proc/{}/ns/net", network.holder.id());
+        // unshare has its own namespace once the link differs from ours.
+        while fs::read_link(&theirs).map_or(true, |ns| ns == ours) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(network.command().args(["ip", "link", "set", "lo", "up"]).status().unwrap().success());
+        network
+    }
+
+    /// A command that runs inside the namespace.
+    fn command(&self) -> Command {
+        let mut command = Command::new("nsenter");
+        command.args(["--net", "--target", &self.holder.id().to_string(), "--"]);
+        command
+    }
+}
+
+impl Drop for ThrowawayNetwork {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
 }
 
 /// The step demos live in their own packages; `cargo test --workspace` builds them, a
