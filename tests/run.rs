@@ -132,7 +132,7 @@ fn bad_input_is_a_clear_error_with_exit_125() {
         (vec!["busybox".into(), "echo".into()], "needs images, which come with chapter 6 (planned)"),
         (vec!["--rootfs".into(), "/tmp/..".into(), "true".into()], "is the host's own /"),
         (vec!["-d".into(), "--rootfs".into(), rootfs.display().to_string(), "sh".into()], "-d/--detach is not available yet: it comes with chapter 7"),
-        (vec!["-p".into(), "8080:80".into(), "--rootfs".into(), rootfs.display().to_string(), "sh".into()], "-p/--publish is not available yet: it comes with chapter 3"),
+        (vec!["-v".into(), "/srv:/srv".into(), "--rootfs".into(), rootfs.display().to_string(), "sh".into()], "-v/--volume is not available yet: it comes with chapter 8"),
         (vec!["--no-such-flag".into(), "--rootfs".into(), rootfs.display().to_string(), "sh".into()], "unexpected argument '--no-such-flag'"),
         (vec!["--rootfs".into(), rootfs.display().to_string(), "-e".into()], "a value is required for '--env"),
         (vec!["--rootfs".into(), rootfs.display().to_string(), "-w".into(), "/etc/passwd".into(), "pwd".into()], "exists in the container but is not a directory"),

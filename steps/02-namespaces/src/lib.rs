@@ -91,7 +91,7 @@ pub fn run_with<H: Hooks>(mut spec: ContainerSpec, options: &Options, explain: &
     let pid = running.pid;
     explain.step(|| {
         Action::new(CHAPTER, format!("the container runs; its PID 1 is host process {pid}, its namespaces are /proc/{pid}/ns/*"), format!("setns(open(\"/proc/{pid}/ns/...\"), 0)"))
-            .shell(format!("nsenter --target {pid} --mount --uts --ipc --pid sh"))
+            .shell(format!("nsenter --target {pid} --all sh"))
     });
     let relay = match carton_end {
         None => None,

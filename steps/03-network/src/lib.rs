@@ -157,7 +157,7 @@ impl<H: Hooks> Hooks for Networking<H> {
         if self.mode != Mode::Host {
             // A new network namespace starts with `lo` only, and down.
             explain.step(|| {
-                Action::new(CHAPTER, "bring up the loopback interface of the container's own network namespace", "netlink RTM_NEWLINK index 1, IFF_UP")
+                Action::new(CHAPTER, "bring up the loopback interface of the container's own network namespace", "netlink RTM_SETLINK index 1, IFF_UP")
                     .shell("ip link set lo up")
             });
             netlink::set_link_up(netlink::LOOPBACK_INDEX)?;
