@@ -188,6 +188,7 @@ pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &Network
     fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create the container's state directory {}: {e}", dir.display())))?;
     let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), network.subnet);
     let mut lease = None;
+    let host_end = format!("veth{}", &options.id.as_str()[..8]);
     let result = (|| {
         if !network.ports.is_empty() && network.mode != Mode::Bridge {
             return Err(Error::runtime("-p publishes a port of the container's own address: it needs --network bridge"));
@@ -203,7 +204,7 @@ pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &Network
             ipam.locked(|_| ensure_bridge(network.subnet, explain).and_then(|()| nat::enable(network.subnet, explain)))?;
             lease = Some(ipam.allocate(std::process::id() as i32)?);
         }
-        let attachment = lease.map(|lease| Attachment { host_end: format!("veth{}", &options.id.as_str()[..8]), address: lease.address, subnet: network.subnet });
+        let attachment = lease.map(|lease| Attachment { host_end: host_end.clone(), address: lease.address, subnet: network.subnet });
         let hostname = options.effective_hostname();
         let address = attachment.as_ref().map(|a| a.address);
         let names = files::Names { hostname: &hostname, mode: network.mode, address, add_hosts: &network.add_hosts, dns: &network.dns };
@@ -213,9 +214,14 @@ pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &Network
         }
         step02::run_with(spec, options, explain, |inner| Networking { inner, mode: network.mode, files: dir.clone(), attachment, published })
     })();
-    // Nothing outlives the container yet (kept containers come with chapter 7). Its veth
-    // pair goes with its network namespace; its address goes back to the pool.
+    // Nothing outlives the container yet (kept containers come with chapter 7). The veth
+    // pair would go with the container's network namespace, but the kernel dismantles a
+    // namespace in the background; deleting our end now removes the pair at once. The
+    // address goes back to the pool.
     if let Some(lease) = lease {
+        if let Ok(Some(index)) = netlink::link_index(&host_end) {
+            let _ = netlink::delete_link(index);
+        }
         let _ = ipam.release(lease);
     }
     let _ = fs::remove_dir_all(&dir);
