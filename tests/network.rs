@@ -41,7 +41,7 @@ fn names_files_are_the_containers_own_and_the_image_is_untouched() {
         .unwrap();
     assert_eq!(
         stdout(&out),
-        "box\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n192.0.2.10\tdb\nnameserver 192.0.2.53\n3\n",
+        "box\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbox\n192.0.2.10\tdb\nnameserver 192.0.2.53\n3\n",
         "{}",
         stderr(&out)
     );
@@ -240,4 +240,36 @@ fn a_port_in_use_or_a_malformed_one_stops_the_run_before_anything_is_set_up() {
     assert!(errors.contains("cannot publish 0.0.0.0:8089 -> 80/tcp: 0.0.0.0:8089 is not free"), "{errors}");
     assert!(errors.contains("invalid -p \"8089:99999\""), "{errors}");
     assert!(errors.contains("-p publishes a port of the container's own address: it needs --network bridge"), "{errors}");
+}
+
+#[test]
+fn in_host_mode_the_containers_own_name_resolves() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let out = run_in(&rootfs, &["--network", "host"], &["sh", "-c", "grep -c \"$(hostname)\" /etc/hosts; ping -c 1 -W 2 \"$(hostname)\" | head -n 1 | cut -d' ' -f3"]);
+    assert_eq!(stdout(&out), "1\n(127.0.1.1):\n", "{}", stderr(&out));
+}
+
+#[test]
+fn a_rejected_run_leaves_the_network_alone_and_a_killed_run_leaves_no_lease() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    let script = format!(
+        "carton run -p 8080:80 --hostname bad_name --rootfs {rootfs} -- true; echo \"exit $?\"\n\
+         ip -o link | grep -c carton0; nft list tables | grep -c carton; cat /proc/sys/net/ipv4/ip_forward\n\
+         carton run --network bridge --rootfs {rootfs} -- sleep 30 & carton=$!\n\
+         sleep 0.7; kill -KILL $carton; wait $carton; sleep 0.3\n\
+         carton run --network bridge --rootfs {rootfs} -- hostname -i\n\
+         CARTON_SUBNET=10.99.0.0/16 carton run --network bridge --rootfs {rootfs} -- true; echo \"exit $?\"",
+        rootfs = rootfs.display()
+    );
+    let out = in_throwaway_netns(&state, &script);
+    assert_eq!(
+        stdout(&out),
+        "exit 125\n0\n0\n0\n10.88.0.2\nexit 125\n",
+        "nothing set up for a refused run; the killed run's address is free again; another subnet is refused: {}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("carton0 serves 10.88.0.0/16 but 10.99.0.0/16 was asked for"), "{}", stderr(&out));
 }

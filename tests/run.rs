@@ -206,6 +206,57 @@ fn inherited_descriptors_do_not_reach_the_command() {
     );
     let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
     assert_eq!(stdout(&out), "closed\n", "{}", stderr(&out));
+    // Under --init, PID 1 is carton's own code and never calls execve: it must close them itself.
+    let script = format!(
+        "exec 7</; exec {} run --init --rootfs {} -- sh -c 'ls /proc/1/fd | tr \"\\n\" \" \"'",
+        env!("CARGO_BIN_EXE_carton"),
+        rootfs.display()
+    );
+    let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert_eq!(stdout(&out), "0 1 2 ", "the init keeps only stdin, stdout and stderr: {}", stderr(&out));
+}
+
+#[test]
+fn the_container_dies_with_carton_even_after_kill_9() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let mut carton = carton_run(&rootfs).args(["--", "sleep", "30"]).spawn().unwrap();
+    let pid = carton.id();
+    let init = loop {
+        let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        if let Some(child) = children.split_whitespace().next() {
+            break child.to_string();
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    carton.kill().unwrap(); // SIGKILL: carton cannot pass anything on
+    carton.wait().unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while std::path::Path::new(&format!("/proc/{init}")).exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(!std::path::Path::new(&format!("/proc/{init}")).exists(), "the container outlived carton");
+}
+
+#[test]
+fn an_ignored_sigchld_does_not_make_carton_wait_forever() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    // `trap '' CHLD` ignores SIGCHLD, and an ignored signal stays ignored across exec.
+    let script = format!("trap '' CHLD; exec timeout 20 {} run --rootfs {} -- true", env!("CARGO_BIN_EXE_carton"), rootfs.display());
+    let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn a_terminal_whose_reader_went_away_does_not_hang_carton() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let script = format!("timeout 20 {} run -t --rootfs {} -- yes | head -n 1; echo \"exit ${{PIPESTATUS:-done}}\"", env!("CARGO_BIN_EXE_carton"), rootfs.display());
+    let out = std::process::Command::new("bash").arg("-c").arg(script.replace("${PIPESTATUS:-done}", "${PIPESTATUS[0]}")).output().unwrap();
+    let text = stdout(&out).replace('\r', "");
+    assert!(text.starts_with("y\n"), "{text:?}");
+    assert!(!text.contains("exit 124"), "carton hung until timeout killed it: {text:?}");
 }
 
 #[test]

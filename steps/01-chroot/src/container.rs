@@ -197,6 +197,10 @@ fn forwarded_signals_and_sigchld() -> SigSet {
 pub fn start(spec: &ContainerSpec, hooks: &mut dyn Hooks, explain: &Explain) -> Result<Running> {
     let rootfs = spec.validate()?;
     ensure_single_threaded()?;
+    // With SIGCHLD ignored (inherited from whoever started carton) the kernel reaps the
+    // child itself and never says so: the wait below would sleep forever.
+    // Safety: SIG_DFL installs no handler.
+    let _ = unsafe { nix::sys::signal::signal(Signal::SIGCHLD, nix::sys::signal::SigHandler::SigDfl) };
     let (go_reader, go_writer) = cloexec_pipe()?;
     let (error_reader, error_writer) = cloexec_pipe()?;
     // Blocked from before the clone, so no signal meant for the container is lost;
@@ -258,6 +262,9 @@ fn parent(pid: Pid, hooks: &mut dyn Hooks, explain: &Explain, go: OwnedFd, error
 /// The child's side of the start sequence. Never returns.
 fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Explain, go: OwnedFd, errors: OwnedFd) -> ! {
     let report = StartReport(errors);
+    // The container lives no longer than the carton that runs it, even after a `kill -9`
+    // (nothing else would stop it, clean up after it, or know it is there).
+    die_with_parent();
     // A panic must not unwind into the parent's code: this is a separate process.
     let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_for_go(go)?;
@@ -280,6 +287,14 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
     }
 }
 // ANCHOR_END: child
+
+/// Ask for SIGKILL when the parent dies. (If it died before this, the "go" pipe reads
+/// end-of-file and the child gives up; getppid() cannot tell, being 0 in a new PID
+/// namespace.) Changing the user clears the request, so step 02 makes it again after setuid.
+pub fn die_with_parent() {
+    // Safety: prctl with an integer argument.
+    unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+}
 
 fn wait_for_go(go: OwnedFd) -> Result<()> {
     let mut byte = [0u8; 1];

@@ -60,7 +60,7 @@ impl Hooks for Isolation {
 
         match &self.stdin {
             Stdin::Inherit => Ok(()),
-            Stdin::Terminal { console, size } => tty::open_as_stdio(console, *size, explain),
+            Stdin::Terminal { console, size } => tty::open_as_stdio(console, *size, self.user.as_ref().map(|u| (u.uid, u.gid)), explain),
             Stdin::Null => {
                 explain.step(|| Action::new(CHAPTER, "no -i: stdin is /dev/null, as with Docker", "dup2(open(\"/dev/null\"), 0)").shell("exec </dev/null"));
                 let null = File::open("/dev/null").map_err(|e| Error::runtime(format!("cannot open /dev/null: {e}")))?;
@@ -83,11 +83,20 @@ impl Hooks for Isolation {
         // Safety: the container's process is single-threaded.
         match unsafe { fork() } {
             Ok(ForkResult::Child) => {
-                init::become_foreground_job();
+                // Only the container's own terminal: a terminal of the user's (-i without
+                // -t) belongs to the user's shell, which must get it back.
+                if let Stdin::Terminal { .. } = self.stdin {
+                    init::become_foreground_job();
+                }
                 self.exec_as_user(spec, report, explain)
             }
             Ok(ForkResult::Parent { child }) => {
                 drop(report); // the command's copy tells carton whether execve worked
+                // The init never calls execve, so close-on-exec never closes anything it
+                // inherited from carton: close it all (an open host directory would be a way
+                // out of the container).
+                // Safety: close_range closes this process's descriptors 3 and up.
+                unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) };
                 init::run(child)
             }
             Err(errno) => report.fail(Error::syscall("fork the command under --init", errno)),

@@ -95,7 +95,7 @@ pub fn run_with<H: Hooks>(mut spec: ContainerSpec, options: &Options, explain: &
     });
     let relay = match carton_end {
         None => None,
-        Some(socket) => match tty::receive_master(&socket).and_then(|master| tty::Relay::start(master, options.interactive)) {
+        Some(socket) => match tty::receive_master(&socket).and_then(|master| tty::Relay::start(master, options.interactive, running.pid)) {
             Ok(relay) => Some(relay),
             Err(error) => {
                 let _ = nix::sys::signal::kill(running.pid, nix::sys::signal::Signal::SIGKILL);

@@ -27,7 +27,7 @@ use crate::CHAPTER;
 // ANCHOR: child_pty
 /// In the container, after its `/dev/pts` is mounted: open a new terminal pair, make
 /// the slave this process's controlling terminal and stdio, send the master to carton.
-pub fn open_as_stdio(console: &UnixStream, size: Option<libc::winsize>, explain: &Explain) -> Result<()> {
+pub fn open_as_stdio(console: &UnixStream, size: Option<libc::winsize>, owner: Option<(u32, u32)>, explain: &Explain) -> Result<()> {
     explain.step(|| Action::new(CHAPTER, "open a new pseudo-terminal from the container's own /dev/pts", "open(\"/dev/ptmx\", O_RDWR|O_NOCTTY)"));
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY).map_err(|e| Error::syscall("open /dev/ptmx", e))?;
     grantpt(&master).and_then(|()| unlockpt(&master)).map_err(|e| Error::syscall("unlock the pseudo-terminal", e))?;
@@ -39,6 +39,11 @@ pub fn open_as_stdio(console: &UnixStream, size: Option<libc::winsize>, explain:
     let slave_path = ptsname_r(&master).map_err(|e| Error::syscall("ptsname", e))?;
     let slave = open(slave_path.as_str(), OFlag::O_RDWR | OFlag::O_NOCTTY, Mode::empty()).map_err(|e| Error::syscall(format!("open {slave_path}"), e))?;
 
+    if let Some((uid, gid)) = owner {
+        // The terminal belongs to whoever runs in it (-u), as runc does.
+        nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
+            .map_err(|e| Error::syscall(format!("give {slave_path} to user {uid}"), e))?;
+    }
     explain.step(|| Action::new(CHAPTER, format!("start a new session with {slave_path} as its controlling terminal"), "setsid(); ioctl(slave, TIOCSCTTY, 0)").shell("setsid --ctty"));
     setsid().map_err(|e| Error::syscall("setsid", e))?;
     // Safety: TIOCSCTTY takes an integer argument.
@@ -104,7 +109,8 @@ pub struct Relay {
 }
 
 impl Relay {
-    pub fn start(master: OwnedFd, interactive: bool) -> Result<Relay> {
+    /// `container` is the container's first process, stopped if nobody can read it any more.
+    pub fn start(master: OwnedFd, interactive: bool, container: nix::unistd::Pid) -> Result<Relay> {
         let stdin = std::io::stdin();
         let user_terminal = tcgetattr(&stdin).ok();
         // Raw mode only with -i: without it no key is passed on, and Ctrl-C must stay carton's.
@@ -136,10 +142,15 @@ impl Relay {
         let output = std::thread::spawn(move || {
             let mut buffer = [0u8; 8192];
             let mut stdout = std::io::stdout();
-            // Ends with EIO once every process holding the slave end has exited.
+            // Ends with EIO once every process holding the slave end has exited. If our
+            // stdout goes away (`| head -1`), nobody will ever see the container's output:
+            // stop it, as SIGPIPE stops a pipeline, and drain until it is gone (a terminal
+            // nobody reads fills up, and the container would block on it).
+            let mut reader_gone = false;
             while let Ok(n @ 1..) = from_container.read(&mut buffer) {
-                if stdout.write_all(&buffer[..n]).and_then(|()| stdout.flush()).is_err() {
-                    break;
+                if !reader_gone && stdout.write_all(&buffer[..n]).and_then(|()| stdout.flush()).is_err() {
+                    reader_gone = true;
+                    let _ = nix::sys::signal::kill(container, nix::sys::signal::Signal::SIGKILL);
                 }
             }
         });

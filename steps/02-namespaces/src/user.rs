@@ -50,7 +50,11 @@ impl User {
         explain.step(|| Action::new(CHAPTER, format!("become group {gid}"), format!("setgid({gid})")));
         setgid(Gid::from_raw(gid)).map_err(|e| Error::syscall(format!("setgid({gid})"), e))?;
         explain.step(|| Action::new(CHAPTER, format!("become user {uid}"), format!("setuid({uid})")).shell(format!("setpriv --reuid={uid} --regid={gid} --clear-groups")));
-        setuid(Uid::from_raw(uid)).map_err(|e| Error::syscall(format!("setuid({uid})"), e))
+        setuid(Uid::from_raw(uid)).map_err(|e| Error::syscall(format!("setuid({uid})"), e))?;
+        // A change of user cancels "die with the parent"; ask again (see step 01).
+        // Safety: prctl with an integer argument.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        Ok(())
     }
     // ANCHOR_END: switch
 }

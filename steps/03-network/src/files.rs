@@ -6,6 +6,8 @@
 
 use std::fs;
 use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
@@ -50,11 +52,14 @@ pub fn hosts_file(names: &Names, host_hosts: &str) -> String {
         Mode::Host => host_hosts.to_string(),
         Mode::None | Mode::Bridge => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
     };
-    if let Some(address) = names.address {
-        text += &format!("{address}\t{}\n", names.hostname);
-    }
     if !text.is_empty() && !text.ends_with('\n') {
         text.push('\n');
+    }
+    // The container's own name must resolve: to its bridge address, or else to a
+    // loopback address, as Debian does for a machine's own name.
+    match names.address {
+        Some(address) => text += &format!("{address}\t{}\n", names.hostname),
+        None => text += &format!("127.0.1.1\t{}\n", names.hostname),
     }
     for entry in names.add_hosts {
         text += &format!("{}\t{}\n", entry.address, entry.name);
@@ -66,9 +71,10 @@ pub fn hosts_file(names: &Names, host_hosts: &str) -> String {
 // ANCHOR: resolv
 /// `/etc/resolv.conf`: the host's, minus nameservers on loopback (127.0.0.53 of
 /// systemd-resolved, say), which mean the *host's* loopback and cannot be reached from
-/// a container's own network. `--dns` replaces the nameservers. With `--network host`
-/// the loopback ones work, so they stay.
-pub fn resolv_conf(names: &Names, host_resolv: &str) -> String {
+/// a container's own network. In their place come the servers systemd-resolved itself
+/// asks (`upstream`, from /run/systemd/resolve/resolv.conf), as Docker does. `--dns`
+/// replaces the nameservers. With `--network host` the loopback ones work, so they stay.
+pub fn resolv_conf(names: &Names, host_resolv: &str, upstream: &str) -> String {
     let mut text = String::new();
     let mut dropped = Vec::new();
     for line in host_resolv.lines() {
@@ -84,6 +90,16 @@ pub fn resolv_conf(names: &Names, host_resolv: &str) -> String {
         text += &format!("nameserver {address}\n");
     }
     if !dropped.is_empty() {
+        let servers: Vec<&str> = upstream.lines().filter_map(|l| l.trim().strip_prefix("nameserver")).map(str::trim).collect();
+        let usable: Vec<&&str> = servers.iter().filter(|s| s.parse::<IpAddr>().is_ok_and(|a| !a.is_loopback())).collect();
+        if !usable.is_empty() {
+            text += "# the nameservers systemd-resolved asks, instead of its loopback stub:\n";
+            for server in usable {
+                text += &format!("nameserver {server}\n");
+            }
+        }
+    }
+    if !dropped.is_empty() {
         let list: Vec<String> = dropped.iter().map(IpAddr::to_string).collect();
         text += &format!("# carton left out the host's loopback nameservers ({}); use --dns to name one\n", list.join(", "));
     }
@@ -95,10 +111,11 @@ pub fn resolv_conf(names: &Names, host_resolv: &str) -> String {
 pub fn write(dir: &Path, names: &Names) -> Result<()> {
     let host_hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let upstream = fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default();
     let files = [
         ("hostname", format!("{}\n", names.hostname)),
         ("hosts", hosts_file(names, &host_hosts)),
-        ("resolv.conf", resolv_conf(names, &host_resolv)),
+        ("resolv.conf", resolv_conf(names, &host_resolv, &upstream)),
     ];
     for (name, contents) in files {
         fs::write(dir.join(name), contents).map_err(|e| Error::runtime(format!("cannot write {}: {e}", dir.join(name).display())))?;
@@ -112,24 +129,41 @@ pub fn bind_into(rootfs: &Path, dir: &Path, explain: &Explain) -> Result<()> {
     let etc = step01::rootfs::mount_point(rootfs, "etc")?;
     for name in ["hostname", "hosts", "resolv.conf"] {
         let (source, target) = (dir.join(name), etc.join(name));
-        match fs::symlink_metadata(&target) {
-            Ok(meta) if !meta.is_file() => {
-                return Err(Error::runtime(format!("/etc/{name} in the root filesystem is not a plain file; refusing to mount over it")))
-            }
-            Ok(_) => {}
-            // A mount needs something to cover: an empty file (Docker makes one too).
-            Err(_) => fs::write(&target, "").map_err(|e| Error::runtime(format!("cannot create /etc/{name}: {e}")))?,
-        }
+        let covered = open_mount_target(&target).map_err(|why| Error::runtime(format!("/etc/{name} in the root filesystem: {why}")))?;
         explain.step(|| {
             Action::new(CHAPTER, format!("give the container its own /etc/{name}"), format!("mount({source:?}, {target:?}, NULL, MS_BIND, NULL)"))
                 .shell(format!("mount --bind {} {}", source.display(), target.display()))
         });
-        mount(Some(&source), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        // Mount onto the file we opened, not onto whatever the path names by now.
+        let through = format!("/proc/self/fd/{}", covered.as_raw_fd());
+        mount(Some(&source), through.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| Error::syscall(format!("bind-mount /etc/{name}"), e))?;
     }
     Ok(())
 }
 // ANCHOR_END: bind
+
+/// The file a mount will cover, opened without following a symbolic link: another
+/// container on the same root filesystem could swap one in between a check and a mount,
+/// and this runs while the host's files are still in reach. A missing file is created
+/// (a mount needs something to cover; Docker makes one too).
+fn open_mount_target(target: &Path) -> std::result::Result<fs::File, String> {
+    let created = fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).mode(0o644).open(target);
+    if let Err(e) = created {
+        if e.kind() != std::io::ErrorKind::AlreadyExists {
+            return Err(format!("cannot create it: {e}"));
+        }
+    }
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(target)
+        .map_err(|e| format!("cannot open it: {e}"))?;
+    match file.metadata() {
+        Ok(meta) if meta.is_file() => Ok(file),
+        _ => Err("not a plain file (a link or a directory?); refusing to mount over it".into()),
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -139,7 +173,7 @@ mod tests {
 
     fn names(mode: Mode, add_hosts: &[HostEntry], dns: &[IpAddr]) -> String {
         let n = Names { hostname: "h", mode, address: None, add_hosts, dns };
-        resolv_conf(&n, HOST_RESOLV)
+        resolv_conf(&n, HOST_RESOLV, "")
     }
 
     #[test]
@@ -149,6 +183,17 @@ mod tests {
             "# from the host\nnameserver 192.0.2.1\nsearch example.org\noptions edns0\n# carton left out the host's loopback nameservers (127.0.0.53); use --dns to name one\n"
         );
         assert_eq!(names(Mode::Host, &[], &[]), HOST_RESOLV);
+    }
+
+    #[test]
+    fn systemd_resolveds_upstream_servers_replace_its_stub() {
+        let n = Names { hostname: "h", mode: Mode::Bridge, address: None, add_hosts: &[], dns: &[] };
+        let stub = "nameserver 127.0.0.53\noptions edns0\n";
+        let upstream = "# resolved\nnameserver 192.0.2.8\nnameserver 127.0.0.1\n";
+        assert_eq!(
+            resolv_conf(&n, stub, upstream),
+            "options edns0\n# the nameservers systemd-resolved asks, instead of its loopback stub:\nnameserver 192.0.2.8\n# carton left out the host's loopback nameservers (127.0.0.53); use --dns to name one\n"
+        );
     }
 
     #[test]
@@ -162,9 +207,11 @@ mod tests {
         let db = HostEntry::parse("db:192.0.2.10").unwrap();
         let v6 = HostEntry::parse("v6:2001:db8::1").unwrap();
         let n = Names { hostname: "h", mode: Mode::None, address: None, add_hosts: &[db, v6], dns: &[] };
-        assert_eq!(hosts_file(&n, "ignored"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n192.0.2.10\tdb\n2001:db8::1\tv6\n");
+        assert_eq!(hosts_file(&n, "ignored"), "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\th\n192.0.2.10\tdb\n2001:db8::1\tv6\n");
         let host = Names { mode: Mode::Host, add_hosts: &[], ..n };
-        assert_eq!(hosts_file(&host, "10.0.0.1 hostbox"), "10.0.0.1 hostbox\n");
+        assert_eq!(hosts_file(&host, "10.0.0.1 hostbox"), "10.0.0.1 hostbox\n127.0.1.1\th\n");
+        let bridged = Names { mode: Mode::Bridge, address: Some("10.88.0.2".parse().unwrap()), add_hosts: &[], ..n };
+        assert!(hosts_file(&bridged, "").ends_with("::1\tlocalhost ip6-localhost ip6-loopback\n10.88.0.2\th\n"));
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! IP address management: which container has which address on the bridge.
 //!
-//! The leases are one small file under the state root, `ADDRESS PID` per line, changed
+//! The leases are one small file under the state root, `ADDRESS OWNER` per line, changed
 //! only while holding an exclusive lock (flock) on a lock file beside it, so two
-//! `carton run` at once never get the same address. PID is the carton process that
-//! owns the lease; a lease whose owner is gone (a crash, a `kill -9`) is stale and
-//! reused.
+//! `carton run` at once never get the same address. OWNER is the carton process that
+//! holds the lease, as `PID:STARTTIME`: a PID alone can be reused by another process
+//! (after a reboot, say), the pair cannot. A lease whose owner is gone (a crash, a
+//! `kill -9`, which takes the container with it) is stale and reused.
 
 use std::fs::{self, File, OpenOptions};
 use std::net::Ipv4Addr;
@@ -48,6 +49,46 @@ impl std::str::FromStr for Subnet {
     }
 }
 
+/// The process that holds a lease: its PID and its start time (field 22 of
+/// `/proc/PID/stat`), which together name one process for the whole life of the machine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl Owner {
+    /// This process.
+    pub fn current() -> Owner {
+        let pid = std::process::id() as i32;
+        Owner { pid, start_time: start_time(pid).unwrap_or(0) }
+    }
+
+    pub fn is_alive(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name, which is in parentheses and may contain spaces.
+    stat.rsplit_once(") ")?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl std::fmt::Display for Owner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.pid, self.start_time)
+    }
+}
+
+impl std::str::FromStr for Owner {
+    type Err = ();
+    fn from_str(text: &str) -> std::result::Result<Owner, ()> {
+        let (pid, start_time) = text.split_once(':').ok_or(())?;
+        Ok(Owner { pid: pid.parse().map_err(|_| ())?, start_time: start_time.parse().map_err(|_| ())? })
+    }
+}
+
 /// An address held by a running container; give it back with [`Ipam::release`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
@@ -66,7 +107,7 @@ impl Ipam {
     }
 
     /// Run `change` on the lease table while holding the network's lock.
-    pub fn locked<T>(&self, change: impl FnOnce(&mut Vec<(Ipv4Addr, i32)>) -> Result<T>) -> Result<T> {
+    pub fn locked<T>(&self, change: impl FnOnce(&mut Vec<(Ipv4Addr, Owner)>) -> Result<T>) -> Result<T> {
         fs::create_dir_all(&self.dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", self.dir.display())))?;
         let lock = OpenOptions::new()
             .create(true)
@@ -79,16 +120,16 @@ impl Ipam {
             return Err(Error::syscall("lock the lease file", nix::errno::Errno::last()));
         }
         let path = self.dir.join("leases");
-        let mut leases: Vec<(Ipv4Addr, i32)> = fs::read_to_string(&path)
+        let mut leases: Vec<(Ipv4Addr, Owner)> = fs::read_to_string(&path)
             .unwrap_or_default()
             .lines()
             .filter_map(|line| {
-                let (address, pid) = line.split_once(' ')?;
-                Some((address.parse().ok()?, pid.parse().ok()?))
+                let (address, owner) = line.split_once(' ')?;
+                Some((address.parse().ok()?, owner.parse().ok()?))
             })
             .collect();
         let result = change(&mut leases)?;
-        let text: String = leases.iter().map(|(address, pid)| format!("{address} {pid}\n")).collect();
+        let text: String = leases.iter().map(|(address, owner)| format!("{address} {owner}\n")).collect();
         // Write a new file and rename it over the old: a crash never leaves half a table.
         let staging = self.dir.join("leases.new");
         fs::write(&staging, text)
@@ -99,16 +140,19 @@ impl Ipam {
     }
 
     // ANCHOR: allocate
-    /// The lowest free address, leased to process `owner`.
-    pub fn allocate(&self, owner: i32) -> Result<Lease> {
-        self.locked(|leases| {
-            // Leases of processes that no longer exist are stale: a crashed carton.
-            leases.retain(|(_, pid)| nix::sys::signal::kill(nix::unistd::Pid::from_raw(*pid), None).is_ok());
-            let free = self.subnet.hosts().find(|candidate| leases.iter().all(|(taken, _)| taken != candidate));
-            let address = free.ok_or_else(|| Error::runtime(format!("no free address left in {}/{}", self.subnet.network, self.subnet.prefix)))?;
-            leases.push((address, owner));
-            Ok(Lease { address })
-        })
+    /// The lowest free address, leased to `owner`.
+    pub fn allocate(&self, owner: Owner) -> Result<Lease> {
+        self.locked(|leases| self.allocate_in(leases, owner))
+    }
+
+    /// [`Ipam::allocate`] inside [`Ipam::locked`], for callers that change more under the lock.
+    pub fn allocate_in(&self, leases: &mut Vec<(Ipv4Addr, Owner)>, owner: Owner) -> Result<Lease> {
+        // Leases of processes that no longer exist are stale: a crashed carton.
+        leases.retain(|(_, holder)| holder.is_alive());
+        let free = self.subnet.hosts().find(|candidate| leases.iter().all(|(taken, _)| taken != candidate));
+        let address = free.ok_or_else(|| Error::runtime(format!("no free address left in {}/{}", self.subnet.network, self.subnet.prefix)))?;
+        leases.push((address, owner));
+        Ok(Lease { address })
     }
     // ANCHOR_END: allocate
 
@@ -138,7 +182,8 @@ mod tests {
     fn addresses_are_unique_released_and_stale_ones_reused() {
         let dir = tempfile::tempdir().unwrap();
         let ipam = Ipam::new(dir.path(), "192.0.2.0/29".parse().unwrap());
-        let me = std::process::id() as i32;
+        let me = Owner::current();
+        assert!(me.is_alive());
         let a = ipam.allocate(me).unwrap();
         let b = ipam.allocate(me).unwrap();
         assert_eq!((a.address, b.address), (Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)));
@@ -146,7 +191,8 @@ mod tests {
         assert_eq!(ipam.allocate(me).unwrap().address, Ipv4Addr::new(192, 0, 2, 2), "a released address is reused");
         // .4 .5 .6 left in a /29 (.7 is broadcast); a lease of a dead process is reclaimed.
         ipam.locked(|leases| {
-            leases.push((Ipv4Addr::new(192, 0, 2, 4), i32::MAX));
+            // A PID that exists (ours) with another start time: a reused PID, not the owner.
+            leases.push((Ipv4Addr::new(192, 0, 2, 4), Owner { start_time: me.start_time + 1, ..me }));
             Ok(())
         })
         .unwrap();

@@ -193,6 +193,9 @@ pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &Network
         if !network.ports.is_empty() && network.mode != Mode::Bridge {
             return Err(Error::runtime("-p publishes a port of the container's own address: it needs --network bridge"));
         }
+        // Everything that can be refused is refused before the host's network is touched.
+        spec.validate()?;
+        step02::validate_hostname(&options.effective_hostname())?;
         // Bound first: a port in use stops the run before anything is created.
         let published = ports::bind(&network.ports)?;
         for (asked, bound) in network.ports.iter().zip(&published) {
@@ -201,8 +204,13 @@ pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &Network
             }
         }
         if network.mode == Mode::Bridge {
-            ipam.locked(|_| ensure_bridge(network.subnet, explain).and_then(|()| nat::enable(network.subnet, explain)))?;
-            lease = Some(ipam.allocate(std::process::id() as i32)?);
+            // One lock for the bridge, its NAT rule and the lease, so that a `carton network
+            // prune` cannot remove the bridge between the two.
+            lease = Some(ipam.locked(|leases| {
+                ensure_bridge(state_root, network.subnet, explain)?;
+                nat::enable(network.subnet, explain)?;
+                ipam.allocate_in(leases, ipam::Owner::current())
+            })?);
         }
         let attachment = lease.map(|lease| Attachment { host_end: host_end.clone(), address: lease.address, subnet: network.subnet });
         let hostname = options.effective_hostname();
@@ -231,9 +239,20 @@ pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &Network
 
 // ANCHOR: ensure_bridge
 /// The bridge `carton0` with the gateway address, created by the first bridged container.
-fn ensure_bridge(subnet: ipam::Subnet, explain: &Explain) -> Result<()> {
+fn ensure_bridge(state_root: &Path, subnet: ipam::Subnet, explain: &Explain) -> Result<()> {
+    // The subnet the bridge was made with; another one needs a new bridge.
+    let recorded = state_root.join("networks").join(BRIDGE).join("subnet");
+    let wanted = format!("{}/{}", subnet.network, subnet.prefix);
     if let Some(index) = netlink::link_index(BRIDGE)? {
-        return netlink::set_link_up(index);
+        match fs::read_to_string(&recorded) {
+            Ok(existing) if existing.trim() != wanted => {
+                return Err(Error::runtime(format!(
+                    "{BRIDGE} serves {} but {wanted} was asked for (CARTON_SUBNET); run `carton network prune` first to change it",
+                    existing.trim()
+                )))
+            }
+            _ => return netlink::set_link_up(index),
+        }
     }
     let gateway = subnet.gateway();
     explain.step(|| {
@@ -243,6 +262,7 @@ fn ensure_bridge(subnet: ipam::Subnet, explain: &Explain) -> Result<()> {
     netlink::create_bridge(BRIDGE)?;
     let index = link_index(BRIDGE)?;
     netlink::add_address(index, gateway, subnet.prefix)?;
+    fs::write(&recorded, &wanted).map_err(|e| Error::runtime(format!("cannot record the bridge's subnet: {e}")))?;
     netlink::set_link_up(index)
 }
 // ANCHOR_END: ensure_bridge
@@ -252,7 +272,7 @@ fn ensure_bridge(subnet: ipam::Subnet, explain: &Explain) -> Result<()> {
 pub fn prune(state_root: &Path, subnet: ipam::Subnet) -> Result<Vec<String>> {
     let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), subnet);
     ipam.locked(|leases| {
-        leases.retain(|(_, pid)| nix::sys::signal::kill(Pid::from_raw(*pid), None).is_ok());
+        leases.retain(|(_, owner)| owner.is_alive());
         if !leases.is_empty() {
             return Err(Error::runtime(format!("{} running containers still use {BRIDGE}; stop them first", leases.len())));
         }
@@ -263,6 +283,7 @@ pub fn prune(state_root: &Path, subnet: ipam::Subnet) -> Result<Vec<String>> {
         }
         nat::remove()?;
         removed.push(format!("the nftables table ip {}", nat::TABLE));
+        let _ = fs::remove_file(state_root.join("networks").join(BRIDGE).join("subnet"));
         Ok(removed)
     })
 }

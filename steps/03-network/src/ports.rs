@@ -16,6 +16,7 @@ use std::io;
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::thread;
+use std::time::Duration;
 
 use step01::{Error, Result};
 
@@ -122,9 +123,13 @@ pub fn relay(published: Vec<Published>, container: Ipv4Addr) {
         let target = SocketAddr::new(IpAddr::V4(container), mapping.container_port);
         match socket {
             Socket::Tcp(listener) => {
-                thread::spawn(move || {
-                    for client in listener.incoming().flatten() {
-                        thread::spawn(move || relay_tcp(client, target));
+                thread::spawn(move || loop {
+                    match listener.accept() {
+                        Ok((client, _)) => {
+                            thread::spawn(move || relay_tcp(client, target));
+                        }
+                        // Out of descriptors, say: wait instead of spinning on the error.
+                        Err(_) => thread::sleep(Duration::from_millis(100)),
                     }
                 });
             }
@@ -150,24 +155,35 @@ fn relay_tcp(client: TcpStream, target: SocketAddr) {
 }
 // ANCHOR_END: relay
 
+/// How long a UDP client may stay silent before its relay socket is closed (as Docker's).
+const UDP_IDLE: Duration = Duration::from_secs(90);
+
 /// UDP has no connections: each client address gets a socket of its own towards the
-/// container, and a thread that sends the container's answers back to that client.
+/// container, and a thread that sends the container's answers back to that client until
+/// it has been quiet for [`UDP_IDLE`].
 fn relay_udp(socket: UdpSocket, target: SocketAddr) {
     let socket = Arc::new(socket);
-    let upstreams: Mutex<HashMap<SocketAddr, Arc<UdpSocket>>> = Mutex::new(HashMap::new());
+    let upstreams: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::new(Mutex::new(HashMap::new()));
     let mut buffer = [0u8; 65536];
     while let Ok((size, client)) = socket.recv_from(&mut buffer) {
         let upstream = upstreams.lock().unwrap().get(&client).cloned();
         let upstream = match upstream {
             Some(upstream) => upstream,
             None => {
-                let Ok(upstream) = UdpSocket::bind("0.0.0.0:0").and_then(|u| u.connect(target).map(|()| Arc::new(u))) else { continue };
-                let (answers, back) = (upstream.clone(), socket.clone());
+                let Ok(upstream) = UdpSocket::bind("0.0.0.0:0").and_then(|u| {
+                    u.connect(target)?;
+                    u.set_read_timeout(Some(UDP_IDLE))?;
+                    Ok(Arc::new(u))
+                }) else {
+                    continue;
+                };
+                let (answers, back, table) = (upstream.clone(), socket.clone(), upstreams.clone());
                 thread::spawn(move || {
                     let mut buffer = [0u8; 65536];
                     while let Ok(size) = answers.recv(&mut buffer) {
                         let _ = back.send_to(&buffer[..size], client);
                     }
+                    table.lock().unwrap().remove(&client); // quiet for too long: forget it
                 });
                 upstreams.lock().unwrap().insert(client, upstream.clone());
                 upstream
