@@ -100,12 +100,6 @@ fn message_queues_of_the_host_are_invisible_inside() {
     assert_eq!(stdout(&out), "0\n0\n", "System V queues, then POSIX queues: {}", stderr(&out));
 }
 
-/// The host pid of the container's PID 1: carton's only child.
-fn container_init(carton: &Child) -> Pid {
-    let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", carton.id())).unwrap();
-    Pid::from_raw(children.split_whitespace().next().expect("carton has a child").parse().unwrap())
-}
-
 fn spawn_waiting(rootfs: &std::path::Path, extra: &[&str], script: &str) -> (Child, BufReader<std::process::ChildStdout>) {
     let mut child = carton_run(rootfs).args(extra).args(["--", "sh", "-c", script]).stdout(Stdio::piped()).spawn().unwrap();
     let mut out = BufReader::new(child.stdout.take().unwrap());
@@ -153,9 +147,8 @@ fn a_bare_shell_as_pid_1_ignores_sigterm_and_init_does_not() {
 
 /// The state letters of the processes whose parent is `parent` (host pids).
 fn children_states(parent: Pid) -> Vec<char> {
-    let children = fs::read_to_string(format!("/proc/{0}/task/{0}/children", parent)).unwrap_or_default();
-    children
-        .split_whitespace()
+    children(parent)
+        .into_iter()
         .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
         .filter_map(|stat| stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()))
         .collect()

@@ -95,9 +95,7 @@ fn counters_read_a_running_containers_own_namespace() {
         .unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
-    let carton = nix::unistd::Pid::from_raw(child.id() as i32);
-    let init = fs::read_to_string(format!("/proc/{carton}/task/{carton}/children")).unwrap();
-    let init = nix::unistd::Pid::from_raw(init.split_whitespace().next().unwrap().parse().unwrap());
+    let init = container_init(&child);
     let counters = step03::counters::read(init).unwrap();
     nix::sys::signal::kill(init, nix::sys::signal::Signal::SIGKILL).unwrap();
     child.wait().unwrap();

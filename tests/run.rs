@@ -221,14 +221,7 @@ fn the_container_dies_with_carton_even_after_kill_9() {
     require_root();
     let (_dir, rootfs) = fresh_rootfs();
     let mut carton = carton_run(&rootfs).args(["--", "sleep", "30"]).spawn().unwrap();
-    let pid = carton.id();
-    let init = loop {
-        let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
-        if let Some(child) = children.split_whitespace().next() {
-            break child.to_string();
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-    };
+    let init = container_init(&carton);
     carton.kill().unwrap(); // SIGKILL: carton cannot pass anything on
     carton.wait().unwrap();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);

@@ -77,3 +77,26 @@ pub fn in_throwaway_netns(state: &Path, script: &str) -> Output {
         .output()
         .unwrap()
 }
+
+/// The host pids of the children of process `parent`.
+pub fn children(parent: nix::unistd::Pid) -> Vec<nix::unistd::Pid> {
+    std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|pid| pid.parse().ok().map(nix::unistd::Pid::from_raw))
+        .collect()
+}
+
+/// The host pid of the container's PID 1: carton's only child, waited for (a few
+/// seconds at most) in case carton has only just been started.
+pub fn container_init(carton: &std::process::Child) -> nix::unistd::Pid {
+    let carton = nix::unistd::Pid::from_raw(carton.id() as i32);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        if let Some(init) = children(carton).first() {
+            return *init;
+        }
+        assert!(std::time::Instant::now() < deadline, "carton {carton} started no container");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}

@@ -89,6 +89,12 @@ impl std::str::FromStr for Owner {
     }
 }
 
+/// Drop the leases whose owner no longer runs: a crashed or killed carton (its
+/// container died with it).
+pub fn forget_stale(leases: &mut Vec<(Ipv4Addr, Owner)>) {
+    leases.retain(|(_, owner)| owner.is_alive());
+}
+
 /// An address held by a running container; give it back with [`Ipam::release`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lease {
@@ -147,8 +153,7 @@ impl Ipam {
 
     /// [`Ipam::allocate`] inside [`Ipam::locked`], for callers that change more under the lock.
     pub fn allocate_in(&self, leases: &mut Vec<(Ipv4Addr, Owner)>, owner: Owner) -> Result<Lease> {
-        // Leases of processes that no longer exist are stale: a crashed carton.
-        leases.retain(|(_, holder)| holder.is_alive());
+        forget_stale(leases);
         let free = self.subnet.hosts().find(|candidate| leases.iter().all(|(taken, _)| taken != candidate));
         let address = free.ok_or_else(|| Error::runtime(format!("no free address left in {}/{}", self.subnet.network, self.subnet.prefix)))?;
         leases.push((address, owner));

@@ -272,7 +272,7 @@ fn ensure_bridge(state_root: &Path, subnet: ipam::Subnet, explain: &Explain) -> 
 pub fn prune(state_root: &Path, subnet: ipam::Subnet) -> Result<Vec<String>> {
     let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), subnet);
     ipam.locked(|leases| {
-        leases.retain(|(_, owner)| owner.is_alive());
+        ipam::forget_stale(leases);
         if !leases.is_empty() {
             return Err(Error::runtime(format!("{} running containers still use {BRIDGE}; stop them first", leases.len())));
         }
