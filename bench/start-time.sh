@@ -5,10 +5,11 @@
 #
 #   sudo bench/start-time.sh            (needs: hyperfine; optional: runc, crun)
 #
-# runc and crun run a bundle made by `runc spec`: they also create a network namespace
-# and a cgroup, drop capabilities and mask /proc paths, which carton does not do yet, so
-# they do more work. The numbers say what each costs today, not who is "faster" at
-# equal work.
+# carton runs with `--network none` (a network namespace with only lo, as `runc spec`
+# makes): the default bridge would change the host's network, and costs more (chapter 3
+# measures it). runc and crun run a bundle made by `runc spec`: they also drop
+# capabilities and mask /proc paths, which carton does not do yet, so they do more work.
+# The numbers say what each costs today, not who is "faster" at equal work.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v hyperfine >/dev/null || { echo "install hyperfine: apt-get install -y hyperfine" >&2; exit 1; }
@@ -22,11 +23,11 @@ trap 'rm -rf "$work"' EXIT
 # The floor: util-linux creating the same namespaces and chrooting, no mounts at all.
 commands=(
   "$bin/step01-chroot chroot $work/rootfs /bin/true"
-  "unshare --fork --pid --mount --uts --ipc chroot $work/rootfs /bin/true"
-  "$bin/carton run --rootfs $work/rootfs -- /bin/true"
-  "$bin/carton run --init --rootfs $work/rootfs -- /bin/true"
+  "unshare --fork --pid --mount --uts --ipc --net chroot $work/rootfs /bin/true"
+  "$bin/carton run --network none --rootfs $work/rootfs -- /bin/true"
+  "$bin/carton run --network none --init --rootfs $work/rootfs -- /bin/true"
 )
-names=("plain chroot (step01-chroot chroot)" "unshare --pid --mount --uts --ipc + chroot" "carton run" "carton run --init")
+names=("plain chroot (step01-chroot chroot)" "unshare --pid --mount --uts --ipc --net + chroot" "carton run --network none" "carton run --network none --init")
 
 for runtime in runc crun; do
   command -v "$runtime" >/dev/null || continue
@@ -68,4 +69,4 @@ PY
 
 echo
 echo "carton run peak memory (max RSS of carton and its child, KiB, 20 runs):"
-for _ in $(seq 20); do /usr/bin/time -f "%M" "$bin/carton" run --rootfs "$work/rootfs" -- /bin/true 2>&1 >/dev/null; done | sort -n | awk '{a[NR]=$1} END {print "  min " a[1] "  median " a[int((NR+1)/2)] "  max " a[NR]}'
+for _ in $(seq 20); do /usr/bin/time -f "%M" "$bin/carton" run --network none --rootfs "$work/rootfs" -- /bin/true 2>&1 >/dev/null; done | sort -n | awk '{a[NR]=$1} END {print "  min " a[1] "  median " a[int((NR+1)/2)] "  max " a[NR]}'

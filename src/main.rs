@@ -44,6 +44,8 @@ enum Network {
 }
 
 #[derive(Args)]
+// A flag given twice takes the last value, as with Docker (lists such as -e add up).
+#[command(args_override_self = true)]
 #[command(after_help = "Examples:\n  carton bootstrap busybox ./rootfs\n  carton run --rootfs ./rootfs -- echo hello\n  carton run -it --rootfs ./rootfs sh\n  carton run --explain --rootfs ./rootfs sh -c 'ls /'")]
 struct RunArgs {
     /// Directory that becomes the container's / (images come in chapter 6)
@@ -70,7 +72,7 @@ struct RunArgs {
     /// Give the container a terminal
     #[arg(short = 't', long)]
     tty: bool,
-    /// host (the host's network; the default), bridge (its own address on the bridge carton0, with NAT; the default with -p) or none (only lo)
+    /// bridge (the default: its own address on the bridge carton0, with NAT), none (only lo) or host (the host's network)
     #[arg(long, value_name = "MODE")]
     network: Option<String>,
     /// Publish a container's port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]
@@ -223,16 +225,9 @@ fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step0
         tty: args.tty,
         ..step02::Options::new(step02::ContainerId::random()?)
     };
-    let ports: Vec<_> = args.publish.iter().map(|p| step03::ports::PortMapping::parse(p)).collect::<step01::Result<_>>()?;
-    // Publishing only means something on the bridge, so -p alone chooses it.
-    let mode = match &args.network {
-        Some(mode) => mode.parse()?,
-        None if !ports.is_empty() => step03::Mode::Bridge,
-        None => step03::Mode::Host,
-    };
     let network = step03::NetworkOptions {
-        mode,
-        ports,
+        mode: args.network.as_deref().map_or(Ok(step03::Mode::Bridge), str::parse)?,
+        ports: args.publish.iter().map(|p| step03::ports::PortMapping::parse(p)).collect::<step01::Result<_>>()?,
         add_hosts: args.add_hosts.iter().map(|h| step03::HostEntry::parse(h)).collect::<step01::Result<_>>()?,
         dns: args.dns.iter().map(|d| step03::parse_dns(d)).collect::<step01::Result<_>>()?,
         subnet: step03::subnet_from_env()?,

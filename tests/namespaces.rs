@@ -13,18 +13,19 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 #[test]
-fn pid_uts_ipc_and_mount_namespaces_are_new() {
+fn pid_uts_ipc_mount_and_network_namespaces_are_new() {
     require_root();
     let (_dir, rootfs) = fresh_rootfs();
     let out = run_in(&rootfs, &[], &["sh", "-c", "for ns in pid uts ipc mnt net; do readlink /proc/self/ns/$ns; done"]);
     let inside: Vec<String> = stdout(&out).lines().map(String::from).collect();
     assert_eq!(inside.len(), 5, "{}", stderr(&out));
-    for (ns, inside) in ["pid", "uts", "ipc", "mnt"].iter().zip(&inside) {
+    // The network namespace is chapter 3's, new unless `--network host` (below).
+    for (ns, inside) in ["pid", "uts", "ipc", "mnt", "net"].iter().zip(&inside) {
         let host = fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
         assert_ne!(host.to_str().unwrap(), inside, "the {ns} namespace is the host's");
     }
-    // The network namespace is the host's until chapter 3.
-    assert_eq!(fs::read_link("/proc/self/ns/net").unwrap().to_str().unwrap(), inside[4]);
+    let out = run_in(&rootfs, &["--network", "host"], &["readlink", "/proc/self/ns/net"]);
+    assert_eq!(fs::read_link("/proc/self/ns/net").unwrap().to_str().unwrap(), stdout(&out).trim_end());
 }
 
 #[test]

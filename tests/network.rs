@@ -106,15 +106,40 @@ fn counters_read_a_running_containers_own_namespace() {
 }
 
 #[test]
-fn a_bridged_container_gets_an_address_and_reaches_its_gateway() {
+fn by_default_a_container_gets_an_address_on_the_bridge_and_reaches_its_gateway() {
     require_root();
     let (dir, rootfs) = fresh_rootfs();
     let script = format!(
-        "carton run --network bridge --hostname web --rootfs {} -- sh -c 'ip -4 -o addr show eth0 | tr -s \" \" | cut -d\" \" -f4; ip route | head -1; tail -n 1 /etc/hosts; ping -c 1 -W 2 10.88.0.1 >/dev/null && echo gateway answers'",
+        "carton run --hostname web --rootfs {} -- sh -c 'ip -4 -o addr show eth0 | tr -s \" \" | cut -d\" \" -f4; ip route | head -1; tail -n 1 /etc/hosts; ping -c 1 -W 2 10.88.0.1 >/dev/null && echo gateway answers'",
         rootfs.display()
     );
     let out = in_throwaway_netns(&dir.path().join("state"), &script);
     assert_eq!(stdout(&out), "10.88.0.2/16\ndefault via 10.88.0.1 dev eth0 \n10.88.0.2\tweb\ngateway answers\n", "{}", stderr(&out));
+}
+
+#[test]
+fn the_network_namespace_is_pinned_by_name_while_the_container_runs() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    // The fifo says when the container runs; then its namespace is joined from outside
+    // through the pinned file, as `nsenter --net=FILE` would for a user.
+    let script = format!(
+        "mkfifo {state}/ready\n\
+         carton run --rootfs {rootfs} -- sh -c 'echo up; exec sleep 5' > {state}/ready & carton=$!\n\
+         read line < {state}/ready\n\
+         pin=$(echo {state}/containers/*/netns)\n\
+         nsenter --net=$pin ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4\n\
+         grep -c \" $pin \" /proc/self/mountinfo\n\
+         kill $carton; wait $carton\n\
+         ls {state}/containers | wc -l\n\
+         grep -c {state} /proc/self/mountinfo",
+        state = state.display(),
+        rootfs = rootfs.display()
+    );
+    fs::create_dir_all(&state).unwrap();
+    let out = in_throwaway_netns(&state, &script);
+    assert_eq!(stdout(&out), "10.88.0.2/16\n1\n0\n0\n", "pinned while it runs, gone after: {}", stderr(&out));
 }
 
 #[test]
@@ -249,7 +274,7 @@ fn in_host_mode_the_containers_own_name_resolves() {
 }
 
 #[test]
-fn a_rejected_run_leaves_the_network_alone_and_a_killed_run_leaves_no_lease() {
+fn a_rejected_run_leaves_the_network_alone_and_a_killed_run_is_collected_by_the_next() {
     require_root();
     let (dir, rootfs) = fresh_rootfs();
     let state = dir.path().join("state");
@@ -258,15 +283,18 @@ fn a_rejected_run_leaves_the_network_alone_and_a_killed_run_leaves_no_lease() {
          ip -o link | grep -c carton0; nft list tables | grep -c carton; cat /proc/sys/net/ipv4/ip_forward\n\
          carton run --network bridge --rootfs {rootfs} -- sleep 30 & carton=$!\n\
          sleep 0.7; kill -KILL $carton; wait $carton; sleep 0.3\n\
+         grep -c {state}/containers/ /proc/self/mountinfo\n\
          carton run --network bridge --rootfs {rootfs} -- hostname -i\n\
+         ls {state}/containers | wc -l; grep -c {state}/containers/ /proc/self/mountinfo; ip -o link | grep -c veth\n\
          CARTON_SUBNET=10.99.0.0/16 carton run --network bridge --rootfs {rootfs} -- true; echo \"exit $?\"",
-        rootfs = rootfs.display()
+        rootfs = rootfs.display(),
+        state = state.display()
     );
     let out = in_throwaway_netns(&state, &script);
     assert_eq!(
         stdout(&out),
-        "exit 125\n0\n0\n0\n10.88.0.2\nexit 125\n",
-        "nothing set up for a refused run; the killed run's address is free again; another subnet is refused: {}",
+        "exit 125\n0\n0\n0\n1\n10.88.0.2\n0\n0\n0\nexit 125\n",
+        "nothing set up for a refused run; the killed run's pinned namespace, cable and address are collected by the next run; another subnet is refused: {}",
         stderr(&out)
     );
     assert!(stderr(&out).contains("carton0 serves 10.88.0.0/16 but 10.99.0.0/16 was asked for"), "{}", stderr(&out));

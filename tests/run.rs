@@ -51,12 +51,16 @@ fn proc_dev_and_sys_are_the_containers_own() {
 #[test]
 fn a_run_leaves_the_host_mount_table_unchanged() {
     require_root();
-    let (_dir, rootfs) = fresh_rootfs();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
     let before = host_mounts();
-    assert!(run_in(&rootfs, &[], &["true"]).status.success());
-    assert!(!run_in(&rootfs, &[], &["false"]).status.success());
-    assert_eq!(run_in(&rootfs, &[], &["no-such-command"]).status.code(), Some(127));
+    for (command, code) in [("true", 0), ("false", 1), ("no-such-command", 127)] {
+        let out = carton_run(&rootfs).env("CARTON_ROOT", &state).args(["--", command]).output().unwrap();
+        assert_eq!(out.status.code(), Some(code), "{command}: {}", stderr(&out));
+    }
     assert_eq!(host_mounts(), before, "a mount leaked to the host");
+    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains(state.to_str().unwrap()), "a network namespace stayed pinned: {mountinfo}");
 }
 
 #[test]
@@ -138,7 +142,7 @@ fn bad_input_is_a_clear_error_with_exit_125() {
         (vec!["--rootfs".into(), rootfs.display().to_string(), "-w".into(), "/etc/passwd".into(), "pwd".into()], "exists in the container but is not a directory"),
     ];
     for (args, message) in cases {
-        let out = carton().arg("run").args(&args).output().unwrap();
+        let out = carton().args(["run", "--network", "none"]).args(&args).output().unwrap();
         assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).starts_with("carton: ") || stderr(&out).starts_with("error: "), "{args:?}: {}", stderr(&out));
         assert!(stderr(&out).contains(message), "{args:?}: expected {message:?} in {}", stderr(&out));
@@ -151,7 +155,7 @@ fn a_relative_rootfs_is_resolved_from_the_current_directory() {
     require_root();
     let dir = tempfile::tempdir().unwrap();
     busybox_rootfs(dir.path());
-    let out = carton().current_dir(dir.path()).args(["run", "--rootfs", "rootfs", "--", "echo", "relative ok"]).output().unwrap();
+    let out = carton().current_dir(dir.path()).args(["run", "--network", "none", "--rootfs", "rootfs", "--", "echo", "relative ok"]).output().unwrap();
     assert_eq!(stdout(&out), "relative ok\n", "{}", stderr(&out));
 }
 
@@ -189,7 +193,7 @@ fn flags_after_the_command_belong_to_the_command() {
     let (_dir, rootfs) = fresh_rootfs();
     let out = carton_run(&rootfs).args(["echo", "-n", "--rm", "-it"]).output().unwrap();
     assert_eq!(stdout(&out), "--rm -it", "{}", stderr(&out));
-    let out = carton().arg("run").arg("--rm").arg("--rootfs").arg(&rootfs).args(["true"]).output().unwrap();
+    let out = carton().args(["run", "--rm", "--network", "none", "--rootfs"]).arg(&rootfs).args(["true"]).output().unwrap();
     assert!(out.status.success(), "--rm is accepted: {}", stderr(&out));
 }
 
@@ -199,18 +203,16 @@ fn inherited_descriptors_do_not_reach_the_command() {
     let (dir, rootfs) = fresh_rootfs();
     // fd 7 is an open directory of the host: through /proc/self/fd/7 it would lead out.
     let script = format!(
-        "exec 7</ 8>{}/out; exec {} run --rootfs {} -- sh -c 'ls /proc/self/fd/7 >/dev/null 2>&1 && echo leaked || echo closed'",
+        "exec 7</ 8>{}/out; exec {} -- sh -c 'ls /proc/self/fd/7 >/dev/null 2>&1 && echo leaked || echo closed'",
         dir.path().display(),
-        env!("CARGO_BIN_EXE_carton"),
-        rootfs.display()
+        carton_run_line(&rootfs)
     );
     let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
     assert_eq!(stdout(&out), "closed\n", "{}", stderr(&out));
     // Under --init, PID 1 is carton's own code and never calls execve: it must close them itself.
     let script = format!(
-        "exec 7</; exec {} run --init --rootfs {} -- sh -c 'ls /proc/1/fd | tr \"\\n\" \" \"'",
-        env!("CARGO_BIN_EXE_carton"),
-        rootfs.display()
+        "exec 7</; exec {} --init -- sh -c 'ls /proc/1/fd | tr \"\\n\" \" \"'",
+        carton_run_line(&rootfs)
     );
     let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
     assert_eq!(stdout(&out), "0 1 2 ", "the init keeps only stdin, stdout and stderr: {}", stderr(&out));
@@ -219,8 +221,9 @@ fn inherited_descriptors_do_not_reach_the_command() {
 #[test]
 fn the_container_dies_with_carton_even_after_kill_9() {
     require_root();
-    let (_dir, rootfs) = fresh_rootfs();
-    let mut carton = carton_run(&rootfs).args(["--", "sleep", "30"]).spawn().unwrap();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    let mut carton = carton_run(&rootfs).env("CARTON_ROOT", &state).args(["--", "sleep", "30"]).spawn().unwrap();
     let init = container_init(&carton);
     carton.kill().unwrap(); // SIGKILL: carton cannot pass anything on
     carton.wait().unwrap();
@@ -229,6 +232,11 @@ fn the_container_dies_with_carton_even_after_kill_9() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(!std::path::Path::new(&format!("/proc/{init}")).exists(), "the container outlived carton");
+    // What the killed carton could not clean up, the next run does.
+    assert_eq!(fs::read_dir(state.join("containers")).unwrap().count(), 1, "the killed container's state is left");
+    assert!(carton_run(&rootfs).env("CARTON_ROOT", &state).arg("true").status().unwrap().success());
+    assert_eq!(fs::read_dir(state.join("containers")).unwrap().count(), 0, "the next run collects it");
+    assert!(!fs::read_to_string("/proc/self/mountinfo").unwrap().contains(state.to_str().unwrap()), "its namespace stayed pinned");
 }
 
 #[test]
@@ -236,7 +244,7 @@ fn an_ignored_sigchld_does_not_make_carton_wait_forever() {
     require_root();
     let (_dir, rootfs) = fresh_rootfs();
     // `trap '' CHLD` ignores SIGCHLD, and an ignored signal stays ignored across exec.
-    let script = format!("trap '' CHLD; exec timeout 20 {} run --rootfs {} -- true", env!("CARGO_BIN_EXE_carton"), rootfs.display());
+    let script = format!("trap '' CHLD; exec timeout 20 {} -- true", carton_run_line(&rootfs));
     let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
@@ -245,7 +253,7 @@ fn an_ignored_sigchld_does_not_make_carton_wait_forever() {
 fn a_terminal_whose_reader_went_away_does_not_hang_carton() {
     require_root();
     let (_dir, rootfs) = fresh_rootfs();
-    let script = format!("timeout 20 {} run -t --rootfs {} -- yes | head -n 1; echo \"exit ${{PIPESTATUS:-done}}\"", env!("CARGO_BIN_EXE_carton"), rootfs.display());
+    let script = format!("timeout 20 {} -t -- yes | head -n 1; echo \"exit ${{PIPESTATUS:-done}}\"", carton_run_line(&rootfs));
     let out = std::process::Command::new("bash").arg("-c").arg(script.replace("${PIPESTATUS:-done}", "${PIPESTATUS[0]}")).output().unwrap();
     let text = stdout(&out).replace('\r', "");
     assert!(text.starts_with("y\n"), "{text:?}");

@@ -38,11 +38,19 @@ pub fn fresh_rootfs() -> (tempfile::TempDir, PathBuf) {
     (dir, rootfs)
 }
 
-/// `carton run --rootfs ROOTFS`, ready for more arguments.
+/// `carton run --network none --rootfs ROOTFS`, ready for more arguments. Tests that are
+/// not about the network never touch the host's: the default network, the bridge, would
+/// create `carton0` and NAT rules on the test machine. Network tests give `--network`
+/// again (the last one counts, as with Docker) inside a throwaway namespace.
 pub fn carton_run(rootfs: &Path) -> Command {
     let mut command = carton();
-    command.arg("run").arg("--rootfs").arg(rootfs);
+    command.args(["run", "--network", "none", "--rootfs"]).arg(rootfs);
     command
+}
+
+/// [`carton_run`] as a shell command line, for tests that run it from a script.
+pub fn carton_run_line(rootfs: &Path) -> String {
+    format!("{} run --network none --rootfs {}", env!("CARGO_BIN_EXE_carton"), rootfs.display())
 }
 
 /// Run `carton run --rootfs ROOTFS [extra...] -- ARGS` and collect its output.
@@ -59,8 +67,15 @@ pub fn stderr(out: &Output) -> String {
 }
 
 /// The host's mount table without the per-mount ids, which is what must not change.
+/// Network namespaces pinned on the host (`nsfs`) are left out: tests running at the
+/// same time pin their containers' there; a test checks its own state root for them.
 pub fn host_mounts() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().map(|line| line.split_whitespace().skip(2).collect::<Vec<_>>().join(" ")).collect()
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|line| !line.contains(" - nsfs "))
+        .map(|line| line.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
+        .collect()
 }
 
 /// Run `script` with `sh` inside a fresh network namespace (loopback up) that disappears

@@ -6,8 +6,9 @@
 //!  validate the spec
 //!  two pipes: "go" and "error"
 //!  clone(namespace flags) ───────────────▶  starts in new namespaces, waits for "go"
-//!  Hooks::parent_after_clone (cgroups, network, ...)
-//!  write "go" ───────────────────────────▶  enter_root: mounts, pivot_root
+//!  Hooks::parent_after_clone (cgroups, ...)
+//!  write "go" ───────────────────────────▶  joins the namespaces named by path (network)
+//!                                           enter_root: mounts, pivot_root
 //!                                           Hooks::child_after_root (hostname, security, ...)
 //!                                           working directory, execve
 //!  read "error" until it closes  ◀────────  on failure: the error, then _exit(125/126/127)
@@ -44,11 +45,23 @@ pub struct ContainerSpec {
     /// The namespaces the child starts in. Step 01 needs only a mount namespace;
     /// later steps add theirs (`CLONE_NEWPID`, `CLONE_NEWUTS`, ...).
     pub namespaces: CloneFlags,
+    /// Namespaces that exist already and that the child joins instead, as the OCI
+    /// runtime spec's `namespaces[].path` says: step 03 prepares a network namespace
+    /// under a name before the container starts, as CNI and netavark do.
+    pub join: Vec<JoinedNamespace>,
+}
+
+/// An existing namespace, named by a file (`/proc/PID/ns/net`, or a bind mount of one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedNamespace {
+    /// Which kind, as its clone flag (`CLONE_NEWNET`).
+    pub kind: CloneFlags,
+    pub path: PathBuf,
 }
 
 impl ContainerSpec {
     pub fn new(rootfs: PathBuf, process: Process) -> Self {
-        ContainerSpec { rootfs, process, namespaces: CloneFlags::CLONE_NEWNS }
+        ContainerSpec { rootfs, process, namespaces: CloneFlags::CLONE_NEWNS, join: Vec::new() }
     }
 
     /// Check everything that can be checked before a process exists, and return the
@@ -61,6 +74,9 @@ impl ContainerSpec {
         if !self.namespaces.contains(CloneFlags::CLONE_NEWNS) {
             // Without its own mount namespace the child would mount over the host's /proc and /dev.
             return Err(Error::runtime("a container needs its own mount namespace (CLONE_NEWNS)"));
+        }
+        if let Some(both) = self.join.iter().find(|joined| self.namespaces.intersects(joined.kind)) {
+            return Err(Error::runtime(format!("the child cannot both create and join a namespace ({})", flag_names(both.kind))));
         }
         let resolved = match std::fs::canonicalize(rootfs) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -268,6 +284,7 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
     // A panic must not unwind into the parent's code: this is a separate process.
     let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_for_go(go)?;
+        join_namespaces(&spec.join, explain)?;
         explain.step(|| Action::new(CHAPTER, "new files get mode 644 and directories 755, whatever carton's umask was", "umask(022)").shell("umask 022"));
         umask(Mode::from_bits_truncate(0o022));
         rootfs::prepare_root(rootfs, explain)?;
@@ -287,6 +304,20 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
     }
 }
 // ANCHOR_END: child
+
+// ANCHOR: join_namespaces
+/// Enter the namespaces the spec names by path, before anything is mounted: `/sys`
+/// shows the network devices of the namespace it is mounted from.
+fn join_namespaces(joined: &[JoinedNamespace], explain: &Explain) -> Result<()> {
+    for JoinedNamespace { kind, path } in joined {
+        let shown = path.display();
+        explain.step(|| Action::new(CHAPTER, format!("join the namespace pinned at {shown}"), format!("setns(open(\"{shown}\"), {})", flag_names(*kind))).shell(format!("nsenter {}={shown}", nsenter_option(*kind))));
+        let file = std::fs::File::open(path).map_err(|e| Error::runtime(format!("cannot open the namespace {shown}: {e}")))?;
+        nix::sched::setns(file, *kind).map_err(|errno| Error::syscall(format!("cannot join the namespace {shown}"), errno))?;
+    }
+    Ok(())
+}
+// ANCHOR_END: join_namespaces
 
 /// Ask for SIGKILL when the parent dies. (If it died before this, the "go" pipe reads
 /// end-of-file and the child gives up; getppid() cannot tell, being 0 in a new PID
@@ -363,25 +394,32 @@ unsafe fn fork_into_namespaces(flags: CloneFlags) -> Result<Option<Pid>, Errno> 
 }
 // ANCHOR_END: fork_into_namespaces
 
+/// Each namespace's option of `unshare` and `nsenter`, which spell them alike.
+const NAMESPACE_OPTIONS: [(CloneFlags, &str); 7] = [
+    (CloneFlags::CLONE_NEWNS, "--mount"),
+    (CloneFlags::CLONE_NEWUTS, "--uts"),
+    (CloneFlags::CLONE_NEWIPC, "--ipc"),
+    (CloneFlags::CLONE_NEWNET, "--net"),
+    (CloneFlags::CLONE_NEWPID, "--pid"),
+    (CloneFlags::CLONE_NEWUSER, "--user"),
+    (CloneFlags::CLONE_NEWCGROUP, "--cgroup"),
+];
+
 /// The `unshare` command that creates the same namespaces, for `--explain`.
 pub fn unshare_equivalent(flags: CloneFlags) -> String {
-    let options = [
-        (CloneFlags::CLONE_NEWNS, "--mount"),
-        (CloneFlags::CLONE_NEWUTS, "--uts"),
-        (CloneFlags::CLONE_NEWIPC, "--ipc"),
-        (CloneFlags::CLONE_NEWNET, "--net"),
-        (CloneFlags::CLONE_NEWPID, "--pid"),
-        (CloneFlags::CLONE_NEWUSER, "--user"),
-        (CloneFlags::CLONE_NEWCGROUP, "--cgroup"),
-    ];
     let mut command = String::from("unshare");
-    for (flag, option) in options {
+    for (flag, option) in NAMESPACE_OPTIONS {
         if flags.contains(flag) {
             command.push(' ');
             command.push_str(option);
         }
     }
     command + " --fork"
+}
+
+/// `nsenter`'s option for one kind of namespace (`--net`).
+fn nsenter_option(kind: CloneFlags) -> &'static str {
+    NAMESPACE_OPTIONS.iter().find(|(flag, _)| *flag == kind).map_or("--all", |(_, option)| option)
 }
 
 /// `CLONE_NEWNS|CLONE_NEWPID`, for messages and `--explain`.

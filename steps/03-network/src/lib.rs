@@ -1,9 +1,9 @@
 //! # Step 03 — a network of its own
 //!
-//! Part one of the chapter: the network namespace itself, and the container's names.
-//!
 //! - `--network none`: a network namespace of its own, with only the loopback
-//!   interface, brought up through netlink ([`netlink`]).
+//!   interface, brought up through netlink ([`netlink`]). The namespace is made and
+//!   pinned under a name before the container starts, and the container joins it
+//!   ([`netns`]), as CNI and netavark prepare podman's.
 //! - `--network host`: the host's network stack, shared (no namespace).
 //! - `/etc/hostname`, `/etc/hosts`, `/etc/resolv.conf` made for each container and
 //!   bind-mounted over the image's ([`files`]); `--add-host`, `--dns`.
@@ -18,6 +18,7 @@ pub mod files;
 pub mod ipam;
 pub mod nat;
 pub mod netlink;
+pub mod netns;
 pub mod ports;
 
 use std::fs;
@@ -26,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
+use step01::container::JoinedNamespace;
 use step01::{Action, Chapter, ContainerExit, ContainerSpec, Error, Explain, Hooks, Result, StartReport};
 
 pub use files::HostEntry;
@@ -75,11 +77,10 @@ pub struct NetworkOptions {
 }
 
 impl NetworkOptions {
-    /// The host's network stays the default for now: a bridge and NAT rules on the host
-    /// should be something a user asks for, until `carton network` can show and remove them.
+    /// The bridge, as Docker's default network.
     pub fn new() -> NetworkOptions {
         let subnet = DEFAULT_SUBNET.parse().expect("the default subnet parses");
-        NetworkOptions { mode: Mode::Host, add_hosts: Vec::new(), dns: Vec::new(), subnet, ports: Vec::new() }
+        NetworkOptions { mode: Mode::Bridge, add_hosts: Vec::new(), dns: Vec::new(), subnet, ports: Vec::new() }
     }
 }
 
@@ -99,16 +100,45 @@ pub fn parse_dns(text: &str) -> Result<IpAddr> {
     text.parse().map_err(|_| Error::runtime(format!("invalid --dns {text:?}: give a nameserver's IP address, e.g. 192.0.2.53")))
 }
 
-/// Step 03's additions to the start sequence, around step 02's.
+/// Step 03's additions to the start sequence, around step 02's. The network itself is
+/// ready before the container starts; what is left is the files and the port relays.
 pub struct Networking<H: Hooks> {
     inner: H,
-    mode: Mode,
     /// The container's state directory, holding its hostname, hosts and resolv.conf.
     files: PathBuf,
-    /// With `--network bridge`: where the container is plugged in.
-    attachment: Option<Attachment>,
-    /// Published ports, bound already; relayed once the container exists.
+    /// Published ports, bound already; relayed to `address` once the container exists.
     published: Vec<ports::Published>,
+    address: Option<Ipv4Addr>,
+}
+
+impl<H: Hooks> Hooks for Networking<H> {
+    fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
+        if let Some(address) = self.address {
+            for published in &self.published {
+                let mapping = published.mapping;
+                explain.step(|| {
+                    Action::new(CHAPTER, format!("publish {mapping}: carton listens there and relays each connection to {address}"), "accept() + connect() in a relay thread")
+                        .shell(format!("socat TCP-LISTEN:{},fork TCP:{address}:{}", mapping.host_port, mapping.container_port))
+                });
+            }
+            // Threads start only now: the container is cloned from a single thread.
+            ports::relay(std::mem::take(&mut self.published), address);
+        }
+        self.inner.parent_after_clone(child, explain)
+    }
+
+    fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
+        files::bind_into(rootfs, &self.files, explain)?;
+        self.inner.child_before_pivot(spec, rootfs, explain)
+    }
+
+    fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
+        self.inner.child_after_root(spec, explain)
+    }
+
+    fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
+        self.inner.child_exec(spec, report, explain)
+    }
 }
 
 /// A bridged container's place on the network.
@@ -120,74 +150,65 @@ struct Attachment {
     subnet: ipam::Subnet,
 }
 
-impl<H: Hooks> Hooks for Networking<H> {
-    // ANCHOR: parent_after_clone
-    fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
-        if let Some(attachment) = &self.attachment {
-            let host_end = &attachment.host_end;
-            explain.step(|| {
-                Action::new(CHAPTER, format!("a virtual cable: {host_end} here, its other end eth0 inside the container"), format!("netlink RTM_NEWLINK veth {host_end} peer eth0 netns {child}"))
-                    .shell(format!("ip link add {host_end} type veth peer name eth0 netns {child}"))
-            });
-            netlink::create_veth(host_end, "eth0", child.as_raw() as u32)?;
-            let (index, bridge) = (link_index(host_end)?, link_index(BRIDGE)?);
-            explain.step(|| Action::new(CHAPTER, format!("plug {host_end} into the bridge {BRIDGE} and switch it on"), "netlink RTM_SETLINK master, IFF_UP").shell(format!("ip link set {host_end} master {BRIDGE} up")));
-            netlink::set_controller(index, bridge)?;
-            netlink::set_link_up(index)?;
-            for published in &self.published {
-                let (mapping, address) = (published.mapping, attachment.address);
-                explain.step(|| {
-                    Action::new(CHAPTER, format!("publish {mapping}: carton listens there and relays each connection to {address}"), "accept() + connect() in a relay thread")
-                        .shell(format!("socat TCP-LISTEN:{},fork TCP:{address}:{}", mapping.host_port, mapping.container_port))
-                });
-            }
-            ports::relay(std::mem::take(&mut self.published), attachment.address);
-        }
-        self.inner.parent_after_clone(child, explain)
-    }
-    // ANCHOR_END: parent_after_clone
+// ANCHOR: wire
+/// Switch on the namespace's loopback and, on the bridge, plug it in: all from outside,
+/// before the container's first process exists.
+fn wire(netns: &netns::NamedNetns, attachment: Option<&Attachment>, explain: &Explain) -> Result<()> {
+    let pinned = netns.path.display();
+    // A new network namespace starts with `lo` only, and down.
+    explain.step(|| Action::new(CHAPTER, "switch on the namespace's loopback interface", "netlink RTM_SETLINK index 1, IFF_UP").shell(format!("nsenter --net={pinned} ip link set lo up")));
+    netns.enter(|| netlink::set_link_up(netlink::LOOPBACK_INDEX))?;
+    let Some(Attachment { host_end, address, subnet }) = attachment else { return Ok(()) };
+    explain.step(|| {
+        Action::new(CHAPTER, format!("a virtual cable: {host_end} here, its other end eth0 in the namespace"), format!("netlink RTM_NEWLINK veth {host_end} peer eth0 IFLA_NET_NS_FD"))
+            .shell(format!("ip link add {host_end} type veth peer name eth0 netns {pinned}"))
+    });
+    netlink::create_veth(host_end, "eth0", netns.fd())?;
+    let (index, bridge) = (link_index(host_end)?, link_index(BRIDGE)?);
+    explain.step(|| Action::new(CHAPTER, format!("plug {host_end} into the bridge {BRIDGE} and switch it on"), "netlink RTM_SETLINK master, IFF_UP").shell(format!("ip link set {host_end} master {BRIDGE} up")));
+    netlink::set_controller(index, bridge)?;
+    netlink::set_link_up(index)?;
+    let (prefix, gateway) = (subnet.prefix, subnet.gateway());
+    explain.step(|| {
+        Action::new(CHAPTER, format!("give eth0 the address {address}/{prefix}, switch it on, send everything else to the gateway {gateway}"), "netlink RTM_NEWADDR, RTM_SETLINK IFF_UP, RTM_NEWROUTE default")
+            .shell(format!("nsenter --net={pinned} sh -c 'ip addr add {address}/{prefix} dev eth0 && ip link set eth0 up && ip route add default via {gateway}'"))
+    });
+    netns.enter(|| {
+        let eth0 = link_index("eth0")?;
+        netlink::add_address(eth0, *address, prefix)?;
+        netlink::set_link_up(eth0)?;
+        netlink::add_default_route(gateway)
+    })
+}
+// ANCHOR_END: wire
 
-    fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
-        files::bind_into(rootfs, &self.files, explain)?;
-        self.inner.child_before_pivot(spec, rootfs, explain)
-    }
+/// The directory under the state root where a container's network state lives while it runs.
+fn container_dir(state_root: &Path, id: &str) -> PathBuf {
+    state_root.join("containers").join(id)
+}
 
-    // ANCHOR: child_after_root
-    fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
-        if self.mode != Mode::Host {
-            // A new network namespace starts with `lo` only, and down.
-            explain.step(|| {
-                Action::new(CHAPTER, "bring up the loopback interface of the container's own network namespace", "netlink RTM_SETLINK index 1, IFF_UP")
-                    .shell("ip link set lo up")
-            });
-            netlink::set_link_up(netlink::LOOPBACK_INDEX)?;
-        }
-        if let Some(Attachment { address, subnet, .. }) = &self.attachment {
-            let (prefix, gateway) = (subnet.prefix, subnet.gateway());
-            let eth0 = link_index("eth0")?;
-            explain.step(|| Action::new(CHAPTER, format!("give eth0 the address {address}/{prefix} and switch it on"), "netlink RTM_NEWADDR, RTM_SETLINK IFF_UP").shell(format!("ip addr add {address}/{prefix} dev eth0 && ip link set eth0 up")));
-            netlink::add_address(eth0, *address, prefix)?;
-            netlink::set_link_up(eth0)?;
-            explain.step(|| Action::new(CHAPTER, format!("send everything else to the gateway {gateway}, the bridge"), "netlink RTM_NEWROUTE default").shell(format!("ip route add default via {gateway}")));
-            netlink::add_default_route(gateway)?;
-        }
-        self.inner.child_after_root(spec, explain)
-    }
-    // ANCHOR_END: child_after_root
-
-    fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
-        self.inner.child_exec(spec, report, explain)
-    }
+/// Run a container with steps 01–02 and this step's network; wait for it. The
+/// container's files and its pinned network namespace live in
+/// `state_root/containers/ID/` while it runs.
+pub fn run(spec: ContainerSpec, options: &step02::Options, network: &NetworkOptions, state_root: &Path, explain: &Explain) -> Result<ContainerExit> {
+    run_with(spec, options, network, state_root, explain, |networking| networking)
 }
 
 // ANCHOR: run
-/// Run a container with steps 01–02 and this step's network; wait for it. The
-/// container's files live in `state_root/containers/ID/` while it runs.
-pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &NetworkOptions, state_root: &Path, explain: &Explain) -> Result<ContainerExit> {
-    let dir = state_root.join("containers").join(options.id.as_str());
-    fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create the container's state directory {}: {e}", dir.display())))?;
+/// [`run`], with this step's hooks wrapped by a later step's (`wrap` receives them).
+pub fn run_with<H: Hooks>(
+    mut spec: ContainerSpec,
+    options: &step02::Options,
+    network: &NetworkOptions,
+    state_root: &Path,
+    explain: &Explain,
+    wrap: impl FnOnce(Networking<step02::Isolation>) -> H,
+) -> Result<ContainerExit> {
+    collect_stale(state_root);
+    let dir = container_dir(state_root, options.id.as_str());
+    claim(&dir)?;
     let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), network.subnet);
-    let mut lease = None;
+    let (mut lease, mut pinned) = (None, None);
     let host_end = format!("veth{}", &options.id.as_str()[..8]);
     let result = (|| {
         if !network.ports.is_empty() && network.mode != Mode::Bridge {
@@ -213,29 +234,73 @@ pub fn run(mut spec: ContainerSpec, options: &step02::Options, network: &Network
             })?);
         }
         let attachment = lease.map(|lease| Attachment { host_end: host_end.clone(), address: lease.address, subnet: network.subnet });
+        if network.mode != Mode::Host {
+            let netns = pinned.insert(netns::NamedNetns::create(&dir.join("netns"), explain)?);
+            wire(netns, attachment.as_ref(), explain)?;
+            spec.join.push(JoinedNamespace { kind: CloneFlags::CLONE_NEWNET, path: netns.path.clone() });
+        }
         let hostname = options.effective_hostname();
         let address = attachment.as_ref().map(|a| a.address);
         let names = files::Names { hostname: &hostname, mode: network.mode, address, add_hosts: &network.add_hosts, dns: &network.dns };
         files::write(&dir, &names)?;
-        if network.mode != Mode::Host {
-            spec.namespaces |= CloneFlags::CLONE_NEWNET;
-        }
-        step02::run_with(spec, options, explain, |inner| Networking { inner, mode: network.mode, files: dir.clone(), attachment, published })
+        step02::run_with(spec, options, explain, |inner| wrap(Networking { inner, files: dir.clone(), published, address }))
     })();
     // Nothing outlives the container yet (kept containers come with chapter 7). The veth
-    // pair would go with the container's network namespace, but the kernel dismantles a
-    // namespace in the background; deleting our end now removes the pair at once. The
-    // address goes back to the pool.
+    // pair would go with the network namespace, but the kernel dismantles a namespace in
+    // the background; deleting our end now removes the pair at once. The address goes
+    // back to the pool.
     if let Some(lease) = lease {
-        if let Ok(Some(index)) = netlink::link_index(&host_end) {
-            let _ = netlink::delete_link(index);
-        }
+        delete_link_named(&host_end);
         let _ = ipam.release(lease);
+    }
+    if let Some(netns) = pinned {
+        netns.remove();
     }
     let _ = fs::remove_dir_all(&dir);
     result
 }
 // ANCHOR_END: run
+
+/// Create the container's state directory, marked with the carton process that owns it.
+fn claim(dir: &Path) -> Result<()> {
+    let created = fs::create_dir_all(dir.parent().expect("containers/ID has a parent")).and_then(|()| fs::create_dir(dir));
+    created.and_then(|()| fs::write(dir.join("owner"), ipam::Owner::current().to_string()))
+        .map_err(|e| Error::runtime(format!("cannot create the container's state directory {}: {e}", dir.display())))
+}
+
+/// Remove what containers whose carton was killed (`kill -9`, a crash) left behind: the
+/// pinned namespace, the host's end of the cable, the state directory. Their processes
+/// died with carton; their address leases are reused by [`ipam::forget_stale`]. Returns
+/// their ids, for what later steps made for them.
+pub fn collect_stale(state_root: &Path) -> Vec<String> {
+    let mut collected = Vec::new();
+    let Ok(entries) = fs::read_dir(state_root.join("containers")) else { return collected };
+    for dir in entries.flatten().map(|entry| entry.path()) {
+        let owner = fs::read_to_string(dir.join("owner")).ok().and_then(|text| text.parse::<ipam::Owner>().ok());
+        let abandoned = match owner {
+            Some(owner) => !owner.is_alive(),
+            // A directory without its owner yet is being made right now, unless it is old.
+            None => dir.metadata().and_then(|m| m.modified()).is_ok_and(|made| made.elapsed().is_ok_and(|age| age.as_secs() > 60)),
+        };
+        if abandoned {
+            let id = dir.file_name().and_then(|name| name.to_str()).unwrap_or_default().to_string();
+            if let Some(prefix) = id.get(..8) {
+                delete_link_named(&format!("veth{prefix}"));
+            }
+            netns::unpin(&dir.join("netns"));
+            let _ = fs::remove_dir_all(&dir);
+            collected.push(id);
+        }
+    }
+    collected
+}
+
+/// Delete an interface if it exists.
+fn delete_link_named(name: &str) {
+    if let Ok(Some(index)) = netlink::link_index(name) {
+        let _ = netlink::delete_link(index);
+    }
+}
 
 // ANCHOR: ensure_bridge
 /// The bridge `carton0` with the gateway address, created by the first bridged container.
@@ -270,6 +335,7 @@ fn ensure_bridge(state_root: &Path, subnet: ipam::Subnet, explain: &Explain) -> 
 /// `carton network prune`: remove the bridge and carton's nftables table, unless a
 /// running container still uses them. Returns what was removed.
 pub fn prune(state_root: &Path, subnet: ipam::Subnet) -> Result<Vec<String>> {
+    collect_stale(state_root);
     let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), subnet);
     ipam.locked(|leases| {
         ipam::forget_stale(leases);
@@ -292,4 +358,3 @@ pub fn prune(state_root: &Path, subnet: ipam::Subnet) -> Result<Vec<String>> {
 fn link_index(name: &str) -> Result<u32> {
     netlink::link_index(name)?.ok_or_else(|| Error::runtime(format!("the network interface {name} is missing")))
 }
-// ANCHOR_END: run

@@ -5,6 +5,7 @@
 //! asks for an acknowledgement, which carries the kernel's error code.
 
 use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST};
 use netlink_packet_route::address::{AddressAttribute, AddressMessage};
@@ -49,12 +50,12 @@ pub fn create_bridge(name: &str) -> Result<()> {
     request(RouteNetlinkMessage::NewLink(link), NLM_F_CREATE | NLM_F_EXCL)
 }
 
-/// `ip link add HOST_END type veth peer name PEER_END netns PID`: a virtual cable whose
-/// far end is born straight inside the network namespace of process `pid`.
-pub fn create_veth(host_end: &str, peer_end: &str, pid: u32) -> Result<()> {
+/// `ip link add HOST_END type veth peer name PEER_END netns FILE`: a virtual cable whose
+/// far end is born straight inside the network namespace `netns`.
+pub fn create_veth(host_end: &str, peer_end: &str, netns: BorrowedFd) -> Result<()> {
     let mut peer = LinkMessage::default();
     peer.attributes.push(LinkAttribute::IfName(peer_end.to_string()));
-    peer.attributes.push(LinkAttribute::NetNsPid(pid));
+    peer.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
     let mut link = LinkMessage::default();
     link.attributes.push(LinkAttribute::IfName(host_end.to_string()));
     link.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Veth), LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(peer)))]));

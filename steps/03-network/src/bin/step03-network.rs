@@ -1,7 +1,7 @@
 //! step03-network — the demo of chapter 3, "a network of its own".
 //!
 //! ```text
-//! step03-network [--network none|host] [--add-host NAME:IP] [--dns IP] DIR CMD...
+//! step03-network [--network none|bridge|host] [-p PORTS] [--add-host NAME:IP] [--dns IP] DIR CMD...
 //! ```
 //! runs CMD like step02-namespaces, plus the network options. The container's files
 //! live under $CARTON_ROOT (default /var/lib/carton) while it runs.
