@@ -8,7 +8,7 @@
 use std::fmt;
 use std::fs;
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -225,12 +225,11 @@ fn root_setup() -> Check {
 }
 
 fn cgroups() -> Check {
-    let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let layout = CgroupLayout::from_mountinfo(&mountinfo);
+    let layout = step04::Layout::detect();
     let wanted = ["cpu", "memory", "pids"];
     let missing: Vec<&str> = wanted.iter().copied().filter(|c| !layout.controllers().iter().any(|have| have == c)).collect();
     match layout.mode {
-        CgroupMode::None => Check::fail("cgroups", "no cgroup filesystem is mounted", "mount cgroup2 on /sys/fs/cgroup (or boot with systemd)"),
+        step04::layout::Mode::None => Check::fail("cgroups", "no cgroup filesystem is mounted", "mount cgroup2 on /sys/fs/cgroup (or boot with systemd)"),
         _ if !missing.is_empty() => Check::warn(
             "cgroups",
             format!("{layout}; missing controllers: {} (limits need them, chapter 4)", missing.join(" ")),
@@ -288,135 +287,5 @@ fn in_child(trial: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
                 other => Err(format!("the trial process ended abnormally: {other:?}")),
             }
         }
-    }
-}
-
-/// How cgroups are mounted. (Step 04 will own cgroup detection; doctor reports it.)
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CgroupMode {
-    /// cgroup v1 only: one hierarchy per controller.
-    Legacy,
-    /// v1 controllers, plus an empty cgroup2 tree (usually /sys/fs/cgroup/unified).
-    Hybrid,
-    /// cgroup v2 only: one tree at /sys/fs/cgroup.
-    Unified,
-    None,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CgroupLayout {
-    pub mode: CgroupMode,
-    /// Controllers of the v1 hierarchies, sorted.
-    pub v1_controllers: Vec<String>,
-    /// Where cgroup2 is mounted, if it is.
-    pub v2_mount: Option<PathBuf>,
-    /// The controllers cgroup2 offers (its root's cgroup.controllers).
-    pub v2_controllers: Vec<String>,
-}
-
-const V1_CONTROLLERS: [&str; 14] = [
-    "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma",
-];
-
-impl CgroupLayout {
-    /// Read the layout from `/proc/self/mountinfo` text.
-    pub fn from_mountinfo(mountinfo: &str) -> CgroupLayout {
-        let mut v1_controllers = Vec::new();
-        let mut v2_mount = None;
-        for line in mountinfo.lines() {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
-            let (Some(mount_point), Some(fstype), Some(options)) = (fields.get(4), fields.get(dash + 1), fields.get(dash + 3)) else { continue };
-            match *fstype {
-                "cgroup2" => v2_mount = Some(PathBuf::from(mount_point)),
-                "cgroup" => v1_controllers.extend(options.split(',').filter(|o| V1_CONTROLLERS.contains(o)).map(String::from)),
-                _ => {}
-            }
-        }
-        v1_controllers.sort();
-        v1_controllers.dedup();
-        let mode = match (&v2_mount, v1_controllers.is_empty()) {
-            (Some(at), _) if at == Path::new("/sys/fs/cgroup") => CgroupMode::Unified,
-            (Some(_), false) => CgroupMode::Hybrid,
-            (None, false) => CgroupMode::Legacy,
-            (Some(_), true) => CgroupMode::Unified,
-            (None, true) => CgroupMode::None,
-        };
-        let v2_controllers = v2_mount
-            .as_ref()
-            .and_then(|at| fs::read_to_string(at.join("cgroup.controllers")).ok())
-            .map(|text| text.split_whitespace().map(String::from).collect())
-            .unwrap_or_default();
-        CgroupLayout { mode, v1_controllers, v2_mount, v2_controllers }
-    }
-
-    /// The controllers limits can use in this layout.
-    pub fn controllers(&self) -> &[String] {
-        match self.mode {
-            CgroupMode::Unified => &self.v2_controllers,
-            _ => &self.v1_controllers,
-        }
-    }
-}
-
-impl fmt::Display for CgroupLayout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let list = |names: &[String]| if names.is_empty() { "none".to_string() } else { names.join(" ") };
-        match self.mode {
-            CgroupMode::Unified => write!(f, "v2 (unified): controllers {}", list(&self.v2_controllers)),
-            CgroupMode::Legacy => write!(f, "v1 (legacy): controllers {}", list(&self.v1_controllers)),
-            CgroupMode::Hybrid => write!(
-                f,
-                "hybrid: v1 controllers {}; cgroup2 at {} with controllers: {}",
-                list(&self.v1_controllers),
-                self.v2_mount.as_deref().unwrap_or(Path::new("?")).display(),
-                list(&self.v2_controllers)
-            ),
-            CgroupMode::None => f.write_str("none"),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const HYBRID: &str = "\
-27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
-31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-39 31 0:36 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
-40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-";
-
-    #[test]
-    fn hybrid_has_v1_controllers_and_a_cgroup2_tree() {
-        let layout = CgroupLayout::from_mountinfo(HYBRID);
-        assert_eq!(layout.mode, CgroupMode::Hybrid);
-        assert_eq!(layout.v1_controllers, ["cpu", "cpuacct", "memory", "pids"]);
-        assert_eq!(layout.v2_mount.as_deref(), Some(Path::new("/sys/fs/cgroup/unified")));
-    }
-
-    #[test]
-    fn unified_is_cgroup2_at_sys_fs_cgroup() {
-        let layout = CgroupLayout::from_mountinfo("30 23 0:26 / /sys/fs/cgroup rw,nosuid shared:4 - cgroup2 cgroup2 rw,nsdelegate\n");
-        assert_eq!(layout.mode, CgroupMode::Unified);
-        assert!(layout.v1_controllers.is_empty());
-    }
-
-    #[test]
-    fn legacy_has_only_v1_and_combined_hierarchies_count() {
-        let info = "32 31 0:29 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n35 31 0:32 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory\n";
-        let layout = CgroupLayout::from_mountinfo(info);
-        assert_eq!(layout.mode, CgroupMode::Legacy);
-        assert_eq!(layout.v1_controllers, ["cpu", "cpuacct", "memory"]);
-    }
-
-    #[test]
-    fn nothing_mounted_is_none() {
-        assert_eq!(CgroupLayout::from_mountinfo("27 1 254:0 / / rw - ext4 /dev/vda rw\n").mode, CgroupMode::None);
     }
 }

@@ -84,6 +84,8 @@ struct RunArgs {
     /// A nameserver for the container's /etc/resolv.conf
     #[arg(long, value_name = "IP")]
     dns: Vec<String>,
+    #[command(flatten)]
+    limits: LimitFlags,
     /// Print each kernel-level action as it happens, with its shell equivalent
     #[arg(long)]
     explain: bool,
@@ -98,16 +100,62 @@ struct RunArgs {
     command: Vec<String>,
 }
 
+/// Docker's resource limits (chapter 4), parsed and checked by step 04.
+#[derive(Args)]
+struct LimitFlags {
+    /// Memory limit (b, k, m, g), e.g. 512m
+    #[arg(short = 'm', long = "memory", value_name = "BYTES")]
+    memory: Option<String>,
+    /// Memory plus swap (-1: unlimited swap; default: twice --memory)
+    #[arg(long = "memory-swap", value_name = "BYTES", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    /// CPU time, in CPUs (0.5 = half of one CPU's time)
+    #[arg(long, value_name = "CPUS", allow_hyphen_values = true)]
+    cpus: Option<String>,
+    /// Relative CPU weight when CPUs are busy (default 1024)
+    #[arg(short = 'c', long = "cpu-shares", value_name = "SHARES")]
+    cpu_shares: Option<String>,
+    /// The CPUs the container may run on, e.g. 0-1 or 0,2
+    #[arg(long = "cpuset-cpus", value_name = "CPUS")]
+    cpuset_cpus: Option<String>,
+    /// The most processes (and threads) at once (-1: unlimited)
+    #[arg(long = "pids-limit", value_name = "N", allow_hyphen_values = true)]
+    pids_limit: Option<String>,
+    /// Relative block I/O weight, 10 to 1000
+    #[arg(long = "blkio-weight", value_name = "WEIGHT")]
+    blkio_weight: Option<String>,
+    /// Limit reads from a device, e.g. /dev/sda:1mb (bytes per second)
+    #[arg(long = "device-read-bps", value_name = "DEVICE:RATE")]
+    device_read_bps: Vec<String>,
+    /// Limit writes to a device, e.g. /dev/sda:1mb (bytes per second)
+    #[arg(long = "device-write-bps", value_name = "DEVICE:RATE")]
+    device_write_bps: Vec<String>,
+}
+
+impl LimitFlags {
+    /// The limits, checked: a bad value is an error before anything exists.
+    fn parse(&self) -> step01::Result<step04::Limits> {
+        use step04::limits::*;
+        let online = online_cpus();
+        let memory = self.memory.as_deref().map(parse_memory).transpose()?;
+        Ok(step04::Limits {
+            memory,
+            memory_swap: self.memory_swap.as_deref().map(|swap| parse_memory_swap(swap, memory)).transpose()?,
+            cpus: self.cpus.as_deref().map(|cpus| parse_cpus(cpus, online.len())).transpose()?,
+            cpu_shares: self.cpu_shares.as_deref().map(parse_cpu_shares).transpose()?,
+            cpuset_cpus: self.cpuset_cpus.as_deref().map(|cpus| parse_cpuset(cpus, &online)).transpose()?,
+            pids_limit: self.pids_limit.as_deref().map(parse_pids_limit).transpose()?.flatten(),
+            blkio_weight: self.blkio_weight.as_deref().map(parse_blkio_weight).transpose()?,
+            device_read_bps: self.device_read_bps.iter().map(|rate| parse_device_rate("--device-read-bps", rate)).collect::<step01::Result<_>>()?,
+            device_write_bps: self.device_write_bps.iter().map(|rate| parse_device_rate("--device-write-bps", rate)).collect::<step01::Result<_>>()?,
+        })
+    }
+}
+
 /// Docker's `run` flags that later chapters implement. They are parsed (and hidden from
 /// --help) only so that using one says which chapter brings it, instead of "unknown flag".
 #[derive(Args)]
 struct PlannedRunFlags {
-    #[arg(short = 'm', long = "memory", hide = true)]
-    memory: Option<String>,
-    #[arg(long, hide = true)]
-    cpus: Option<String>,
-    #[arg(long = "pids-limit", hide = true)]
-    pids_limit: Option<String>,
     #[arg(long, hide = true)]
     entrypoint: Option<String>,
     #[arg(short = 'd', long = "detach", hide = true)]
@@ -122,9 +170,6 @@ impl PlannedRunFlags {
     /// The first planned flag used, and the chapter that brings it.
     fn first_used(&self) -> Option<(&'static str, &'static str)> {
         let used = [
-            (self.memory.is_some(), "-m/--memory", "chapter 4: cgroups"),
-            (self.cpus.is_some(), "--cpus", "chapter 4: cgroups"),
-            (self.pids_limit.is_some(), "--pids-limit", "chapter 4: cgroups"),
             (self.entrypoint.is_some(), "--entrypoint", "chapter 6: images"),
             (self.detach, "-d/--detach", "chapter 7: lifecycle"),
             (self.name.is_some(), "--name", "chapter 7: lifecycle"),
@@ -184,9 +229,16 @@ fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
         ))
         .into());
     }
+    let limits = args.limits.parse()?;
     let (spec, options, network, explain) = prepare_run(*args)?;
-    let exit = step03::run(spec, &options, &network, state_root, &explain)?;
-    Ok(exit.code() as u8)
+    let finished = step04::run(spec, &options, &network, &limits, state_root, &explain)?;
+    if finished.oom_killed() {
+        // Docker shows this as `"OOMKilled": true` in `docker inspect`.
+        let limit = limits.memory.map_or(String::new(), |bytes| format!(" of its --memory limit ({} MiB)", bytes >> 20));
+        let whom = if finished.exit.code() == 128 + libc::SIGKILL { "the container" } else { "a process of the container" };
+        eprintln!("carton: OOM killed: {whom} used all{limit} and the kernel's out-of-memory killer ended it");
+    }
+    Ok(finished.exit.code() as u8)
 }
 
 /// The container `carton run` asked for: step 01's spec, step 02's options, `--explain`.

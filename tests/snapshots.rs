@@ -17,8 +17,30 @@ fn explain_trace_of_a_run() {
     assert_eq!(stdout(&out), "hello\n", "--explain must not touch the container's stdout");
     let filters = [(regex_escape(rootfs.to_str().unwrap()), "[ROOTFS]"), (r"/var/lib/carton/containers/[0-9a-f]{64}".to_string(), "[STATE]"), (r"\b[0-9a-f]{12}\b".to_string(), "[SHORT ID]"), (r"(process |/proc/|--target )\d+".to_string(), "$1[PID]")];
     insta::with_settings!({ filters => filters.iter().map(|(a, b)| (a.as_str(), *b)).collect::<Vec<_>>() }, {
-        insta::assert_snapshot!("explain_run_echo", stderr(&out));
+        insta::assert_snapshot!("explain_run_echo", without_cgroup_steps(&stderr(&out)));
     });
+}
+
+/// The trace with chapter 4's steps left out: which cgroup files exist, and how many
+/// hierarchies there are, depend on the machine (v1 or v2, its CPUs, whether carton's
+/// cgroup parent exists yet). tests/cgroups.rs checks those steps on this machine.
+fn without_cgroup_steps(trace: &str) -> String {
+    let mut kept = String::new();
+    let mut in_chapter_4 = false;
+    for line in trace.lines() {
+        if line.starts_with("[explain] ── ") {
+            in_chapter_4 = line.contains("chapter 4:");
+            if in_chapter_4 {
+                kept += "[explain] ── chapter 4: its steps depend on this machine's cgroups ──\n";
+                continue;
+            }
+        }
+        if !in_chapter_4 {
+            kept += line;
+            kept += "\n";
+        }
+    }
+    kept
 }
 
 #[test]

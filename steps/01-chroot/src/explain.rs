@@ -8,7 +8,7 @@
 //! When explaining is off the closure that builds an action is never called, so the
 //! runtime pays one branch per action and allocates nothing.
 
-use std::cell::Cell;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::fmt;
 use std::io::Write;
 use std::os::fd::AsFd;
@@ -86,10 +86,10 @@ impl Explain {
             return Explain::off();
         };
         let stderr = std::fs::File::from(copy);
-        let last_chapter = Cell::new(None);
+        let last_chapter = shared_chapter_marker();
         Explain::to_sink(move |action| {
             let mut text = String::new();
-            if last_chapter.replace(Some(action.chapter)) != Some(action.chapter) {
+            if last_chapter.swap(action.chapter.number, Ordering::Relaxed) != action.chapter.number {
                 text += &format!("[explain] ── {} ──\n", action.chapter);
             }
             text += &format!("{action}\n");
@@ -107,6 +107,21 @@ impl Explain {
         if let Some(sink) = &self.sink {
             sink(&make());
         }
+    }
+}
+
+/// The number of the chapter whose heading was printed last, in memory that carton and
+/// the container process share after the clone: both print steps, and a heading must
+/// appear whenever the chapter changes, whichever process printed the one before.
+fn shared_chapter_marker() -> &'static AtomicU8 {
+    // Safety: a fresh anonymous mapping of one page, never unmapped (it lives as long as
+    // the process); an AtomicU8 is valid for any bit pattern, and the page starts zeroed.
+    unsafe {
+        let page = libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1, 0);
+        if page == libc::MAP_FAILED {
+            return Box::leak(Box::new(AtomicU8::new(0))); // unshared: headings may repeat
+        }
+        &*(page as *const AtomicU8)
     }
 }
 

@@ -1,0 +1,409 @@
+//! One container's cgroup: made, filled with limits, joined, measured, frozen, removed.
+//!
+//! A cgroup is a directory in the cgroup file system, and every operation is a file
+//! operation: `mkdir` makes one, writing a number into one of its files sets a limit,
+//! writing a PID into `cgroup.procs` moves that process in, reading a file measures,
+//! `rmdir` removes it. The two versions differ in where the directories are and what
+//! the files are called, and that is all [`settings`] and the small `match`es here decide.
+//!
+//! carton's cgroups are `carton/ID` under the root of each hierarchy (v1) or of the one
+//! tree (v2), as Docker's cgroupfs driver uses `docker/ID`.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::unistd::Pid;
+use step01::{Action, Error, Explain, Result};
+
+use crate::layout::{Layout, Version};
+use crate::limits::{Limits, Swap};
+use crate::stats::Stats;
+use crate::CHAPTER;
+
+/// The directory under each hierarchy's root that holds carton's cgroups.
+pub const PARENT: &str = "carton";
+
+/// The v1 controllers a container is put under: those it can be limited or measured by.
+const V1_CONTROLLERS: [&str; 7] = ["memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "freezer"];
+
+/// The v2 controllers carton switches on for its cgroups.
+const V2_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
+
+/// One value for one file of the container's cgroup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setting {
+    /// The controller the file belongs to: in v1, the hierarchy it lives in.
+    pub controller: &'static str,
+    pub file: &'static str,
+    pub value: String,
+    /// Skipped when the kernel does not offer the file (swap accounting is optional).
+    pub optional: bool,
+}
+
+fn set(controller: &'static str, file: &'static str, value: impl ToString) -> Setting {
+    Setting { controller, file, value: value.to_string(), optional: false }
+}
+
+// ANCHOR: settings
+/// The files to write, in order, for `limits`, in the spelling of `version`.
+pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
+    let mut out = Vec::new();
+    let v2 = version == Version::V2;
+    if let Some(memory) = limits.memory {
+        out.push(set("memory", if v2 { "memory.max" } else { "memory.limit_in_bytes" }, memory));
+        // Docker counts memory and swap together; v2's file holds the swap alone.
+        let swap = match (limits.effective_swap(), v2) {
+            (Some(Swap::Unlimited), true) => Some("max".to_string()),
+            (Some(Swap::Unlimited), false) => Some("-1".to_string()),
+            (Some(Swap::Total(total)), true) => Some((total - memory).to_string()),
+            (Some(Swap::Total(total)), false) => Some(total.to_string()),
+            (None, _) => None,
+        };
+        if let Some(value) = swap {
+            let file = if v2 { "memory.swap.max" } else { "memory.memsw.limit_in_bytes" };
+            out.push(Setting { controller: "memory", file, value, optional: true });
+        }
+    }
+    if let Some(cpus) = limits.cpus {
+        if v2 {
+            out.push(set("cpu", "cpu.max", format!("{} {}", cpus.quota_us, cpus.period_us)));
+        } else {
+            out.push(set("cpu", "cpu.cfs_period_us", cpus.period_us));
+            out.push(set("cpu", "cpu.cfs_quota_us", cpus.quota_us));
+        }
+    }
+    if let Some(shares) = limits.cpu_shares {
+        out.push(if v2 { set("cpu", "cpu.weight", shares_to_weight(shares)) } else { set("cpu", "cpu.shares", shares) });
+    }
+    if let Some(cpus) = &limits.cpuset_cpus {
+        out.push(set("cpuset", "cpuset.cpus", cpus));
+    }
+    if let Some(pids) = limits.pids_limit {
+        out.push(set("pids", "pids.max", pids));
+    }
+    if let Some(weight) = limits.blkio_weight {
+        out.push(if v2 { set("io", "io.weight", format!("default {}", blkio_weight_to_io_weight(weight))) } else { set("blkio", "blkio.weight", weight) });
+    }
+    for (rates, v1_file, v2_key) in [(&limits.device_read_bps, "blkio.throttle.read_bps_device", "rbps"), (&limits.device_write_bps, "blkio.throttle.write_bps_device", "wbps")] {
+        for rate in rates {
+            let device = format!("{}:{}", rate.major, rate.minor);
+            out.push(if v2 { set("io", "io.max", format!("{device} {v2_key}={}", rate.bytes_per_second)) } else { set("blkio", v1_file, format!("{device} {}", rate.bytes_per_second)) });
+        }
+    }
+    out
+}
+// ANCHOR_END: settings
+
+// ANCHOR: conversions
+/// v1's `cpu.shares` (2 to 262144, default 1024) to v2's `cpu.weight` (1 to 10000,
+/// default 100), linearly, with the formula crun uses (`convert_shares_to_weight`).
+/// Note that Docker's default 1024 becomes 39, not 100: the two scales' defaults do not
+/// line up, one reason newer runtimes are moving to a curved mapping.
+pub fn shares_to_weight(shares: u64) -> u64 {
+    1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
+}
+
+/// v1's `blkio.weight` (10 to 1000) to v2's `io.weight` (1 to 10000), linearly, as crun does.
+pub fn blkio_weight_to_io_weight(weight: u16) -> u64 {
+    1 + (u64::from(weight.clamp(10, 1000)) - 10) * 9999 / 990
+}
+// ANCHOR_END: conversions
+
+/// A container's cgroup, in one tree (v2) or in each v1 hierarchy it uses.
+#[derive(Debug)]
+pub struct Cgroup {
+    pub version: Version,
+    /// `controller name → directory`: every controller of v2 maps to the one directory.
+    dirs: Vec<(String, PathBuf)>,
+}
+
+impl Cgroup {
+    // ANCHOR: create
+    /// Make the cgroup `carton/ID` and write `limits` into it. On failure nothing is left.
+    pub fn create(layout: &Layout, id: &str, limits: &Limits, explain: &Explain) -> Result<Cgroup> {
+        let version = layout.version().ok_or_else(|| Error::runtime("this machine has no cgroup file system mounted; `carton doctor` explains what to mount"))?;
+        let settings = settings(version, limits);
+        let available = layout.controllers();
+        if let Some(missing) = settings.iter().find(|s| !available.iter().any(|c| c == s.controller)) {
+            return Err(Error::runtime(format!(
+                "a limit needs the {} controller, which this machine's cgroups do not offer ({layout}); run without that limit, or enable the controller",
+                missing.controller
+            )));
+        }
+        let cgroup = Cgroup::at(layout, version, id);
+        if version == Version::V2 {
+            enable_v2_controllers(layout, &settings, explain)?;
+        }
+        let made = cgroup.make_directories(explain).and_then(|()| {
+            for setting in &settings {
+                let file = cgroup.dir(setting.controller).join(setting.file);
+                if setting.optional && !file.exists() {
+                    continue; // e.g. no swap accounting: Docker warns and goes on, so does carton
+                }
+                write(&file, &setting.value, explain)?;
+            }
+            Ok(())
+        });
+        match made {
+            Ok(()) => Ok(cgroup),
+            Err(error) => {
+                let _ = cgroup.remove();
+                Err(error)
+            }
+        }
+    }
+    // ANCHOR_END: create
+
+    /// The cgroup `carton/ID` in `layout`, whether it exists or not.
+    pub fn at(layout: &Layout, version: Version, id: &str) -> Cgroup {
+        let name = Path::new(PARENT).join(id);
+        let dirs = match version {
+            Version::V2 => {
+                let root = layout.v2_mount.clone().unwrap_or_default();
+                V2_CONTROLLERS.iter().map(|c| (c.to_string(), root.join(&name))).collect()
+            }
+            Version::V1 => V1_CONTROLLERS.iter().filter_map(|c| layout.hierarchy_of(c).map(|root| (c.to_string(), root.join(&name)))).collect(),
+        };
+        Cgroup { version, dirs }
+    }
+
+    /// The directory holding `controller`'s files.
+    pub fn dir(&self, controller: &str) -> &Path {
+        self.dirs.iter().find(|(c, _)| c == controller).map(|(_, dir)| dir.as_path()).unwrap_or(Path::new("/nonexistent"))
+    }
+
+    /// Each directory once (v1 hierarchies mounted together share one, v2 has one).
+    pub fn directories(&self) -> Vec<&Path> {
+        let mut dirs: Vec<&Path> = self.dirs.iter().map(|(_, dir)| dir.as_path()).collect();
+        dirs.sort();
+        dirs.dedup();
+        dirs
+    }
+
+    fn make_directories(&self, explain: &Explain) -> Result<()> {
+        for dir in self.directories() {
+            explain.step(|| Action::new(CHAPTER, format!("create the container's cgroup {}", dir.display()), format!("mkdir(\"{}\")", dir.display())).shell(format!("mkdir -p {}", dir.display())));
+            fs::create_dir_all(dir).map_err(|e| Error::runtime(format!("cannot create the cgroup {}: {e}", dir.display())))?;
+        }
+        if self.version == Version::V1 {
+            // A new v1 cpuset has no CPUs and no memory nodes, and refuses processes until
+            // it has both: copy them from the parent, at each level carton made.
+            let cpuset = self.dir("cpuset");
+            if let Some(parent) = cpuset.parent() {
+                for dir in [parent, cpuset] {
+                    for file in ["cpuset.cpus", "cpuset.mems"] {
+                        if fs::read_to_string(dir.join(file)).unwrap_or_default().trim().is_empty() {
+                            if let Ok(inherited) = fs::read_to_string(dir.parent().unwrap_or(dir).join(file)) {
+                                write(&dir.join(file), inherited.trim(), explain)?;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    // ANCHOR: join
+    /// Move process `pid` (and the children it will have) into the cgroup.
+    pub fn join(&self, pid: Pid, explain: &Explain) -> Result<()> {
+        for dir in self.directories() {
+            write(&dir.join("cgroup.procs"), &pid.to_string(), explain)?;
+        }
+        Ok(())
+    }
+    // ANCHOR_END: join
+
+    /// How many processes of the cgroup the kernel's OOM killer has killed.
+    pub fn oom_kills(&self) -> u64 {
+        let (file, key) = match self.version {
+            Version::V2 => ("memory.events", "oom_kill"),
+            Version::V1 => ("memory.oom_control", "oom_kill"),
+        };
+        crate::stats::keyed(&fs::read_to_string(self.dir("memory").join(file)).unwrap_or_default(), key).unwrap_or(0)
+    }
+
+    /// The container's current numbers.
+    pub fn stats(&self) -> Result<Stats> {
+        Stats::read(self)
+    }
+
+    // ANCHOR: freeze
+    /// Stop every process of the cgroup where it stands (`docker pause`), or let them go on.
+    pub fn set_frozen(&self, frozen: bool, explain: &Explain) -> Result<()> {
+        let (file, value, done_file, done) = match (self.version, frozen) {
+            (Version::V2, true) => ("cgroup.freeze", "1", "cgroup.events", "frozen 1"),
+            (Version::V2, false) => ("cgroup.freeze", "0", "cgroup.events", "frozen 0"),
+            (Version::V1, true) => ("freezer.state", "FROZEN", "freezer.state", "FROZEN"),
+            (Version::V1, false) => ("freezer.state", "THAWED", "freezer.state", "THAWED"),
+        };
+        let dir = match self.version {
+            Version::V1 => self.dir("freezer"),
+            Version::V2 => self.directories()[0],
+        };
+        write(&dir.join(file), value, explain)?;
+        // Freezing takes a moment: each process stops at its next return to user space.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !fs::read_to_string(dir.join(done_file)).unwrap_or_default().lines().any(|line| line.trim() == done) {
+            if Instant::now() > deadline {
+                return Err(Error::runtime(format!("the cgroup {} did not become {done:?} in 2 seconds", dir.display())));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(())
+    }
+    // ANCHOR_END: freeze
+
+    /// Remove the cgroup's directories. The kernel refuses while a process is inside, and
+    /// the last ones may take a moment to go after the container's PID 1 has ended.
+    pub fn remove(&self) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        for dir in self.directories() {
+            loop {
+                match fs::remove_dir(dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => break,
+                    // A fake cgroupfs in tests holds ordinary files, which rmdir cannot remove.
+                    Err(_) if is_plain_directory(dir) => {
+                        let _ = fs::remove_dir_all(dir);
+                        break;
+                    }
+                    Err(e) if Instant::now() > deadline => return Err(Error::runtime(format!("cannot remove the cgroup {}: {e}", dir.display()))),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `dir` is on an ordinary file system rather than a cgroup file system.
+fn is_plain_directory(dir: &Path) -> bool {
+    const CGROUP_SUPER_MAGIC: i64 = 0x0027_e0eb;
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    match nix::sys::statfs::statfs(dir) {
+        Ok(fs) => {
+            let kind = fs.filesystem_type().0;
+            kind != CGROUP_SUPER_MAGIC && kind != CGROUP2_SUPER_MAGIC
+        }
+        Err(_) => false,
+    }
+}
+
+/// v2 hands controllers down the tree: a cgroup can use a controller only if its parent
+/// lists it in `cgroup.subtree_control`. Switch on carton's at the root and in `carton/`.
+fn enable_v2_controllers(layout: &Layout, settings: &[Setting], explain: &Explain) -> Result<()> {
+    let root = layout.v2_mount.clone().unwrap_or_default();
+    let parent = root.join(PARENT);
+    for dir in [&root, &parent] {
+        if !dir.exists() {
+            explain.step(|| Action::new(CHAPTER, format!("create carton's part of the tree, {}", dir.display()), format!("mkdir(\"{}\")", dir.display())).shell(format!("mkdir {}", dir.display())));
+            fs::create_dir(dir).map_err(|e| Error::runtime(format!("cannot create the cgroup {}: {e}", dir.display())))?;
+        }
+        let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
+        for controller in V2_CONTROLLERS.iter().filter(|c| offered.split_whitespace().any(|o| o == **c)) {
+            if enabled.split_whitespace().any(|e| e == *controller) {
+                continue;
+            }
+            let written = write(&dir.join("cgroup.subtree_control"), &format!("+{controller}"), explain);
+            // Needed for a limit: an error. Only for measuring: go on without it.
+            if written.is_err() && settings.iter().any(|s| s.controller == *controller) {
+                return written;
+            }
+        }
+    }
+    Ok(())
+}
+
+// ANCHOR: write
+/// `echo VALUE > FILE`, shown with `--explain`. The kernel checks the value when it is
+/// written: a bad one is an error from write(2), reported with the file's name. Each
+/// write is one command to the kernel, not file content: writing `io.max` twice sets two
+/// devices. (Appending, rather than truncating, lets a plain directory in the tests
+/// record every write the same way.)
+pub fn write(file: &Path, value: &str, explain: &Explain) -> Result<()> {
+    let shown = file.display();
+    explain.step(|| Action::new(CHAPTER, format!("write {value} to {shown}"), format!("write(open(\"{shown}\"), \"{value}\")")).shell(format!("echo {value} > {shown}")));
+    let written = fs::OpenOptions::new().append(true).create(true).open(file).and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()));
+    written.map_err(|e| Error::runtime(format!("cannot write {value:?} to {shown}: {e}")))
+}
+// ANCHOR_END: write
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{CpuQuota, DeviceRate};
+
+    fn all_limits() -> Limits {
+        Limits {
+            memory: Some(32 << 20),
+            memory_swap: Some(Swap::Total(48 << 20)),
+            cpus: Some(CpuQuota { quota_us: 20_000, period_us: 100_000 }),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0".into()),
+            pids_limit: Some(64),
+            blkio_weight: Some(300),
+            device_read_bps: vec![DeviceRate { major: 8, minor: 0, bytes_per_second: 1 << 20 }],
+            device_write_bps: vec![DeviceRate { major: 8, minor: 0, bytes_per_second: 2 << 20 }],
+        }
+    }
+
+    fn files(settings: &[Setting]) -> Vec<String> {
+        settings.iter().map(|s| format!("{}/{} = {}", s.controller, s.file, s.value)).collect()
+    }
+
+    #[test]
+    fn v1_spelling() {
+        assert_eq!(
+            files(&settings(Version::V1, &all_limits())),
+            [
+                "memory/memory.limit_in_bytes = 33554432",
+                "memory/memory.memsw.limit_in_bytes = 50331648",
+                "cpu/cpu.cfs_period_us = 100000",
+                "cpu/cpu.cfs_quota_us = 20000",
+                "cpu/cpu.shares = 512",
+                "cpuset/cpuset.cpus = 0",
+                "pids/pids.max = 64",
+                "blkio/blkio.weight = 300",
+                "blkio/blkio.throttle.read_bps_device = 8:0 1048576",
+                "blkio/blkio.throttle.write_bps_device = 8:0 2097152",
+            ]
+        );
+    }
+
+    #[test]
+    fn v2_spelling() {
+        assert_eq!(
+            files(&settings(Version::V2, &all_limits())),
+            [
+                "memory/memory.max = 33554432",
+                "memory/memory.swap.max = 16777216",
+                "cpu/cpu.max = 20000 100000",
+                "cpu/cpu.weight = 20",
+                "cpuset/cpuset.cpus = 0",
+                "pids/pids.max = 64",
+                "io/io.weight = default 2930",
+                "io/io.max = 8:0 rbps=1048576",
+                "io/io.max = 8:0 wbps=2097152",
+            ]
+        );
+    }
+
+    #[test]
+    fn unlimited_swap_and_dockers_default_swap() {
+        let unlimited = Limits { memory: Some(1 << 30), memory_swap: Some(Swap::Unlimited), ..Limits::default() };
+        assert_eq!(files(&settings(Version::V2, &unlimited))[1], "memory/memory.swap.max = max");
+        assert_eq!(files(&settings(Version::V1, &unlimited))[1], "memory/memory.memsw.limit_in_bytes = -1");
+        let default = Limits { memory: Some(1 << 30), ..Limits::default() };
+        assert_eq!(files(&settings(Version::V2, &default))[1], "memory/memory.swap.max = 1073741824");
+    }
+
+    #[test]
+    fn weight_conversions_match_crun() {
+        assert_eq!([shares_to_weight(2), shares_to_weight(1024), shares_to_weight(262_144)], [1, 39, 10000]);
+        assert_eq!([blkio_weight_to_io_weight(10), blkio_weight_to_io_weight(500), blkio_weight_to_io_weight(1000)], [1, 4950, 10000]);
+    }
+}

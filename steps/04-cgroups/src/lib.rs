@@ -1,0 +1,149 @@
+//! # Step 04 — limits and measurements: cgroups
+//!
+//! Namespaces decide what a container can *see*; control groups decide how much it can
+//! *use*. Every container gets a cgroup of its own, `carton/ID`, with the limits of
+//! `docker run` written into its files ([`cgroup`]), and carton reads the same files to
+//! measure it ([`stats`]).
+//!
+//! - [`layout`]: which of the three layouts this machine has (v1, hybrid, v2), read at
+//!   run time; carton drives v1 or v2 accordingly.
+//! - [`limits`]: Docker's flags and units, checked before anything exists.
+//! - [`cgroup`]: make, fill, join, freeze, measure and remove one cgroup.
+//! - the container joins its cgroup before it may go on, so nothing of it ever runs
+//!   unlimited; then it gets a cgroup namespace, in which its own cgroup is `/`, and
+//!   sees its own subtree, read-only, at `/sys/fs/cgroup`.
+
+pub mod cgroup;
+pub mod layout;
+pub mod limits;
+pub mod stats;
+
+use std::path::Path;
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::unistd::Pid;
+use step01::rootfs::mount_point;
+use step01::{Action, Chapter, ContainerExit, ContainerSpec, Error, Explain, Hooks, Result, StartReport};
+
+pub use cgroup::Cgroup;
+pub use layout::{Layout, Version};
+pub use limits::Limits;
+pub use stats::Stats;
+
+/// The chapter this step belongs to.
+pub const CHAPTER: Chapter = Chapter { number: 4, title: "limits: cgroups" };
+
+/// How a container ended, with its last measurements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finished {
+    pub exit: ContainerExit,
+    /// Read just before the cgroup was removed: the CPU time, throttling, OOM kills...
+    pub stats: Stats,
+}
+
+impl Finished {
+    /// Whether the kernel's OOM killer killed a process of the container (Docker's `OOMKilled`).
+    pub fn oom_killed(&self) -> bool {
+        self.stats.oom_kills > 0
+    }
+}
+
+/// Step 04's additions to the start sequence, around step 03's.
+pub struct Resources<'a, H: Hooks> {
+    inner: H,
+    cgroup: Option<&'a Cgroup>,
+    layout: &'a Layout,
+}
+
+impl<H: Hooks> Hooks for Resources<'_, H> {
+    // ANCHOR: hooks
+    fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
+        // The child waits for "go": it has run nothing yet, and runs nothing unlimited.
+        if let Some(cgroup) = self.cgroup {
+            cgroup.join(child, explain)?;
+        }
+        self.inner.parent_after_clone(child, explain)
+    }
+
+    fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
+        if self.cgroup.is_some() {
+            enter_cgroup_namespace(explain)?;
+            mount_cgroups(rootfs, self.layout, explain)?;
+        }
+        self.inner.child_before_pivot(spec, rootfs, explain)
+    }
+    // ANCHOR_END: hooks
+
+    fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
+        self.inner.child_after_root(spec, explain)
+    }
+
+    fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
+        self.inner.child_exec(spec, report, explain)
+    }
+}
+
+// ANCHOR: namespace
+/// A cgroup namespace made now, after carton moved this process into its cgroup: that
+/// cgroup becomes the namespace's `/`, so `/proc/self/cgroup` shows `/` and the paths
+/// of the host's tree stay hidden.
+fn enter_cgroup_namespace(explain: &Explain) -> Result<()> {
+    explain.step(|| Action::new(CHAPTER, "a cgroup namespace: the container's own cgroup becomes its /", "unshare(CLONE_NEWCGROUP)").shell("unshare --cgroup"));
+    unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|errno| Error::syscall("cannot create a cgroup namespace", errno))
+}
+
+/// The container's cgroups at `/sys/fs/cgroup`, read-only: mounted from inside the new
+/// cgroup namespace, each tree starts at the container's own cgroup.
+fn mount_cgroups(rootfs: &Path, layout: &Layout, explain: &Explain) -> Result<()> {
+    let target = mount_point(rootfs, "sys/fs/cgroup")?;
+    let shown = target.display();
+    let read_only = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let failed = |what: &str, errno| Error::syscall(format!("cannot mount {what} at {shown}"), errno);
+    if layout.version() == Some(Version::V2) {
+        explain.step(|| Action::new(CHAPTER, "show the container its own cgroup tree, read-only", format!("mount(\"cgroup2\", \"{shown}\", \"cgroup2\", MS_RDONLY, NULL)")).shell(format!("mount -t cgroup2 -o ro cgroup2 {shown}")));
+        return mount(Some("cgroup2"), &target, Some("cgroup2"), read_only, None::<&str>).map_err(|errno| failed("cgroup2", errno));
+    }
+    // v1: a small tmpfs holding one mount per hierarchy, as on the host.
+    explain.step(|| Action::new(CHAPTER, "show the container its own cgroup hierarchies, read-only", format!("mount(\"tmpfs\", \"{shown}\") + one cgroup mount per hierarchy")).shell(format!("mount -t tmpfs tmpfs {shown}; mount -t cgroup -o ro,memory cgroup {shown}/memory; ...")));
+    mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755")).map_err(|errno| failed("tmpfs", errno))?;
+    for hierarchy in &layout.hierarchies {
+        let name = hierarchy.path.file_name().and_then(|n| n.to_str()).unwrap_or("unknown");
+        let dir = mount_point(&target, name)?;
+        let controllers = hierarchy.controllers.join(",");
+        mount(Some("cgroup"), &dir, Some("cgroup"), read_only, Some(controllers.as_str())).map_err(|errno| failed(&controllers, errno))?;
+        // cpu,cpuacct mounted together is also reachable as cpu and as cpuacct.
+        for controller in hierarchy.controllers.iter().filter(|c| *c != name) {
+            let _ = std::os::unix::fs::symlink(name, target.join(controller));
+        }
+    }
+    mount(None::<&str>, &target, None::<&str>, MsFlags::MS_REMOUNT | read_only, Some("mode=755")).map_err(|errno| failed("tmpfs read-only", errno))
+}
+// ANCHOR_END: namespace
+
+// ANCHOR: run
+/// Run a container with steps 01–03 and this step's limits; wait for it. Its cgroup
+/// `carton/ID` exists while it runs, and is removed after its last measurement.
+pub fn run(spec: ContainerSpec, options: &step02::Options, network: &step03::NetworkOptions, limits: &Limits, state_root: &Path, explain: &Explain) -> Result<Finished> {
+    let layout = Layout::detect();
+    let version = layout.version();
+    // Containers whose carton was killed: their processes died with it, their cgroups did not.
+    for id in step03::collect_stale(state_root) {
+        if let Some(version) = version {
+            let _ = Cgroup::at(&layout, version, &id).remove();
+        }
+    }
+    let cgroup = match version {
+        Some(_) => Some(Cgroup::create(&layout, options.id.as_str(), limits, explain)?),
+        None if limits.any() => return Err(Error::runtime("limits need cgroups, and this machine has no cgroup file system mounted; `carton doctor` explains what to mount")),
+        None => None, // no limits asked for: run unmeasured rather than not at all
+    };
+    let exit = step03::run_with(spec, options, network, state_root, explain, |inner| Resources { inner, cgroup: cgroup.as_ref(), layout: &layout });
+    let Some(cgroup) = cgroup else { return exit.map(|exit| Finished { exit, stats: Stats::default() }) };
+    let stats = cgroup.stats();
+    let removed = cgroup.remove();
+    let finished = Finished { exit: exit?, stats: stats? };
+    removed?;
+    Ok(finished)
+}
+// ANCHOR_END: run

@@ -1,0 +1,139 @@
+//! Step 04 on the host's real cgroups (v1, hybrid or v2: whatever this machine has).
+//! Needs root. Counters are asserted, never wall time. The network is `none` throughout.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use step04::{Layout, Version};
+
+/// The cgroup file `name` as the container sees it, whichever version the host has.
+fn inside(controller: &str, file: &str) -> String {
+    match Layout::detect().version() {
+        Some(Version::V1) => format!("/sys/fs/cgroup/{controller}/{file}"),
+        _ => format!("/sys/fs/cgroup/{file}"),
+    }
+}
+
+#[test]
+fn a_fork_bomb_is_capped_by_the_pids_limit() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    // A bomb with a fuse: 2^11 processes at most, should the limit fail. While it runs
+    // even `sleep` may find no free pid, so the shell retries until the bomb is over,
+    // then reads the limit, the refused forks (pids.events) and the peak (pids.peak,
+    // where the kernel has it: 6.1 and later).
+    let script = format!(
+        "bomb() {{ [ $1 -gt 0 ] && {{ bomb $(($1 - 1)) & bomb $(($1 - 1)) & }}; sleep 2; }}; \
+         bomb 10 2>/dev/null; until sleep 3 2>/dev/null; do :; done; \
+         cat {} {}; cat {} 2>/dev/null || echo no peak",
+        inside("pids", "pids.max"),
+        inside("pids", "pids.events"),
+        inside("pids", "pids.peak")
+    );
+    let out = run_in(&rootfs, &["--pids-limit", "30"], &["sh", "-c", &script]);
+    let text = stdout(&out);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.first(), Some(&"30"), "pids.max inside: {text}{}", stderr(&out));
+    let refused = lines.iter().find_map(|l| l.strip_prefix("max ")).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0);
+    assert!(refused > 0, "pids.events counts the forks the limit refused: {text}");
+    if let Some(peak) = lines.last().and_then(|l| l.parse::<u64>().ok()) {
+        assert!(peak <= 30, "the bomb got past the limit: {text}");
+    }
+}
+
+#[test]
+fn a_memory_hog_is_oom_killed_and_reported() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    // The shell reads 100 MB of output into its own memory, under a 32 MB limit.
+    let out = run_in(&rootfs, &["--memory", "32m"], &["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"]);
+    assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "", "the hog survived");
+    assert!(stderr(&out).contains("carton: OOM killed: the container used all of its --memory limit (32 MiB)"), "{}", stderr(&out));
+    // Without the limit the same command survives: it was the limit, not the machine.
+    let out = run_in(&rootfs, &[], &["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"]);
+    assert_eq!(stdout(&out), "survived\n");
+}
+
+#[test]
+fn a_busy_loop_under_a_cpu_quota_is_throttled() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let script = format!("timeout 1 sh -c 'while :; do :; done'; cat {}", inside("cpu", "cpu.stat"));
+    let out = run_in(&rootfs, &["--cpus", "0.2"], &["sh", "-c", &script]);
+    let text = stdout(&out);
+    let value = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)?.strip_prefix(' ')?.parse::<u64>().ok()).unwrap_or(0);
+    assert!(value("nr_periods") > 0, "{text}{}", stderr(&out));
+    // A loop that wants a whole CPU and gets a fifth of one is held back in most periods.
+    assert!(value("nr_throttled") * 2 > value("nr_periods"), "{text}");
+    let throttled = value("throttled_time") + value("throttled_usec") * 1000;
+    assert!(throttled > 0, "{text}");
+}
+
+#[test]
+fn inside_its_own_cgroup_is_the_root_and_read_only() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let out = run_in(&rootfs, &["--pids-limit", "50"], &["sh", "-c", &format!("cat /proc/self/cgroup; cat {}; mkdir /sys/fs/cgroup/x 2>&1", inside("pids", "pids.max"))]);
+    let text = stdout(&out);
+    let cgroup_lines: Vec<&str> = text.lines().filter(|l| l.contains(':')).take_while(|l| !l.contains("mkdir")).collect();
+    assert!(!cgroup_lines.is_empty(), "{text}{}", stderr(&out));
+    assert!(cgroup_lines.iter().all(|l| l.ends_with(":/")), "every hierarchy shows the container's cgroup as /: {text}");
+    assert!(text.contains("\n50\n"), "the container sees its own limit: {text}");
+    assert!(text.contains("Read-only file system"), "{text}");
+}
+
+#[test]
+fn the_cgroup_is_gone_after_the_container_exits() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let out = run_in(&rootfs, &["--memory", "64m"], &["hostname"]);
+    let short_id = stdout(&out).trim().to_string();
+    assert_eq!(short_id.len(), 12, "{}", stderr(&out));
+    let layout = Layout::detect();
+    let roots: Vec<std::path::PathBuf> = match layout.version() {
+        Some(Version::V1) => layout.hierarchies.iter().map(|h| h.path.join("carton")).collect(),
+        _ => vec![layout.v2_mount.clone().unwrap().join("carton")],
+    };
+    for root in roots.into_iter().filter(|root| root.exists()) {
+        let left: Vec<String> = fs::read_dir(&root).unwrap().filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|name| name.starts_with(&short_id)).collect();
+        assert!(left.is_empty(), "{} still holds {left:?}", root.display());
+    }
+}
+
+#[test]
+fn bad_limits_are_clear_errors_before_anything_is_made() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    for (flags, message) in [
+        (&["--memory", "10x"][..], "invalid --memory \"10x\": write a size such as 512m"),
+        (&["--memory", "1m"][..], "the minimum memory limit is 6m"),
+        (&["--cpus", "-1"][..], "--cpus -1: the range is 0.01 to"),
+        (&["--cpuset-cpus", "99"][..], "--cpuset-cpus 99: this machine has no CPU 99"),
+        (&["--pids-limit", "lots"][..], "invalid --pids-limit \"lots\""),
+        (&["--memory-swap", "1g"][..], "--memory-swap needs --memory as well"),
+        (&["--memory", "64m", "--memory-swap", "32m"][..], "must be at least as large"),
+        (&["--device-read-bps", "/dev/null:1mb"][..], "/dev/null is not a block device"),
+    ] {
+        let out = carton_run(&rootfs).env("CARTON_ROOT", &state).args(flags).args(["--", "true"]).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{flags:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{flags:?}: {}", stderr(&out));
+        assert!(!state.exists(), "{flags:?}: refused only after something was made");
+    }
+}
+
+#[test]
+fn explain_shows_each_cgroup_file_written_with_its_echo() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    let out = run_in(&rootfs, &["--explain", "--pids-limit", "20"], &["true"]);
+    let trace = stderr(&out);
+    assert!(trace.contains("[explain] ── chapter 4: limits: cgroups ──"), "{trace}");
+    let pids_max = trace.lines().find(|l| l.contains("shell:   echo 20 > ") && l.ends_with("/pids.max"));
+    assert!(pids_max.is_some_and(|l| l.contains("/carton/")), "{trace}");
+    assert!(trace.lines().any(|l| l.contains("shell:   echo ") && l.ends_with("/cgroup.procs")), "joining is shown too: {trace}");
+    assert!(trace.contains("shell:   unshare --cgroup"), "{trace}");
+}
