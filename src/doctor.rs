@@ -240,10 +240,24 @@ fn cgroups() -> Check {
 }
 
 fn firewall() -> Check {
-    match ["nft", "iptables"].iter().find_map(|tool| find_in_path(tool)) {
-        Some(path) => Check::pass("firewall", format!("{} (for NAT and published ports, chapter 3)", path.display())),
-        None => Check::warn("firewall", "neither nft nor iptables found (NAT and published ports need one, chapter 3)", "apt-get install nftables"),
+    let Some(nft) = find_in_path("nft") else {
+        return Check::fail("firewall", "nft not found: the default bridge network needs nftables for its NAT rule (chapter 3)", "apt-get install nftables (or run containers with --network none or host)");
+    };
+    let ruleset = std::process::Command::new(&nft).args(["list", "ruleset"]).output().map(|out| String::from_utf8_lossy(&out.stdout).into_owned()).unwrap_or_default();
+    if drops_forwarded_packets(&ruleset) {
+        return Check::warn(
+            "firewall",
+            "a forward chain with policy drop (Docker and ufw install one): bridged containers reach the host, but nothing beyond it",
+            "accept carton's subnet in that chain, e.g. for Docker: iptables -I DOCKER-USER -s 10.88.0.0/16 -j ACCEPT; iptables -I DOCKER-USER -d 10.88.0.0/16 -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        );
     }
+    Check::pass("firewall", format!("{} (for NAT and published ports, chapter 3)", nft.display()))
+}
+
+/// Whether some table of the ruleset drops forwarded packets unless a rule accepts them.
+/// nftables runs every base chain of a hook: carton's own table cannot overrule a drop.
+fn drops_forwarded_packets(ruleset: &str) -> bool {
+    ruleset.lines().any(|line| line.contains("hook forward") && line.contains("policy drop;"))
 }
 
 fn busybox() -> Check {
@@ -287,5 +301,18 @@ fn in_child(trial: impl FnOnce() -> Result<(), String>) -> Result<(), String> {
                 other => Err(format!("the trial process ended abnormally: {other:?}")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forward_chain_that_drops_is_noticed() {
+        let docker = "table ip filter {\n\tchain FORWARD {\n\t\ttype filter hook forward priority filter; policy drop;\n\t}\n}\n";
+        assert!(drops_forwarded_packets(docker));
+        assert!(!drops_forwarded_packets(&docker.replace("policy drop", "policy accept")));
+        assert!(!drops_forwarded_packets(""));
     }
 }

@@ -192,9 +192,11 @@ fn outbound_nat_shows_the_hosts_address_to_the_internet_and_prune_removes_it_all
          carton run --network bridge --rootfs {rootfs} -- sh -c 'echo hi | nc -w 2 192.0.2.2 8000; hostname -i'\n\
          wait $server\n\
          nft list table ip carton | grep -c masquerade\n\
+         cat /proc/sys/net/ipv4/ip_forward\n\
          carton network prune\n\
          ip -o link | cut -d: -f2 | tr -d ' ' | grep -c carton0\n\
          nft list tables | grep -c carton\n\
+         cat /proc/sys/net/ipv4/ip_forward\n\
          kill $internet",
         seen = seen.display(),
         rootfs = rootfs.display()
@@ -202,7 +204,7 @@ fn outbound_nat_shows_the_hosts_address_to_the_internet_and_prune_removes_it_all
     let out = in_throwaway_netns(&state, &script);
     assert_eq!(
         stdout(&out),
-        "10.88.0.2\n1\nremoved the bridge carton0\nremoved the nftables table ip carton\n0\n0\n",
+        "10.88.0.2\n1\n1\nremoved the bridge carton0\nremoved the nftables table ip carton\nremoved the IP forwarding carton switched on (it is off again, as before)\n0\n0\n0\n",
         "{}",
         stderr(&out)
     );

@@ -234,11 +234,17 @@ fn the_container_dies_with_carton_even_after_kill_9() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert!(!std::path::Path::new(&format!("/proc/{init}")).exists(), "the container outlived carton");
-    // What the killed carton could not clean up, the next run does.
-    assert_eq!(fs::read_dir(state.join("containers")).unwrap().count(), 1, "the killed container's state is left");
+    // What the killed carton could not clean up, the next run does: its state, its pinned
+    // network namespace and its cgroup.
+    let left: Vec<String> = fs::read_dir(state.join("containers")).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+    assert_eq!(left.len(), 1, "the killed container's state is left");
+    let layout = step04::Layout::detect();
+    let cgroup = step04::Cgroup::at(&layout, layout.version().unwrap(), &left[0]);
+    assert!(cgroup.directories().iter().all(|dir| dir.exists()), "the killed container's cgroup is left");
     assert!(carton_run(&rootfs).env("CARTON_ROOT", &state).arg("true").status().unwrap().success());
     assert_eq!(fs::read_dir(state.join("containers")).unwrap().count(), 0, "the next run collects it");
     assert!(!fs::read_to_string("/proc/self/mountinfo").unwrap().contains(state.to_str().unwrap()), "its namespace stayed pinned");
+    assert!(cgroup.directories().iter().all(|dir| !dir.exists()), "its cgroup stayed");
 }
 
 #[test]

@@ -60,7 +60,7 @@ fn doctor_report() {
         (r"Linux \S+ \(", "Linux [RELEASE] ("),
         (r"(cgroups\s+)\S.*", "$1[CGROUP LAYOUT]"),
         (r"(busybox-static\s+)\S.*", "$1[BUSYBOX]"),
-        (r"(firewall\s+)\S+", "$1[NFT OR IPTABLES]"),
+        (r"(firewall\s+)\S+", "$1[NFT]"),
         (r"works in \S+", "works in [TMPDIR]"),
     ];
     insta::with_settings!({ filters => filters }, {

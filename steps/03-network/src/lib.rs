@@ -229,7 +229,7 @@ pub fn run_with<H: Hooks>(
             // prune` cannot remove the bridge between the two.
             lease = Some(ipam.locked(|leases| {
                 ensure_bridge(state_root, network.subnet, explain)?;
-                nat::enable(network.subnet, explain)?;
+                nat::enable(network.subnet, &forwarding_record(state_root), explain)?;
                 ipam.allocate_in(leases, ipam::Owner::current())
             })?);
         }
@@ -347,11 +347,19 @@ pub fn prune(state_root: &Path, subnet: ipam::Subnet) -> Result<Vec<String>> {
             netlink::delete_link(index)?;
             removed.push(format!("the bridge {BRIDGE}"));
         }
-        nat::remove()?;
+        let forwarding_restored = nat::remove(&forwarding_record(state_root))?;
         removed.push(format!("the nftables table ip {}", nat::TABLE));
+        if forwarding_restored {
+            removed.push("the IP forwarding carton switched on (it is off again, as before)".to_string());
+        }
         let _ = fs::remove_file(state_root.join("networks").join(BRIDGE).join("subnet"));
         Ok(removed)
     })
+}
+
+/// Where carton notes that it switched IP forwarding on (see [`nat::enable`]).
+fn forwarding_record(state_root: &Path) -> PathBuf {
+    state_root.join("networks").join(BRIDGE).join("forwarding_was_off")
 }
 
 /// The index of an interface that must exist.

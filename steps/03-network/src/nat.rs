@@ -10,6 +10,7 @@
 //! of its own. The rule is written out in full so the reader sees exactly what it is.
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use step01::{Action, Error, Explain, Result};
@@ -42,10 +43,18 @@ fn masquerade_rule(subnet: Subnet) -> String {
     format!("ip saddr {}/{} oifname != \"{BRIDGE}\" masquerade", subnet.network, subnet.prefix)
 }
 
+/// The host's switch for routing between interfaces.
+const IP_FORWARD: &str = "/proc/sys/net/ipv4/ip_forward";
+
 /// Turn on forwarding and install the masquerade rule for `subnet`, unless it is there.
-pub fn enable(subnet: Subnet, explain: &Explain) -> Result<()> {
-    explain.step(|| Action::new(CHAPTER, "let the host route packets between the bridge and its other interfaces", "write(\"/proc/sys/net/ipv4/ip_forward\", \"1\")").shell("sysctl -w net.ipv4.ip_forward=1"));
-    std::fs::write("/proc/sys/net/ipv4/ip_forward", "1").map_err(|e| Error::runtime(format!("cannot turn on IP forwarding: {e}")))?;
+/// If forwarding was off, a file `forwarding_was_off` records it, so that [`remove`]
+/// can switch it off again.
+pub fn enable(subnet: Subnet, record: &Path, explain: &Explain) -> Result<()> {
+    if std::fs::read_to_string(IP_FORWARD).is_ok_and(|value| value.trim() == "0") {
+        std::fs::write(record, "").map_err(|e| Error::runtime(format!("cannot record that IP forwarding was off ({}): {e}", record.display())))?;
+    }
+    explain.step(|| Action::new(CHAPTER, "let the host route packets between the bridge and its other interfaces", format!("write(\"{IP_FORWARD}\", \"1\")")).shell("sysctl -w net.ipv4.ip_forward=1"));
+    std::fs::write(IP_FORWARD, "1").map_err(|e| Error::runtime(format!("cannot turn on IP forwarding: {e}")))?;
     // Listing the table costs a few milliseconds; replacing it, several times more.
     if installed(subnet) {
         return Ok(());
@@ -62,9 +71,16 @@ fn installed(subnet: Subnet) -> bool {
     listing.is_ok_and(|out| out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&masquerade_rule(subnet)))
 }
 
-/// Remove carton's table, if there is one.
-pub fn remove() -> Result<()> {
-    nft(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"))
+/// Remove carton's table, if there is one, and switch IP forwarding off again if carton
+/// switched it on (`record` says so). Returns whether it did.
+pub fn remove(record: &Path) -> Result<bool> {
+    nft(&format!("table ip {TABLE} {{}}\ndelete table ip {TABLE}\n"))?;
+    if !record.exists() {
+        return Ok(false);
+    }
+    std::fs::write(IP_FORWARD, "0").map_err(|e| Error::runtime(format!("cannot switch IP forwarding off again: {e}")))?;
+    let _ = std::fs::remove_file(record);
+    Ok(true)
 }
 
 fn nft(script: &str) -> Result<()> {
