@@ -234,9 +234,9 @@ fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
     let finished = step04::run(spec, &options, &network, &limits, state_root, &explain)?;
     if finished.oom_killed() {
         // Docker shows this as `"OOMKilled": true` in `docker inspect`.
-        let limit = limits.memory.map_or(String::new(), |bytes| format!(" of its --memory limit ({} MiB)", bytes >> 20));
         let whom = if finished.exit.code() == 128 + libc::SIGKILL { "the container" } else { "a process of the container" };
-        eprintln!("carton: OOM killed: {whom} used all{limit} and the kernel's out-of-memory killer ended it");
+        let limit = limits.memory.map_or(String::new(), |bytes| format!(" (its --memory limit is {} MiB)", bytes >> 20));
+        eprintln!("carton: OOM killed: the kernel's out-of-memory killer ended {whom}{limit}");
     }
     Ok(finished.exit.code() as u8)
 }

@@ -51,7 +51,7 @@ fn a_memory_hog_is_oom_killed_and_reported() {
     let out = run_in(&rootfs, &["--memory", "32m"], &["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"]);
     assert_eq!(out.status.code(), Some(137), "{}", stderr(&out));
     assert_eq!(stdout(&out), "", "the hog survived");
-    assert!(stderr(&out).contains("carton: OOM killed: the container used all of its --memory limit (32 MiB)"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("carton: OOM killed: the kernel's out-of-memory killer ended the container (its --memory limit is 32 MiB)"), "{}", stderr(&out));
     // Without the limit the same command survives: it was the limit, not the machine.
     let out = run_in(&rootfs, &[], &["sh", "-c", "x=$(head -c 100000000 /dev/zero | tr '\\0' a); echo survived"]);
     assert_eq!(stdout(&out), "survived\n");

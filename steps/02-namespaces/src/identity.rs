@@ -28,6 +28,11 @@ impl ContainerId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether `text` is a full id: 64 lowercase hexadecimal digits.
+    pub fn is_valid(text: &str) -> bool {
+        text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    }
 }
 
 impl fmt::Display for ContainerId {
@@ -51,6 +56,15 @@ pub fn validate_hostname(name: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_random_id_is_valid_and_other_names_are_not() {
+        let id = super::ContainerId::random().unwrap();
+        assert!(super::ContainerId::is_valid(id.as_str()));
+        for other in ["", "abc", &"A".repeat(64), &"g".repeat(64), &format!("{}/", &id.as_str()[..63])] {
+            assert!(!super::ContainerId::is_valid(other), "{other}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -153,7 +153,8 @@ struct Attachment {
 // ANCHOR: wire
 /// Switch on the namespace's loopback and, on the bridge, plug it in: all from outside,
 /// before the container's first process exists.
-fn wire(netns: &netns::NamedNetns, attachment: Option<&Attachment>, explain: &Explain) -> Result<()> {
+/// `cabled` says whether the veth pair was made, even when a later step fails.
+fn wire(netns: &netns::NamedNetns, attachment: Option<&Attachment>, cabled: &mut bool, explain: &Explain) -> Result<()> {
     let pinned = netns.path.display();
     // A new network namespace starts with `lo` only, and down.
     explain.step(|| Action::new(CHAPTER, "switch on the namespace's loopback interface", "netlink RTM_SETLINK index 1, IFF_UP").shell(format!("nsenter --net={pinned} ip link set lo up")));
@@ -164,6 +165,7 @@ fn wire(netns: &netns::NamedNetns, attachment: Option<&Attachment>, explain: &Ex
             .shell(format!("ip link add {host_end} type veth peer name eth0 netns {pinned}"))
     });
     netlink::create_veth(host_end, "eth0", netns.fd())?;
+    *cabled = true;
     let (index, bridge) = (link_index(host_end)?, link_index(BRIDGE)?);
     explain.step(|| Action::new(CHAPTER, format!("plug {host_end} into the bridge {BRIDGE} and switch it on"), "netlink RTM_SETLINK master, IFF_UP").shell(format!("ip link set {host_end} master {BRIDGE} up")));
     netlink::set_controller(index, bridge)?;
@@ -208,7 +210,7 @@ pub fn run_with<H: Hooks>(
     let dir = container_dir(state_root, options.id.as_str());
     claim(&dir)?;
     let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), network.subnet);
-    let (mut lease, mut pinned) = (None, None);
+    let (mut lease, mut pinned, mut cabled) = (None, None, false);
     let host_end = format!("veth{}", &options.id.as_str()[..8]);
     let result = (|| {
         if !network.ports.is_empty() && network.mode != Mode::Bridge {
@@ -236,7 +238,7 @@ pub fn run_with<H: Hooks>(
         let attachment = lease.map(|lease| Attachment { host_end: host_end.clone(), address: lease.address, subnet: network.subnet });
         if network.mode != Mode::Host {
             let netns = pinned.insert(netns::NamedNetns::create(&dir.join("netns"), explain)?);
-            wire(netns, attachment.as_ref(), explain)?;
+            wire(netns, attachment.as_ref(), &mut cabled, explain)?;
             spec.join.push(JoinedNamespace { kind: CloneFlags::CLONE_NEWNET, path: netns.path.clone() });
         }
         let hostname = options.effective_hostname();
@@ -249,8 +251,10 @@ pub fn run_with<H: Hooks>(
     // pair would go with the network namespace, but the kernel dismantles a namespace in
     // the background; deleting our end now removes the pair at once. The address goes
     // back to the pool.
-    if let Some(lease) = lease {
+    if cabled {
         delete_link_named(&host_end);
+    }
+    if let Some(lease) = lease {
         let _ = ipam.release(lease);
     }
     if let Some(netns) = pinned {
@@ -275,7 +279,9 @@ fn claim(dir: &Path) -> Result<()> {
 pub fn collect_stale(state_root: &Path) -> Vec<String> {
     let mut collected = Vec::new();
     let Ok(entries) = fs::read_dir(state_root.join("containers")) else { return collected };
-    for dir in entries.flatten().map(|entry| entry.path()) {
+    // Only what carton makes there: a real directory (never a symbolic link) named by an id.
+    let is_container = |entry: &fs::DirEntry| entry.file_type().is_ok_and(|t| t.is_dir()) && entry.file_name().to_str().is_some_and(step02::ContainerId::is_valid);
+    for dir in entries.flatten().filter(is_container).map(|entry| entry.path()) {
         let owner = fs::read_to_string(dir.join("owner")).ok().and_then(|text| text.parse::<ipam::Owner>().ok());
         let abandoned = match owner {
             Some(owner) => !owner.is_alive(),
@@ -284,8 +290,11 @@ pub fn collect_stale(state_root: &Path) -> Vec<String> {
         };
         if abandoned {
             let id = dir.file_name().and_then(|name| name.to_str()).unwrap_or_default().to_string();
-            if let Some(prefix) = id.get(..8) {
-                delete_link_named(&format!("veth{prefix}"));
+            // Its cable, if still plugged into carton's bridge (the name alone could be
+            // another tool's: podman's veths are named the same way).
+            let cable = format!("veth{}", &id[..8]);
+            if netlink::link_controller(&cable).ok().flatten().is_some_and(|master| netlink::link_index(BRIDGE).ok().flatten() == Some(master)) {
+                delete_link_named(&cable);
             }
             netns::unpin(&dir.join("netns"));
             let _ = fs::remove_dir_all(&dir);

@@ -31,10 +31,23 @@ pub fn set_link_up(index: u32) -> Result<()> {
 
 /// The index of the interface called `name`, if there is one.
 pub fn link_index(name: &str) -> Result<Option<u32>> {
+    Ok(find_link(name)?.map(|found| found.header.index))
+}
+
+/// The index of the bridge (or other controller) the interface `name` is plugged into.
+pub fn link_controller(name: &str) -> Result<Option<u32>> {
+    let found = find_link(name)?;
+    Ok(found.and_then(|link| link.attributes.iter().find_map(|attribute| match attribute {
+        LinkAttribute::Controller(index) => Some(*index),
+        _ => None,
+    })))
+}
+
+fn find_link(name: &str) -> Result<Option<LinkMessage>> {
     let mut link = LinkMessage::default();
     link.attributes.push(LinkAttribute::IfName(name.to_string()));
     match exchange(RouteNetlinkMessage::GetLink(link), 0)? {
-        Reply::Message(RouteNetlinkMessage::NewLink(found)) => Ok(Some(found.header.index)),
+        Reply::Message(RouteNetlinkMessage::NewLink(found)) => Ok(Some(found)),
         Reply::Error(nix::errno::Errno::ENODEV) => Ok(None),
         Reply::Error(errno) => Err(Error::syscall(format!("netlink: look up {name}"), errno)),
         _ => Err(Error::runtime(format!("netlink: unexpected answer looking up {name}"))),

@@ -41,7 +41,7 @@ impl NamedNetns {
         // For a moment carton's thread lives in the new namespace: long enough to pin it.
         unshare(CloneFlags::CLONE_NEWNET).map_err(|errno| Error::syscall("cannot create a network namespace", errno))?;
         let pinned = mount(Some(OWN_NAMESPACE), path, None::<&str>, MsFlags::MS_BIND, None::<&str>);
-        return_to(own.as_fd())?;
+        return_to(own.as_fd());
         pinned.map_err(|errno| Error::syscall(format!("cannot pin the network namespace at {shown}"), errno))?;
         Ok(NamedNetns { path: path.to_path_buf(), file: open(path)? })
     }
@@ -54,7 +54,7 @@ impl NamedNetns {
         let own = open(Path::new(OWN_NAMESPACE))?;
         setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|errno| Error::syscall(format!("cannot enter the network namespace {}", self.path.display()), errno))?;
         let result = work();
-        return_to(own.as_fd())?;
+        return_to(own.as_fd());
         result
     }
     // ANCHOR_END: enter
@@ -72,8 +72,9 @@ impl NamedNetns {
 
 /// Remove the pin at `path` (the namespace of a container whose carton was killed, too).
 pub fn unpin(path: &Path) {
-    // Detached: a `nsenter` still inside keeps the namespace, not the mount.
-    let _ = umount2(path, MntFlags::MNT_DETACH);
+    // Detached: a `nsenter` still inside keeps the namespace, not the mount. Never through
+    // a symbolic link planted in the state directory.
+    let _ = umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);
     let _ = std::fs::remove_file(path);
 }
 
@@ -82,7 +83,11 @@ fn open(path: &Path) -> Result<File> {
 }
 
 /// Back to carton's own namespace: everything carton does next (the port relays, the
-/// next netlink call) must happen on the host's side.
-fn return_to(own: BorrowedFd) -> Result<()> {
-    setns(own, CloneFlags::CLONE_NEWNET).map_err(|errno| Error::syscall("cannot return to carton's own network namespace", errno))
+/// next netlink call, the cleanup) must happen on the host's side. If that fails, carton
+/// stops at once rather than go on in the wrong namespace.
+fn return_to(own: BorrowedFd) {
+    if let Err(errno) = setns(own, CloneFlags::CLONE_NEWNET) {
+        eprintln!("carton: cannot return to its own network namespace ({}); stopping", errno.desc());
+        std::process::abort();
+    }
 }

@@ -25,9 +25,6 @@ use crate::CHAPTER;
 /// The directory under each hierarchy's root that holds carton's cgroups.
 pub const PARENT: &str = "carton";
 
-/// The v1 controllers a container is put under: those it can be limited or measured by.
-const V1_CONTROLLERS: [&str; 7] = ["memory", "cpu", "cpuacct", "cpuset", "pids", "blkio", "freezer"];
-
 /// The v2 controllers carton switches on for its cgroups.
 const V2_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
 
@@ -38,12 +35,23 @@ pub struct Setting {
     pub controller: &'static str,
     pub file: &'static str,
     pub value: String,
-    /// Skipped when the kernel does not offer the file (swap accounting is optional).
-    pub optional: bool,
+    /// Another file, and its value, for kernels that offer that one instead.
+    pub alternative: Option<(&'static str, String)>,
+    /// What it means when the kernel offers neither file.
+    pub if_missing: IfMissing,
+}
+
+/// A setting whose file the kernel does not offer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IfMissing {
+    /// An error: the limit was asked for and cannot be had.
+    Refuse,
+    /// Go on without it, as Docker does for the swap it adds by default.
+    Skip,
 }
 
 fn set(controller: &'static str, file: &'static str, value: impl ToString) -> Setting {
-    Setting { controller, file, value: value.to_string(), optional: false }
+    Setting { controller, file, value: value.to_string(), alternative: None, if_missing: IfMissing::Refuse }
 }
 
 // ANCHOR: settings
@@ -63,7 +71,10 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
         };
         if let Some(value) = swap {
             let file = if v2 { "memory.swap.max" } else { "memory.memsw.limit_in_bytes" };
-            out.push(Setting { controller: "memory", file, value, optional: true });
+            // Swap accounting is optional in the kernel: the default swap goes without it,
+            // an explicit --memory-swap does not.
+            let if_missing = if limits.memory_swap.is_some() { IfMissing::Refuse } else { IfMissing::Skip };
+            out.push(Setting { if_missing, ..set("memory", file, value) });
         }
     }
     if let Some(cpus) = limits.cpus {
@@ -84,7 +95,13 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
         out.push(set("pids", "pids.max", pids));
     }
     if let Some(weight) = limits.blkio_weight {
-        out.push(if v2 { set("io", "io.weight", format!("default {}", blkio_weight_to_io_weight(weight))) } else { set("blkio", "blkio.weight", weight) });
+        // Weights need an I/O scheduler that honours them: BFQ has its own file with
+        // Docker's scale; v2's io.weight (for io.cost) has a scale of its own.
+        out.push(if v2 {
+            Setting { alternative: Some(("io.weight", format!("default {}", blkio_weight_to_io_weight(weight)))), ..set("io", "io.bfq.weight", weight) }
+        } else {
+            Setting { alternative: Some(("blkio.bfq.weight", weight.to_string())), ..set("blkio", "blkio.weight", weight) }
+        });
     }
     for (rates, v1_file, v2_key) in [(&limits.device_read_bps, "blkio.throttle.read_bps_device", "rbps"), (&limits.device_write_bps, "blkio.throttle.write_bps_device", "wbps")] {
         for rate in rates {
@@ -138,11 +155,13 @@ impl Cgroup {
         }
         let made = cgroup.make_directories(explain).and_then(|()| {
             for setting in &settings {
-                let file = cgroup.dir(setting.controller).join(setting.file);
-                if setting.optional && !file.exists() {
-                    continue; // e.g. no swap accounting: Docker warns and goes on, so does carton
+                let dir = cgroup.dir(setting.controller);
+                let offered = std::iter::once((setting.file, &setting.value)).chain(setting.alternative.iter().map(|(file, value)| (*file, value)));
+                match offered.map(|(file, value)| (dir.join(file), value)).find(|(file, _)| file.exists()) {
+                    Some((file, value)) => write(&file, value, explain)?,
+                    None if setting.if_missing == IfMissing::Skip => {}
+                    None => return Err(missing(setting, dir)),
                 }
-                write(&file, &setting.value, explain)?;
             }
             Ok(())
         });
@@ -156,7 +175,8 @@ impl Cgroup {
     }
     // ANCHOR_END: create
 
-    /// The cgroup `carton/ID` in `layout`, whether it exists or not.
+    /// The cgroup `carton/ID` in `layout`, whether it exists or not. On v1 it is in every
+    /// hierarchy, as runc's: the container sees each one from its own cgroup.
     pub fn at(layout: &Layout, version: Version, id: &str) -> Cgroup {
         let name = Path::new(PARENT).join(id);
         let dirs = match version {
@@ -164,7 +184,7 @@ impl Cgroup {
                 let root = layout.v2_mount.clone().unwrap_or_default();
                 V2_CONTROLLERS.iter().map(|c| (c.to_string(), root.join(&name))).collect()
             }
-            Version::V1 => V1_CONTROLLERS.iter().filter_map(|c| layout.hierarchy_of(c).map(|root| (c.to_string(), root.join(&name)))).collect(),
+            Version::V1 => layout.hierarchies.iter().flat_map(|h| h.controllers.iter().map(|c| (c.clone(), h.path.join(&name)))).collect(),
         };
         Cgroup { version, dirs }
     }
@@ -225,6 +245,12 @@ impl Cgroup {
         crate::stats::keyed(&fs::read_to_string(self.dir("memory").join(file)).unwrap_or_default(), key).unwrap_or(0)
     }
 
+    /// The processes in the cgroup, as host PIDs (what `docker top` lists).
+    pub fn processes(&self) -> Vec<Pid> {
+        let procs = self.directories().first().and_then(|dir| fs::read_to_string(dir.join("cgroup.procs")).ok()).unwrap_or_default();
+        procs.split_whitespace().filter_map(|pid| pid.parse().ok()).map(Pid::from_raw).collect()
+    }
+
     /// The container's current numbers.
     pub fn stats(&self) -> Result<Stats> {
         Stats::read(self)
@@ -248,6 +274,9 @@ impl Cgroup {
         let deadline = Instant::now() + Duration::from_secs(2);
         while !fs::read_to_string(dir.join(done_file)).unwrap_or_default().lines().any(|line| line.trim() == done) {
             if Instant::now() > deadline {
+                if frozen {
+                    let _ = self.set_frozen(false, explain); // not left half-frozen
+                }
                 return Err(Error::runtime(format!("the cgroup {} did not become {done:?} in 2 seconds", dir.display())));
             }
             std::thread::sleep(Duration::from_millis(5));
@@ -256,11 +285,13 @@ impl Cgroup {
     }
     // ANCHOR_END: freeze
 
-    /// Remove the cgroup's directories. The kernel refuses while a process is inside, and
-    /// the last ones may take a moment to go after the container's PID 1 has ended.
+    /// Remove the cgroup's directories, and any cgroup made inside them. The kernel
+    /// refuses while a process is inside, and the last ones may take a moment to go after
+    /// the container's PID 1 has ended.
     pub fn remove(&self) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(2);
-        for dir in self.directories() {
+        for dir in self.directories().into_iter().flat_map(|dir| depth_first(dir.to_path_buf())) {
+            let dir = dir.as_path();
             loop {
                 match fs::remove_dir(dir) {
                     Ok(()) => break,
@@ -277,6 +308,46 @@ impl Cgroup {
         }
         Ok(())
     }
+
+    /// End every process in the cgroup: those of a container whose carton was killed and
+    /// that did not die with it. v2 has `cgroup.kill`; on v1, freeze, kill each, thaw.
+    pub fn kill_all(&self, explain: &Explain) {
+        let kill_file = self.directories().first().map(|dir| dir.join("cgroup.kill"));
+        if let Some(file) = kill_file.filter(|file| self.version == Version::V2 && file.exists()) {
+            let _ = write(&file, "1", explain);
+            return;
+        }
+        let frozen = self.set_frozen(true, explain).is_ok();
+        for pid in self.processes() {
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+        if frozen {
+            let _ = self.set_frozen(false, explain);
+        }
+    }
+}
+
+/// `dir` and every directory below it, the deepest first: the order rmdir needs.
+fn depth_first(dir: PathBuf) -> Vec<PathBuf> {
+    let mut order = Vec::new();
+    if let Ok(entries) = fs::read_dir(&dir) {
+        for child in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+            order.extend(depth_first(child.path()));
+        }
+    }
+    order.push(dir);
+    order
+}
+
+/// The error for a setting whose file the kernel does not offer in `dir`.
+fn missing(setting: &Setting, dir: &Path) -> Error {
+    let files = std::iter::once(setting.file).chain(setting.alternative.as_ref().map(|(file, _)| *file)).collect::<Vec<_>>().join(" or ");
+    let why = match setting.controller {
+        "blkio" | "io" => "I/O weights need the BFQ scheduler (or io.cost) on the disk; run without --blkio-weight",
+        "memory" => "this kernel does not account swap (boot it with swapaccount=1, or run without --memory-swap)",
+        _ => "this kernel's cgroups do not have it; run without that limit",
+    };
+    Error::runtime(format!("the kernel offers no {files} in {}: {why}", dir.display()))
 }
 
 /// Whether `dir` is on an ordinary file system rather than a cgroup file system.
@@ -300,7 +371,11 @@ fn enable_v2_controllers(layout: &Layout, settings: &[Setting], explain: &Explai
     for dir in [&root, &parent] {
         if !dir.exists() {
             explain.step(|| Action::new(CHAPTER, format!("create carton's part of the tree, {}", dir.display()), format!("mkdir(\"{}\")", dir.display())).shell(format!("mkdir {}", dir.display())));
-            fs::create_dir(dir).map_err(|e| Error::runtime(format!("cannot create the cgroup {}: {e}", dir.display())))?;
+            match fs::create_dir(dir) {
+                // Another carton starting at the same moment made it first.
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(Error::runtime(format!("cannot create the cgroup {}: {e}", dir.display()))),
+                _ => {}
+            }
         }
         let offered = fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
         let enabled = fs::read_to_string(dir.join("cgroup.subtree_control")).unwrap_or_default();
@@ -322,12 +397,13 @@ fn enable_v2_controllers(layout: &Layout, settings: &[Setting], explain: &Explai
 /// `echo VALUE > FILE`, shown with `--explain`. The kernel checks the value when it is
 /// written: a bad one is an error from write(2), reported with the file's name. Each
 /// write is one command to the kernel, not file content: writing `io.max` twice sets two
-/// devices. (Appending, rather than truncating, lets a plain directory in the tests
-/// record every write the same way.)
+/// devices. (Appending, rather than truncating, lets the plain files of a test's
+/// imitation record every write the same way.)
 pub fn write(file: &Path, value: &str, explain: &Explain) -> Result<()> {
     let shown = file.display();
     explain.step(|| Action::new(CHAPTER, format!("write {value} to {shown}"), format!("write(open(\"{shown}\"), \"{value}\")")).shell(format!("echo {value} > {shown}")));
-    let written = fs::OpenOptions::new().append(true).create(true).open(file).and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()));
+    // Never created: a cgroup's files are the kernel's, and a missing one is an error.
+    let written = fs::OpenOptions::new().append(true).open(file).and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()));
     written.map_err(|e| Error::runtime(format!("cannot write {value:?} to {shown}: {e}")))
 }
 // ANCHOR_END: write
@@ -352,7 +428,8 @@ mod tests {
     }
 
     fn files(settings: &[Setting]) -> Vec<String> {
-        settings.iter().map(|s| format!("{}/{} = {}", s.controller, s.file, s.value)).collect()
+        let alternative = |s: &Setting| s.alternative.as_ref().map_or(String::new(), |(file, value)| format!(" (or {file} = {value})"));
+        settings.iter().map(|s| format!("{}/{} = {}{}", s.controller, s.file, s.value, alternative(s))).collect()
     }
 
     #[test]
@@ -367,7 +444,7 @@ mod tests {
                 "cpu/cpu.shares = 512",
                 "cpuset/cpuset.cpus = 0",
                 "pids/pids.max = 64",
-                "blkio/blkio.weight = 300",
+                "blkio/blkio.weight = 300 (or blkio.bfq.weight = 300)",
                 "blkio/blkio.throttle.read_bps_device = 8:0 1048576",
                 "blkio/blkio.throttle.write_bps_device = 8:0 2097152",
             ]
@@ -385,7 +462,7 @@ mod tests {
                 "cpu/cpu.weight = 20",
                 "cpuset/cpuset.cpus = 0",
                 "pids/pids.max = 64",
-                "io/io.weight = default 2930",
+                "io/io.bfq.weight = 300 (or io.weight = default 2930)",
                 "io/io.max = 8:0 rbps=1048576",
                 "io/io.max = 8:0 wbps=2097152",
             ]
@@ -399,6 +476,9 @@ mod tests {
         assert_eq!(files(&settings(Version::V1, &unlimited))[1], "memory/memory.memsw.limit_in_bytes = -1");
         let default = Limits { memory: Some(1 << 30), ..Limits::default() };
         assert_eq!(files(&settings(Version::V2, &default))[1], "memory/memory.swap.max = 1073741824");
+        // The default swap goes without swap accounting; an explicit --memory-swap does not.
+        assert_eq!(settings(Version::V2, &default)[1].if_missing, IfMissing::Skip);
+        assert_eq!(settings(Version::V2, &unlimited)[1].if_missing, IfMissing::Refuse);
     }
 
     #[test]

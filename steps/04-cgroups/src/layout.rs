@@ -4,13 +4,14 @@
 //!
 //! - **legacy** (cgroup v1 only): one hierarchy per controller (or a few controllers
 //!   mounted together, `cpu,cpuacct`), each its own tree under `/sys/fs/cgroup/NAME`;
-//! - **hybrid** (this book's lab machine, Debian 11/12 and Ubuntu 20.04 by default): the
-//!   v1 hierarchies, plus a cgroup2 tree at `/sys/fs/cgroup/unified` that systemd uses to
-//!   track processes but that holds no controllers;
-//! - **unified** (cgroup v2 only: Ubuntu 22.04+, Fedora 31+, Debian 13): one tree at
+//! - **hybrid** (this book's lab machine; systemd's default before version 247, as on
+//!   Ubuntu 20.04): the v1 hierarchies, plus a cgroup2 tree at `/sys/fs/cgroup/unified`
+//!   that systemd uses to track processes but that holds no controllers;
+//! - **unified** (cgroup v2 only: Ubuntu 22.04+, Debian 11+, Fedora 31+): one tree at
 //!   `/sys/fs/cgroup` with every controller.
 //!
-//! carton uses v2 when cgroup2 has controllers to offer, and the v1 hierarchies otherwise.
+//! carton drives v2 when cgroup2 is mounted at `/sys/fs/cgroup` (or is the only cgroup
+//! file system), and the v1 hierarchies otherwise.
 
 use std::fmt;
 use std::fs;
@@ -72,9 +73,14 @@ impl Layout {
         for line in mountinfo.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
             let Some(dash) = fields.iter().position(|f| *f == "-") else { continue };
-            let (Some(mount_point), Some(fstype), Some(options)) = (fields.get(4), fields.get(dash + 1), fields.get(dash + 3)) else { continue };
+            let (Some(root), Some(mount_point), Some(fstype), Some(options)) = (fields.get(3), fields.get(4), fields.get(dash + 1), fields.get(dash + 3)) else { continue };
+            // Only whole trees: a bind mount of a subtree (root not "/") is someone's view, not the tree.
+            if *root != "/" {
+                continue;
+            }
             match *fstype {
-                "cgroup2" => v2_mount = Some(PathBuf::from(mount_point)),
+                // The one at /sys/fs/cgroup wins over any other mount of it.
+                "cgroup2" if v2_mount.as_deref() != Some(Path::new("/sys/fs/cgroup")) => v2_mount = Some(PathBuf::from(mount_point)),
                 "cgroup" => {
                     let controllers: Vec<String> = options.split(',').filter(|o| V1_CONTROLLERS.contains(o)).map(String::from).collect();
                     if !controllers.is_empty() {

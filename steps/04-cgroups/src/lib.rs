@@ -127,11 +127,8 @@ fn mount_cgroups(rootfs: &Path, layout: &Layout, explain: &Explain) -> Result<()
 pub fn run(spec: ContainerSpec, options: &step02::Options, network: &step03::NetworkOptions, limits: &Limits, state_root: &Path, explain: &Explain) -> Result<Finished> {
     let layout = Layout::detect();
     let version = layout.version();
-    // Containers whose carton was killed: their processes died with it, their cgroups did not.
-    for id in step03::collect_stale(state_root) {
-        if let Some(version) = version {
-            let _ = Cgroup::at(&layout, version, &id).remove();
-        }
+    if let Some(version) = version {
+        collect_stale(&layout, version, state_root, explain);
     }
     let cgroup = match version {
         Some(_) => Some(Cgroup::create(&layout, options.id.as_str(), limits, explain)?),
@@ -141,9 +138,38 @@ pub fn run(spec: ContainerSpec, options: &step02::Options, network: &step03::Net
     let exit = step03::run_with(spec, options, network, state_root, explain, |inner| Resources { inner, cgroup: cgroup.as_ref(), layout: &layout });
     let Some(cgroup) = cgroup else { return exit.map(|exit| Finished { exit, stats: Stats::default() }) };
     let stats = cgroup.stats();
-    let removed = cgroup.remove();
-    let finished = Finished { exit: exit?, stats: stats? };
-    removed?;
-    Ok(finished)
+    // Should a process linger past the 2 seconds `remove` waits, the cgroup is empty by
+    // the next run, which collects it: the container's result is not lost for that.
+    let _ = cgroup.remove();
+    Ok(Finished { exit: exit?, stats: stats? })
 }
 // ANCHOR_END: run
+
+/// How long an empty cgroup of carton's may stand before it counts as abandoned: far
+/// longer than between making a cgroup and putting the container into it.
+const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Remove the cgroups that containers left behind. Those of containers whose carton was
+/// killed (step 03 finds them by their state): end what is still running in them, as a
+/// container may have outlived carton by clearing its PDEATHSIG. And any empty cgroup of
+/// carton's older than a minute: a carton killed before its state existed, or after it
+/// was gone, whatever state root it used.
+fn collect_stale(layout: &Layout, version: Version, state_root: &Path, explain: &Explain) {
+    for id in step03::collect_stale(state_root) {
+        let cgroup = Cgroup::at(layout, version, &id);
+        cgroup.kill_all(explain);
+        let _ = cgroup.remove();
+    }
+    let probe = Cgroup::at(layout, version, "");
+    let Some(parent) = probe.directories().first().map(|dir| dir.to_path_buf()) else { return };
+    let Ok(entries) = std::fs::read_dir(&parent) else { return };
+    for entry in entries.flatten().filter(|e| e.file_type().is_ok_and(|t| t.is_dir())) {
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|made| made.elapsed().is_ok_and(|age| age > ABANDONED_AFTER));
+        let empty = std::fs::read_to_string(entry.path().join("cgroup.procs")).is_ok_and(|procs| procs.trim().is_empty());
+        if old && empty {
+            if let Some(id) = entry.file_name().to_str() {
+                let _ = Cgroup::at(layout, version, id).remove();
+            }
+        }
+    }
+}

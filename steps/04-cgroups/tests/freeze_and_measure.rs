@@ -36,6 +36,7 @@ fn a_frozen_cgroup_uses_no_cpu_and_thawed_it_goes_on() {
     let pause = || std::thread::sleep(Duration::from_millis(300));
 
     pause();
+    assert_eq!(trial.cgroup.processes(), [nix::unistd::Pid::from_raw(trial.child.id() as i32)]);
     let stats = trial.cgroup.stats().unwrap();
     assert_eq!((stats.pids, stats.pids_limit), (1, Some(10)), "{stats:?}");
     assert!(stats.cpu_nanoseconds > 0, "{stats:?}");
@@ -48,4 +49,26 @@ fn a_frozen_cgroup_uses_no_cpu_and_thawed_it_goes_on() {
     trial.cgroup.set_frozen(false, &Explain::off()).unwrap();
     pause();
     assert!(cpu() > frozen_at, "the thawed process did not go on");
+}
+
+#[test]
+fn kill_all_ends_every_process_of_the_cgroup() {
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root: it makes a cgroup on the host");
+    let layout = Layout::detect();
+    let cgroup = Cgroup::create(&layout, &format!("test-kill-{}", std::process::id()), &Limits::default(), &Explain::off()).unwrap();
+    let child = Command::new("sh").args(["-c", "sleep 30 & sleep 30 & wait"]).spawn().unwrap();
+    let mut trial = Trial { child, cgroup };
+    trial.cgroup.join(nix::unistd::Pid::from_raw(trial.child.id() as i32), &Explain::off()).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while trial.cgroup.processes().len() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(trial.cgroup.processes().len(), 3, "the shell and its two sleeps");
+    trial.cgroup.kill_all(&Explain::off());
+    let status = trial.child.wait().unwrap();
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(libc::SIGKILL));
+    while !trial.cgroup.processes().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(trial.cgroup.processes().is_empty(), "the sleeps were killed too");
 }
