@@ -8,6 +8,7 @@
 //!  clone(namespace flags) ───────────────▶  starts in new namespaces, waits for "go"
 //!  Hooks::parent_after_clone (cgroups, ...)
 //!  write "go" ───────────────────────────▶  joins the namespaces named by path (network)
+//!                                           Hooks::child_mount_root (layers)
 //!                                           enter_root: mounts, pivot_root
 //!                                           Hooks::child_after_root (hostname, security, ...)
 //!                                           working directory, execve
@@ -113,6 +114,13 @@ pub trait Hooks {
     /// In carton, after the child exists and before it may go on: the place to put it
     /// in a cgroup or wire its network namespace.
     fn parent_after_clone(&mut self, _child: Pid, _explain: &Explain) -> Result<()> {
+        Ok(())
+    }
+
+    /// In the child, once its mounts are private and before the new root is furnished:
+    /// the place to mount the root filesystem itself at `rootfs` (step 05's overlay of
+    /// image layers). Without it, `rootfs` is used as it is.
+    fn child_mount_root(&self, _spec: &ContainerSpec, _rootfs: &Path, _explain: &Explain) -> Result<()> {
         Ok(())
     }
 
@@ -287,6 +295,8 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
         join_namespaces(&spec.join, explain)?;
         explain.step(|| Action::new(CHAPTER, "new files get mode 644 and directories 755, whatever carton's umask was", "umask(022)").shell("umask 022"));
         umask(Mode::from_bits_truncate(0o022));
+        rootfs::make_mounts_private(explain)?;
+        hooks.child_mount_root(spec, rootfs, explain)?;
         rootfs::prepare_root(rootfs, explain)?;
         hooks.child_before_pivot(spec, rootfs, explain)?;
         rootfs::pivot_into(rootfs, explain)?;

@@ -19,13 +19,14 @@ use crate::CHAPTER;
 // ANCHOR: enter_root
 /// Make `rootfs` this mount namespace's `/`, with fresh `/proc`, `/dev` and `/sys`.
 pub fn enter_root(rootfs: &Path, explain: &Explain) -> Result<()> {
+    make_mounts_private(explain)?;
     prepare_root(rootfs, explain)?;
     pivot_into(rootfs, explain)
 }
 
-/// Everything before the switch: the new root, fully furnished, still under the host's `/`.
+/// Everything before the switch, once mounts are private: the new root, fully furnished,
+/// still under the host's `/`.
 pub fn prepare_root(rootfs: &Path, explain: &Explain) -> Result<()> {
-    make_mounts_private(explain)?;
     bind_onto_itself(rootfs, explain)?;
     mount_proc(rootfs, explain)?;
     mount_dev(rootfs, explain)?;

@@ -132,6 +132,10 @@ impl<H: Hooks> Hooks for Networking<H> {
         self.inner.child_before_pivot(spec, rootfs, explain)
     }
 
+    fn child_mount_root(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
+        self.inner.child_mount_root(spec, rootfs, explain)
+    }
+
     fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
         self.inner.child_after_root(spec, explain)
     }

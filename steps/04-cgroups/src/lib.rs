@@ -19,6 +19,7 @@ pub mod limits;
 pub mod stats;
 
 use std::path::Path;
+use std::rc::Rc;
 
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
@@ -49,18 +50,19 @@ impl Finished {
     }
 }
 
-/// Step 04's additions to the start sequence, around step 03's.
-pub struct Resources<'a, H: Hooks> {
+/// Step 04's additions to the start sequence, around step 03's. (Shared with [`run`],
+/// which measures and removes the cgroup once the container has ended.)
+pub struct Resources<H: Hooks> {
     inner: H,
-    cgroup: Option<&'a Cgroup>,
-    layout: &'a Layout,
+    cgroup: Option<Rc<Cgroup>>,
+    layout: Rc<Layout>,
 }
 
-impl<H: Hooks> Hooks for Resources<'_, H> {
+impl<H: Hooks> Hooks for Resources<H> {
     // ANCHOR: hooks
     fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
         // The child waits for "go": it has run nothing yet, and runs nothing unlimited.
-        if let Some(cgroup) = self.cgroup {
+        if let Some(cgroup) = &self.cgroup {
             cgroup.join(child, explain)?;
         }
         self.inner.parent_after_clone(child, explain)
@@ -69,11 +71,15 @@ impl<H: Hooks> Hooks for Resources<'_, H> {
     fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
         if self.cgroup.is_some() {
             enter_cgroup_namespace(explain)?;
-            mount_cgroups(rootfs, self.layout, explain)?;
+            mount_cgroups(rootfs, &self.layout, explain)?;
         }
         self.inner.child_before_pivot(spec, rootfs, explain)
     }
     // ANCHOR_END: hooks
+
+    fn child_mount_root(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
+        self.inner.child_mount_root(spec, rootfs, explain)
+    }
 
     fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
         self.inner.child_after_root(spec, explain)
@@ -125,17 +131,30 @@ fn mount_cgroups(rootfs: &Path, layout: &Layout, explain: &Explain) -> Result<()
 /// Run a container with steps 01–03 and this step's limits; wait for it. Its cgroup
 /// `carton/ID` exists while it runs, and is removed after its last measurement.
 pub fn run(spec: ContainerSpec, options: &step02::Options, network: &step03::NetworkOptions, limits: &Limits, state_root: &Path, explain: &Explain) -> Result<Finished> {
-    let layout = Layout::detect();
+    run_with(spec, options, network, limits, state_root, explain, |resources| resources)
+}
+
+/// [`run`], with this step's hooks wrapped by a later step's (`wrap` receives them).
+pub fn run_with<H: Hooks>(
+    spec: ContainerSpec,
+    options: &step02::Options,
+    network: &step03::NetworkOptions,
+    limits: &Limits,
+    state_root: &Path,
+    explain: &Explain,
+    wrap: impl FnOnce(Resources<step03::Networking<step02::Isolation>>) -> H,
+) -> Result<Finished> {
+    let layout = Rc::new(Layout::detect());
     let version = layout.version();
     if let Some(version) = version {
         collect_stale(&layout, version, state_root, explain);
     }
     let cgroup = match version {
-        Some(_) => Some(Cgroup::create(&layout, options.id.as_str(), limits, explain)?),
+        Some(_) => Some(Rc::new(Cgroup::create(&layout, options.id.as_str(), limits, explain)?)),
         None if limits.any() => return Err(Error::runtime("limits need cgroups, and this machine has no cgroup file system mounted; `carton doctor` explains what to mount")),
         None => None, // no limits asked for: run unmeasured rather than not at all
     };
-    let exit = step03::run_with(spec, options, network, state_root, explain, |inner| Resources { inner, cgroup: cgroup.as_ref(), layout: &layout });
+    let exit = step03::run_with(spec, options, network, state_root, explain, |inner| wrap(Resources { inner, cgroup: cgroup.clone(), layout: layout.clone() }));
     let Some(cgroup) = cgroup else { return exit.map(|exit| Finished { exit, stats: Stats::default() }) };
     let stats = cgroup.stats();
     // Should a process linger past the 2 seconds `remove` waits, the cgroup is empty by

@@ -56,9 +56,11 @@ fn kill_all_ends_every_process_of_the_cgroup() {
     assert!(nix::unistd::geteuid().is_root(), "this test needs root: it makes a cgroup on the host");
     let layout = Layout::detect();
     let cgroup = Cgroup::create(&layout, &format!("test-kill-{}", std::process::id()), &Limits::default(), &Explain::off()).unwrap();
-    let child = Command::new("sh").args(["-c", "sleep 30 & sleep 30 & wait"]).spawn().unwrap();
+    // The shell forks its sleeps only once it is in the cgroup (the line it waits for).
+    let child = Command::new("sh").args(["-c", "read go; sleep 30 & sleep 30 & wait"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
     let mut trial = Trial { child, cgroup };
     trial.cgroup.join(nix::unistd::Pid::from_raw(trial.child.id() as i32), &Explain::off()).unwrap();
+    std::io::Write::write_all(trial.child.stdin.as_mut().unwrap(), b"go\n").unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     while trial.cgroup.processes().len() < 3 && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));

@@ -6,12 +6,144 @@
 //! layer is first *copied up*), and a deletion leaves a *whiteout*.
 //!
 //! - [`archive`]: layer tarballs in and out (whiteouts, opaque directories, hostile input).
+//! - [`store`]: layers unpacked once under their digest; each container's writable layer.
 //! - [`diff`]: what a container changed, in `docker container diff`'s A/C/D form.
+//! - [`commit`]: a container's changes as a new layer, with its digest.
+//! - [`Layered`]: the hooks that mount a container's root as an overlay of its layers,
+//!   inside the container's own mount namespace.
 
 pub mod archive;
 pub mod diff;
+pub mod store;
 
-use step01::Chapter;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use nix::mount::{mount, MsFlags};
+use sha2::{Digest, Sha256};
+use step01::{Action, Chapter, ContainerSpec, Error, Explain, Hooks, Result, StartReport};
+
+pub use store::{ContainerLayer, Layer, Store};
 
 /// The chapter this step belongs to.
 pub const CHAPTER: Chapter = Chapter { number: 5, title: "layers: overlayfs" };
+
+/// Step 05's addition to the start sequence: the root is an overlay of layers.
+pub struct Layered<H: Hooks> {
+    pub inner: H,
+    /// Where the mount options' relative paths start (the store's root).
+    pub store_root: PathBuf,
+    pub options: String,
+}
+
+impl<H: Hooks> Hooks for Layered<H> {
+    // ANCHOR: mount_root
+    fn child_mount_root(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
+        let (store, options) = (self.store_root.display(), &self.options);
+        explain.step(|| {
+            Action::new(CHAPTER, "mount the root as an overlay: the image's layers read-only below, the container's own layer on top", format!("chdir(\"{store}\"); mount(\"overlay\", \"{}\", \"overlay\", 0, \"{options}\")", rootfs.display()))
+                .shell(format!("cd {store} && mount -t overlay overlay -o {options} {}", rootfs.display()))
+        });
+        // The options name the layers by short relative paths, to fit many in one page.
+        std::env::set_current_dir(&self.store_root).map_err(|e| Error::runtime(format!("cannot enter {store}: {e}")))?;
+        mount(Some("overlay"), rootfs, Some("overlay"), MsFlags::empty(), Some(options.as_str())).map_err(|errno| Error::syscall(format!("cannot mount the layers at {}", rootfs.display()), errno))?;
+        self.inner.child_mount_root(spec, rootfs, explain)
+    }
+    // ANCHOR_END: mount_root
+
+    fn parent_after_clone(&mut self, child: nix::unistd::Pid, explain: &Explain) -> Result<()> {
+        self.inner.parent_after_clone(child, explain)
+    }
+
+    fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
+        self.inner.child_before_pivot(spec, rootfs, explain)
+    }
+
+    fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
+        self.inner.child_after_root(spec, explain)
+    }
+
+    fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
+        self.inner.child_exec(spec, report, explain)
+    }
+}
+
+/// A container's changes, written as a layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// `sha256:` of the file as written (compressed or not): how a manifest names it.
+    pub digest: String,
+    /// `sha256:` of the uncompressed tar: how an image config's `rootfs.diff_ids` names it.
+    pub diff_id: String,
+    pub size: u64,
+}
+
+// ANCHOR: commit
+/// `docker commit`'s layer: the container's upper directory as a tar (gzip-compressed
+/// if asked), written to `out`, with both digests.
+pub fn commit(upper: &Path, out: &Path, gzip: bool) -> Result<Committed> {
+    let file = File::create(out).map_err(|e| Error::runtime(format!("cannot create {}: {e}", out.display())))?;
+    let mut written = Counting { inner: BufWriter::new(file), hash: Sha256::new(), size: 0 };
+    let diff_id = if gzip {
+        let mut compressed = flate2::write::GzEncoder::new(&mut written, flate2::Compression::default());
+        let diff_id = tar_with_digest(upper, &mut compressed)?;
+        compressed.finish().map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
+        diff_id
+    } else {
+        tar_with_digest(upper, &mut written)?
+    };
+    written.inner.flush().map_err(|e| Error::runtime(format!("cannot write {}: {e}", out.display())))?;
+    Ok(Committed { digest: format!("sha256:{}", store::hex(&written.hash.finalize())), diff_id, size: written.size })
+}
+// ANCHOR_END: commit
+
+fn tar_with_digest(upper: &Path, out: impl Write) -> Result<String> {
+    let mut plain = Counting { inner: out, hash: Sha256::new(), size: 0 };
+    archive::export(upper, &mut plain)?;
+    Ok(format!("sha256:{}", store::hex(&plain.hash.finalize())))
+}
+
+/// A writer that hashes and counts what passes through it.
+struct Counting<W> {
+    inner: W,
+    hash: Sha256,
+    size: u64,
+}
+
+impl<W: Write> Write for Counting<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+// ANCHOR: run
+/// Run a container whose root is `lowers` (the image's layers, the bottom one first)
+/// under `container`'s writable layer, with steps 01–04; wait for it. The writable layer
+/// stays afterwards, for a diff, a commit or another run. (Every step's options, as
+/// `docker run` takes them all at once.)
+#[allow(clippy::too_many_arguments)]
+pub fn run(
+    mut spec: ContainerSpec,
+    options: &step02::Options,
+    network: &step03::NetworkOptions,
+    limits: &step04::Limits,
+    state_root: &Path,
+    store: &Store,
+    lowers: &[Layer],
+    container: &ContainerLayer,
+    explain: &Explain,
+) -> Result<step04::Finished> {
+    let top_first: Vec<Layer> = lowers.iter().rev().cloned().collect();
+    let mount_options = store.mount_options(&top_first, container)?;
+    spec.rootfs = container.merged.clone();
+    step04::run_with(spec, options, network, limits, state_root, explain, |inner| Layered { inner, store_root: store.root.clone(), options: mount_options })
+}
+// ANCHOR_END: run

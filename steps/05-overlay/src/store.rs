@@ -1,0 +1,189 @@
+//! Where layers live: each one unpacked once, under its digest, shared read-only by every
+//! container that uses it; and each container's own writable layer beside them.
+//!
+//! ```text
+//! STATE_ROOT/overlay/
+//!   layers/HEX/diff/        one layer, unpacked (whiteouts in overlay's form)
+//!   layers/HEX/link         its short name
+//!   l/SHORT -> ../layers/HEX/diff
+//!   containers/NAME/init/   the mount points carton needs (Docker's "init layer")
+//!   containers/NAME/upper/  what the container wrote
+//!   containers/NAME/work/   overlayfs's scratch space
+//!   containers/NAME/merged/ where its root is mounted
+//! ```
+//!
+//! The short names exist for the mount options: they must fit in one page (4096 bytes),
+//! and a full path per layer would allow only a few dozen layers. Docker's overlay2
+//! driver uses the same trick.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use step01::{Action, Error, Explain, Result};
+
+use crate::archive::{self, Target};
+use crate::CHAPTER;
+
+/// A layer in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layer {
+    /// `sha256:` and the digest of the uncompressed tar (the OCI "diff ID").
+    pub digest: String,
+    /// Its files.
+    pub dir: PathBuf,
+    /// Its short name under `l/`.
+    pub link: String,
+}
+
+/// One container's writable layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerLayer {
+    pub name: String,
+    /// A read-only layer just below `upper` with the mount points the start sequence
+    /// mounts over (`/proc`, `/etc/hosts`...), so that making them is not a change of the
+    /// container's: `docker container diff` does not list them either.
+    pub init: PathBuf,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+    pub merged: PathBuf,
+}
+
+pub struct Store {
+    pub root: PathBuf,
+}
+
+fn io_error<'a>(what: &'a str, path: &'a Path) -> impl Fn(std::io::Error) -> Error + 'a {
+    move |e| Error::runtime(format!("cannot {what} {}: {e}", path.display()))
+}
+
+impl Store {
+    pub fn new(state_root: &Path) -> Store {
+        Store { root: state_root.join("overlay") }
+    }
+
+    // ANCHOR: add_layer
+    /// Unpack a layer tar into the store, once: a layer whose digest is there already is
+    /// not unpacked again. It is unpacked into a staging directory and renamed into place,
+    /// so a crash or a bad layer never leaves half a layer under a digest.
+    pub fn add_layer(&self, archive: impl Read, explain: &Explain) -> Result<Layer> {
+        let layers = self.root.join("layers");
+        fs::create_dir_all(self.root.join("l")).map_err(io_error("create", &self.root))?;
+        let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(ensure(&layers)?).map_err(io_error("create a staging directory in", &layers))?;
+        let diff = staging.path().join("diff");
+        fs::create_dir(&diff).map_err(io_error("create", &diff))?;
+        let mut hashing = Hashing { inner: archive, hash: Sha256::new() };
+        archive::apply(&mut hashing, &diff, Target::OverlayLower)?;
+        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(|e| Error::runtime(format!("cannot read the layer: {e}")))?; // the tar's padding counts too
+        let hex = hex(&hashing.hash.finalize());
+        let digest = format!("sha256:{hex}");
+        if let Some(layer) = self.layer(&digest) {
+            return Ok(layer); // already there; the staging copy goes
+        }
+        let link = random_name()?;
+        fs::write(staging.path().join("link"), &link).map_err(io_error("write", staging.path()))?;
+        let home = layers.join(&hex);
+        explain.step(|| Action::new(CHAPTER, format!("store layer {digest}, unpacked once, shared by every container"), format!("rename(\"{}\", \"{}\")", staging.path().display(), home.display())).shell(format!("mkdir -p {} && tar -xf LAYER.tar -C {}/diff", home.display(), home.display())));
+        match fs::rename(staging.keep(), &home) {
+            Ok(()) => {}
+            Err(_) if home.exists() => return self.layer(&digest).ok_or_else(|| Error::runtime("a layer vanished while it was stored")),
+            Err(e) => return Err(Error::runtime(format!("cannot store the layer {digest}: {e}"))),
+        }
+        std::os::unix::fs::symlink(Path::new("..").join("layers").join(&hex).join("diff"), self.root.join("l").join(&link)).map_err(io_error("link", &home))?;
+        Ok(Layer { digest, dir: home.join("diff"), link })
+    }
+    // ANCHOR_END: add_layer
+
+    /// The stored layer with this digest, if there is one.
+    pub fn layer(&self, digest: &str) -> Option<Layer> {
+        let hex = digest.strip_prefix("sha256:")?;
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let home = self.root.join("layers").join(hex);
+        let link = fs::read_to_string(home.join("link")).ok()?;
+        Some(Layer { digest: digest.to_string(), dir: home.join("diff"), link })
+    }
+
+    /// The writable layer of the container `name`, made if it is not there: it outlives
+    /// the container's process, and goes only with [`Store::remove_container`].
+    pub fn container(&self, name: &str) -> Result<ContainerLayer> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') || name.starts_with('.') {
+            return Err(Error::runtime(format!("invalid container layer name {name:?}: use letters, digits, '-', '_' and '.'")));
+        }
+        let dir = self.root.join("containers").join(name);
+        let layer = ContainerLayer { name: name.to_string(), init: dir.join("init"), upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged") };
+        for d in [&layer.upper, &layer.work, &layer.merged] {
+            fs::create_dir_all(d).map_err(io_error("create", d))?;
+        }
+        for mount_point in INIT_DIRECTORIES {
+            fs::create_dir_all(layer.init.join(mount_point)).map_err(io_error("create", &layer.init))?;
+        }
+        for mount_point in INIT_FILES {
+            fs::write(layer.init.join(mount_point), "").map_err(io_error("create", &layer.init))?;
+        }
+        Ok(layer)
+    }
+
+    /// Delete a container's writable layer: what it wrote is gone (`docker rm`).
+    pub fn remove_container(&self, name: &str) -> Result<()> {
+        let dir = self.root.join("containers").join(name);
+        match fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::runtime(format!("cannot remove {}: {e}", dir.display()))),
+            _ => Ok(()),
+        }
+    }
+
+    // ANCHOR: mount_options
+    /// overlayfs's options for `lowers` (the highest first) under `container`'s layer,
+    /// relative to the store's root: the mounting process stands there.
+    pub fn mount_options(&self, lowers: &[Layer], container: &ContainerLayer) -> Result<String> {
+        let relative = |path: &Path| path.strip_prefix(&self.root).unwrap_or(path).display().to_string();
+        let lowerdir = std::iter::once(relative(&container.init)).chain(lowers.iter().map(|layer| format!("l/{}", layer.link))).collect::<Vec<_>>().join(":");
+        let options = format!("lowerdir={lowerdir},upperdir={},workdir={}", relative(&container.upper), relative(&container.work));
+        if options.len() >= 4096 {
+            return Err(Error::runtime(format!("{} layers are more than one overlay mount can take (its options must fit in 4096 bytes)", lowers.len())));
+        }
+        Ok(options)
+    }
+    // ANCHOR_END: mount_options
+}
+
+/// The init layer's contents: what chapters 1 to 4 mount over.
+const INIT_DIRECTORIES: [&str; 4] = ["proc", "dev", "sys", "etc"];
+const INIT_FILES: [&str; 3] = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
+
+fn ensure(dir: &Path) -> Result<&Path> {
+    fs::create_dir_all(dir).map_err(io_error("create", dir))?;
+    Ok(dir)
+}
+
+/// A reader that hashes what passes through it.
+struct Hashing<R> {
+    inner: R,
+    hash: Sha256,
+}
+
+impl<R: Read> Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// 16 random hex digits: a layer's short name.
+fn random_name() -> Result<String> {
+    let mut bytes = [0u8; 8];
+    // Safety: the buffer is valid for 8 bytes.
+    let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+    if got != bytes.len() as isize {
+        return Err(Error::runtime("cannot read random bytes for a layer's short name"));
+    }
+    Ok(hex(&bytes))
+}
