@@ -95,3 +95,66 @@ fn lower_names(lowers: &[PathBuf], relative: &Path) -> Vec<std::ffi::OsString> {
     names.retain(|name| in_lowers(lowers, &relative.join(name)));
     names
 }
+
+// ANCHOR: vfs_changes
+/// The changes of a full copy `rootfs` (the vfs driver) over `lowers` (the highest
+/// first): with no upper directory to read, both trees are walked and compared. As in
+/// an upper directory, a directory counts as changed when something below it changed.
+pub fn changes_in_copy(rootfs: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
+    use std::collections::BTreeSet;
+    let failed = |e: std::io::Error| Error::runtime(format!("cannot read {}: {e}", rootfs.display()));
+    let now: BTreeSet<PathBuf> = walk_tree(rootfs).map_err(failed)?.into_iter().collect();
+    let mut before = BTreeSet::new();
+    for lower in lowers {
+        for relative in walk_tree(lower).map_err(failed)? {
+            if in_lowers(lowers, &relative) {
+                before.insert(relative);
+            }
+        }
+    }
+    let mut out: Vec<Change> = Vec::new();
+    for relative in now.union(&before) {
+        let kind = match (before.contains(relative), now.contains(relative)) {
+            (false, true) => Kind::Added,
+            (true, false) => Kind::Deleted,
+            _ if differs(&rootfs.join(relative), &top_copy(lowers, relative)) => Kind::Changed,
+            _ => continue,
+        };
+        out.push(Change { path: Path::new("/").join(relative), kind });
+    }
+    // A deleted directory is one deletion, as overlay's whiteout for it is.
+    let deleted: BTreeSet<PathBuf> = out.iter().filter(|c| c.kind == Kind::Deleted).map(|c| c.path.clone()).collect();
+    out.retain(|change| !(change.kind == Kind::Deleted && change.path.parent().is_some_and(|parent| deleted.contains(parent))));
+    let touched: BTreeSet<PathBuf> = out.iter().flat_map(|change| change.path.ancestors().skip(1).map(Path::to_path_buf).collect::<Vec<_>>()).collect();
+    for dir in touched.iter().filter(|dir| dir.as_path() != Path::new("/")) {
+        if !out.iter().any(|change| &change.path == dir) {
+            out.push(Change { path: dir.clone(), kind: Kind::Changed });
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+// ANCHOR_END: vfs_changes
+
+/// The file the merged lowers show at `relative`: the one in the highest layer holding it.
+fn top_copy(lowers: &[PathBuf], relative: &Path) -> PathBuf {
+    lowers.iter().map(|lower| lower.join(relative)).find(|path| std::fs::symlink_metadata(path).is_ok()).unwrap_or_default()
+}
+
+/// Whether two entries differ in what a layer records: type, mode, owner, and for files
+/// size and modification time (as Docker's comparison does; to the second, all a tar
+/// keeps), for links their target.
+fn differs(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let (Ok(x), Ok(y)) = (std::fs::symlink_metadata(a), std::fs::symlink_metadata(b)) else { return true };
+    if x.file_type() != y.file_type() || x.mode() != y.mode() || x.uid() != y.uid() || x.gid() != y.gid() {
+        return true;
+    }
+    if x.is_dir() {
+        return false; // a directory's own entry; what is inside is compared on its own
+    }
+    if x.file_type().is_symlink() {
+        return std::fs::read_link(a).ok() != std::fs::read_link(b).ok();
+    }
+    x.size() != y.size() || x.mtime() != y.mtime()
+}

@@ -124,9 +124,29 @@ impl<W: Write> Write for Counting<W> {
     }
 }
 
+/// How a container's root is made from its layers (`--storage-driver`, as podman's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Driver {
+    /// An overlay mount: layers shared, the container's writes in its upper directory.
+    Overlay,
+    /// A full copy per container: for file systems overlayfs cannot use.
+    Vfs,
+}
+
+impl std::str::FromStr for Driver {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Driver> {
+        match text {
+            "overlay" | "overlay2" => Ok(Driver::Overlay),
+            "vfs" => Ok(Driver::Vfs),
+            other => Err(Error::runtime(format!("unknown storage driver {other:?}: choose overlay or vfs"))),
+        }
+    }
+}
+
 // ANCHOR: run
 /// Run a container whose root is `lowers` (the image's layers, the bottom one first)
-/// under `container`'s writable layer, with steps 01–04; wait for it. The writable layer
+/// under the writable layer `name`, with steps 01–04; wait for it. The writable layer
 /// stays afterwards, for a diff, a commit or another run. (Every step's options, as
 /// `docker run` takes them all at once.)
 #[allow(clippy::too_many_arguments)]
@@ -137,13 +157,85 @@ pub fn run(
     limits: &step04::Limits,
     state_root: &Path,
     store: &Store,
+    driver: Driver,
     lowers: &[Layer],
-    container: &ContainerLayer,
+    name: &str,
     explain: &Explain,
 ) -> Result<step04::Finished> {
+    if driver == Driver::Vfs {
+        spec.rootfs = store.copy_root(name, lowers, explain)?;
+        return step04::run(spec, options, network, limits, state_root, explain);
+    }
+    refuse_overlay_on_overlay(&store.root)?;
+    let container = store.container(name)?;
     let top_first: Vec<Layer> = lowers.iter().rev().cloned().collect();
-    let mount_options = store.mount_options(&top_first, container)?;
+    let mount_options = store.mount_options(&top_first, &container)?;
     spec.rootfs = container.merged.clone();
     step04::run_with(spec, options, network, limits, state_root, explain, |inner| Layered { inner, store_root: store.root.clone(), options: mount_options })
 }
 // ANCHOR_END: run
+
+/// overlayfs cannot take its upper directory from another overlayfs (a container's own
+/// root, a live system): say so before trying, with the two ways out.
+fn refuse_overlay_on_overlay(store_root: &Path) -> Result<()> {
+    const OVERLAYFS_SUPER_MAGIC: i64 = 0x794c_7630;
+    std::fs::create_dir_all(store_root).map_err(|e| Error::runtime(format!("cannot create {}: {e}", store_root.display())))?;
+    match nix::sys::statfs::statfs(store_root) {
+        Ok(fs) if fs.filesystem_type().0 == OVERLAYFS_SUPER_MAGIC => Err(Error::runtime(format!(
+            "the state root {} is itself on overlayfs, which overlayfs cannot use for a container's writable layer; \
+             put the state root on a disk file system (--root or CARTON_ROOT), or use the copy-based --storage-driver vfs",
+            store_root.display()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// What container `name` changed over `lowers` (the bottom one first).
+pub fn changes(store: &Store, driver: Driver, name: &str, lowers: &[Layer]) -> Result<Vec<diff::Change>> {
+    let top_first: Vec<PathBuf> = lowers.iter().rev().map(|l| l.dir.clone()).collect();
+    let layer = store.container(name)?;
+    match driver {
+        Driver::Overlay => diff::changes(&layer.upper, &top_first),
+        // The init layer is a lower too: its mount points are not the container's changes.
+        Driver::Vfs => diff::changes_in_copy(&layer.upper.with_file_name("rootfs"), &[vec![layer.init.clone()], top_first].concat()),
+    }
+}
+
+/// `docker commit`'s layer for container `name`, whichever driver made it.
+pub fn commit_container(store: &Store, driver: Driver, name: &str, lowers: &[Layer], out: &Path, gzip: bool) -> Result<Committed> {
+    let layer = store.container(name)?;
+    match driver {
+        Driver::Overlay => commit(&layer.upper, out, gzip),
+        Driver::Vfs => {
+            // The copy's changes, laid out as an upper directory would hold them.
+            let upper = tempfile::tempdir_in(&store.root).map_err(|e| Error::runtime(format!("cannot make a scratch directory: {e}")))?;
+            let rootfs = layer.upper.with_file_name("rootfs");
+            for change in changes(store, driver, name, lowers)? {
+                let relative = change.path.strip_prefix("/").unwrap_or(&change.path);
+                lay_out(&rootfs.join(relative), &upper.path().join(relative), change.kind)?;
+            }
+            commit(upper.path(), out, gzip)
+        }
+    }
+}
+
+/// Put one change into a scratch upper directory: a link to the file (same inode, so
+/// owner, mode and time come along), a directory like the original, or a whiteout.
+fn lay_out(from: &Path, to: &Path, kind: diff::Kind) -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let failed = |e: std::io::Error| Error::runtime(format!("cannot lay out {}: {e}", to.display()));
+    if kind == diff::Kind::Deleted {
+        return nix::sys::stat::mknod(to, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).map_err(|errno| Error::syscall("make a whiteout", errno));
+    }
+    let meta = std::fs::symlink_metadata(from).map_err(failed)?;
+    if meta.is_dir() {
+        std::fs::create_dir(to).map_err(failed)?;
+        std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).map_err(failed)?;
+        std::fs::set_permissions(to, std::os::unix::fs::PermissionsExt::from_mode(meta.mode() & 0o7777)).map_err(failed)
+    } else if meta.file_type().is_symlink() {
+        std::os::unix::fs::symlink(std::fs::read_link(from).map_err(failed)?, to).map_err(failed)?;
+        std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid())).map_err(failed)
+    } else {
+        std::fs::hard_link(from, to).map_err(failed)
+    }
+}

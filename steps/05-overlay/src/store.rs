@@ -126,6 +126,35 @@ impl Store {
         Ok(layer)
     }
 
+    // ANCHOR: vfs
+    /// The vfs driver's root for container `name`: a full copy of `lowers` (the bottom
+    /// one first), made on first use by applying each layer in turn, deletions included.
+    /// Slow and big, but it works on any file system, where overlayfs cannot.
+    pub fn copy_root(&self, name: &str, lowers: &[Layer], explain: &Explain) -> Result<PathBuf> {
+        let layer = self.container(name)?;
+        let rootfs = layer.upper.with_file_name("rootfs");
+        if rootfs.exists() {
+            return Ok(rootfs);
+        }
+        let staging = layer.upper.with_file_name(".rootfs-staging");
+        let _ = fs::remove_dir_all(&staging);
+        fs::create_dir(&staging).map_err(io_error("create", &staging))?;
+        // The init layer last, as it sits above the image's layers in an overlay.
+        for (name, dir) in lowers.iter().map(|l| (l.digest.as_str(), &l.dir)).chain([("init", &layer.init)]) {
+            explain.step(|| Action::new(CHAPTER, format!("copy layer {name} into the container's own root (vfs driver)"), "read, write, mknod... for every file").shell(format!("tar -C {} -c . | tar -C {} -x", dir.display(), staging.display())));
+            // The layer as a tar (overlay's whiteouts become .wh. entries), applied as
+            // deletions. Through a file, not a thread: containers are cloned from a
+            // single-threaded carton.
+            let mut tar = tempfile::tempfile_in(&self.root).map_err(io_error("create a file in", &self.root))?;
+            archive::export(dir, &mut tar)?;
+            std::io::Seek::rewind(&mut tar).map_err(io_error("read", &self.root))?;
+            archive::apply(std::io::BufReader::new(tar), &staging, Target::Merged)?;
+        }
+        fs::rename(&staging, &rootfs).map_err(io_error("finish", &rootfs))?;
+        Ok(rootfs)
+    }
+    // ANCHOR_END: vfs
+
     /// Delete a container's writable layer: what it wrote is gone (`docker rm`).
     pub fn remove_container(&self, name: &str) -> Result<()> {
         let dir = self.root.join("containers").join(name);
@@ -186,4 +215,26 @@ fn random_name() -> Result<String> {
         return Err(Error::runtime("cannot read random bytes for a layer's short name"));
     }
     Ok(hex(&bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_options_name_layers_briefly_and_refuse_more_than_a_page() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path());
+        let container = store.container("web").unwrap();
+        let layer = |i: usize| Layer { digest: format!("sha256:{i:064x}"), dir: PathBuf::new(), link: format!("{i:016x}") };
+        let two: Vec<Layer> = (0..2).map(layer).collect();
+        assert_eq!(
+            store.mount_options(&two, &container).unwrap(),
+            "lowerdir=containers/web/init:l/0000000000000000:l/0000000000000001,upperdir=containers/web/upper,workdir=containers/web/work"
+        );
+        assert!(store.mount_options(&(0..150).map(layer).collect::<Vec<_>>(), &container).is_ok(), "150 layers fit in a page");
+        let error = store.mount_options(&(0..250).map(layer).collect::<Vec<_>>(), &container).unwrap_err();
+        assert!(error.message.contains("250 layers are more than one overlay mount can take"), "{}", error.message);
+        assert!(store.container("../escape").is_err() && store.container(".hidden").is_err());
+    }
 }

@@ -3,8 +3,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-fn demo(state: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_step05-overlay")).env("CARTON_ROOT", state).args(args).output().unwrap()
+fn demo(state: &Path, driver: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_step05-overlay")).env("CARTON_ROOT", state).args(["--storage-driver", driver]).args(args).output().unwrap()
 }
 
 fn text(out: &Output) -> String {
@@ -13,7 +13,17 @@ fn text(out: &Output) -> String {
 }
 
 #[test]
-fn containers_write_to_their_own_layer_and_a_commit_holds_just_their_changes() {
+fn with_overlay_containers_write_to_their_own_layer_and_a_commit_holds_just_their_changes() {
+    containers_write_to_their_own_layer_and_a_commit_holds_just_their_changes("overlay");
+}
+
+#[test]
+fn the_vfs_driver_behaves_the_same() {
+    containers_write_to_their_own_layer_and_a_commit_holds_just_their_changes("vfs");
+}
+
+fn containers_write_to_their_own_layer_and_a_commit_holds_just_their_changes(driver: &str) {
+    let demo = |state: &Path, args: &[&str]| demo(state, driver, args);
     assert!(nix::unistd::geteuid().is_root(), "this test needs root (mounts): run it as root");
     let dir = tempfile::tempdir().unwrap();
     let (rootfs, state) = (dir.path().join("rootfs"), dir.path().join("state"));
@@ -35,7 +45,7 @@ fn containers_write_to_their_own_layer_and_a_commit_holds_just_their_changes() {
     assert_eq!(text(&demo(&state, &["run", "web1", &digest, "--", "cat", "/new"])), "hello\n");
 
     let layer = dir.path().join("web1.tar.gz");
-    let committed = text(&demo(&state, &["commit", "web1", layer.to_str().unwrap(), "--gzip"]));
+    let committed = text(&demo(&state, &["commit", "web1", layer.to_str().unwrap(), &digest, "--gzip"]));
     assert!(committed.starts_with("digest sha256:") && committed.contains("\ndiff_id sha256:"), "{committed}");
     let listing = Command::new("tar").arg("-tzf").arg(&layer).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&listing.stdout), "bin\nbin/.wh.ls\netc\netc/passwd\nnew\n");

@@ -5,10 +5,11 @@
 //! step05-overlay run NAME LAYER... -- CMD [ARG...]   run CMD on the layers (bottom first),
 //!                                                 writing to the container layer NAME
 //! step05-overlay diff NAME LAYER...               what NAME changed (A/C/D)
-//! step05-overlay commit NAME FILE [--gzip]        NAME's changes as a layer tar
+//! step05-overlay commit NAME FILE LAYER... [--gzip]  NAME's changes as a layer tar
 //! step05-overlay rm NAME                          delete NAME's writable layer
 //! ```
 //! Containers run with `--network none`. State lives under $CARTON_ROOT/overlay.
+//! `--storage-driver vfs` copies the layers instead of mounting them.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ struct Cli {
     /// Print each kernel-level action as it happens.
     #[arg(long, global = true)]
     explain: bool,
+    /// overlay (the layers mounted, shared) or vfs (a full copy per container)
+    #[arg(long = "storage-driver", global = true, default_value = "overlay")]
+    storage_driver: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -46,6 +50,7 @@ enum Command {
     Commit {
         name: String,
         file: PathBuf,
+        layers: Vec<String>,
         #[arg(long)]
         gzip: bool,
     },
@@ -62,6 +67,7 @@ fn main() -> ExitCode {
         digests.iter().map(|d| store.layer(d).ok_or_else(|| Error::runtime(format!("no layer {d} in {}; store one with `step05-overlay import DIR`", store.root.display())))).collect()
     };
     let result = (|| -> step01::Result<u8> {
+        let driver: step05::Driver = cli.storage_driver.parse()?;
         match &cli.command {
             Command::Import { dir } => {
                 let mut tar = tar::Builder::new(Vec::new());
@@ -72,21 +78,20 @@ fn main() -> ExitCode {
                 Ok(0)
             }
             Command::Run { name, layers: digests, command } => {
-                let (lowers, container) = (layers(digests)?, store.container(name)?);
-                let spec = ContainerSpec::new(container.merged.clone(), Process::new(command.clone()));
+                let lowers = layers(digests)?;
+                let spec = ContainerSpec::new(PathBuf::from("/"), Process::new(command.clone())); // the root is the layers'
                 let network = step03::NetworkOptions { mode: step03::Mode::None, ..step03::NetworkOptions::new() };
-                let finished = step05::run(spec, &Options::new(ContainerId::random()?), &network, &step04::Limits::default(), &state_root, &store, &lowers, &container, &explain)?;
+                let finished = step05::run(spec, &Options::new(ContainerId::random()?), &network, &step04::Limits::default(), &state_root, &store, driver, &lowers, name, &explain)?;
                 Ok(finished.exit.code() as u8)
             }
             Command::Diff { name, layers: digests } => {
-                let lowers: Vec<PathBuf> = layers(digests)?.into_iter().rev().map(|l| l.dir).collect();
-                for change in step05::diff::changes(&store.container(name)?.upper, &lowers)? {
+                for change in step05::changes(&store, driver, name, &layers(digests)?)? {
                     println!("{change}");
                 }
                 Ok(0)
             }
-            Command::Commit { name, file, gzip } => {
-                let committed = step05::commit(&store.container(name)?.upper, file, *gzip)?;
+            Command::Commit { name, file, layers: digests, gzip } => {
+                let committed = step05::commit_container(&store, driver, name, &layers(digests)?, file, *gzip)?;
                 println!("digest {}\ndiff_id {}\nsize {}", committed.digest, committed.diff_id, committed.size);
                 Ok(0)
             }
