@@ -20,19 +20,21 @@ fn inside(controller: &str, file: &str) -> String {
 fn a_fork_bomb_is_capped_by_the_pids_limit() {
     require_root();
     let (_dir, rootfs) = fresh_rootfs();
-    // A bomb with a fuse: 2^11 processes at most, should the limit fail. While it runs
-    // even `sleep` may find no free pid, so the shell retries until the bomb is over,
-    // then reads the limit, the refused forks (pids.events) and the peak (pids.peak,
-    // where the kernel has it: 6.1 and later).
+    // A bomb with a fuse: 2^11 processes at most, should the limit fail. It runs in the
+    // background; the container's shell waits with its own `read` (no fork: a failed fork
+    // would end it) on a stdin that stays open, until the bomb is over. Then it reads the
+    // limit, the refused forks (pids.events) and the peak (pids.peak, kernel 6.1 and later).
     let script = format!(
         "bomb() {{ [ $1 -gt 0 ] && {{ bomb $(($1 - 1)) & bomb $(($1 - 1)) & }}; sleep 2; }}; \
-         bomb 10 2>/dev/null; until sleep 3 2>/dev/null; do :; done; \
+         bomb 10 2>/dev/null & read -t 4 line; \
          cat {} {}; cat {} 2>/dev/null || echo no peak",
         inside("pids", "pids.max"),
         inside("pids", "pids.events"),
         inside("pids", "pids.peak")
     );
-    let out = run_in(&rootfs, &["--pids-limit", "30"], &["sh", "-c", &script]);
+    let mut child = carton_run(&rootfs).args(["-i", "--pids-limit", "30", "--", "sh", "-c", &script]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let _open_stdin = child.stdin.take();
+    let out = child.wait_with_output().unwrap();
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.first(), Some(&"30"), "pids.max inside: {text}{}", stderr(&out));

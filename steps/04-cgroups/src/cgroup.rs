@@ -115,9 +115,10 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
 
 // ANCHOR: conversions
 /// v1's `cpu.shares` (2 to 262144, default 1024) to v2's `cpu.weight` (1 to 10000,
-/// default 100), linearly, with the formula crun uses (`convert_shares_to_weight`).
+/// default 100), linearly, with crun's long-standing formula (`convert_shares_to_weight`).
 /// Note that Docker's default 1024 becomes 39, not 100: the two scales' defaults do not
-/// line up, one reason newer runtimes are moving to a curved mapping.
+/// line up, which is why crun 1.23 and runc 1.3.2 (2025) moved to a curve on which
+/// 1024 becomes 100. Chapter 4 shows both.
 pub fn shares_to_weight(shares: u64) -> u64 {
     1 + (shares.clamp(2, 262_144) - 2) * 9999 / 262_142
 }
