@@ -158,7 +158,9 @@ fn write_entry(root: &OwnedFd, parent: &OwnedFd, name: &OsStr, path: &Path, entr
     if !kind.is_symlink() {
         // After chown, which clears the set-uid and set-gid bits.
         fchmodat(parent, name, mode, FchmodatFlags::NoFollowSymlink).or_else(|errno| if errno == Errno::EOPNOTSUPP { Ok(()) } else { Err(errno) }).map_err(|errno| failed("chmod", errno))?;
-        for (key, value) in xattrs(entry) {
+        // overlayfs's own attributes (opaque, redirect, origin...) are never taken from a
+        // layer: only whiteout entries may say what is hidden.
+        for (key, value) in xattrs(entry).into_iter().filter(|(key, _)| !key.starts_with("trusted.overlay.")) {
             set_xattr(parent, name, &key, &value).map_err(|errno| failed(&format!("set {key} on"), errno))?;
         }
     }
@@ -310,9 +312,21 @@ pub fn export(upper: &Path, out: impl Write) -> Result<()> {
     let failed = |path: &Path, e: std::io::Error| Error::runtime(format!("cannot put {} in the layer: {e}", path.display()));
     let mut tar = tar::Builder::new(out);
     let mut first_path_of_inode = std::collections::HashMap::new();
+    let mut entries = Vec::new();
     for relative in walk_tree(upper).map_err(|e| failed(upper, e))? {
+        let kind = upper_kind(&upper.join(&relative)).map_err(|e| failed(&relative, e))?;
+        entries.push((relative, kind));
+    }
+    // Parents before children, and in each directory its whiteouts first (the OCI spec
+    // asks for that, so that a reader never sees a name it must then forget).
+    let order = |(path, kind): &(PathBuf, UpperKind)| {
+        let names: Vec<&OsStr> = path.iter().collect();
+        let last = names.len() - 1;
+        names.into_iter().enumerate().map(|(i, name)| (i < last || *kind != UpperKind::Whiteout, name.to_owned())).collect::<Vec<_>>()
+    };
+    entries.sort_by_cached_key(order);
+    for (relative, kind) in entries {
         let full = upper.join(&relative);
-        let kind = upper_kind(&full).map_err(|e| failed(&relative, e))?;
         let meta = std::fs::symlink_metadata(&full).map_err(|e| failed(&relative, e))?;
         if kind == UpperKind::Whiteout {
             let name = format!("{WHITEOUT_PREFIX}{}", relative.file_name().unwrap_or_default().to_string_lossy());

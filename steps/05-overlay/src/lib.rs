@@ -163,10 +163,12 @@ pub fn run(
     explain: &Explain,
 ) -> Result<step04::Finished> {
     if driver == Driver::Vfs {
+        same_driver(store, name, driver)?;
         spec.rootfs = store.copy_root(name, lowers, explain)?;
         return step04::run(spec, options, network, limits, state_root, explain);
     }
     refuse_overlay_on_overlay(&store.root)?;
+    same_driver(store, name, driver)?;
     let container = store.container(name)?;
     let top_first: Vec<Layer> = lowers.iter().rev().cloned().collect();
     let mount_options = store.mount_options(&top_first, &container)?;
@@ -175,6 +177,21 @@ pub fn run(
 }
 // ANCHOR_END: run
 
+/// A container layer is kept in one driver's way (an upper directory, or a full copy):
+/// the first use records which, and a later one with the other driver is refused.
+fn same_driver(store: &Store, name: &str, driver: Driver) -> Result<()> {
+    let record = store.container(name)?.upper.with_file_name("driver");
+    let wanted = match driver {
+        Driver::Overlay => "overlay",
+        Driver::Vfs => "vfs",
+    };
+    match std::fs::read_to_string(&record) {
+        Ok(made_by) if made_by != wanted => Err(Error::runtime(format!("the container layer {name} was made by the {made_by} driver; give --storage-driver {made_by}"))),
+        Ok(_) => Ok(()),
+        Err(_) => std::fs::write(&record, wanted).map_err(|e| Error::runtime(format!("cannot write {}: {e}", record.display()))),
+    }
+}
+
 /// overlayfs cannot take its upper directory from another overlayfs (a container's own
 /// root, a live system): say so before trying, with the two ways out.
 fn refuse_overlay_on_overlay(store_root: &Path) -> Result<()> {
@@ -182,8 +199,8 @@ fn refuse_overlay_on_overlay(store_root: &Path) -> Result<()> {
     std::fs::create_dir_all(store_root).map_err(|e| Error::runtime(format!("cannot create {}: {e}", store_root.display())))?;
     match nix::sys::statfs::statfs(store_root) {
         Ok(fs) if fs.filesystem_type().0 == OVERLAYFS_SUPER_MAGIC => Err(Error::runtime(format!(
-            "the state root {} is itself on overlayfs, which overlayfs cannot use for a container's writable layer; \
-             put the state root on a disk file system (--root or CARTON_ROOT), or use the copy-based --storage-driver vfs",
+            "{} is itself on overlayfs, which overlayfs cannot use for a container's writable layer; \
+             put carton's state on a disk file system (CARTON_ROOT, or carton --root), or use the copy-based --storage-driver vfs",
             store_root.display()
         ))),
         _ => Ok(()),
@@ -192,6 +209,7 @@ fn refuse_overlay_on_overlay(store_root: &Path) -> Result<()> {
 
 /// What container `name` changed over `lowers` (the bottom one first).
 pub fn changes(store: &Store, driver: Driver, name: &str, lowers: &[Layer]) -> Result<Vec<diff::Change>> {
+    same_driver(store, name, driver)?;
     let top_first: Vec<PathBuf> = lowers.iter().rev().map(|l| l.dir.clone()).collect();
     let layer = store.container(name)?;
     match driver {
@@ -203,6 +221,7 @@ pub fn changes(store: &Store, driver: Driver, name: &str, lowers: &[Layer]) -> R
 
 /// `docker commit`'s layer for container `name`, whichever driver made it.
 pub fn commit_container(store: &Store, driver: Driver, name: &str, lowers: &[Layer], out: &Path, gzip: bool) -> Result<Committed> {
+    same_driver(store, name, driver)?;
     let layer = store.container(name)?;
     match driver {
         Driver::Overlay => commit(&layer.upper, out, gzip),

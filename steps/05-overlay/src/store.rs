@@ -84,7 +84,7 @@ impl Store {
         let link = random_name()?;
         fs::write(staging.path().join("link"), &link).map_err(io_error("write", staging.path()))?;
         let home = layers.join(&hex);
-        explain.step(|| Action::new(CHAPTER, format!("store layer {digest}, unpacked once, shared by every container"), format!("rename(\"{}\", \"{}\")", staging.path().display(), home.display())).shell(format!("mkdir -p {} && tar -xf LAYER.tar -C {}/diff", home.display(), home.display())));
+        explain.step(|| Action::new(CHAPTER, format!("store layer {digest}, unpacked once, shared by every container"), format!("rename(\"{}\", \"{}\")", staging.path().display(), home.display())).shell(format!("mkdir -p {0}/diff && tar -xf LAYER.tar -C {0}/diff", home.display())));
         match fs::rename(staging.keep(), &home) {
             Ok(()) => {}
             Err(_) if home.exists() => return self.layer(&digest).ok_or_else(|| Error::runtime("a layer vanished while it was stored")),
@@ -121,7 +121,11 @@ impl Store {
             fs::create_dir_all(layer.init.join(mount_point)).map_err(io_error("create", &layer.init))?;
         }
         for mount_point in INIT_FILES {
-            fs::write(layer.init.join(mount_point), "").map_err(io_error("create", &layer.init))?;
+            // Made once: the init layer, like any layer, does not change under its container.
+            match fs::File::create_new(layer.init.join(mount_point)) {
+                Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io_error("create", &layer.init)(e)),
+                _ => {}
+            }
         }
         Ok(layer)
     }
@@ -141,7 +145,7 @@ impl Store {
         fs::create_dir(&staging).map_err(io_error("create", &staging))?;
         // The init layer last, as it sits above the image's layers in an overlay.
         for (name, dir) in lowers.iter().map(|l| (l.digest.as_str(), &l.dir)).chain([("init", &layer.init)]) {
-            explain.step(|| Action::new(CHAPTER, format!("copy layer {name} into the container's own root (vfs driver)"), "read, write, mknod... for every file").shell(format!("tar -C {} -c . | tar -C {} -x", dir.display(), staging.display())));
+            explain.step(|| Action::new(CHAPTER, format!("copy layer {name} into the container's own root (vfs driver)"), "read, write, mknod... for every file").shell(format!("tar -C {} -c . | tar -C {} -x   # then delete what each whiteout names", dir.display(), staging.display())));
             // The layer as a tar (overlay's whiteouts become .wh. entries), applied as
             // deletions. Through a file, not a thread: containers are cloned from a
             // single-threaded carton.

@@ -50,6 +50,12 @@ fn containers_write_to_their_own_layer_and_a_commit_holds_just_their_changes(dri
     let listing = Command::new("tar").arg("-tzf").arg(&layer).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&listing.stdout), "bin\nbin/.wh.ls\netc\netc/passwd\nnew\n");
 
+    // A layer is kept one driver's way: the other driver is refused, not silently empty.
+    let other = if driver == "vfs" { "overlay" } else { "vfs" };
+    let mixed = self::demo(&state, other, &["diff", "web1", &digest]);
+    assert_eq!(mixed.status.code(), Some(125));
+    assert!(String::from_utf8_lossy(&mixed.stderr).contains(&format!("made by the {driver} driver; give --storage-driver {driver}")), "{}", String::from_utf8_lossy(&mixed.stderr));
+
     text(&demo(&state, &["rm", "web1"]));
     text(&demo(&state, &["rm", "web2"]));
     assert_eq!(std::fs::read_dir(state.join("overlay/containers")).unwrap().count(), 0);
