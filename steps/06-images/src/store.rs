@@ -1,0 +1,199 @@
+//! The content-addressed store: every blob (layer, config, manifest) kept once under its
+//! sha256, checked as it comes in, and tags that point at manifests. It is laid out as an
+//! OCI image layout, so that `skopeo` and `umoci` can read it:
+//!
+//! ```text
+//! STATE_ROOT/images/
+//!   oci-layout            {"imageLayoutVersion": "1.0.0"}
+//!   index.json            the tags: manifest descriptors with a ref.name annotation
+//!   blobs/sha256/HEX      every blob, named by the sha256 of its bytes
+//! ```
+//!
+//! A blob is written to a temporary file beside its final place and renamed only once
+//! its digest is checked: a half-written or forged blob is never found under a digest.
+
+use std::fs::{self, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use step01::{Error, Result};
+
+use crate::reference::parse_digest;
+
+pub struct Store {
+    pub root: PathBuf,
+}
+
+/// The annotation an OCI image layout's index uses for a tag.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+
+impl Store {
+    /// The store under `state_root`, made (empty) if it is not there.
+    pub fn open(state_root: &Path) -> Result<Store> {
+        let root = state_root.join("images");
+        let failed = |e: std::io::Error| Error::runtime(format!("cannot create the image store {}: {e}", root.display()));
+        fs::create_dir_all(root.join("blobs").join("sha256")).map_err(failed)?;
+        if !root.join("oci-layout").exists() {
+            write_atomically(&root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+        }
+        if !root.join("index.json").exists() {
+            write_atomically(&root.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#)?;
+        }
+        Ok(Store { root })
+    }
+
+    /// Where the blob `digest` lives (whether it is there or not).
+    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+        let digest = parse_digest(digest)?;
+        Ok(self.root.join("blobs").join("sha256").join(&digest["sha256:".len()..]))
+    }
+
+    pub fn has_blob(&self, digest: &str) -> bool {
+        self.blob_path(digest).is_ok_and(|path| path.exists())
+    }
+
+    // ANCHOR: put_blob
+    /// Store the bytes of `content` as the blob `expected` (or, with `None`, under
+    /// whatever digest they have). Returns the digest and the size. Bytes that do not
+    /// match the expected digest are refused, and nothing is stored.
+    pub fn put_blob(&self, mut content: impl Read, expected: Option<&str>) -> Result<(String, u64)> {
+        let dir = self.root.join("blobs").join("sha256");
+        let mut staging = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::runtime(format!("cannot write in {}: {e}", dir.display())))?;
+        let mut hash = Sha256::new();
+        let mut size = 0u64;
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = content.read(&mut buffer).map_err(|e| Error::runtime(format!("cannot read the blob: {e}")))?;
+            if n == 0 {
+                break;
+            }
+            hash.update(&buffer[..n]);
+            staging.write_all(&buffer[..n]).map_err(|e| Error::runtime(format!("cannot write the blob: {e}")))?;
+            size += n as u64;
+        }
+        let digest = format!("sha256:{}", hash.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>());
+        if let Some(expected) = expected {
+            if digest != expected {
+                return Err(Error::runtime(format!("the blob's bytes have the digest {digest}, not {expected}: it was changed or damaged on its way; nothing was stored")));
+            }
+        }
+        staging.as_file().sync_all().map_err(|e| Error::runtime(format!("cannot write the blob: {e}")))?;
+        let path = self.blob_path(&digest)?;
+        staging.persist(&path).map_err(|e| Error::runtime(format!("cannot store the blob {digest}: {e}")))?;
+        Ok((digest, size))
+    }
+    // ANCHOR_END: put_blob
+
+    /// The blob's bytes, checked against its digest (a store on disk can be tampered with).
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let path = self.blob_path(digest)?;
+        let bytes = fs::read(&path).map_err(|e| Error::runtime(format!("the store has no blob {digest} ({e})")))?;
+        let actual = format!("sha256:{}", Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>());
+        if actual != digest {
+            return Err(Error::runtime(format!("the blob {digest} in {} has been changed (its bytes have the digest {actual})", path.display())));
+        }
+        Ok(bytes)
+    }
+
+    /// The tags: (full reference, manifest digest), from index.json.
+    pub fn tags(&self) -> Result<Vec<(String, String)>> {
+        let index = self.read_index()?;
+        Ok(index["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| Some((m["annotations"][REF_NAME].as_str()?.to_string(), m["digest"].as_str()?.to_string())))
+            .collect())
+    }
+
+    // ANCHOR: tag
+    /// Point the tag `name` (a full reference) at the manifest `digest` (`size` bytes, of
+    /// `media_type`), replacing what it pointed at. Under a lock: two carton commands at
+    /// once never lose each other's tags.
+    pub fn tag(&self, name: &str, digest: &str, size: u64, media_type: &str) -> Result<()> {
+        self.with_index(|index| {
+            let manifests = index["manifests"].as_array_mut().ok_or_else(|| Error::runtime("index.json has no manifests list"))?;
+            manifests.retain(|m| m["annotations"][REF_NAME].as_str() != Some(name));
+            manifests.push(serde_json::json!({"mediaType": media_type, "digest": digest, "size": size, "annotations": {REF_NAME: name}}));
+            Ok(())
+        })
+    }
+    // ANCHOR_END: tag
+
+    /// Remove the tag `name`; returns whether there was one.
+    pub fn untag(&self, name: &str) -> Result<bool> {
+        let mut removed = false;
+        self.with_index(|index| {
+            if let Some(manifests) = index["manifests"].as_array_mut() {
+                let before = manifests.len();
+                manifests.retain(|m| m["annotations"][REF_NAME].as_str() != Some(name));
+                removed = manifests.len() != before;
+            }
+            Ok(())
+        })?;
+        Ok(removed)
+    }
+
+    fn read_index(&self) -> Result<serde_json::Value> {
+        let path = self.root.join("index.json");
+        let text = fs::read(&path).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?;
+        serde_json::from_slice(&text).map_err(|e| Error::runtime(format!("{} is not valid JSON: {e}", path.display())))
+    }
+
+    fn with_index(&self, change: impl FnOnce(&mut serde_json::Value) -> Result<()>) -> Result<()> {
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(self.root.join("index.lock")).map_err(|e| Error::runtime(format!("cannot open the store's lock: {e}")))?;
+        // Safety: flock on a descriptor we own; released when `lock` is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(Error::runtime(format!("cannot lock the image store: {}", std::io::Error::last_os_error())));
+        }
+        let mut index = self.read_index()?;
+        change(&mut index)?;
+        let text = serde_json::to_vec_pretty(&index).map_err(|e| Error::runtime(format!("cannot write the index: {e}")))?;
+        write_atomically(&self.root.join("index.json"), &text)
+    }
+}
+
+/// Write `bytes` to a new file beside `path` and rename it over `path`: readers see the
+/// old file or the new one, never half of one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::runtime(format!("cannot write in {}: {e}", dir.display())))?;
+    file.write_all(bytes).and_then(|()| file.as_file().sync_all()).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
+    file.persist(path).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blobs_are_kept_under_their_digest_and_forged_ones_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let (digest, size) = store.put_blob(&b"hello"[..], None).unwrap();
+        assert_eq!((digest.as_str(), size), ("sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", 5));
+        assert_eq!(store.read_blob(&digest).unwrap(), b"hello");
+        let error = store.put_blob(&b"HELLO"[..], Some(&digest)).unwrap_err();
+        assert!(error.message.contains("was changed or damaged"), "{}", error.message);
+        assert_eq!(fs::read_dir(dir.path().join("images/blobs/sha256")).unwrap().count(), 1, "nothing half-stored");
+        // Tampering on disk is noticed when the blob is read.
+        fs::write(store.blob_path(&digest).unwrap(), "bye").unwrap();
+        assert!(store.read_blob(&digest).unwrap_err().message.contains("has been changed"));
+    }
+
+    #[test]
+    fn tags_live_in_an_oci_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let manifest = format!("sha256:{}", "1".repeat(64));
+        store.tag("docker.io/library/busybox:latest", &manifest, 42, "application/vnd.oci.image.manifest.v1+json").unwrap();
+        store.tag("docker.io/library/busybox:latest", &manifest, 42, "application/vnd.oci.image.manifest.v1+json").unwrap();
+        assert_eq!(store.tags().unwrap(), [("docker.io/library/busybox:latest".to_string(), manifest.clone())]);
+        assert_eq!(fs::read_to_string(dir.path().join("images/oci-layout")).unwrap(), r#"{"imageLayoutVersion":"1.0.0"}"#);
+        assert!(store.untag("docker.io/library/busybox:latest").unwrap());
+        assert!(store.tags().unwrap().is_empty());
+    }
+}
