@@ -48,9 +48,12 @@ enum Network {
 #[command(args_override_self = true)]
 #[command(after_help = "Examples:\n  carton bootstrap busybox ./rootfs\n  carton run --rootfs ./rootfs -- echo hello\n  carton run -it --rootfs ./rootfs sh\n  carton run --explain --rootfs ./rootfs sh -c 'ls /'")]
 struct RunArgs {
-    /// Directory that becomes the container's / (images come in chapter 6)
+    /// Directory that becomes the container's / (instead of an image)
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
+    /// Run this instead of the image's Entrypoint (and drop its Cmd)
+    #[arg(long, value_name = "COMMAND")]
+    entrypoint: Option<String>,
     /// Set an environment variable (KEY=VALUE), or pass the host's value of KEY
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
@@ -95,8 +98,8 @@ struct RunArgs {
     rm: bool,
     #[command(flatten)]
     planned: PlannedRunFlags,
-    /// The command and its arguments
-    #[arg(trailing_var_arg = true, value_name = "COMMAND")]
+    /// The image, then the command and its arguments (or, with --rootfs, the command)
+    #[arg(trailing_var_arg = true, value_name = "IMAGE [COMMAND]")]
     command: Vec<String>,
 }
 
@@ -156,8 +159,6 @@ impl LimitFlags {
 /// --help) only so that using one says which chapter brings it, instead of "unknown flag".
 #[derive(Args)]
 struct PlannedRunFlags {
-    #[arg(long, hide = true)]
-    entrypoint: Option<String>,
     #[arg(short = 'd', long = "detach", hide = true)]
     detach: bool,
     #[arg(long, hide = true)]
@@ -170,7 +171,6 @@ impl PlannedRunFlags {
     /// The first planned flag used, and the chapter that brings it.
     fn first_used(&self) -> Option<(&'static str, &'static str)> {
         let used = [
-            (self.entrypoint.is_some(), "--entrypoint", "chapter 6: images"),
             (self.detach, "-d/--detach", "chapter 7: lifecycle"),
             (self.name.is_some(), "--name", "chapter 7: lifecycle"),
             (!self.volume.is_empty(), "-v/--volume", "chapter 8: volumes"),
@@ -183,8 +183,8 @@ impl PlannedRunFlags {
 enum Bootstrap {
     /// Make a busybox root filesystem in DIR from the host's static busybox (busybox-static)
     Busybox {
-        /// A new (or empty) directory
-        dir: PathBuf,
+        /// A new (or empty) directory for a root filesystem; without it, the image busybox:latest
+        dir: Option<PathBuf>,
     },
 }
 
@@ -203,7 +203,8 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Run(args) => run(args, &cli.root),
-        Command::Bootstrap(Bootstrap::Busybox { dir }) => bootstrap_busybox(dir),
+        Command::Bootstrap(Bootstrap::Busybox { dir: Some(dir) }) => bootstrap_busybox(dir),
+        Command::Bootstrap(Bootstrap::Busybox { dir: None }) => bootstrap_busybox_image(&cli.root),
         Command::Doctor => doctor::run(),
         Command::Network(Network::Prune) => network_prune(&cli.root),
     };
@@ -230,8 +231,35 @@ fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
         .into());
     }
     let limits = args.limits.parse()?;
-    let (spec, options, network, explain) = prepare_run(*args)?;
-    let finished = step04::run(spec, &options, &network, &limits, state_root, &explain)?;
+    let explain = if args.explain { Explain::to_stderr() } else { Explain::off() };
+    let finished = match args.rootfs.clone() {
+        Some(rootfs) => {
+            let rootfs = std::path::absolute(&rootfs)
+                .map_err(|e| step01::Error::runtime(format!("cannot resolve the root filesystem path {}: {e}", rootfs.display())))?;
+            if args.entrypoint.is_some() {
+                return Err(step01::Error::runtime("--entrypoint replaces an image's entrypoint; with --rootfs, give the command itself").into());
+            }
+            let process = Process::new(args.command.clone());
+            let (spec, options, network) = prepare_run(*args, process, &rootfs, rootfs.clone())?;
+            step04::run(spec, &options, &network, &limits, state_root, &explain)?
+        }
+        None => {
+            let Some(image) = args.command.first() else {
+                return Err(step01::Error::runtime("give an image to run (e.g. `carton run busybox echo hello`), or --rootfs DIR and a command").into());
+            };
+            let reference = step06::Reference::parse(image)?;
+            let prepared = step06::prepare(state_root, &reference, &explain)?;
+            let process = prepared.image.process(&args.command[1..], args.entrypoint.as_deref())?;
+            let passwd_root = prepared.passwd_root().to_path_buf();
+            let mut args = args;
+            if args.user.is_none() {
+                args.user = prepared.image.user();
+            }
+            // The root is the image's layers: the spec's path is replaced by their overlay.
+            let (spec, options, network) = prepare_run(*args, process, &passwd_root, PathBuf::from("/"))?;
+            step06::run(&prepared, spec, &options, &network, &limits, state_root, &explain)?
+        }
+    };
     if finished.oom_killed() {
         // Docker shows this as `"OOMKilled": true` in `docker inspect`.
         let whom = if finished.exit.code() == 128 + libc::SIGKILL { "the container" } else { "a process of the container" };
@@ -241,19 +269,11 @@ fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
     Ok(finished.exit.code() as u8)
 }
 
-/// The container `carton run` asked for: step 01's spec, step 02's options, `--explain`.
-fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step02::Options, step03::NetworkOptions, Explain)> {
-    let Some(rootfs) = args.rootfs else {
-        let what = args.command.first().map_or("an image".to_string(), |image| format!("the image {image:?}"));
-        return Err(step01::Error::runtime(format!(
-            "running {what} needs images, which come with chapter 6 (planned); for now give a root filesystem: \
-             `carton bootstrap busybox ./rootfs` then `carton run --rootfs ./rootfs -- CMD`"
-        )));
-    };
-    let rootfs = std::path::absolute(&rootfs)
-        .map_err(|e| step01::Error::runtime(format!("cannot resolve the root filesystem path {}: {e}", rootfs.display())))?;
-    let mut process = Process::new(args.command);
-    let user = args.user.as_deref().map(|spec| step02::User::resolve(spec, &rootfs)).transpose()?;
+/// The container `carton run` asked for: step 01's spec (with `process`, and `-e`, `-w`,
+/// `-u` applied to it; users are looked up in `passwd_root`'s /etc/passwd), step 02's
+/// options, step 03's network.
+fn prepare_run(args: RunArgs, mut process: Process, passwd_root: &std::path::Path, rootfs: PathBuf) -> step01::Result<(container::ContainerSpec, step02::Options, step03::NetworkOptions)> {
+    let user = args.user.as_deref().map(|spec| step02::User::resolve(spec, passwd_root)).transpose()?;
     if let Some(user) = &user {
         process.set_env(&format!("HOME={}", user.home))?; // before -e, which may set another
     }
@@ -268,7 +288,6 @@ fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step0
     if let Some(workdir) = args.workdir {
         process.cwd = workdir;
     }
-    let explain = if args.explain { Explain::to_stderr() } else { Explain::off() };
     let options = step02::Options {
         hostname: args.hostname,
         init: args.init,
@@ -284,13 +303,26 @@ fn prepare_run(args: RunArgs) -> step01::Result<(container::ContainerSpec, step0
         dns: args.dns.iter().map(|d| step03::parse_dns(d)).collect::<step01::Result<_>>()?,
         subnet: step03::subnet_from_env()?,
     };
-    Ok((container::ContainerSpec::new(rootfs, process), options, network, explain))
+    Ok((container::ContainerSpec::new(rootfs, process), options, network))
 }
 
 fn network_prune(state_root: &std::path::Path) -> anyhow::Result<u8> {
     for removed in step03::prune(state_root, step03::subnet_from_env()?)? {
         print_stdout(&format!("removed {removed}\n"));
     }
+    Ok(0)
+}
+
+/// `carton bootstrap busybox`: the host's static busybox as the one-layer image
+/// busybox:latest, offline.
+fn bootstrap_busybox_image(state_root: &std::path::Path) -> anyhow::Result<u8> {
+    let scratch = tempfile::tempdir()?;
+    let rootfs = scratch.path().join("rootfs");
+    let base = busybox::bootstrap(&rootfs)?;
+    let store = step06::Store::open(state_root)?;
+    let reference = step06::Reference::parse("busybox:latest")?;
+    let digest = step06::image_from_dir(&store, &rootfs, &reference, &["sh"])?;
+    print_stdout(&format!("made the image busybox:latest ({}, {} applets), manifest {digest}\n", base.busybox_version, base.applets));
     Ok(0)
 }
 

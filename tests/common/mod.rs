@@ -48,6 +48,13 @@ pub fn carton_run(rootfs: &Path) -> Command {
     command
 }
 
+/// `carton run --network none IMAGE...` with its state (and so its images) in `state`.
+pub fn carton_run_image(state: &Path) -> Command {
+    let mut command = carton();
+    command.env("CARTON_ROOT", state).args(["run", "--network", "none"]);
+    command
+}
+
 /// [`carton_run`] as a shell command line, for tests that run it from a script.
 pub fn carton_run_line(rootfs: &Path) -> String {
     format!("{} run --network none --rootfs {}", env!("CARGO_BIN_EXE_carton"), rootfs.display())

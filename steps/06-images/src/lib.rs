@@ -7,11 +7,16 @@
 //!   `docker.io/library/busybox:latest`);
 //! - [`store`]: the content-addressed store, an OCI image layout.
 //!
-//! The registry client, the image commands and `carton run IMAGE` are still to come.
+//! - [`image`]: an image's manifest and config, and the process it runs;
+//! - [`run`]: `carton run IMAGE`, on step 05's overlay of the image's layers.
+//!
+//! The registry client (pull, push, login) and the image commands are still to come.
 
+pub mod image;
 pub mod reference;
 pub mod store;
 
+pub use image::Image;
 pub use reference::Reference;
 pub use store::Store;
 
@@ -65,3 +70,64 @@ pub fn image_from_dir(store: &Store, rootfs: &Path, reference: &Reference, cmd: 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// An image made ready to run: its layers unpacked in step 05's store.
+pub struct Prepared {
+    pub image: Image,
+    /// The layers, the bottom one first.
+    pub lowers: Vec<step05::Layer>,
+}
+
+impl Prepared {
+    /// The highest layer holding `/etc/passwd`: where user names and homes are looked up.
+    pub fn passwd_root(&self) -> &Path {
+        self.lowers.iter().rev().map(|l| l.dir.as_path()).find(|dir| dir.join("etc/passwd").exists()).unwrap_or(Path::new("/nonexistent"))
+    }
+}
+
+// ANCHOR: prepare
+/// Find the image `reference` and make sure each of its layers is unpacked (once, under
+/// its diff ID) in step 05's layer store.
+pub fn prepare(state_root: &Path, reference: &Reference, explain: &step01::Explain) -> Result<Prepared> {
+    let store = Store::open(state_root)?;
+    let image = Image::load(&store, reference)?;
+    let layers = step05::Store::new(state_root);
+    let mut lowers = Vec::new();
+    for (blob, diff_id) in image.layers.iter().zip(&image.diff_ids) {
+        if let Some(layer) = layers.layer(diff_id) {
+            lowers.push(layer);
+            continue;
+        }
+        let compressed = store.read_blob(blob)?;
+        let layer = layers.add_layer(flate2::read::GzDecoder::new(compressed.as_slice()), explain)?;
+        if &layer.digest != diff_id {
+            return Err(Error::runtime(format!("the layer {blob} unpacks to {}, but the image's config says {diff_id}: refusing it", layer.digest)));
+        }
+        lowers.push(layer);
+    }
+    Ok(Prepared { image, lowers })
+}
+// ANCHOR_END: prepare
+
+// ANCHOR: run
+/// `carton run IMAGE`: the prepared image's layers under a writable layer of the
+/// container's own, with steps 01–04; wait for it. Nothing outlives a container yet
+/// (kept containers come with chapter 7): its writable layer goes when it ends.
+pub fn run(
+    prepared: &Prepared,
+    spec: step01::ContainerSpec,
+    options: &step02::Options,
+    network: &step03::NetworkOptions,
+    limits: &step04::Limits,
+    state_root: &Path,
+    explain: &step01::Explain,
+) -> Result<step04::Finished> {
+    let layers = step05::Store::new(state_root);
+    let name = options.id.as_str();
+    let finished = step05::run(spec, options, network, limits, state_root, &layers, step05::Driver::Overlay, &prepared.lowers, name, explain);
+    let removed = layers.remove_container(name);
+    let finished = finished?;
+    removed?;
+    Ok(finished)
+}
+// ANCHOR_END: run

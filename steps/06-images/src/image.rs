@@ -1,0 +1,80 @@
+//! An image in the store: its manifest, its config, and the process it says to run.
+
+use serde_json::Value;
+use step01::{Error, Process, Result};
+
+use crate::reference::Reference;
+use crate::store::Store;
+
+/// What an image is made of, read from the store and checked against its digests.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub manifest_digest: String,
+    /// The layer blobs (compressed tars), the bottom one first.
+    pub layers: Vec<String>,
+    /// The same layers' uncompressed digests, from the config.
+    pub diff_ids: Vec<String>,
+    pub config: Value,
+}
+
+impl Image {
+    /// The image tagged `reference` in the store.
+    pub fn load(store: &Store, reference: &Reference) -> Result<Image> {
+        let name = reference.to_string();
+        let manifest_digest = match &reference.digest {
+            Some(digest) => digest.clone(),
+            None => store.tags()?.into_iter().find(|(tag, _)| *tag == name).map(|(_, digest)| digest).ok_or_else(|| {
+                Error::runtime(format!(
+                    "no image {} here; make the offline busybox image with `carton bootstrap busybox` (pulling from a registry is planned)",
+                    reference.familiar()
+                ))
+            })?,
+        };
+        let manifest: Value = json(&store.read_blob(&manifest_digest)?, "manifest")?;
+        let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| Error::runtime("the manifest names no config"))?;
+        let config: Value = json(&store.read_blob(config_digest)?, "config")?;
+        let layers: Vec<String> = manifest["layers"].as_array().into_iter().flatten().filter_map(|l| l["digest"].as_str().map(String::from)).collect();
+        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(String::from)).collect();
+        if layers.len() != diff_ids.len() {
+            return Err(Error::runtime(format!("the image {name} is inconsistent: {} layers but {} diff IDs", layers.len(), diff_ids.len())));
+        }
+        Ok(Image { manifest_digest, layers, diff_ids, config })
+    }
+
+    // ANCHOR: process
+    /// The process the image runs, as the OCI image spec's conversion says: Entrypoint
+    /// then Cmd (`command`, if given, replaces Cmd; `entrypoint` replaces Entrypoint),
+    /// the image's Env, and WorkingDir.
+    pub fn process(&self, command: &[String], entrypoint: Option<&str>) -> Result<Process> {
+        let strings = |value: &Value| value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect::<Vec<_>>();
+        let config = &self.config["config"];
+        let mut args = match entrypoint {
+            Some("") => Vec::new(),
+            Some(entrypoint) => vec![entrypoint.to_string()],
+            None => strings(&config["Entrypoint"]),
+        };
+        // An explicit --entrypoint drops the image's Cmd too, as Docker does.
+        args.extend(if !command.is_empty() { command.to_vec() } else if entrypoint.is_some() { Vec::new() } else { strings(&config["Cmd"]) });
+        if args.is_empty() {
+            return Err(Error::runtime("the image names no command and none was given: give one after the image name"));
+        }
+        let mut process = Process::new(args);
+        for assignment in strings(&config["Env"]) {
+            process.set_env(&assignment)?;
+        }
+        if let Some(dir) = config["WorkingDir"].as_str().filter(|d| !d.is_empty()) {
+            process.cwd = dir.into();
+        }
+        Ok(process)
+    }
+    // ANCHOR_END: process
+
+    /// The image's `User`, if it names one.
+    pub fn user(&self) -> Option<String> {
+        self.config["config"]["User"].as_str().filter(|u| !u.is_empty()).map(String::from)
+    }
+}
+
+fn json(bytes: &[u8], what: &str) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| Error::runtime(format!("the image's {what} is not valid JSON: {e}")))
+}

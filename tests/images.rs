@@ -1,0 +1,63 @@
+//! `carton run IMAGE`, offline: the busybox image carton makes itself, run on an overlay
+//! of its layers. Needs root.
+
+mod common;
+
+use std::fs;
+
+use common::*;
+
+/// A state root holding the image busybox:latest, made by `carton bootstrap busybox`.
+fn with_busybox_image() -> tempfile::TempDir {
+    let state = tempfile::tempdir().unwrap();
+    let out = carton().env("CARTON_ROOT", state.path()).args(["bootstrap", "busybox"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("made the image busybox:latest ("), "{}", stdout(&out));
+    state
+}
+
+#[test]
+fn an_image_runs_its_default_command_or_the_one_given() {
+    require_root();
+    let state = with_busybox_image();
+    let out = carton_run_image(state.path()).args(["--rm", "busybox", "echo", "hello"]).output().unwrap();
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "hello\n"), "{}", stderr(&out));
+    // The image's Cmd is `sh`: with stdin attached it reads the script from it.
+    let mut child = carton_run_image(state.path()).args(["-i", "busybox"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"echo from the default sh\n").unwrap();
+    drop(child.stdin.take());
+    assert_eq!(stdout(&child.wait_with_output().unwrap()), "from the default sh\n");
+    let out = carton_run_image(state.path()).args(["--entrypoint", "echo", "docker.io/library/busybox:latest", "replaced"]).output().unwrap();
+    assert_eq!(stdout(&out), "replaced\n", "{}", stderr(&out));
+}
+
+#[test]
+fn what_a_container_writes_is_gone_with_it_and_the_image_is_untouched() {
+    require_root();
+    let state = with_busybox_image();
+    let out = carton_run_image(state.path()).args(["busybox", "sh", "-c", "echo mine > /new && rm /bin/ls && cat /new"]).output().unwrap();
+    assert_eq!(stdout(&out), "mine\n", "{}", stderr(&out));
+    let out = carton_run_image(state.path()).args(["busybox", "sh", "-c", "ls /new 2>&1; ls /bin/ls"]).output().unwrap();
+    assert_eq!(stdout(&out), "ls: /new: No such file or directory\n/bin/ls\n");
+    // The layer is unpacked once; no container's writable layer is left, nothing mounted.
+    assert_eq!(fs::read_dir(state.path().join("overlay/layers")).unwrap().count(), 1);
+    assert_eq!(fs::read_dir(state.path().join("overlay/containers")).unwrap().count(), 0);
+    assert!(!fs::read_to_string("/proc/self/mountinfo").unwrap().contains(state.path().to_str().unwrap()));
+}
+
+#[test]
+fn a_tampered_layer_is_refused_before_it_runs() {
+    require_root();
+    let state = with_busybox_image();
+    // Change one byte of the layer blob on disk (the largest blob is the layer).
+    let blobs = state.path().join("images/blobs/sha256");
+    let layer = fs::read_dir(&blobs).unwrap().map(|e| e.unwrap().path()).max_by_key(|p| fs::metadata(p).unwrap().len()).unwrap();
+    let mut bytes = fs::read(&layer).unwrap();
+    let last = bytes.len() - 10;
+    bytes[last] ^= 0xff;
+    fs::write(&layer, bytes).unwrap();
+    let out = carton_run_image(state.path()).args(["busybox", "true"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("has been changed"), "{}", stderr(&out));
+    assert!(!state.path().join("overlay/layers").exists() || fs::read_dir(state.path().join("overlay/layers")).unwrap().filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count() == 0, "nothing was unpacked");
+}
