@@ -57,13 +57,12 @@ pub fn apply(archive: impl Read, target: &Path, how: Target) -> Result<()> {
         let Some(path) = inside(&raw)? else { continue }; // "." or "/": the root itself
         let (parent, name) = split(&path);
         let parent_fd = walk(&root, parent, true)?;
-        let name_text = name.to_string_lossy();
-        if name_text == OPAQUE_MARKER {
+        if name.as_bytes() == OPAQUE_MARKER.as_bytes() {
             opaque(&parent_fd, parent, how, &this_layer)?;
             continue;
         }
-        if let Some(hidden) = name_text.strip_prefix(WHITEOUT_PREFIX) {
-            whiteout(&parent_fd, OsStr::new(hidden), how)?;
+        if let Some(hidden) = name.as_bytes().strip_prefix(WHITEOUT_PREFIX.as_bytes()) {
+            whiteout(&parent_fd, OsStr::from_bytes(hidden), how)?;
             continue;
         }
         write_entry(&root, &parent_fd, name, &path, &mut entry)?;
@@ -184,8 +183,8 @@ fn set_xattr(parent: &OwnedFd, name: &OsStr, key: &str, value: &[u8]) -> std::re
 
 /// `.wh.NAME`: NAME is deleted by this layer.
 fn whiteout(parent: &OwnedFd, hidden: &OsStr, how: Target) -> Result<()> {
-    if hidden.is_empty() || hidden.as_bytes().contains(&b'/') {
-        return Err(bad_layer("a whiteout without a name"));
+    if hidden.is_empty() || hidden == "." || hidden == ".." || hidden.as_bytes().contains(&b'/') {
+        return Err(bad_layer(format!("a whiteout for {:?}, which is not a name in its directory", Path::new(hidden))));
     }
     remove_at(parent, hidden)?;
     if how == Target::OverlayLower {
@@ -226,6 +225,10 @@ pub(crate) fn names_in(dir: &OwnedFd) -> Result<Vec<std::ffi::OsString>> {
 
 /// Remove `parent/name` whatever it is (a whole tree for a directory), if it is there.
 fn remove_at(parent: &OwnedFd, name: &OsStr) -> Result<()> {
+    // Never the directory itself or its parent (remove_dir_all would empty them).
+    if name.is_empty() || name == "." || name == ".." {
+        return Err(bad_layer(format!("{:?} is not a name inside a directory", Path::new(name))));
+    }
     match unlinkat(parent, name, UnlinkatFlags::NoRemoveDir) {
         Ok(()) | Err(Errno::ENOENT) => Ok(()),
         Err(Errno::EISDIR) => {
@@ -276,7 +279,12 @@ pub fn upper_kind(path: &Path) -> std::io::Result<UpperKind> {
 pub fn get_xattr(path: &Path, key: &str) -> Option<Vec<u8>> {
     let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let key = std::ffi::CString::new(key).ok()?;
-    let mut value = vec![0u8; 256];
+    // Safety: a NULL buffer of size 0 asks for the value's size.
+    let needed = unsafe { libc::lgetxattr(path.as_ptr(), key.as_ptr(), std::ptr::null_mut(), 0) };
+    if needed < 0 {
+        return None;
+    }
+    let mut value = vec![0u8; needed as usize];
     // Safety: NUL-terminated strings and a buffer of the given length.
     let size = unsafe { libc::lgetxattr(path.as_ptr(), key.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
     (size >= 0).then(|| {
@@ -308,7 +316,7 @@ pub fn walk_tree(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 /// Write the overlay upper directory `upper` as an OCI layer tar: whiteouts become
 /// `.wh.NAME`, opaque directories get a `.wh..wh..opq`, hard links stay links.
 pub fn export(upper: &Path, out: impl Write) -> Result<()> {
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let failed = |path: &Path, e: std::io::Error| Error::runtime(format!("cannot put {} in the layer: {e}", path.display()));
     let mut tar = tar::Builder::new(out);
     let mut first_path_of_inode = std::collections::HashMap::new();
@@ -329,8 +337,8 @@ pub fn export(upper: &Path, out: impl Write) -> Result<()> {
         let full = upper.join(&relative);
         let meta = std::fs::symlink_metadata(&full).map_err(|e| failed(&relative, e))?;
         if kind == UpperKind::Whiteout {
-            let name = format!("{WHITEOUT_PREFIX}{}", relative.file_name().unwrap_or_default().to_string_lossy());
-            append_empty(&mut tar, &relative.with_file_name(name), &meta).map_err(|e| failed(&relative, e))?;
+            let name = [WHITEOUT_PREFIX.as_bytes(), relative.file_name().unwrap_or_default().as_bytes()].concat();
+            append_empty(&mut tar, &relative.with_file_name(OsStr::from_bytes(&name)), &meta).map_err(|e| failed(&relative, e))?;
             continue;
         }
         if meta.is_file() && meta.nlink() > 1 {
@@ -341,15 +349,19 @@ pub fn export(upper: &Path, out: impl Write) -> Result<()> {
             }
             first_path_of_inode.insert((meta.dev(), meta.ino()), relative.clone());
         }
-        append_xattrs(&mut tar, &full, &relative).map_err(|e| failed(&relative, e))?;
+        append_xattrs(&mut tar, &full).map_err(|e| failed(&relative, e))?;
         let entry_type = if meta.is_dir() {
             tar::EntryType::Directory
         } else if meta.file_type().is_symlink() {
             tar::EntryType::Symlink
         } else if meta.is_file() {
             tar::EntryType::Regular
+        } else if meta.file_type().is_fifo() {
+            tar::EntryType::Fifo
+        } else if meta.file_type().is_socket() {
+            continue; // a socket belongs to the process that listens on it, not to an image
         } else {
-            return Err(Error::runtime(format!("{} is neither a file, a directory nor a link: a layer cannot hold it", relative.display())));
+            return Err(Error::runtime(format!("{} is a device node: a layer cannot hold it", relative.display())));
         };
         let mut header = header_for(&meta, entry_type);
         match entry_type {
@@ -393,39 +405,26 @@ fn append_empty(tar: &mut tar::Builder<impl Write>, path: &Path, meta: &std::fs:
 }
 
 /// The file's extended attributes (but overlay's own) as a PAX header before its entry.
-fn append_xattrs(tar: &mut tar::Builder<impl Write>, full: &Path, relative: &Path) -> std::io::Result<()> {
-    let records: Vec<u8> = list_xattrs(full)
+fn append_xattrs(tar: &mut tar::Builder<impl Write>, full: &Path) -> std::io::Result<()> {
+    let attributes: Vec<(String, Vec<u8>)> = list_xattrs(full)
         .into_iter()
         .filter(|key| !key.starts_with("trusted.overlay."))
-        .filter_map(|key| get_xattr(full, &key).map(|value| pax_record(&format!("SCHILY.xattr.{key}"), &value)))
-        .flatten()
+        .filter_map(|key| get_xattr(full, &key).map(|value| (format!("SCHILY.xattr.{key}"), value)))
         .collect();
-    if records.is_empty() {
+    if attributes.is_empty() {
         return Ok(());
     }
-    let mut header = tar::Header::new_ustar();
-    header.set_entry_type(tar::EntryType::XHeader);
-    header.set_size(records.len() as u64);
-    header.set_mode(0o644);
-    tar.append_data(&mut header, Path::new("PaxHeaders").join(relative.file_name().unwrap_or_default()), records.as_slice())
-}
-
-/// One PAX record: "LENGTH KEY=VALUE\n", where LENGTH counts the whole record itself.
-fn pax_record(key: &str, value: &[u8]) -> Vec<u8> {
-    let body = key.len() + value.len() + 3; // ' ', '=', '\n'
-    let mut length = body + 1;
-    while length != body + length.to_string().len() {
-        length = body + length.to_string().len();
-    }
-    let mut record = format!("{length} {key}=").into_bytes();
-    record.extend_from_slice(value);
-    record.push(b'\n');
-    record
+    tar.append_pax_extensions(attributes.iter().map(|(key, value)| (key.as_str(), value.as_slice())))
 }
 
 fn list_xattrs(path: &Path) -> Vec<String> {
     let Ok(path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return Vec::new() };
-    let mut names = vec![0u8; 4096];
+    // Safety: a NULL buffer of size 0 asks for the size the list needs.
+    let needed = unsafe { libc::llistxattr(path.as_ptr(), std::ptr::null_mut(), 0) };
+    if needed <= 0 {
+        return Vec::new();
+    }
+    let mut names = vec![0u8; needed as usize];
     // Safety: NUL-terminated path and a buffer of the given length.
     let size = unsafe { libc::llistxattr(path.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
     if size <= 0 {

@@ -70,26 +70,36 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
 // ANCHOR_END: changes
 
 /// Whether the merged lower layers show `relative`: the first layer, from the top, that
-/// says anything about it decides (a whiteout or an opaque parent hides what is below).
+/// says anything about it or a directory above it decides. A whiteout, a file or a link
+/// where a directory above it should be hides it; an opaque directory above it hides the
+/// layers below. Nothing here follows a symbolic link.
 pub fn in_lowers(lowers: &[PathBuf], relative: &Path) -> bool {
+    let mut above: Vec<&Path> = relative.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).collect();
+    above.reverse(); // the shallowest first
     for lower in lowers {
+        let mut opaque_above = false;
+        for dir in &above {
+            match std::fs::symlink_metadata(lower.join(dir)) {
+                Err(_) => break, // this layer says nothing about dir, so nothing below it
+                Ok(meta) if !meta.is_dir() => return false, // a whiteout, a file or a link: hidden
+                Ok(_) => opaque_above |= crate::archive::get_xattr(&lower.join(dir), OPAQUE_XATTR).as_deref() == Some(b"y".as_slice()),
+            }
+        }
         match upper_kind(&lower.join(relative)) {
             Ok(UpperKind::Whiteout) => return false,
             Ok(_) => return true,
-            Err(_) if has_opaque_ancestor(lower, relative) => return false,
+            Err(_) if opaque_above => return false,
             Err(_) => {}
         }
     }
     false
 }
 
-fn has_opaque_ancestor(layer: &Path, relative: &Path) -> bool {
-    relative.ancestors().skip(1).any(|dir| crate::archive::get_xattr(&layer.join(dir), OPAQUE_XATTR).as_deref() == Some(b"y".as_slice()))
-}
-
 /// The names the merged lowers show in directory `relative`.
 fn lower_names(lowers: &[PathBuf], relative: &Path) -> Vec<std::ffi::OsString> {
-    let mut names: Vec<std::ffi::OsString> = lowers.iter().filter_map(|lower| std::fs::read_dir(lower.join(relative)).ok()).flatten().flatten().map(|e| e.file_name()).collect();
+    // Only real directories are read: a symbolic link in a layer leads out of it.
+    let dirs = lowers.iter().map(|lower| lower.join(relative)).filter(|dir| std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir()));
+    let mut names: Vec<std::ffi::OsString> = dirs.filter_map(|dir| std::fs::read_dir(dir).ok()).flatten().flatten().map(|e| e.file_name()).collect();
     names.sort();
     names.dedup();
     names.retain(|name| in_lowers(lowers, &relative.join(name)));
@@ -122,9 +132,10 @@ pub fn changes_in_copy(rootfs: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>>
         };
         out.push(Change { path: Path::new("/").join(relative), kind });
     }
-    // A deleted directory is one deletion, as overlay's whiteout for it is.
-    let deleted: BTreeSet<PathBuf> = out.iter().filter(|c| c.kind == Kind::Deleted).map(|c| c.path.clone()).collect();
-    out.retain(|change| !(change.kind == Kind::Deleted && change.path.parent().is_some_and(|parent| deleted.contains(parent))));
+    // What was below a directory that is gone, or is now a file or a link, is not listed:
+    // the change of the directory says it all, as overlay's one whiteout or one entry does.
+    let real_dir = |path: &Path| std::fs::symlink_metadata(rootfs.join(path.strip_prefix("/").unwrap_or(path))).is_ok_and(|m| m.is_dir());
+    out.retain(|change| change.path.ancestors().skip(1).filter(|a| *a != Path::new("/")).all(real_dir));
     let touched: BTreeSet<PathBuf> = out.iter().flat_map(|change| change.path.ancestors().skip(1).map(Path::to_path_buf).collect::<Vec<_>>()).collect();
     for dir in touched.iter().filter(|dir| dir.as_path() != Path::new("/")) {
         if !out.iter().any(|change| &change.path == dir) {

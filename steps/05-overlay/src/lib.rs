@@ -177,6 +177,14 @@ pub fn run(
 }
 // ANCHOR_END: run
 
+fn existing(store: &Store, name: &str) -> Result<()> {
+    if store.has_container(name) {
+        Ok(())
+    } else {
+        Err(Error::runtime(format!("there is no container layer {name}; a `run` makes it")))
+    }
+}
+
 /// A container layer is kept in one driver's way (an upper directory, or a full copy):
 /// the first use records which, and a later one with the other driver is refused.
 fn same_driver(store: &Store, name: &str, driver: Driver) -> Result<()> {
@@ -209,6 +217,7 @@ fn refuse_overlay_on_overlay(store_root: &Path) -> Result<()> {
 
 /// What container `name` changed over `lowers` (the bottom one first).
 pub fn changes(store: &Store, driver: Driver, name: &str, lowers: &[Layer]) -> Result<Vec<diff::Change>> {
+    existing(store, name)?;
     same_driver(store, name, driver)?;
     let top_first: Vec<PathBuf> = lowers.iter().rev().map(|l| l.dir.clone()).collect();
     let layer = store.container(name)?;
@@ -221,6 +230,7 @@ pub fn changes(store: &Store, driver: Driver, name: &str, lowers: &[Layer]) -> R
 
 /// `docker commit`'s layer for container `name`, whichever driver made it.
 pub fn commit_container(store: &Store, driver: Driver, name: &str, lowers: &[Layer], out: &Path, gzip: bool) -> Result<Committed> {
+    existing(store, name)?;
     same_driver(store, name, driver)?;
     let layer = store.container(name)?;
     match driver {
@@ -240,9 +250,15 @@ pub fn commit_container(store: &Store, driver: Driver, name: &str, lowers: &[Lay
 
 /// Put one change into a scratch upper directory: a link to the file (same inode, so
 /// owner, mode and time come along), a directory like the original, or a whiteout.
+/// `changes_in_copy` lists nothing below a path that is not a real directory, and the
+/// scratch directory holds only what this function made, so no step here follows a link
+/// the container planted; each parent is checked again all the same.
 fn lay_out(from: &Path, to: &Path, kind: diff::Kind) -> Result<()> {
     use std::os::unix::fs::MetadataExt;
     let failed = |e: std::io::Error| Error::runtime(format!("cannot lay out {}: {e}", to.display()));
+    if !to.parent().is_some_and(|parent| std::fs::symlink_metadata(parent).is_ok_and(|m| m.is_dir())) {
+        return Err(Error::runtime(format!("cannot lay out {}: its directory is not a plain directory", to.display())));
+    }
     if kind == diff::Kind::Deleted {
         return nix::sys::stat::mknod(to, nix::sys::stat::SFlag::S_IFCHR, nix::sys::stat::Mode::empty(), 0).map_err(|errno| Error::syscall("make a whiteout", errno));
     }

@@ -69,6 +69,7 @@ impl Store {
     /// so a crash or a bad layer never leaves half a layer under a digest.
     pub fn add_layer(&self, archive: impl Read, explain: &Explain) -> Result<Layer> {
         let layers = self.root.join("layers");
+        self.make_private_root()?;
         fs::create_dir_all(self.root.join("l")).map_err(io_error("create", &self.root))?;
         let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(ensure(&layers)?).map_err(io_error("create a staging directory in", &layers))?;
         let diff = staging.path().join("diff");
@@ -85,13 +86,20 @@ impl Store {
         fs::write(staging.path().join("link"), &link).map_err(io_error("write", staging.path()))?;
         let home = layers.join(&hex);
         explain.step(|| Action::new(CHAPTER, format!("store layer {digest}, unpacked once, shared by every container"), format!("rename(\"{}\", \"{}\")", staging.path().display(), home.display())).shell(format!("mkdir -p {0}/diff && tar -xf LAYER.tar -C {0}/diff", home.display())));
-        match fs::rename(staging.keep(), &home) {
-            Ok(()) => {}
-            Err(_) if home.exists() => return self.layer(&digest).ok_or_else(|| Error::runtime("a layer vanished while it was stored")),
-            Err(e) => return Err(Error::runtime(format!("cannot store the layer {digest}: {e}"))),
+        // The short link first (pointing at nothing yet), then the layer appears whole
+        // under its digest: a reader never finds a layer without its link.
+        let short = self.root.join("l").join(&link);
+        std::os::unix::fs::symlink(Path::new("..").join("layers").join(&hex).join("diff"), &short).map_err(io_error("link", &home))?;
+        match fs::rename(staging.path(), &home) {
+            Ok(()) => Ok(Layer { digest, dir: home.join("diff"), link }),
+            Err(e) => {
+                let _ = fs::remove_file(&short); // the staging copy goes with `staging`
+                match self.layer(&digest) {
+                    Some(stored) => Ok(stored), // another carton stored it meanwhile
+                    None => Err(Error::runtime(format!("cannot store the layer {digest}: {e}"))),
+                }
+            }
         }
-        std::os::unix::fs::symlink(Path::new("..").join("layers").join(&hex).join("diff"), self.root.join("l").join(&link)).map_err(io_error("link", &home))?;
-        Ok(Layer { digest, dir: home.join("diff"), link })
     }
     // ANCHOR_END: add_layer
 
@@ -109,10 +117,8 @@ impl Store {
     /// The writable layer of the container `name`, made if it is not there: it outlives
     /// the container's process, and goes only with [`Store::remove_container`].
     pub fn container(&self, name: &str) -> Result<ContainerLayer> {
-        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') || name.starts_with('.') {
-            return Err(Error::runtime(format!("invalid container layer name {name:?}: use letters, digits, '-', '_' and '.'")));
-        }
-        let dir = self.root.join("containers").join(name);
+        let dir = self.container_dir(name)?;
+        self.make_private_root()?;
         let layer = ContainerLayer { name: name.to_string(), init: dir.join("init"), upper: dir.join("upper"), work: dir.join("work"), merged: dir.join("merged") };
         for d in [&layer.upper, &layer.work, &layer.merged] {
             fs::create_dir_all(d).map_err(io_error("create", d))?;
@@ -159,9 +165,30 @@ impl Store {
     }
     // ANCHOR_END: vfs
 
+    /// Whether container `name` has a writable layer here.
+    pub fn has_container(&self, name: &str) -> bool {
+        self.container_dir(name).is_ok_and(|dir| dir.is_dir())
+    }
+
+    /// `containers/NAME`, for a name that is one directory name and nothing else.
+    fn container_dir(&self, name: &str) -> Result<PathBuf> {
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.') || name.starts_with('.') {
+            return Err(Error::runtime(format!("invalid container layer name {name:?}: use letters, digits, '-', '_' and '.'")));
+        }
+        Ok(self.root.join("containers").join(name))
+    }
+
+    /// The store readable by root only: layers and writable layers hold set-uid programs
+    /// that no other user of the host may reach (Docker's CVE-2021-41091).
+    fn make_private_root(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        fs::create_dir_all(&self.root).map_err(io_error("create", &self.root))?;
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(io_error("protect", &self.root))
+    }
+
     /// Delete a container's writable layer: what it wrote is gone (`docker rm`).
     pub fn remove_container(&self, name: &str) -> Result<()> {
-        let dir = self.root.join("containers").join(name);
+        let dir = self.container_dir(name)?;
         match fs::remove_dir_all(&dir) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::runtime(format!("cannot remove {}: {e}", dir.display()))),
             _ => Ok(()),
@@ -174,7 +201,10 @@ impl Store {
     pub fn mount_options(&self, lowers: &[Layer], container: &ContainerLayer) -> Result<String> {
         let relative = |path: &Path| path.strip_prefix(&self.root).unwrap_or(path).display().to_string();
         let lowerdir = std::iter::once(relative(&container.init)).chain(lowers.iter().map(|layer| format!("l/{}", layer.link))).collect::<Vec<_>>().join(":");
-        let options = format!("lowerdir={lowerdir},upperdir={},workdir={}", relative(&container.upper), relative(&container.work));
+        // The features that would keep a change outside the upper directory's plain files
+        // (a renamed directory as a redirect, a chmod as metadata only) stay off: a layer
+        // exported from the upper directory must hold every change.
+        let options = format!("lowerdir={lowerdir},upperdir={},workdir={},redirect_dir=off,metacopy=off,index=off", relative(&container.upper), relative(&container.work));
         if options.len() >= 4096 {
             return Err(Error::runtime(format!("{} layers are more than one overlay mount can take (its options must fit in 4096 bytes)", lowers.len())));
         }
@@ -234,7 +264,7 @@ mod tests {
         let two: Vec<Layer> = (0..2).map(layer).collect();
         assert_eq!(
             store.mount_options(&two, &container).unwrap(),
-            "lowerdir=containers/web/init:l/0000000000000000:l/0000000000000001,upperdir=containers/web/upper,workdir=containers/web/work"
+            "lowerdir=containers/web/init:l/0000000000000000:l/0000000000000001,upperdir=containers/web/upper,workdir=containers/web/work,redirect_dir=off,metacopy=off,index=off"
         );
         assert!(store.mount_options(&(0..150).map(layer).collect::<Vec<_>>(), &container).is_ok(), "150 layers fit in a page");
         let error = store.mount_options(&(0..250).map(layer).collect::<Vec<_>>(), &container).unwrap_err();

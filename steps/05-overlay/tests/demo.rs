@@ -50,6 +50,28 @@ fn containers_write_to_their_own_layer_and_a_commit_holds_just_their_changes(dri
     let listing = Command::new("tar").arg("-tzf").arg(&layer).output().unwrap();
     assert_eq!(String::from_utf8_lossy(&listing.stdout), "bin\nbin/.wh.ls\netc\netc/passwd\nnew\n");
 
+    // A renamed directory is in the layer as files (no overlay redirect), and a directory the
+    // container turned into a link to a host directory cannot make a commit write there.
+    let host_dir = dir.path().join("host-dir");
+    std::fs::create_dir(&host_dir).unwrap();
+    let script = format!("mv /usr /usr-moved && ln -s {} /usr", host_dir.display());
+    text(&demo(&state, &["run", "mover", &digest, "--", "/bin/sh", "-c", &script]));
+    let moved = dir.path().join("mover.tar");
+    text(&demo(&state, &["commit", "mover", moved.to_str().unwrap(), &digest]));
+    let listing = String::from_utf8_lossy(&Command::new("tar").arg("-tf").arg(&moved).output().unwrap().stdout).into_owned();
+    assert!(listing.lines().any(|l| l == "usr-moved/bin"), "the moved directory's contents are in the layer: {listing}");
+    assert!(listing.lines().any(|l| l == "usr") && !listing.contains("\nusr/"), "the link replaces /usr whole: {listing}");
+    assert_eq!(std::fs::read_dir(&host_dir).unwrap().count(), 0, "the commit wrote into the host directory");
+    text(&demo(&state, &["rm", "mover"]));
+    // Names are names, never paths; the store is root's alone.
+    for bad in ["../layers", "/tmp", ".."] {
+        assert_eq!(demo(&state, &["rm", bad]).status.code(), Some(125), "rm {bad}");
+    }
+    assert!(state.join("overlay/layers").exists());
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(state.join("overlay")).unwrap().permissions().mode() & 0o777, 0o700);
+    assert_eq!(demo(&state, &["diff", "never-ran", &digest]).status.code(), Some(125));
+
     // A layer is kept one driver's way: the other driver is refused, not silently empty.
     let other = if driver == "vfs" { "overlay" } else { "vfs" };
     let mixed = self::demo(&state, other, &["diff", "web1", &digest]);

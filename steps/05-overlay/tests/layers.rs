@@ -81,11 +81,17 @@ fn a_hostile_layer_never_writes_outside_the_target() {
         }),
         ("a hard link out of the tree", { let mut t = Vec::new(); raw_entry(&mut t, "passwd", tar::EntryType::Link, "../../../../etc/passwd", b""); t }),
         ("a device node", { let mut t = Vec::new(); raw_entry(&mut t, "sda", tar::EntryType::Block, "", b""); t }),
+        ("a whiteout of ..", { let mut t = Vec::new(); raw_entry(&mut t, ".wh..", tar::EntryType::Regular, "", b""); t }),
+        ("a whiteout of .", { let mut t = Vec::new(); raw_entry(&mut t, "sub/.wh..", tar::EntryType::Regular, "", b""); t }),
     ];
+    fs::write(dir.path().join("beside-the-target"), "kept").unwrap();
     for (what, tar) in cases {
-        let error = archive::apply(finish(tar).as_slice(), &target, Target::OverlayLower).unwrap_err();
-        assert!(error.message.starts_with("refusing the layer:"), "{what}: {}", error.message);
-        assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "{what} wrote outside");
+        for how in [Target::OverlayLower, Target::Merged] {
+            let error = archive::apply(finish(tar.clone()).as_slice(), &target, how).unwrap_err();
+            assert!(error.message.starts_with("refusing the layer:"), "{what}: {}", error.message);
+            assert_eq!(fs::read_dir(&outside).unwrap().count(), 0, "{what} wrote outside");
+            assert!(target.exists() && dir.path().join("beside-the-target").exists(), "{what} deleted outside the target");
+        }
     }
     // An absolute name is read as relative to the layer: it lands inside.
     let mut tar = Vec::new();
