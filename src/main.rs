@@ -35,6 +35,34 @@ enum Command {
     /// Manage carton's network
     #[command(subcommand)]
     Network(Network),
+    /// List images
+    Images,
+    /// Give an image another name: carton tag SOURCE TARGET
+    Tag { source: String, target: String },
+    /// Remove images (and the layers no other image uses)
+    Rmi {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// List images
+    Ls,
+    /// Remove images
+    Rm {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Show an image's details as JSON, as `docker image inspect` does
+    Inspect {
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -207,6 +235,10 @@ fn main() -> ExitCode {
         Command::Bootstrap(Bootstrap::Busybox { dir: None }) => bootstrap_busybox_image(&cli.root),
         Command::Doctor => doctor::run(),
         Command::Network(Network::Prune) => network_prune(&cli.root),
+        Command::Images | Command::Image(ImageCommand::Ls) => list_images(&cli.root),
+        Command::Tag { source, target } => tag_image(&cli.root, &source, &target),
+        Command::Rmi { images } | Command::Image(ImageCommand::Rm { images }) => remove_images(&cli.root, &images),
+        Command::Image(ImageCommand::Inspect { images }) => inspect_images(&cli.root, &images),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -304,6 +336,50 @@ fn prepare_run(args: RunArgs, mut process: Process, passwd_root: &std::path::Pat
         subnet: step03::subnet_from_env()?,
     };
     Ok((container::ContainerSpec::new(rootfs, process), options, network))
+}
+
+fn list_images(state_root: &std::path::Path) -> anyhow::Result<u8> {
+    let store = step06::Store::open(state_root)?;
+    let mut table = format!("{:<40} {:<12} {:<14} {:<22} {}\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+    for image in step06::image::list(&store)? {
+        let familiar = image.reference.familiar();
+        let (repository, tag) = familiar.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).unwrap_or((&familiar, "<none>"));
+        let id = image.id.strip_prefix("sha256:").unwrap_or(&image.id).get(..12).unwrap_or_default().to_string();
+        table += &format!("{repository:<40} {tag:<12} {id:<14} {:<22} {:.1}MB\n", image.created, image.size as f64 / 1e6);
+    }
+    print_stdout(&table);
+    Ok(0)
+}
+
+fn tag_image(state_root: &std::path::Path, source: &str, target: &str) -> anyhow::Result<u8> {
+    let store = step06::Store::open(state_root)?;
+    step06::tag(&store, &step06::Reference::parse(source)?, &step06::Reference::parse(target)?)?;
+    Ok(0)
+}
+
+fn remove_images(state_root: &std::path::Path, images: &[String]) -> anyhow::Result<u8> {
+    let store = step06::Store::open(state_root)?;
+    for name in images {
+        let reference = step06::Reference::parse(name)?;
+        let deleted = step06::remove(&store, &reference)?;
+        let mut text = format!("Untagged: {}\n", reference.familiar());
+        for digest in deleted {
+            text += &format!("Deleted: {digest}\n");
+        }
+        print_stdout(&text);
+    }
+    Ok(0)
+}
+
+fn inspect_images(state_root: &std::path::Path, images: &[String]) -> anyhow::Result<u8> {
+    let store = step06::Store::open(state_root)?;
+    let mut all = Vec::new();
+    for name in images {
+        let inspected = step06::image::inspect(&store, &step06::Reference::parse(name)?)?;
+        all.extend(inspected.as_array().cloned().unwrap_or_default());
+    }
+    print_stdout(&(serde_json::to_string_pretty(&all)? + "\n"));
+    Ok(0)
 }
 
 fn network_prune(state_root: &std::path::Path) -> anyhow::Result<u8> {

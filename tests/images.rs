@@ -61,3 +61,29 @@ fn a_tampered_layer_is_refused_before_it_runs() {
     assert!(stderr(&out).contains("has been changed"), "{}", stderr(&out));
     assert!(!state.path().join("overlay/layers").exists() || fs::read_dir(state.path().join("overlay/layers")).unwrap().filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count() == 0, "nothing was unpacked");
 }
+
+#[test]
+fn images_are_listed_tagged_inspected_and_removed() {
+    require_root();
+    let state = with_busybox_image();
+    let carton_in = |args: &[&str]| carton().env("CARTON_ROOT", state.path()).args(args).output().unwrap();
+    let listed = stdout(&carton_in(&["images"]));
+    assert!(listed.starts_with("REPOSITORY") && listed.lines().nth(1).is_some_and(|l| l.starts_with("busybox ") && l.contains(" latest ")), "{listed}");
+    assert!(carton_in(&["tag", "busybox", "localhost:5000/team/app:1"]).status.success());
+    let inspected: serde_json::Value = serde_json::from_str(&stdout(&carton_in(&["image", "inspect", "localhost:5000/team/app:1"]))).unwrap();
+    let image = &inspected[0];
+    assert_eq!(image["RepoTags"], serde_json::json!(["busybox:latest", "localhost:5000/team/app:1"]));
+    assert_eq!(image["Config"]["Cmd"], serde_json::json!(["sh"]));
+    assert_eq!(image["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    assert!(image["Id"].as_str().unwrap().starts_with("sha256:"));
+    // The image stays while one name is left, and goes with the last.
+    let out = carton_in(&["rmi", "busybox"]);
+    assert_eq!(stdout(&out), "Untagged: busybox:latest\n");
+    assert!(carton_in(&["run", "--network", "none", "localhost:5000/team/app:1", "true"]).status.success());
+    let out = carton_in(&["image", "rm", "localhost:5000/team/app:1"]);
+    assert_eq!(stdout(&out).lines().filter(|l| l.starts_with("Deleted: sha256:")).count(), 3, "manifest, config and layer: {}", stdout(&out));
+    assert_eq!(fs::read_dir(state.path().join("images/blobs/sha256")).unwrap().count(), 0);
+    let out = carton_in(&["rmi", "busybox"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("no image busybox:latest here"), "{}", stderr(&out));
+}

@@ -78,3 +78,55 @@ impl Image {
 fn json(bytes: &[u8], what: &str) -> Result<Value> {
     serde_json::from_slice(bytes).map_err(|e| Error::runtime(format!("the image's {what} is not valid JSON: {e}")))
 }
+
+/// One line of `docker images`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub reference: Reference,
+    /// The config's digest: what Docker calls the image ID.
+    pub id: String,
+    pub created: String,
+    /// The layers' bytes as stored (compressed).
+    pub size: u64,
+}
+
+/// Every tagged image, in the order of `docker images` (newest tag last as stored).
+pub fn list(store: &Store) -> Result<Vec<Listed>> {
+    let mut out = Vec::new();
+    for (name, digest) in store.tags()? {
+        let reference = Reference::parse(&name)?;
+        let manifest: Value = json(&store.read_blob(&digest)?, "manifest")?;
+        let id = manifest["config"]["digest"].as_str().unwrap_or_default().to_string();
+        let config: Value = json(&store.read_blob(&id)?, "config")?;
+        let size = manifest["layers"].as_array().into_iter().flatten().filter_map(|l| l["size"].as_u64()).sum();
+        out.push(Listed { reference, id, created: config["created"].as_str().unwrap_or("").to_string(), size });
+    }
+    Ok(out)
+}
+
+// ANCHOR: inspect
+/// `docker image inspect`'s JSON for the image tagged `reference`.
+pub fn inspect(store: &Store, reference: &Reference) -> Result<Value> {
+    let image = Image::load(store, reference)?;
+    let listed = list(store)?;
+    let config = &image.config;
+    let id = listed.iter().find(|l| l.reference == *reference).map(|l| l.id.clone()).unwrap_or_default();
+    let tags: Vec<String> = listed.iter().filter(|l| l.id == id).map(|l| l.reference.familiar()).collect();
+    let size: u64 = listed.iter().find(|l| l.id == id).map_or(0, |l| l.size);
+    let c = &config["config"];
+    Ok(serde_json::json!([{
+        "Id": id,
+        "RepoTags": tags,
+        "RepoDigests": [],
+        "Created": config["created"],
+        "Architecture": config["architecture"],
+        "Os": config["os"],
+        "Size": size,
+        "Config": {
+            "Cmd": c["Cmd"], "Entrypoint": c["Entrypoint"], "Env": c["Env"], "WorkingDir": c["WorkingDir"].as_str().unwrap_or(""),
+            "User": c["User"].as_str().unwrap_or(""), "ExposedPorts": c["ExposedPorts"], "Volumes": c["Volumes"],
+        },
+        "RootFS": {"Type": "layers", "Layers": image.diff_ids},
+    }]))
+}
+// ANCHOR_END: inspect

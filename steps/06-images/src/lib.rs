@@ -46,6 +46,7 @@ pub fn image_from_dir(store: &Store, rootfs: &Path, reference: &Reference, cmd: 
     let compressed = gzip.finish().map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
     let (layer, layer_size) = store.put_blob(compressed.as_slice(), None)?;
     let config = serde_json::json!({
+        "created": now_rfc3339(),
         "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
         "os": "linux",
         "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
@@ -131,3 +132,54 @@ pub fn run(
     Ok(finished)
 }
 // ANCHOR_END: run
+
+/// The time now as RFC 3339 (UTC, seconds), for an image config's `created`.
+fn now_rfc3339() -> String {
+    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+}
+
+/// Point `target` at the image `source` (`docker tag`).
+pub fn tag(store: &Store, source: &Reference, target: &Reference) -> Result<()> {
+    let image = Image::load(store, source)?;
+    let size = store.read_blob(&image.manifest_digest)?.len() as u64;
+    store.tag(&target.to_string(), &image.manifest_digest, size, MANIFEST_TYPE)
+}
+
+// ANCHOR: remove
+/// `docker rmi`: remove the tag, then every blob no remaining tag needs.
+pub fn remove(store: &Store, reference: &Reference) -> Result<Vec<String>> {
+    if !store.untag(&reference.to_string())? {
+        return Err(Error::runtime(format!("no image {} here (`carton images` lists them)", reference.familiar())));
+    }
+    let mut needed = std::collections::HashSet::new();
+    for (_, manifest_digest) in store.tags()? {
+        let manifest: serde_json::Value = serde_json::from_slice(&store.read_blob(&manifest_digest)?).map_err(|e| Error::runtime(format!("a manifest is not valid JSON: {e}")))?;
+        needed.insert(manifest_digest);
+        needed.extend(manifest["config"]["digest"].as_str().map(String::from));
+        needed.extend(manifest["layers"].as_array().into_iter().flatten().filter_map(|l| l["digest"].as_str().map(String::from)));
+    }
+    store.remove_blobs_except(&needed)
+}
+// ANCHOR_END: remove
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn created_is_rfc3339() {
+        let now = super::now_rfc3339();
+        assert_eq!(now.len(), 20, "{now}");
+        assert!(now.starts_with("20") && now.ends_with('Z') && &now[4..5] == "-" && &now[10..11] == "T", "{now}");
+    }
+}
