@@ -39,6 +39,13 @@ enum Command {
     Images,
     /// Give an image another name: carton tag SOURCE TARGET
     Tag { source: String, target: String },
+    /// Make a one-layer image from a root filesystem tarball (plain or gzip; - for stdin)
+    Import {
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+        #[arg(value_name = "NAME[:TAG]")]
+        name: String,
+    },
     /// Remove images (and the layers no other image uses)
     Rmi {
         #[arg(required = true, value_name = "IMAGE")]
@@ -237,6 +244,7 @@ fn main() -> ExitCode {
         Command::Network(Network::Prune) => network_prune(&cli.root),
         Command::Images | Command::Image(ImageCommand::Ls) => list_images(&cli.root),
         Command::Tag { source, target } => tag_image(&cli.root, &source, &target),
+        Command::Import { file, name } => import_image(&cli.root, &file, &name),
         Command::Rmi { images } | Command::Image(ImageCommand::Rm { images }) => remove_images(&cli.root, &images),
         Command::Image(ImageCommand::Inspect { images }) => inspect_images(&cli.root, &images),
     };
@@ -354,6 +362,19 @@ fn list_images(state_root: &std::path::Path) -> anyhow::Result<u8> {
 fn tag_image(state_root: &std::path::Path, source: &str, target: &str) -> anyhow::Result<u8> {
     let store = step06::Store::open(state_root)?;
     step06::tag(&store, &step06::Reference::parse(source)?, &step06::Reference::parse(target)?)?;
+    Ok(0)
+}
+
+fn import_image(state_root: &std::path::Path, file: &std::path::Path, name: &str) -> anyhow::Result<u8> {
+    let reference = step06::Reference::parse(name)?;
+    let store = step06::Store::open(state_root)?;
+    let digest = if file == std::path::Path::new("-") {
+        step06::import(&store, std::io::stdin().lock(), &reference)?
+    } else {
+        let tarball = std::fs::File::open(file).map_err(|e| step01::Error::runtime(format!("cannot open {}: {e}", file.display())))?;
+        step06::import(&store, tarball, &reference)?
+    };
+    print_stdout(&format!("{digest}\n"));
     Ok(0)
 }
 

@@ -87,3 +87,25 @@ fn images_are_listed_tagged_inspected_and_removed() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("no image busybox:latest here"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_root_filesystem_tarball_is_imported_as_an_image() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    let tarball = dir.path().join("rootfs.tgz");
+    assert!(std::process::Command::new("tar").arg("-C").arg(&rootfs).arg("-czf").arg(&tarball).arg(".").status().unwrap().success());
+    let out = carton().env("CARTON_ROOT", &state).arg("import").arg(&tarball).arg("mine:1").output().unwrap();
+    assert!(stdout(&out).starts_with("sha256:"), "{}", stderr(&out));
+    let out = carton_run_image(&state).args(["mine:1", "echo", "imported"]).output().unwrap();
+    assert_eq!(stdout(&out), "imported\n", "{}", stderr(&out));
+    // An import has no default command, as with Docker: one must be given.
+    let out = carton_run_image(&state).arg("mine:1").output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("the image names no command"), "{}", stderr(&out));
+    let junk = dir.path().join("junk");
+    fs::write(&junk, "not a tar").unwrap();
+    let out = carton().env("CARTON_ROOT", &state).arg("import").arg(&junk).arg("junk").output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("not a tar archive"), "{}", stderr(&out));
+}

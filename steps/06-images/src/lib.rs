@@ -34,15 +34,47 @@ pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// tarball), store it, and tag it `reference`. `cmd` is what it runs by default.
 /// Returns the manifest's digest.
 pub fn image_from_dir(store: &Store, rootfs: &Path, reference: &Reference, cmd: &[&str]) -> Result<String> {
-    use sha2::Digest;
-    // The layer: the directory as a tar; its sha256 is the diff ID, the config's name for it.
+    // The layer: the directory as a tar.
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
     tar.append_dir_all(".", rootfs).map_err(|e| Error::runtime(format!("cannot read {}: {e}", rootfs.display())))?;
     let tar = tar.into_inner().map_err(|e| Error::runtime(format!("cannot make the layer: {e}")))?;
-    let diff_id = format!("sha256:{}", hex(&sha2::Sha256::digest(&tar)));
+    image_from_tar(store, &tar, reference, cmd, &format!("carton: image made from {}", rootfs.display()))
+}
+// ANCHOR_END: image_from_dir
+
+/// `docker import`: a root filesystem tarball (plain or gzip) as a one-layer image with no
+/// default command, tagged `reference`. Returns the manifest's digest.
+pub fn import(store: &Store, tarball: impl std::io::Read, reference: &Reference) -> Result<String> {
+    let mut bytes = Vec::new();
+    let mut tarball = std::io::BufReader::new(tarball);
+    std::io::Read::read_to_end(&mut tarball, &mut bytes).map_err(|e| Error::runtime(format!("cannot read the tarball: {e}")))?;
+    if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(bytes.as_slice()), &mut plain).map_err(|e| Error::runtime(format!("cannot decompress the tarball: {e}")))?;
+        bytes = plain;
+    }
+    // Refuse what is not a tar before it becomes an image.
+    let mut archive = tar::Archive::new(bytes.as_slice());
+    let entries = archive.entries().map_err(|e| Error::runtime(format!("not a tar archive: {e}")))?;
+    let mut count = 0;
+    for entry in entries {
+        entry.map_err(|e| Error::runtime(format!("not a tar archive (or a damaged one): {e}")))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(Error::runtime("the tarball holds no files: give a root filesystem as a tar archive"));
+    }
+    image_from_tar(store, &bytes, reference, &[], "carton import")
+}
+
+/// Store `tar` as the one layer of an image running `cmd`, tagged `reference`.
+fn image_from_tar(store: &Store, tar: &[u8], reference: &Reference, cmd: &[&str], created_by: &str) -> Result<String> {
+    use sha2::Digest;
+    // The layer's sha256 before compression is its diff ID, the config's name for it.
+    let diff_id = format!("sha256:{}", hex(&sha2::Sha256::digest(tar)));
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    std::io::Write::write_all(&mut gzip, &tar).and_then(|()| gzip.try_finish()).map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
+    std::io::Write::write_all(&mut gzip, tar).and_then(|()| gzip.try_finish()).map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
     let compressed = gzip.finish().map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
     let (layer, layer_size) = store.put_blob(compressed.as_slice(), None)?;
     let config = serde_json::json!({
@@ -51,7 +83,7 @@ pub fn image_from_dir(store: &Store, rootfs: &Path, reference: &Reference, cmd: 
         "os": "linux",
         "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created_by": format!("carton: image made from {}", rootfs.display())}],
+        "history": [{"created_by": created_by}],
     });
     let config = serde_json::to_vec(&config).map_err(|e| Error::runtime(format!("cannot write the config: {e}")))?;
     let (config_digest, config_size) = store.put_blob(config.as_slice(), None)?;
@@ -66,7 +98,6 @@ pub fn image_from_dir(store: &Store, rootfs: &Path, reference: &Reference, cmd: 
     store.tag(&reference.to_string(), &manifest_digest, manifest_size, MANIFEST_TYPE)?;
     Ok(manifest_digest)
 }
-// ANCHOR_END: image_from_dir
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
