@@ -48,6 +48,9 @@ enum Command {
     },
     /// Remove images (and the layers no other image uses)
     Rmi {
+        /// Remove the name even while a running container uses the image
+        #[arg(short, long)]
+        force: bool,
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
     },
@@ -62,6 +65,9 @@ enum ImageCommand {
     Ls,
     /// Remove images
     Rm {
+        /// Remove the name even while a running container uses the image
+        #[arg(short, long)]
+        force: bool,
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
     },
@@ -245,7 +251,7 @@ fn main() -> ExitCode {
         Command::Images | Command::Image(ImageCommand::Ls) => list_images(&cli.root),
         Command::Tag { source, target } => tag_image(&cli.root, &source, &target),
         Command::Import { file, name } => import_image(&cli.root, &file, &name),
-        Command::Rmi { images } | Command::Image(ImageCommand::Rm { images }) => remove_images(&cli.root, &images),
+        Command::Rmi { force, images } | Command::Image(ImageCommand::Rm { force, images }) => remove_images(&cli.root, &images, force),
         Command::Image(ImageCommand::Inspect { images }) => inspect_images(&cli.root, &images),
     };
     match outcome {
@@ -378,11 +384,11 @@ fn import_image(state_root: &std::path::Path, file: &std::path::Path, name: &str
     Ok(0)
 }
 
-fn remove_images(state_root: &std::path::Path, images: &[String]) -> anyhow::Result<u8> {
+fn remove_images(state_root: &std::path::Path, images: &[String], force: bool) -> anyhow::Result<u8> {
     let store = step06::Store::open(state_root)?;
     for name in images {
         let reference = step06::Reference::parse(name)?;
-        let deleted = step06::remove(&store, &reference)?;
+        let deleted = step06::remove(&store, &reference, force)?;
         let mut text = format!("Untagged: {}\n", reference.familiar());
         for digest in deleted {
             text += &format!("Deleted: {digest}\n");

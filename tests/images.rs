@@ -109,3 +109,22 @@ fn a_root_filesystem_tarball_is_imported_as_an_image() {
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("not a tar archive"), "{}", stderr(&out));
 }
+
+#[test]
+fn an_image_a_running_container_uses_keeps_its_last_name_unless_forced() {
+    require_root();
+    let state = with_busybox_image();
+    let mut running = carton_run_image(state.path()).args(["busybox", "sh", "-c", "echo up; exec sleep 30"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(running.stdout.take().unwrap()), &mut line).unwrap();
+    let carton_in = |args: &[&str]| carton().env("CARTON_ROOT", state.path()).args(args).output().unwrap();
+    let out = carton_in(&["rmi", "busybox"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("is in use by the running container"), "{}", stderr(&out));
+    // Forced, the name goes but the running container's blobs stay.
+    let out = carton_in(&["rmi", "-f", "busybox"]);
+    assert_eq!(stdout(&out), "Untagged: busybox:latest\n", "{}", stderr(&out));
+    assert_eq!(fs::read_dir(state.path().join("images/blobs/sha256")).unwrap().count(), 3);
+    nix::sys::signal::kill(container_init(&running), nix::sys::signal::Signal::SIGKILL).unwrap();
+    running.wait().unwrap();
+}

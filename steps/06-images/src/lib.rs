@@ -156,7 +156,10 @@ pub fn run(
 ) -> Result<step04::Finished> {
     let layers = step05::Store::new(state_root);
     let name = options.id.as_str();
+    // Marked as in use while it runs, so that `rmi` does not take it away underneath.
+    let in_use = Store::open(state_root)?.mark_in_use(name, &prepared.image.manifest_digest)?;
     let finished = step05::run(spec, options, network, limits, state_root, &layers, step05::Driver::Overlay, &prepared.lowers, name, explain);
+    let _ = std::fs::remove_file(in_use);
     let removed = layers.remove_container(name);
     let finished = finished?;
     removed?;
@@ -189,13 +192,28 @@ pub fn tag(store: &Store, source: &Reference, target: &Reference) -> Result<()> 
 }
 
 // ANCHOR: remove
-/// `docker rmi`: remove the tag, then every blob no remaining tag needs.
-pub fn remove(store: &Store, reference: &Reference) -> Result<Vec<String>> {
-    if !store.untag(&reference.to_string())? {
+/// `docker rmi`: remove the tag, then every blob no remaining tag and no running container
+/// needs. The last name of an image a running container uses is refused, unless `force`.
+pub fn remove(store: &Store, reference: &Reference, force: bool) -> Result<Vec<String>> {
+    let name = reference.to_string();
+    let tags = store.tags()?;
+    let Some((_, manifest)) = tags.iter().find(|(tag, _)| *tag == name) else {
         return Err(Error::runtime(format!("no image {} here (`carton images` lists them)", reference.familiar())));
+    };
+    let in_use = store.in_use()?;
+    let last_name = tags.iter().filter(|(_, digest)| digest == manifest).count() == 1;
+    if let Some((container, _)) = in_use.iter().find(|(_, digest)| digest == manifest).filter(|_| last_name && !force) {
+        return Err(Error::runtime(format!(
+            "the image {} is in use by the running container {}; stop it first, or remove the name anyway with -f",
+            reference.familiar(),
+            &container[..12.min(container.len())]
+        )));
     }
-    let mut needed = std::collections::HashSet::new();
-    for (_, manifest_digest) in store.tags()? {
+    store.untag(&name)?;
+    let mut needed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut manifests: Vec<String> = store.tags()?.into_iter().map(|(_, digest)| digest).collect();
+    manifests.extend(in_use.into_iter().map(|(_, digest)| digest));
+    for manifest_digest in manifests {
         let manifest: serde_json::Value = serde_json::from_slice(&store.read_blob(&manifest_digest)?).map_err(|e| Error::runtime(format!("a manifest is not valid JSON: {e}")))?;
         needed.insert(manifest_digest);
         needed.extend(manifest["config"]["digest"].as_str().map(String::from));

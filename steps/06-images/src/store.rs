@@ -136,6 +136,35 @@ impl Store {
         Ok(removed)
     }
 
+    /// Record that the running container `id` uses the image `manifest` (until the
+    /// returned file is removed, or its carton is gone).
+    pub fn mark_in_use(&self, id: &str, manifest: &str) -> Result<PathBuf> {
+        let dir = self.root.join("in-use");
+        fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
+        let mark = dir.join(id);
+        let owner = step03::ipam::Owner::current();
+        write_atomically(&mark, format!("{manifest} {owner}").as_bytes())?;
+        Ok(mark)
+    }
+
+    /// The images running containers use: (container id, manifest digest). Marks left by
+    /// a carton that was killed are removed.
+    pub fn in_use(&self) -> Result<Vec<(String, String)>> {
+        let Ok(entries) = fs::read_dir(self.root.join("in-use")) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for entry in entries.flatten() {
+            let text = fs::read_to_string(entry.path()).unwrap_or_default();
+            let (manifest, owner) = text.split_once(' ').unwrap_or_default();
+            match owner.parse::<step03::ipam::Owner>() {
+                Ok(owner) if owner.is_alive() => out.push((entry.file_name().to_string_lossy().into_owned(), manifest.to_string())),
+                _ => {
+                    let _ = fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Delete every blob not in `keep`; returns the deleted digests.
     pub fn remove_blobs_except(&self, keep: &std::collections::HashSet<String>) -> Result<Vec<String>> {
         let dir = self.root.join("blobs").join("sha256");
