@@ -108,39 +108,53 @@ impl ContainerSpec {
 }
 
 // ANCHOR: hooks
-/// Where later steps plug into the start sequence. Every method has a default that
-/// does nothing, so a step overrides only what it adds.
+/// Where later steps plug into the start sequence. Each step wraps the hooks of the step
+/// before it and names them with `inner`; every method it does not write goes on to
+/// them, and, at the innermost, does nothing (or execve, for `child_exec`). So a step
+/// writes only what it adds, and cannot lose what an earlier step does.
 pub trait Hooks {
+    /// The hooks of the step before, which these wrap.
+    fn inner(&self) -> Option<&dyn Hooks> {
+        None
+    }
+
+    fn inner_mut(&mut self) -> Option<&mut dyn Hooks> {
+        None
+    }
+
     /// In carton, after the child exists and before it may go on: the place to put it
     /// in a cgroup or wire its network namespace.
-    fn parent_after_clone(&mut self, _child: Pid, _explain: &Explain) -> Result<()> {
-        Ok(())
+    fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
+        self.inner_mut().map_or(Ok(()), |inner| inner.parent_after_clone(child, explain))
     }
 
     /// In the child, once its mounts are private and before the new root is furnished:
     /// the place to mount the root filesystem itself at `rootfs` (step 05's overlay of
     /// image layers). Without it, `rootfs` is used as it is.
-    fn child_mount_root(&self, _spec: &ContainerSpec, _rootfs: &Path, _explain: &Explain) -> Result<()> {
-        Ok(())
+    fn child_mount_root(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
+        self.inner().map_or(Ok(()), |inner| inner.child_mount_root(spec, rootfs, explain))
     }
 
     /// In the child, when the new root is furnished but the host's files are still in
     /// reach, just before pivot_root: the place for mounts that bring host files in
     /// (`/etc/hosts`, volumes). `rootfs` is the new root's path on the host.
-    fn child_before_pivot(&self, _spec: &ContainerSpec, _rootfs: &Path, _explain: &Explain) -> Result<()> {
-        Ok(())
+    fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
+        self.inner().map_or(Ok(()), |inner| inner.child_before_pivot(spec, rootfs, explain))
     }
 
     /// In the child, after the root filesystem is in place and before execve: the place
     /// for the hostname, capabilities, seccomp.
-    fn child_after_root(&self, _spec: &ContainerSpec, _explain: &Explain) -> Result<()> {
-        Ok(())
+    fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
+        self.inner().map_or(Ok(()), |inner| inner.child_after_root(spec, explain))
     }
 
     /// In the child, last: become the command. The default is execve; an init (step 02)
     /// forks here, hands `report` to the command's process and stays behind as PID 1.
     fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
-        report.fail(spec.process.exec(explain))
+        match self.inner() {
+            Some(inner) => inner.child_exec(spec, report, explain),
+            None => report.fail(spec.process.exec(explain)),
+        }
     }
 }
 // ANCHOR_END: hooks

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;
 use step01::container::JoinedNamespace;
-use step01::{Action, Chapter, ContainerExit, ContainerSpec, Error, Explain, Hooks, Result, StartReport};
+use step01::{Action, Chapter, ContainerExit, ContainerSpec, Error, Explain, Hooks, Result};
 
 pub use files::HostEntry;
 
@@ -112,6 +112,14 @@ pub struct Networking<H: Hooks> {
 }
 
 impl<H: Hooks> Hooks for Networking<H> {
+    fn inner(&self) -> Option<&dyn Hooks> {
+        Some(&self.inner)
+    }
+
+    fn inner_mut(&mut self) -> Option<&mut dyn Hooks> {
+        Some(&mut self.inner)
+    }
+
     fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
         if let Some(address) = self.address {
             for published in &self.published {
@@ -132,17 +140,8 @@ impl<H: Hooks> Hooks for Networking<H> {
         self.inner.child_before_pivot(spec, rootfs, explain)
     }
 
-    fn child_mount_root(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
-        self.inner.child_mount_root(spec, rootfs, explain)
-    }
 
-    fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
-        self.inner.child_after_root(spec, explain)
-    }
 
-    fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
-        self.inner.child_exec(spec, report, explain)
-    }
 }
 
 /// A bridged container's place on the network.

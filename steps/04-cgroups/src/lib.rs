@@ -25,7 +25,7 @@ use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::unistd::Pid;
 use step01::rootfs::mount_point;
-use step01::{Action, Chapter, ContainerExit, ContainerSpec, Error, Explain, Hooks, Result, StartReport};
+use step01::{Action, Chapter, ContainerExit, ContainerSpec, Error, Explain, Hooks, Result};
 
 pub use cgroup::Cgroup;
 pub use layout::{Layout, Version};
@@ -59,6 +59,14 @@ pub struct Resources<H: Hooks> {
 }
 
 impl<H: Hooks> Hooks for Resources<H> {
+    fn inner(&self) -> Option<&dyn Hooks> {
+        Some(&self.inner)
+    }
+
+    fn inner_mut(&mut self) -> Option<&mut dyn Hooks> {
+        Some(&mut self.inner)
+    }
+
     // ANCHOR: hooks
     fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
         // The child waits for "go": it has run nothing yet, and runs nothing unlimited.
@@ -77,17 +85,8 @@ impl<H: Hooks> Hooks for Resources<H> {
     }
     // ANCHOR_END: hooks
 
-    fn child_mount_root(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
-        self.inner.child_mount_root(spec, rootfs, explain)
-    }
 
-    fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
-        self.inner.child_after_root(spec, explain)
-    }
 
-    fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
-        self.inner.child_exec(spec, report, explain)
-    }
 }
 
 // ANCHOR: namespace

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
 use sha2::{Digest, Sha256};
-use step01::{Action, Chapter, ContainerSpec, Error, Explain, Hooks, Result, StartReport};
+use step01::{Action, Chapter, ContainerSpec, Error, Explain, Hooks, Result};
 
 pub use store::{ContainerLayer, Layer, Store};
 
@@ -38,6 +38,14 @@ pub struct Layered<H: Hooks> {
 }
 
 impl<H: Hooks> Hooks for Layered<H> {
+    fn inner(&self) -> Option<&dyn Hooks> {
+        Some(&self.inner)
+    }
+
+    fn inner_mut(&mut self) -> Option<&mut dyn Hooks> {
+        Some(&mut self.inner)
+    }
+
     // ANCHOR: mount_root
     fn child_mount_root(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
         let (store, options) = (self.store_root.display(), &self.options);
@@ -52,21 +60,9 @@ impl<H: Hooks> Hooks for Layered<H> {
     }
     // ANCHOR_END: mount_root
 
-    fn parent_after_clone(&mut self, child: nix::unistd::Pid, explain: &Explain) -> Result<()> {
-        self.inner.parent_after_clone(child, explain)
-    }
 
-    fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
-        self.inner.child_before_pivot(spec, rootfs, explain)
-    }
 
-    fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
-        self.inner.child_after_root(spec, explain)
-    }
 
-    fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
-        self.inner.child_exec(spec, report, explain)
-    }
 }
 
 /// A container's changes, written as a layer.
