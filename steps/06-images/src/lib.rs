@@ -72,7 +72,7 @@ pub fn import(store: &Store, tarball: impl std::io::Read, reference: &Reference)
 fn image_from_tar(store: &Store, tar: &[u8], reference: &Reference, cmd: &[&str], created_by: &str) -> Result<String> {
     use sha2::Digest;
     // The layer's sha256 before compression is its diff ID, the config's name for it.
-    let diff_id = format!("sha256:{}", hex(&sha2::Sha256::digest(tar)));
+    let diff_id = format!("sha256:{}", step05::store::hex(&sha2::Sha256::digest(tar)));
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gzip, tar).and_then(|()| gzip.try_finish()).map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
     let compressed = gzip.finish().map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
@@ -97,10 +97,6 @@ fn image_from_tar(store: &Store, tar: &[u8], reference: &Reference, cmd: &[&str]
     let (manifest_digest, manifest_size) = store.put_blob(manifest.as_slice(), None)?;
     store.tag(&reference.to_string(), &manifest_digest, manifest_size, MANIFEST_TYPE)?;
     Ok(manifest_digest)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An image made ready to run: its layers unpacked in step 05's store.

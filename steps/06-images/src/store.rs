@@ -73,7 +73,7 @@ impl Store {
             staging.write_all(&buffer[..n]).map_err(|e| Error::runtime(format!("cannot write the blob: {e}")))?;
             size += n as u64;
         }
-        let digest = format!("sha256:{}", hash.finalize().iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let digest = format!("sha256:{}", step05::store::hex(&hash.finalize()));
         if let Some(expected) = expected {
             if digest != expected {
                 return Err(Error::runtime(format!("the blob's bytes have the digest {digest}, not {expected}: it was changed or damaged on its way; nothing was stored")));
@@ -90,7 +90,7 @@ impl Store {
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
         let path = self.blob_path(digest)?;
         let bytes = fs::read(&path).map_err(|e| Error::runtime(format!("the store has no blob {digest} ({e})")))?;
-        let actual = format!("sha256:{}", Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect::<String>());
+        let actual = format!("sha256:{}", step05::store::hex(&Sha256::digest(&bytes)));
         if actual != digest {
             return Err(Error::runtime(format!("the blob {digest} in {} has been changed (its bytes have the digest {actual})", path.display())));
         }
