@@ -209,6 +209,8 @@ fn u_runs_the_command_as_that_user() {
     let (_dir, rootfs) = fresh_rootfs();
     let out = run_in(&rootfs, &["-u", "33"], &["sh", "-c", "id -u; id -g; id -G; echo $HOME"]);
     assert_eq!(stdout(&out), "33\n33\n33\n/var/www\n", "uid, gid and home from the container's passwd: {}", stderr(&out));
+    let out = run_in(&rootfs, &["-u", "www-data:nobody"], &["sh", "-c", "id -u; id -g; echo $HOME"]);
+    assert_eq!(stdout(&out), "33\n65534\n/var/www\n", "names from the container's passwd and group: {}", stderr(&out));
     let out = run_in(&rootfs, &["-u", "1000:1000"], &["sh", "-c", "id -u; id -g; echo $HOME; touch /root/x"]);
     assert!(stdout(&out).starts_with("1000\n1000\n/\n"), "{}", stdout(&out));
     assert!(stderr(&out).contains("Permission denied"), "an ordinary user cannot write root's home: {}", stderr(&out));
@@ -220,8 +222,9 @@ fn bad_process_options_are_clear_errors_with_exit_125() {
     let (_dir, rootfs) = fresh_rootfs();
     let long = "a".repeat(65);
     for (extra, message) in [
-        (&["-u", "abc"][..], "invalid user \"abc\""),
-        (&["-u", "1000:staff"][..], "give a numeric uid[:gid]"),
+        (&["-u", "abc"][..], "unable to find user \"abc\""),
+        (&["-u", "1000:staff"][..], "unable to find group \"staff\""),
+        (&["-u", "1000:"][..], "invalid user \"1000:\""),
         (&["-e", "=x"][..], "write it as KEY=VALUE"),
         (&["--hostname", long.as_str()][..], "invalid hostname"),
         (&["--hostname", "bad_name"][..], "invalid hostname"),

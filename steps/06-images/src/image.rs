@@ -1,5 +1,6 @@
 //! An image in the store: its manifest, its config, and the process it says to run.
 
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
 use serde_json::Value;
 use step01::{Error, Process, Result};
 
@@ -10,11 +11,8 @@ use crate::store::Store;
 #[derive(Debug, Clone)]
 pub struct Image {
     pub manifest_digest: String,
-    /// The layer blobs (compressed tars), the bottom one first.
-    pub layers: Vec<String>,
-    /// The same layers' uncompressed digests, from the config.
-    pub diff_ids: Vec<String>,
-    pub config: Value,
+    pub manifest: ImageManifest,
+    pub config: ImageConfiguration,
 }
 
 impl Image {
@@ -24,21 +22,40 @@ impl Image {
         let manifest_digest = match &reference.digest {
             Some(digest) => digest.clone(),
             None => store.tags()?.into_iter().find(|(tag, _)| *tag == name).map(|(_, digest)| digest).ok_or_else(|| {
-                Error::runtime(format!(
-                    "no image {} here; make the offline busybox image with `carton bootstrap busybox` (pulling from a registry is planned)",
-                    reference.familiar()
-                ))
+                Error::runtime(format!("no image {} here; `carton pull {}` fetches it (or `carton bootstrap busybox` makes the offline busybox image)", reference.familiar(), reference.familiar()))
             })?,
         };
-        let manifest: Value = json(&store.read_blob(&manifest_digest)?, "manifest")?;
-        let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| Error::runtime("the manifest names no config"))?;
-        let config: Value = json(&store.read_blob(config_digest)?, "config")?;
-        let layers: Vec<String> = manifest["layers"].as_array().into_iter().flatten().filter_map(|l| l["digest"].as_str().map(String::from)).collect();
-        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"].as_array().into_iter().flatten().filter_map(|d| d.as_str().map(String::from)).collect();
-        if layers.len() != diff_ids.len() {
-            return Err(Error::runtime(format!("the image {name} is inconsistent: {} layers but {} diff IDs", layers.len(), diff_ids.len())));
+        Image::from_store(store, &manifest_digest)
+    }
+
+    /// The image whose manifest is the blob `manifest_digest`.
+    pub fn from_store(store: &Store, manifest_digest: &str) -> Result<Image> {
+        let manifest = parse_manifest(&store.read_blob(manifest_digest)?)?;
+        let config = parse_config(&store.read_blob(manifest.config().digest().as_ref())?)?;
+        let image = Image { manifest_digest: manifest_digest.to_string(), manifest, config };
+        if image.layers().len() != image.diff_ids().len() {
+            return Err(Error::runtime(format!(
+                "the image {manifest_digest} is inconsistent: {} layers but {} diff IDs in its config",
+                image.layers().len(),
+                image.diff_ids().len()
+            )));
         }
-        Ok(Image { manifest_digest, layers, diff_ids, config })
+        Ok(image)
+    }
+
+    /// The layers' descriptors (compressed blobs), the bottom one first.
+    pub fn layers(&self) -> &[Descriptor] {
+        self.manifest.layers()
+    }
+
+    /// The same layers' uncompressed digests, from the config.
+    pub fn diff_ids(&self) -> &[String] {
+        self.config.rootfs().diff_ids()
+    }
+
+    /// The config's digest: what Docker calls the image ID.
+    pub fn id(&self) -> String {
+        self.manifest.config().digest().to_string()
     }
 
     // ANCHOR: process
@@ -46,23 +63,22 @@ impl Image {
     /// then Cmd (`command`, if given, replaces Cmd; `entrypoint` replaces Entrypoint),
     /// the image's Env, and WorkingDir.
     pub fn process(&self, command: &[String], entrypoint: Option<&str>) -> Result<Process> {
-        let strings = |value: &Value| value.as_array().into_iter().flatten().filter_map(|v| v.as_str().map(String::from)).collect::<Vec<_>>();
-        let config = &self.config["config"];
+        let config = self.config.config().clone().unwrap_or_default();
         let mut args = match entrypoint {
             Some("") => Vec::new(),
             Some(entrypoint) => vec![entrypoint.to_string()],
-            None => strings(&config["Entrypoint"]),
+            None => config.entrypoint().clone().unwrap_or_default(),
         };
         // An explicit --entrypoint drops the image's Cmd too, as Docker does.
-        args.extend(if !command.is_empty() { command.to_vec() } else if entrypoint.is_some() { Vec::new() } else { strings(&config["Cmd"]) });
+        args.extend(if !command.is_empty() { command.to_vec() } else if entrypoint.is_some() { Vec::new() } else { config.cmd().clone().unwrap_or_default() });
         if args.is_empty() {
             return Err(Error::runtime("the image names no command and none was given: give one after the image name"));
         }
         let mut process = Process::new(args);
-        for assignment in strings(&config["Env"]) {
-            process.set_env(&assignment)?;
+        for assignment in config.env().iter().flatten() {
+            process.set_env(assignment)?;
         }
-        if let Some(dir) = config["WorkingDir"].as_str().filter(|d| !d.is_empty()) {
+        if let Some(dir) = config.working_dir().as_deref().filter(|d| !d.is_empty()) {
             process.cwd = dir.into();
         }
         Ok(process)
@@ -71,12 +87,18 @@ impl Image {
 
     /// The image's `User`, if it names one.
     pub fn user(&self) -> Option<String> {
-        self.config["config"]["User"].as_str().filter(|u| !u.is_empty()).map(String::from)
+        self.config.config().as_ref()?.user().clone().filter(|u| !u.is_empty())
     }
 }
 
-fn json(bytes: &[u8], what: &str) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| Error::runtime(format!("the image's {what} is not valid JSON: {e}")))
+/// An image manifest (OCI, or Docker's schema 2, which has the same shape).
+pub fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest> {
+    ImageManifest::from_reader(bytes).map_err(|e| Error::runtime(format!("not a valid image manifest: {e}")))
+}
+
+/// An image config (OCI, or Docker's, which is a superset).
+pub fn parse_config(bytes: &[u8]) -> Result<ImageConfiguration> {
+    ImageConfiguration::from_reader(bytes).map_err(|e| Error::runtime(format!("not a valid image config: {e}")))
 }
 
 /// One line of `docker images`.
@@ -95,11 +117,9 @@ pub fn list(store: &Store) -> Result<Vec<Listed>> {
     let mut out = Vec::new();
     for (name, digest) in store.tags()? {
         let reference = Reference::parse(&name)?;
-        let manifest: Value = json(&store.read_blob(&digest)?, "manifest")?;
-        let id = manifest["config"]["digest"].as_str().unwrap_or_default().to_string();
-        let config: Value = json(&store.read_blob(&id)?, "config")?;
-        let size = manifest["layers"].as_array().into_iter().flatten().filter_map(|l| l["size"].as_u64()).sum();
-        out.push(Listed { reference, id, created: config["created"].as_str().unwrap_or("").to_string(), size });
+        let image = Image::from_store(store, &digest)?;
+        let size = image.layers().iter().map(|l| l.size()).sum();
+        out.push(Listed { reference, id: image.id(), created: image.config.created().clone().unwrap_or_default(), size });
     }
     Ok(out)
 }
@@ -108,25 +128,26 @@ pub fn list(store: &Store) -> Result<Vec<Listed>> {
 /// `docker image inspect`'s JSON for the image tagged `reference`.
 pub fn inspect(store: &Store, reference: &Reference) -> Result<Value> {
     let image = Image::load(store, reference)?;
-    let listed = list(store)?;
-    let config = &image.config;
-    let id = listed.iter().find(|l| l.reference == *reference).map(|l| l.id.clone()).unwrap_or_default();
-    let tags: Vec<String> = listed.iter().filter(|l| l.id == id).map(|l| l.reference.familiar()).collect();
-    let size: u64 = listed.iter().find(|l| l.id == id).map_or(0, |l| l.size);
-    let c = &config["config"];
+    let id = image.id();
+    let tags: Vec<String> = list(store)?.iter().filter(|l| l.id == id).map(|l| l.reference.familiar()).collect();
+    let size: u64 = image.layers().iter().map(|l| l.size()).sum();
+    let c = image.config.config().clone().unwrap_or_default();
+    // Go's map[string]struct{} in JSON: {"80/tcp": {}}.
+    let set = |items: &Option<Vec<String>>| items.as_ref().map(|items| items.iter().map(|i| (i.clone(), serde_json::json!({}))).collect::<serde_json::Map<_, _>>());
     Ok(serde_json::json!([{
         "Id": id,
         "RepoTags": tags,
-        "RepoDigests": [],
-        "Created": config["created"],
-        "Architecture": config["architecture"],
-        "Os": config["os"],
+        "RepoDigests": store.repo_digests(&image.manifest_digest)?,
+        "Created": image.config.created(),
+        "Architecture": image.config.architecture().to_string(),
+        "Os": image.config.os().to_string(),
         "Size": size,
         "Config": {
-            "Cmd": c["Cmd"], "Entrypoint": c["Entrypoint"], "Env": c["Env"], "WorkingDir": c["WorkingDir"].as_str().unwrap_or(""),
-            "User": c["User"].as_str().unwrap_or(""), "ExposedPorts": c["ExposedPorts"], "Volumes": c["Volumes"],
+            "Cmd": c.cmd(), "Entrypoint": c.entrypoint(), "Env": c.env(), "WorkingDir": c.working_dir().clone().unwrap_or_default(),
+            "User": c.user().clone().unwrap_or_default(), "ExposedPorts": set(c.exposed_ports()), "Volumes": set(c.volumes()),
+            "Labels": c.labels(),
         },
-        "RootFS": {"Type": "layers", "Layers": image.diff_ids},
+        "RootFS": {"Type": "layers", "Layers": image.diff_ids()},
     }]))
 }
 // ANCHOR_END: inspect

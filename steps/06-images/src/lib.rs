@@ -12,8 +12,10 @@
 //!
 //! The registry client (pull, push, login) and the image commands are still to come.
 
+pub mod archive;
 pub mod image;
 pub mod reference;
+pub mod registry;
 pub mod store;
 
 pub use image::Image;
@@ -23,6 +25,9 @@ pub use store::Store;
 use std::path::Path;
 
 use step01::{Error, Result};
+
+/// This step's chapter of the book, for `--explain`.
+pub const CHAPTER: step01::Chapter = step01::Chapter { number: 6, title: "images: layers, digests, registries" };
 
 /// The media types of an OCI image's parts.
 pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
@@ -121,13 +126,13 @@ pub fn prepare(state_root: &Path, reference: &Reference, explain: &step01::Expla
     let image = Image::load(&store, reference)?;
     let layers = step05::Store::new(state_root);
     let mut lowers = Vec::new();
-    for (blob, diff_id) in image.layers.iter().zip(&image.diff_ids) {
+    for (blob, diff_id) in image.layers().iter().zip(image.diff_ids()) {
         if let Some(layer) = layers.layer(diff_id) {
             lowers.push(layer);
             continue;
         }
-        let compressed = store.read_blob(blob)?;
-        let layer = layers.add_layer(flate2::read::GzDecoder::new(compressed.as_slice()), explain)?;
+        let blob = blob.digest().to_string();
+        let layer = layers.add_layer(uncompressed(&store.read_blob(&blob)?)?, explain)?;
         if &layer.digest != diff_id {
             return Err(Error::runtime(format!("the layer {blob} unpacks to {}, but the image's config says {diff_id}: refusing it", layer.digest)));
         }
@@ -136,6 +141,17 @@ pub fn prepare(state_root: &Path, reference: &Reference, explain: &step01::Expla
     Ok(Prepared { image, lowers })
 }
 // ANCHOR_END: prepare
+
+/// A layer blob as a tar stream: gzip is undone (OCI's `tar+gzip`, Docker's `tar.gzip`),
+/// a plain tar read as it is. Told apart by their first bytes, not the media type, which
+/// Docker archives do not carry.
+pub fn uncompressed(blob: &[u8]) -> Result<Box<dyn std::io::Read + '_>> {
+    match blob {
+        [0x1f, 0x8b, ..] => Ok(Box::new(flate2::read::GzDecoder::new(blob))),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Err(Error::runtime("the layer is compressed with zstd, which carton cannot read yet: convert the image to gzip layers (skopeo copy --dest-compress-format gzip)")),
+        _ => Ok(Box::new(blob)),
+    }
+}
 
 // ANCHOR: run
 /// `carton run IMAGE`: the prepared image's layers under a writable layer of the
@@ -210,10 +226,10 @@ pub fn remove(store: &Store, reference: &Reference, force: bool) -> Result<Vec<S
     let mut manifests: Vec<String> = store.tags()?.into_iter().map(|(_, digest)| digest).collect();
     manifests.extend(in_use.into_iter().map(|(_, digest)| digest));
     for manifest_digest in manifests {
-        let manifest: serde_json::Value = serde_json::from_slice(&store.read_blob(&manifest_digest)?).map_err(|e| Error::runtime(format!("a manifest is not valid JSON: {e}")))?;
+        let manifest = image::parse_manifest(&store.read_blob(&manifest_digest)?)?;
         needed.insert(manifest_digest);
-        needed.extend(manifest["config"]["digest"].as_str().map(String::from));
-        needed.extend(manifest["layers"].as_array().into_iter().flatten().filter_map(|l| l["digest"].as_str().map(String::from)));
+        needed.insert(manifest.config().digest().to_string());
+        needed.extend(manifest.layers().iter().map(|l| l.digest().to_string()));
     }
     store.remove_blobs_except(&needed)
 }

@@ -28,6 +28,9 @@ pub struct Store {
 
 /// The annotation an OCI image layout's index uses for a tag.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// carton's annotation on a tag that came from (or went to) a registry: the name by
+/// digest there, `REGISTRY/REPOSITORY@sha256:…`, which `docker inspect` calls a RepoDigest.
+pub const REPO_DIGEST: &str = "io.carton.repo-digest";
 
 impl Store {
     /// The store under `state_root`, made (empty) if it is not there.
@@ -121,6 +124,33 @@ impl Store {
         })
     }
     // ANCHOR_END: tag
+
+    /// Note that the tag `name` is known to a registry as `repo_digest`.
+    pub fn set_repo_digest(&self, name: &str, repo_digest: &str) -> Result<()> {
+        self.with_index(|index| {
+            for entry in index["manifests"].as_array_mut().into_iter().flatten() {
+                if entry["annotations"][REF_NAME].as_str() == Some(name) {
+                    entry["annotations"][REPO_DIGEST] = repo_digest.into();
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// The RepoDigests of the manifest `digest`: where registries know it by digest.
+    pub fn repo_digests(&self, digest: &str) -> Result<Vec<String>> {
+        let index = self.read_index()?;
+        let mut out: Vec<String> = index["manifests"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|m| m["digest"].as_str() == Some(digest))
+            .filter_map(|m| m["annotations"][REPO_DIGEST].as_str().map(String::from))
+            .collect();
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
 
     /// Remove the tag `name`; returns whether there was one.
     pub fn untag(&self, name: &str) -> Result<bool> {

@@ -1,0 +1,1 @@
+//! `save` and `load`: images as one tar file (being written).
