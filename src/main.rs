@@ -1,6 +1,7 @@
 //! carton — a container runtime written from scratch, built only from the step crates.
 
 mod doctor;
+mod images;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,15 +38,8 @@ enum Command {
     Network(Network),
     /// List images
     Images,
-    /// Give an image another name: carton tag SOURCE TARGET
-    Tag { source: String, target: String },
-    /// Make a one-layer image from a root filesystem tarball (plain or gzip; - for stdin)
-    Import {
-        #[arg(value_name = "FILE|-")]
-        file: PathBuf,
-        #[arg(value_name = "NAME[:TAG]")]
-        name: String,
-    },
+    #[command(flatten)]
+    ImageCommand(images::ImageCommand),
     /// Remove images (and the layers no other image uses)
     Rmi {
         /// Remove the name even while a running container uses the image
@@ -57,6 +51,14 @@ enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Save a user name and password for a registry (checked with it first)
+    Login(images::LoginArgs),
+    /// Forget the login to a registry
+    Logout {
+        /// The registry (default: Docker Hub)
+        #[arg(value_name = "SERVER")]
+        server: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +78,8 @@ enum ImageCommand {
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
     },
+    #[command(flatten)]
+    Shared(images::ImageCommand),
 }
 
 #[derive(Subcommand)]
@@ -101,8 +105,8 @@ struct RunArgs {
     /// Working directory inside the container (absolute)
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     workdir: Option<PathBuf>,
-    /// Run the command as this user (numeric for now)
-    #[arg(short = 'u', long = "user", value_name = "UID[:GID]")]
+    /// Run the command as this user (a name or number; names from the image's /etc/passwd and /etc/group)
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
     user: Option<String>,
     /// Container hostname (default: the short container id)
     #[arg(long, value_name = "NAME")]
@@ -248,11 +252,12 @@ fn main() -> ExitCode {
         Command::Bootstrap(Bootstrap::Busybox { dir: None }) => bootstrap_busybox_image(&cli.root),
         Command::Doctor => doctor::run(),
         Command::Network(Network::Prune) => network_prune(&cli.root),
-        Command::Images | Command::Image(ImageCommand::Ls) => list_images(&cli.root),
-        Command::Tag { source, target } => tag_image(&cli.root, &source, &target),
-        Command::Import { file, name } => import_image(&cli.root, &file, &name),
-        Command::Rmi { force, images } | Command::Image(ImageCommand::Rm { force, images }) => remove_images(&cli.root, &images, force),
-        Command::Image(ImageCommand::Inspect { images }) => inspect_images(&cli.root, &images),
+        Command::Images | Command::Image(ImageCommand::Ls) => images::list(&cli.root),
+        Command::ImageCommand(command) | Command::Image(ImageCommand::Shared(command)) => images::run(&cli.root, command),
+        Command::Rmi { force, images } | Command::Image(ImageCommand::Rm { force, images }) => images::remove(&cli.root, &images, force),
+        Command::Image(ImageCommand::Inspect { images }) => images::inspect(&cli.root, &images),
+        Command::Login(args) => images::login(&cli.root, args),
+        Command::Logout { server } => images::logout(&cli.root, server.as_deref()),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -294,6 +299,7 @@ fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
                 return Err(step01::Error::runtime("give an image to run (e.g. `carton run busybox echo hello`), or --rootfs DIR and a command").into());
             };
             let reference = step06::Reference::parse(image)?;
+            images::pull_if_missing(state_root, &reference, &explain)?;
             let prepared = step06::prepare(state_root, &reference, &explain)?;
             let process = prepared.image.process(&args.command[1..], args.entrypoint.as_deref())?;
             let passwd_root = prepared.passwd_root().to_path_buf();
@@ -352,62 +358,10 @@ fn prepare_run(args: RunArgs, mut process: Process, passwd_root: &std::path::Pat
     Ok((container::ContainerSpec::new(rootfs, process), options, network))
 }
 
-fn list_images(state_root: &std::path::Path) -> anyhow::Result<u8> {
-    let store = step06::Store::open(state_root)?;
-    let mut table = format!("{:<40} {:<12} {:<14} {:<22} {}\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
-    for image in step06::image::list(&store)? {
-        let familiar = image.reference.familiar();
-        let (repository, tag) = familiar.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).unwrap_or((&familiar, "<none>"));
-        let id = image.id.strip_prefix("sha256:").unwrap_or(&image.id).get(..12).unwrap_or_default().to_string();
-        table += &format!("{repository:<40} {tag:<12} {id:<14} {:<22} {:.1}MB\n", image.created, image.size as f64 / 1e6);
-    }
-    print_stdout(&table);
-    Ok(0)
-}
 
-fn tag_image(state_root: &std::path::Path, source: &str, target: &str) -> anyhow::Result<u8> {
-    let store = step06::Store::open(state_root)?;
-    step06::tag(&store, &step06::Reference::parse(source)?, &step06::Reference::parse(target)?)?;
-    Ok(0)
-}
 
-fn import_image(state_root: &std::path::Path, file: &std::path::Path, name: &str) -> anyhow::Result<u8> {
-    let reference = step06::Reference::parse(name)?;
-    let store = step06::Store::open(state_root)?;
-    let digest = if file == std::path::Path::new("-") {
-        step06::import(&store, std::io::stdin().lock(), &reference)?
-    } else {
-        let tarball = std::fs::File::open(file).map_err(|e| step01::Error::runtime(format!("cannot open {}: {e}", file.display())))?;
-        step06::import(&store, tarball, &reference)?
-    };
-    print_stdout(&format!("{digest}\n"));
-    Ok(0)
-}
 
-fn remove_images(state_root: &std::path::Path, images: &[String], force: bool) -> anyhow::Result<u8> {
-    let store = step06::Store::open(state_root)?;
-    for name in images {
-        let reference = step06::Reference::parse(name)?;
-        let deleted = step06::remove(&store, &reference, force)?;
-        let mut text = format!("Untagged: {}\n", reference.familiar());
-        for digest in deleted {
-            text += &format!("Deleted: {digest}\n");
-        }
-        print_stdout(&text);
-    }
-    Ok(0)
-}
 
-fn inspect_images(state_root: &std::path::Path, images: &[String]) -> anyhow::Result<u8> {
-    let store = step06::Store::open(state_root)?;
-    let mut all = Vec::new();
-    for name in images {
-        let inspected = step06::image::inspect(&store, &step06::Reference::parse(name)?)?;
-        all.extend(inspected.as_array().cloned().unwrap_or_default());
-    }
-    print_stdout(&(serde_json::to_string_pretty(&all)? + "\n"));
-    Ok(0)
-}
 
 fn network_prune(state_root: &std::path::Path) -> anyhow::Result<u8> {
     for removed in step03::prune(state_root, step03::subnet_from_env()?)? {

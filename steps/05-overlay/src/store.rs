@@ -114,6 +114,17 @@ impl Store {
         Some(Layer { digest: digest.to_string(), dir: home.join("diff"), link })
     }
 
+    /// Remove the layer `digest` (when no image needs it any more). It is first renamed
+    /// out of its place, so nobody finds half a layer; then its short link and its files go.
+    pub fn remove_layer(&self, digest: &str) -> Result<()> {
+        let Some(layer) = self.layer(digest) else { return Ok(()) };
+        let home = layer.dir.parent().unwrap_or(&layer.dir).to_path_buf();
+        let doomed = self.root.join("layers").join(format!(".removing-{}", random_name()?));
+        fs::rename(&home, &doomed).map_err(io_error("remove", &home))?;
+        let _ = fs::remove_file(self.root.join("l").join(&layer.link));
+        fs::remove_dir_all(&doomed).map_err(io_error("remove", &doomed))
+    }
+
     /// The writable layer of the container `name`, made if it is not there: it outlives
     /// the container's process, and goes only with [`Store::remove_container`].
     pub fn container(&self, name: &str) -> Result<ContainerLayer> {

@@ -18,13 +18,9 @@ pub struct Image {
 impl Image {
     /// The image tagged `reference` in the store.
     pub fn load(store: &Store, reference: &Reference) -> Result<Image> {
-        let name = reference.to_string();
-        let manifest_digest = match &reference.digest {
-            Some(digest) => digest.clone(),
-            None => store.tags()?.into_iter().find(|(tag, _)| *tag == name).map(|(_, digest)| digest).ok_or_else(|| {
-                Error::runtime(format!("no image {} here; `carton pull {}` fetches it (or `carton bootstrap busybox` makes the offline busybox image)", reference.familiar(), reference.familiar()))
-            })?,
-        };
+        let manifest_digest = store.lookup(reference)?.ok_or_else(|| {
+            Error::runtime(format!("no image {} here; `carton pull {}` fetches it (or `carton bootstrap busybox` makes the offline busybox image)", reference.familiar(), reference.familiar()))
+        })?;
         Image::from_store(store, &manifest_digest)
     }
 
@@ -151,3 +147,46 @@ pub fn inspect(store: &Store, reference: &Reference) -> Result<Value> {
     }]))
 }
 // ANCHOR_END: inspect
+
+/// One line of `docker history`: a step of the image's making, the newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// The image's ID on the newest step; older steps have no image of their own (Docker
+    /// shows `<missing>`: only a locally built image has one per step).
+    pub id: Option<String>,
+    pub created: String,
+    pub created_by: String,
+    /// The bytes of the layer the step made, as stored (compressed); 0 for a step that
+    /// changed only the config (`CMD`, `ENV`...).
+    pub size: u64,
+    pub comment: String,
+}
+
+// ANCHOR: history
+/// `docker history`: the config's history, each step that made a layer matched with
+/// that layer, in order.
+pub fn history(store: &Store, reference: &Reference) -> Result<Vec<Step>> {
+    let image = Image::load(store, reference)?;
+    let mut layers = image.layers().iter();
+    let mut steps: Vec<Step> = image
+        .config
+        .history()
+        .iter()
+        .flatten()
+        .map(|step| Step {
+            id: None,
+            created: step.created().clone().unwrap_or_default(),
+            created_by: step.created_by().clone().unwrap_or_default(),
+            size: if step.empty_layer().unwrap_or(false) { 0 } else { layers.next().map_or(0, |l| l.size()) },
+            comment: step.comment().clone().unwrap_or_default(),
+        })
+        .collect();
+    // Layers the history does not tell of (an image made without one) still appear.
+    steps.extend(layers.map(|l| Step { id: None, created: String::new(), created_by: String::new(), size: l.size(), comment: String::new() }));
+    steps.reverse();
+    if let Some(newest) = steps.first_mut() {
+        newest.id = Some(image.id());
+    }
+    Ok(steps)
+}
+// ANCHOR_END: history

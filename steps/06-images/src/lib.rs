@@ -14,6 +14,9 @@
 
 pub mod archive;
 pub mod image;
+pub mod progress;
+pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod store;
@@ -44,7 +47,8 @@ pub fn image_from_dir(store: &Store, rootfs: &Path, reference: &Reference, cmd: 
     tar.follow_symlinks(false);
     tar.append_dir_all(".", rootfs).map_err(|e| Error::runtime(format!("cannot read {}: {e}", rootfs.display())))?;
     let tar = tar.into_inner().map_err(|e| Error::runtime(format!("cannot make the layer: {e}")))?;
-    image_from_tar(store, &tar, reference, cmd, &format!("carton: image made from {}", rootfs.display()))
+    let shown = rootfs.file_name().map_or(rootfs.display().to_string(), |name| name.to_string_lossy().into_owned());
+    image_from_tar(store, &tar, reference, cmd, &format!("carton: ADD {shown} /"))
 }
 // ANCHOR_END: image_from_dir
 
@@ -82,13 +86,14 @@ fn image_from_tar(store: &Store, tar: &[u8], reference: &Reference, cmd: &[&str]
     std::io::Write::write_all(&mut gzip, tar).and_then(|()| gzip.try_finish()).map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
     let compressed = gzip.finish().map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
     let (layer, layer_size) = store.put_blob(compressed.as_slice(), None)?;
+    let created = now_rfc3339();
     let config = serde_json::json!({
-        "created": now_rfc3339(),
+        "created": created,
         "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
         "os": "linux",
         "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-        "history": [{"created_by": created_by}],
+        "history": [{"created": created, "created_by": created_by}],
     });
     let config = serde_json::to_vec(&config).map_err(|e| Error::runtime(format!("cannot write the config: {e}")))?;
     let (config_digest, config_size) = store.put_blob(config.as_slice(), None)?;
@@ -124,6 +129,13 @@ impl Prepared {
 pub fn prepare(state_root: &Path, reference: &Reference, explain: &step01::Explain) -> Result<Prepared> {
     let store = Store::open(state_root)?;
     let image = Image::load(&store, reference)?;
+    let lowers = unpack(state_root, &store, &image, explain)?;
+    Ok(Prepared { image, lowers })
+}
+
+/// Unpack the image's layers that are not unpacked yet, each checked against the diff ID
+/// its config gives.
+pub fn unpack(state_root: &Path, store: &Store, image: &Image, explain: &step01::Explain) -> Result<Vec<step05::Layer>> {
     let layers = step05::Store::new(state_root);
     let mut lowers = Vec::new();
     for (blob, diff_id) in image.layers().iter().zip(image.diff_ids()) {
@@ -138,7 +150,7 @@ pub fn prepare(state_root: &Path, reference: &Reference, explain: &step01::Expla
         }
         lowers.push(layer);
     }
-    Ok(Prepared { image, lowers })
+    Ok(lowers)
 }
 // ANCHOR_END: prepare
 
@@ -205,8 +217,10 @@ pub fn tag(store: &Store, source: &Reference, target: &Reference) -> Result<()> 
 
 // ANCHOR: remove
 /// `docker rmi`: remove the tag, then every blob no remaining tag and no running container
-/// needs. The last name of an image a running container uses is refused, unless `force`.
-pub fn remove(store: &Store, reference: &Reference, force: bool) -> Result<Vec<String>> {
+/// needs, and the unpacked layers that go with them. The last name of an image a running
+/// container uses is refused, unless `force`. Returns the deleted blobs.
+pub fn remove(state_root: &Path, reference: &Reference, force: bool) -> Result<Vec<String>> {
+    let store = Store::open(state_root)?;
     let name = reference.to_string();
     let tags = store.tags()?;
     let Some((_, manifest)) = tags.iter().find(|(tag, _)| *tag == name) else {
@@ -221,17 +235,24 @@ pub fn remove(store: &Store, reference: &Reference, force: bool) -> Result<Vec<S
             &container[..12.min(container.len())]
         )));
     }
+    let removed_image = Image::from_store(&store, manifest)?;
     store.untag(&name)?;
-    let mut needed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut needed_blobs = std::collections::HashSet::new();
+    let mut needed_layers = std::collections::HashSet::new();
     let mut manifests: Vec<String> = store.tags()?.into_iter().map(|(_, digest)| digest).collect();
     manifests.extend(in_use.into_iter().map(|(_, digest)| digest));
     for manifest_digest in manifests {
-        let manifest = image::parse_manifest(&store.read_blob(&manifest_digest)?)?;
-        needed.insert(manifest_digest);
-        needed.insert(manifest.config().digest().to_string());
-        needed.extend(manifest.layers().iter().map(|l| l.digest().to_string()));
+        let image = Image::from_store(&store, &manifest_digest)?;
+        needed_blobs.insert(manifest_digest);
+        needed_blobs.insert(image.id());
+        needed_blobs.extend(image.layers().iter().map(|l| l.digest().to_string()));
+        needed_layers.extend(image.diff_ids().iter().cloned());
     }
-    store.remove_blobs_except(&needed)
+    let unpacked = step05::Store::new(state_root);
+    for diff_id in removed_image.diff_ids().iter().filter(|d| !needed_layers.contains(*d)) {
+        unpacked.remove_layer(diff_id)?;
+    }
+    store.remove_blobs_except(&needed_blobs)
 }
 // ANCHOR_END: remove
 

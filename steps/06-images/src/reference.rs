@@ -123,15 +123,20 @@ impl Reference {
     /// The short form `docker images` shows: `busybox:latest`, `team/app:1`,
     /// `localhost:5000/app:1`.
     pub fn familiar(&self) -> String {
-        let name = match (self.registry.as_str(), self.repository.strip_prefix("library/")) {
-            (DOCKER_HUB, Some(official)) => official.to_string(),
-            (DOCKER_HUB, None) => self.repository.clone(),
-            (registry, _) => format!("{registry}/{}", self.repository),
-        };
+        let name = self.familiar_name();
         match (&self.tag, &self.digest) {
             (Some(tag), _) => format!("{name}:{tag}"),
             (None, Some(digest)) => format!("{name}@{digest}"),
             (None, None) => name,
+        }
+    }
+
+    /// The short form without tag or digest: `busybox`, `localhost:5000/app`.
+    pub fn familiar_name(&self) -> String {
+        match (self.registry.as_str(), self.repository.strip_prefix("library/")) {
+            (DOCKER_HUB, Some(official)) => official.to_string(),
+            (DOCKER_HUB, None) => self.repository.clone(),
+            (registry, _) => format!("{registry}/{}", self.repository),
         }
     }
 }

@@ -311,11 +311,15 @@ impl Client {
             },
             "bearer" => {
                 let realm = params.get("realm").ok_or_else(|| Error::runtime(format!("{} asked for a token but named no realm to get it from", self.registry)))?;
-                let scope = format!("repository:{}:{}", self.repository, self.actions);
-                let mut url = format!("{realm}{}scope={}", if realm.contains('?') { '&' } else { '?' }, encode(&scope));
+                // A login asks for no repository: a token for nothing in particular proves the password.
+                let mut query = Vec::new();
                 if let Some(service) = params.get("service") {
-                    url.push_str(&format!("&service={}", encode(service)));
+                    query.push(format!("service={}", encode(service)));
                 }
+                if !self.repository.is_empty() {
+                    query.push(format!("scope={}", encode(&format!("repository:{}:{}", self.repository, self.actions))));
+                }
+                let url = format!("{realm}{}{}", if realm.contains('?') { '&' } else { '?' }, query.join("&"));
                 if let Some(explain) = explain {
                     explain.step(|| {
                         Action::new(CHAPTER, format!("ask the token server for a token to {} {}", self.actions, self.repository), format!("GET {url}"))

@@ -100,6 +100,16 @@ impl Store {
         Ok(bytes)
     }
 
+    /// The manifest `reference` names here: its digest if it has one and the blob is here,
+    /// else the manifest its tag points to; `None` when the store does not have it.
+    pub fn lookup(&self, reference: &crate::Reference) -> Result<Option<String>> {
+        if let Some(digest) = &reference.digest {
+            return Ok(self.has_blob(digest).then(|| digest.clone()));
+        }
+        let name = reference.to_string();
+        Ok(self.tags()?.into_iter().find(|(tag, _)| *tag == name).map(|(_, digest)| digest))
+    }
+
     /// The tags: (full reference, manifest digest), from index.json.
     pub fn tags(&self) -> Result<Vec<(String, String)>> {
         let index = self.read_index()?;
@@ -193,6 +203,13 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Delete the blob `digest`, if it is there.
+    pub fn remove_blob(&self, digest: &str) {
+        if let Ok(path) = self.blob_path(digest) {
+            let _ = fs::remove_file(path);
+        }
     }
 
     /// Delete every blob not in `keep`; returns the deleted digests.

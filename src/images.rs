@@ -1,0 +1,339 @@
+//! The image commands (chapter 6): `images`, `pull`, `push`, `tag`, `rmi`, `history`,
+//! `save`, `load`, `import`, `login`, `logout`, and their `carton image …` forms.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+use step06::progress::Progress;
+use step06::registry::{Credentials, Logins};
+use step06::{Reference, Store};
+
+use crate::print_stdout;
+
+/// The commands Docker spells the same at the top level and under `image`.
+#[derive(Subcommand)]
+pub enum ImageCommand {
+    /// Download an image from a registry
+    Pull(TransferArgs),
+    /// Upload an image to a registry
+    Push(TransferArgs),
+    /// Show how an image was made, a line per step
+    History {
+        /// Do not shorten the commands
+        #[arg(long)]
+        no_trunc: bool,
+        #[arg(value_name = "IMAGE")]
+        image: String,
+    },
+    /// Write images to a tar archive (Docker's format, which is also an OCI layout)
+    Save {
+        /// Write to this file instead of standard output
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        #[arg(required = true, value_name = "IMAGE")]
+        images: Vec<String>,
+    },
+    /// Load images from a tar archive (Docker's format or an OCI layout)
+    Load {
+        /// Read from this file instead of standard input
+        #[arg(short, long, value_name = "FILE")]
+        input: Option<PathBuf>,
+        /// Say nothing
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Give an image another name: carton tag SOURCE TARGET
+    Tag { source: String, target: String },
+    /// Make a one-layer image from a root filesystem tarball (plain or gzip; - for stdin)
+    Import {
+        #[arg(value_name = "FILE|-")]
+        file: PathBuf,
+        #[arg(value_name = "NAME[:TAG]")]
+        name: String,
+    },
+}
+
+#[derive(Args)]
+pub struct TransferArgs {
+    /// Print only the image's name at the end
+    #[arg(short, long)]
+    quiet: bool,
+    /// Print each request to the registry, with the curl that does the same
+    #[arg(long)]
+    explain: bool,
+    #[arg(value_name = "NAME[:TAG|@DIGEST]")]
+    image: String,
+}
+
+/// `carton login` / `carton logout`'s registry: Docker Hub when none is named.
+#[derive(Args)]
+pub struct LoginArgs {
+    /// User name
+    #[arg(short, long)]
+    username: Option<String>,
+    /// Password (visible to other users in `ps`; prefer --password-stdin)
+    #[arg(short, long)]
+    password: Option<String>,
+    /// Read the password from standard input
+    #[arg(long)]
+    password_stdin: bool,
+    /// The registry, e.g. localhost:5000 (default: Docker Hub)
+    #[arg(value_name = "SERVER")]
+    server: Option<String>,
+}
+
+pub fn run(state_root: &Path, command: ImageCommand) -> anyhow::Result<u8> {
+    match command {
+        ImageCommand::Pull(args) => pull(state_root, &args),
+        ImageCommand::Push(args) => push(state_root, &args),
+        ImageCommand::History { no_trunc, image } => history(state_root, &image, no_trunc),
+        ImageCommand::Save { output, images } => save(state_root, output.as_deref(), &images),
+        ImageCommand::Load { input, quiet } => load(state_root, input.as_deref(), quiet),
+        ImageCommand::Tag { source, target } => {
+            step06::tag(&Store::open(state_root)?, &Reference::parse(&source)?, &Reference::parse(&target)?)?;
+            Ok(0)
+        }
+        ImageCommand::Import { file, name } => import(state_root, &file, &name),
+    }
+}
+
+fn explain_if(on: bool) -> step01::Explain {
+    if on {
+        step01::Explain::to_stderr()
+    } else {
+        step01::Explain::off()
+    }
+}
+
+fn pull(state_root: &Path, args: &TransferArgs) -> anyhow::Result<u8> {
+    let reference = Reference::parse(&args.image)?;
+    let progress = if args.quiet { Progress::quiet() } else { Progress::to_stdout() };
+    let credentials = Logins::new(state_root).get(&reference.registry);
+    step06::pull::pull(state_root, &reference, credentials, &progress, &explain_if(args.explain))?;
+    print_stdout(&format!("{reference}\n"));
+    Ok(0)
+}
+
+fn push(state_root: &Path, args: &TransferArgs) -> anyhow::Result<u8> {
+    let reference = Reference::parse(&args.image)?;
+    let progress = if args.quiet { Progress::quiet() } else { Progress::to_stdout() };
+    let credentials = Logins::new(state_root).get(&reference.registry);
+    step06::push::push(state_root, &reference, credentials, step06::push::CHUNK, &progress, &explain_if(args.explain))?;
+    if args.quiet {
+        print_stdout(&format!("{}\n", reference.familiar()));
+    }
+    Ok(0)
+}
+
+/// `carton run IMAGE` with an image not in the store: pull it first, as Docker does,
+/// saying so on standard error.
+pub fn pull_if_missing(state_root: &Path, reference: &Reference, explain: &step01::Explain) -> anyhow::Result<()> {
+    if Store::open(state_root)?.lookup(reference)?.is_some() {
+        return Ok(());
+    }
+    eprintln!("Unable to find image '{}' locally", reference.familiar());
+    let credentials = Logins::new(state_root).get(&reference.registry);
+    step06::pull::pull(state_root, reference, credentials, &Progress::to_stderr(), explain)?;
+    Ok(())
+}
+
+pub fn login(state_root: &Path, args: LoginArgs) -> anyhow::Result<u8> {
+    let registry = registry_name(args.server.as_deref())?;
+    let Some(user) = args.username else {
+        return Err(step01::Error::runtime("give a user name with -u (and the password with --password-stdin, -p, or at the prompt)").into());
+    };
+    let password = match (args.password, args.password_stdin) {
+        (Some(_), true) => return Err(step01::Error::runtime("give the password with -p or --password-stdin, not both").into()),
+        (Some(password), false) => password,
+        (None, true) => {
+            let mut text = String::new();
+            std::io::stdin().read_to_string(&mut text)?;
+            text.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => prompt_password()?,
+    };
+    if password.is_empty() {
+        return Err(step01::Error::runtime("the password is empty").into());
+    }
+    let credentials = Credentials { user, password };
+    // The credentials are tried before they are saved: a typo is caught now, not at the next push.
+    step06::registry::Client::new(&registry, "", "pull", Some(credentials.clone())).ping(&step01::Explain::off())?;
+    Logins::new(state_root).save(&registry, &credentials)?;
+    print_stdout("Login Succeeded\n");
+    Ok(0)
+}
+
+pub fn logout(state_root: &Path, server: Option<&str>) -> anyhow::Result<u8> {
+    let registry = registry_name(server)?;
+    if Logins::new(state_root).remove(&registry)? {
+        print_stdout(&format!("Removing login credentials for {registry}\n"));
+    } else {
+        print_stdout(&format!("Not logged in to {registry}\n"));
+    }
+    Ok(0)
+}
+
+/// A registry as `login` names it: a host[:port], or Docker Hub.
+fn registry_name(server: Option<&str>) -> step01::Result<String> {
+    let Some(server) = server else { return Ok(step06::reference::DOCKER_HUB.to_string()) };
+    let host = server.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/');
+    // A registry name is what a reference starts with: check it as one.
+    let reference = Reference::parse(&format!("{host}/probe")).map_err(|_| step01::Error::runtime(format!("{server:?} is not a registry name: give host[:port], e.g. localhost:5000")))?;
+    Ok(if ["index.docker.io", "registry-1.docker.io"].contains(&reference.registry.as_str()) { step06::reference::DOCKER_HUB.to_string() } else { reference.registry })
+}
+
+/// Ask for the password on the terminal without echoing it.
+fn prompt_password() -> anyhow::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        return Err(step01::Error::runtime("no password given: use --password-stdin (or -p) when standard input is not a terminal").into());
+    }
+    eprint!("Password: ");
+    let saved = tcgetattr(&stdin)?;
+    let mut quiet = saved.clone();
+    quiet.local_flags.remove(LocalFlags::ECHO);
+    tcsetattr(&stdin, SetArg::TCSANOW, &quiet)?;
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    tcsetattr(&stdin, SetArg::TCSANOW, &saved)?;
+    eprintln!();
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+pub fn list(state_root: &Path) -> anyhow::Result<u8> {
+    let store = Store::open(state_root)?;
+    let mut table = format!("{:<40} {:<12} {:<14} {:<22} {}\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+    for image in step06::image::list(&store)? {
+        let familiar = image.reference.familiar();
+        let (repository, tag) = familiar.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).unwrap_or((&familiar, "<none>"));
+        table += &format!("{repository:<40} {tag:<12} {:<14} {:<22} {}\n", short(&image.id), image.created, human_size(image.size));
+    }
+    print_stdout(&table);
+    Ok(0)
+}
+
+fn history(state_root: &Path, image: &str, no_trunc: bool) -> anyhow::Result<u8> {
+    let steps = step06::image::history(&Store::open(state_root)?, &Reference::parse(image)?)?;
+    let mut table = format!("{:<14} {:<22} {:<46} {:<10} {}\n", "IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT");
+    for step in steps {
+        let id = step.id.as_deref().map_or("<missing>".to_string(), short);
+        let created_by = if no_trunc || step.created_by.chars().count() <= 45 { step.created_by } else { step.created_by.chars().take(44).collect::<String>() + "…" };
+        table += &format!("{id:<14} {:<22} {created_by:<46} {:<10} {}\n", step.created, human_size(step.size), step.comment);
+    }
+    print_stdout(&table);
+    Ok(0)
+}
+
+fn save(state_root: &Path, output: Option<&Path>, images: &[String]) -> anyhow::Result<u8> {
+    let references = images.iter().map(|i| Reference::parse(i)).collect::<step01::Result<Vec<_>>>()?;
+    let store = Store::open(state_root)?;
+    match output {
+        Some(path) => {
+            // Written beside the target and renamed: a failed save leaves no half archive.
+            let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| step01::Error::runtime(format!("cannot write in {}: {e}", dir.display())))?;
+            step06::archive::save(&store, &references, std::io::BufWriter::new(file.as_file_mut()))?;
+            file.persist(path).map_err(|e| step01::Error::runtime(format!("cannot write {}: {e}", path.display())))?;
+        }
+        None if std::io::stdout().is_terminal() => {
+            return Err(step01::Error::runtime("refusing to write an archive to a terminal: give -o FILE, or redirect the output").into());
+        }
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            step06::archive::save(&store, &references, std::io::BufWriter::new(&mut stdout))?;
+            stdout.flush()?;
+        }
+    }
+    Ok(0)
+}
+
+fn load(state_root: &Path, input: Option<&Path>, quiet: bool) -> anyhow::Result<u8> {
+    let store = Store::open(state_root)?;
+    let loaded = match input {
+        Some(path) => step06::archive::load(&store, std::fs::File::open(path).map_err(|e| step01::Error::runtime(format!("cannot open {}: {e}", path.display())))?)?,
+        None if std::io::stdin().is_terminal() => {
+            return Err(step01::Error::runtime("the archive is read from standard input, which is a terminal: give -i FILE, or redirect the input").into());
+        }
+        None => step06::archive::load(&store, std::io::stdin().lock())?,
+    };
+    if !quiet {
+        for image in loaded {
+            match image.reference {
+                Some(reference) => print_stdout(&format!("Loaded image: {}\n", reference.familiar())),
+                None => print_stdout(&format!("Loaded image ID: {}\n", image.id)),
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn import(state_root: &Path, file: &Path, name: &str) -> anyhow::Result<u8> {
+    let reference = Reference::parse(name)?;
+    let store = Store::open(state_root)?;
+    let digest = if file == Path::new("-") {
+        step06::import(&store, std::io::stdin().lock(), &reference)?
+    } else {
+        let tarball = std::fs::File::open(file).map_err(|e| step01::Error::runtime(format!("cannot open {}: {e}", file.display())))?;
+        step06::import(&store, tarball, &reference)?
+    };
+    print_stdout(&format!("{digest}\n"));
+    Ok(0)
+}
+
+pub fn remove(state_root: &Path, images: &[String], force: bool) -> anyhow::Result<u8> {
+    for name in images {
+        let reference = Reference::parse(name)?;
+        let deleted = step06::remove(state_root, &reference, force)?;
+        let mut text = format!("Untagged: {}\n", reference.familiar());
+        for digest in deleted {
+            text += &format!("Deleted: {digest}\n");
+        }
+        print_stdout(&text);
+    }
+    Ok(0)
+}
+
+pub fn inspect(state_root: &Path, images: &[String]) -> anyhow::Result<u8> {
+    let store = Store::open(state_root)?;
+    let mut all = Vec::new();
+    for name in images {
+        let inspected = step06::image::inspect(&store, &Reference::parse(name)?)?;
+        all.extend(inspected.as_array().cloned().unwrap_or_default());
+    }
+    print_stdout(&(serde_json::to_string_pretty(&all)? + "\n"));
+    Ok(0)
+}
+
+/// `sha256:a416a98b71e2…` → `a416a98b71e2`, as Docker shows image IDs.
+fn short(digest: &str) -> String {
+    step06::progress::short_id(digest)
+}
+
+/// Sizes as Docker prints them: three significant digits, powers of 1000 (4.26MB, 12.3kB, 0B).
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 999.5 && unit + 1 < units.len() {
+        value /= 1000.0;
+        unit += 1;
+    }
+    let decimals = if value >= 99.95 { 0 } else if value >= 9.995 { 1 } else { 2 };
+    let text = format!("{value:.decimals$}");
+    let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
+    format!("{text}{}", units[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_read_like_dockers() {
+        let cases = [(0, "0B"), (999, "999B"), (1000, "1kB"), (12_345, "12.3kB"), (4_263_000, "4.26MB"), (1_500_000_000, "1.5GB"), (999_999, "1MB")];
+        for (bytes, text) in cases {
+            assert_eq!(super::human_size(bytes), text, "{bytes}");
+        }
+    }
+}

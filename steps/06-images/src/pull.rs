@@ -1,0 +1,187 @@
+//! `carton pull`: a name becomes a manifest, the manifest names a config and layers, and
+//! every one of them is fetched by its digest and checked against it. A layer already
+//! in the store is not fetched again: its digest says it is the same bytes.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::path::Path;
+use std::sync::Mutex;
+
+use oci_spec::image::{Descriptor, ImageIndex};
+use sha2::Digest;
+use step01::{Action, Error, Explain, Result};
+
+use crate::image::{parse_config, parse_manifest, Image};
+use crate::progress::{short_id, Counting, Progress};
+use crate::reference::Reference;
+use crate::registry::{is_index, Client, Credentials};
+use crate::store::Store;
+use crate::CHAPTER;
+
+/// How many layers download at once (Docker's default, `max-concurrent-downloads`).
+pub const PARALLEL_DOWNLOADS: usize = 3;
+
+/// What a pull did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pulled {
+    pub manifest_digest: String,
+    /// The layers fetched; the others were in the store already.
+    pub downloaded: Vec<String>,
+    /// Whether the tag already pointed at this manifest with every blob present.
+    pub up_to_date: bool,
+}
+
+// ANCHOR: pull
+/// Fetch the image `reference` from its registry into the store and tag it.
+pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Credentials>, progress: &Progress, explain: &Explain) -> Result<Pulled> {
+    let store = Store::open(state_root)?;
+    let client = Client::new(&reference.registry, &reference.repository, "pull", credentials);
+    explain.step(|| Action::new(CHAPTER, format!("resolve the name: {} is {reference}", reference.familiar()), format!("registry {}, repository {}", reference.registry, reference.repository)));
+    let wanted = reference.digest.clone().or(reference.tag.clone()).unwrap_or_else(|| "latest".into());
+    progress.line(&format!("{}: Pulling from {}", wanted.trim_start_matches("sha256:"), reference.repository));
+
+    // The manifest, or an index of manifests (one per platform) to choose from.
+    let (mut bytes, mut media_type) = client.manifest(&wanted, explain)?;
+    if let Some(digest) = &reference.digest {
+        check_digest(&bytes, digest, "manifest")?;
+    }
+    if is_index(&media_type) {
+        let chosen = choose_platform(&bytes)?;
+        let digest = chosen.digest().to_string();
+        explain.step(|| Action::new(CHAPTER, format!("the name is an index: take the manifest for {}", host_platform()), format!("manifest {digest}")));
+        (bytes, media_type) = client.manifest(&digest, explain)?;
+        check_digest(&bytes, &digest, "manifest")?;
+        if is_index(&media_type) {
+            return Err(Error::runtime(format!("{reference}: an index inside an index; carton reads one level")));
+        }
+    }
+    let manifest_digest = format!("sha256:{}", step05::store::hex(&sha2::Sha256::digest(&bytes)));
+    let manifest = parse_manifest(&bytes)?;
+    let name = reference.to_string();
+    let tagged = store.tags()?.iter().any(|(tag, digest)| *tag == name && *digest == manifest_digest);
+    let missing = |blobs: &[Descriptor]| blobs.iter().filter(|b| !store.has_blob(b.digest().as_ref())).cloned().collect::<Vec<_>>();
+    let missing_config = missing(std::slice::from_ref(manifest.config()));
+    let missing_layers = missing(manifest.layers());
+    for layer in manifest.layers().iter().filter(|l| !missing_layers.contains(l)) {
+        progress.line(&format!("{}: Already exists", short_id(layer.digest().as_ref())));
+    }
+
+    // The config first (it is small, and says how many layers to expect), then the layers.
+    let mut stored = Vec::new();
+    let fetched = fetch(&store, &client, &missing_config, &mut stored, &Progress::quiet(), explain)
+        .and_then(|()| {
+            let config = parse_config(&store.read_blob(manifest.config().digest().as_ref())?)?;
+            if config.rootfs().diff_ids().len() != manifest.layers().len() {
+                return Err(Error::runtime(format!("{reference}: the manifest has {} layers but the config {} diff IDs", manifest.layers().len(), config.rootfs().diff_ids().len())));
+            }
+            fetch(&store, &client, &missing_layers, &mut stored, progress, explain)
+        })
+        .and_then(|()| {
+            if !store.has_blob(&manifest_digest) {
+                stored.push(manifest_digest.clone());
+            }
+            let (digest, size) = store.put_blob(bytes.as_slice(), Some(&manifest_digest))?;
+            // Unpacked before it is tagged, as Docker's pull does: a layer that cannot be
+            // unpacked (damaged, hostile) leaves no image behind, and the first run starts at once.
+            crate::unpack(state_root, &store, &Image::from_store(&store, &digest)?, explain)?;
+            store.tag(&name, &digest, size, &media_type)?;
+            store.set_repo_digest(&name, &format!("{}@{digest}", reference.familiar_name()))
+        });
+    if let Err(error) = fetched {
+        // A failed pull leaves the store as it found it: blobs it brought are taken back.
+        for digest in &stored {
+            store.remove_blob(digest);
+        }
+        return Err(error);
+    }
+    for layer in &missing_layers {
+        progress.line(&format!("{}: Pull complete", short_id(layer.digest().as_ref())));
+    }
+    progress.line(&format!("Digest: {manifest_digest}"));
+    let up_to_date = tagged && missing_config.is_empty() && missing_layers.is_empty();
+    let status = if up_to_date { "Image is up to date for" } else { "Downloaded newer image for" };
+    progress.line(&format!("Status: {status} {}", reference.familiar()));
+    Ok(Pulled { manifest_digest, downloaded: missing_layers.iter().map(|d| d.digest().to_string()).collect(), up_to_date })
+}
+// ANCHOR_END: pull
+
+// ANCHOR: fetch
+/// Download `blobs` into the store, [`PARALLEL_DOWNLOADS`] at a time. Each goes through
+/// `put_blob`, which keeps it only if its bytes hash to its digest; `stored` collects
+/// the ones kept.
+fn fetch(store: &Store, client: &Client, blobs: &[Descriptor], stored: &mut Vec<String>, progress: &Progress, explain: &Explain) -> Result<()> {
+    for blob in blobs {
+        explain.step(|| {
+            let url = client.url(&format!("blobs/{}", blob.digest()));
+            Action::new(CHAPTER, format!("ask the registry: GET /v2/…/blobs/{} ({} bytes), and check its sha256", blob.digest(), blob.size()), format!("GET {url}"))
+                .shell(format!("curl -sL '{url}' | sha256sum"))
+        });
+    }
+    let queue = Mutex::new(blobs.iter().collect::<VecDeque<_>>());
+    let done = Mutex::new(Vec::new());
+    let first_error = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..PARALLEL_DOWNLOADS.min(blobs.len()) {
+            scope.spawn(|| loop {
+                let Some(blob) = queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() else { return };
+                let digest = blob.digest().to_string();
+                let line = progress.blob(&digest, blob.size(), "Pulling fs layer");
+                // `take` bounds a registry that sends more than the manifest says.
+                let result = client.blob(&digest).and_then(|body| {
+                    let counted = Counting { inner: body.take(blob.size() + 1), progress: &line, status: "Downloading" };
+                    store.put_blob(counted, Some(&digest))
+                });
+                match result {
+                    Ok(_) => {
+                        line.finish("Download complete");
+                        done.lock().unwrap_or_else(|e| e.into_inner()).push(digest);
+                    }
+                    Err(error) => {
+                        line.finish("Failed");
+                        first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(error);
+                        queue.lock().unwrap_or_else(|e| e.into_inner()).clear(); // no point starting more
+                    }
+                }
+            });
+        }
+    });
+    stored.extend(done.into_inner().unwrap_or_else(|e| e.into_inner()));
+    match first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+// ANCHOR_END: fetch
+
+/// The platform this machine runs, as image indexes name it: `linux/amd64`.
+pub fn host_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" => "ppc64le",
+        other => other,
+    };
+    format!("linux/{arch}")
+}
+
+// ANCHOR: choose_platform
+/// From an index (a "manifest list"), the manifest for this machine's platform.
+fn choose_platform(index: &[u8]) -> Result<Descriptor> {
+    let index = ImageIndex::from_reader(index).map_err(|e| Error::runtime(format!("not a valid image index: {e}")))?;
+    let host = host_platform();
+    let platform_of = |d: &Descriptor| d.platform().as_ref().map(|p| format!("{}/{}", p.os(), p.architecture()));
+    index.manifests().iter().find(|d| platform_of(d).as_deref() == Some(host.as_str())).cloned().ok_or_else(|| {
+        let offered: Vec<String> = index.manifests().iter().filter_map(platform_of).collect();
+        Error::runtime(format!("the image has no variant for this machine ({host}); it has: {}", if offered.is_empty() { "none named".to_string() } else { offered.join(", ") }))
+    })
+}
+// ANCHOR_END: choose_platform
+
+fn check_digest(bytes: &[u8], expected: &str, what: &str) -> Result<()> {
+    let actual = format!("sha256:{}", step05::store::hex(&sha2::Sha256::digest(bytes)));
+    if actual != expected {
+        return Err(Error::runtime(format!("the registry's {what} has the digest {actual}, not {expected}: refusing it")));
+    }
+    Ok(())
+}
