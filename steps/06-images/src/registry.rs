@@ -138,7 +138,6 @@ impl Client {
         let reply = self.send(Request { method: "GET", url: format!("{}/v2/", self.base), headers: Vec::new(), body: &[] }, Some(explain))?;
         match reply.status {
             200 => Ok(()),
-            401 => Err(Error::runtime(format!("{}: the user name or password was refused ({})", self.registry, registry_error(&reply)))),
             status => Err(Error::runtime(format!("{} answered {status} to GET /v2/: is it a registry? ({})", self.base, registry_error(&reply)))),
         }
     }
@@ -289,8 +288,11 @@ impl Client {
             }
             let http_request = builder.body(request.body.to_vec()).map_err(|e| Error::runtime(format!("cannot make a request for {}: {e}", request.url)))?;
             let reply = read_reply(self.agent.run(http_request).map_err(|e| self.transport(e))?);
-            if reply.status != 401 || attempt == 1 {
+            if reply.status != 401 {
                 return Ok(reply);
+            }
+            if attempt == 1 {
+                return Err(self.login_needed()); // refused with the answer to its own challenge
             }
             self.authenticate(&reply, explain)?;
         }
@@ -356,6 +358,9 @@ impl Client {
     fn login_needed(&self) -> Error {
         let what = if self.actions.contains("push") { "push to" } else { "pull from" };
         match &self.credentials {
+            Some(credentials) if self.repository.is_empty() => {
+                Error::runtime(format!("{} refused the user name {:?} or its password", self.registry, credentials.user))
+            }
             Some(credentials) => Error::runtime(format!(
                 "{}: access to {} denied for user {:?}: the name or password is wrong, or the user may not {what} it",
                 self.registry, self.repository, credentials.user
