@@ -126,6 +126,7 @@ pub fn save(store: &Store, references: &[Reference], out: impl Write) -> Result<
 /// format, or an OCI layout as a tar; plain or gzip) from `input`, store its images and
 /// tag them. Nothing is stored before every digest of every image has been checked.
 pub fn load(store: &Store, input: impl Read) -> Result<Vec<Loaded>> {
+    store.sweep_leftovers();
     // 1. One pass over the input: every file staged (under a number) and hashed.
     let staging = tempfile::Builder::new()
         .prefix(".load-")

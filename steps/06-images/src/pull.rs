@@ -35,6 +35,7 @@ pub struct Pulled {
 /// Fetch the image `reference` from its registry into the store and tag it.
 pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Credentials>, progress: &Progress, explain: &Explain) -> Result<Pulled> {
     let store = Store::open(state_root)?;
+    store.sweep_leftovers(); // of pulls that were killed: a blob is stored whole or not at all
     let client = Client::new(&reference.registry, &reference.repository, "pull", credentials);
     explain.step(|| Action::new(CHAPTER, format!("resolve the name: {} is {reference}", reference.familiar()), format!("registry {}, repository {}", reference.registry, reference.repository)));
     let wanted = reference.digest.clone().or(reference.tag.clone()).unwrap_or_else(|| "latest".into());

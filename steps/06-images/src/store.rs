@@ -47,6 +47,22 @@ impl Store {
         Ok(Store { root })
     }
 
+    /// Remove what a carton killed in the middle of a write left behind: temporary blob
+    /// files (`blobs/sha256/.tmp*`) and `load`'s staging directories (`.load-*`). Only
+    /// those older than an hour: a younger one may belong to a carton still at work.
+    pub fn sweep_leftovers(&self) {
+        let old = |entry: &fs::DirEntry| entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
+        let places = [(self.root.join("blobs").join("sha256"), ".tmp"), (self.root.clone(), ".load-")];
+        for (dir, prefix) in places {
+            for entry in fs::read_dir(&dir).into_iter().flatten().flatten() {
+                if entry.file_name().to_string_lossy().starts_with(prefix) && old(&entry) {
+                    let path = entry.path();
+                    let _ = if path.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
+                }
+            }
+        }
+    }
+
     /// Where the blob `digest` lives (whether it is there or not).
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
         let digest = parse_digest(digest)?;
@@ -272,6 +288,27 @@ mod tests {
         // Tampering on disk is noticed when the blob is read.
         fs::write(store.blob_path(&digest).unwrap(), "bye").unwrap();
         assert!(store.read_blob(&digest).unwrap_err().message.contains("has been changed"));
+    }
+
+    #[test]
+    fn leftovers_of_a_killed_write_are_swept_once_they_are_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let blobs = dir.path().join("images/blobs/sha256");
+        let (old_blob, new_blob, old_load) = (blobs.join(".tmpOLD"), blobs.join(".tmpNEW"), dir.path().join("images/.load-OLD"));
+        fs::write(&old_blob, "half").unwrap();
+        fs::write(&new_blob, "half").unwrap();
+        fs::create_dir_all(old_load.join("0")).unwrap();
+        let (digest, _) = store.put_blob(&b"kept"[..], None).unwrap();
+        let two_hours_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(7200);
+        for path in [&old_blob, &old_load] {
+            fs::File::open(path).unwrap().set_modified(two_hours_ago).unwrap();
+        }
+        fs::File::open(store.blob_path(&digest).unwrap()).unwrap().set_modified(two_hours_ago).unwrap();
+        store.sweep_leftovers();
+        assert!(!old_blob.exists() && !old_load.exists(), "old leftovers go");
+        assert!(new_blob.exists(), "a young temporary file may be a carton at work");
+        assert_eq!(store.read_blob(&digest).unwrap(), b"kept", "blobs stay, however old");
     }
 
     #[test]
