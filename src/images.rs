@@ -205,11 +205,11 @@ fn prompt_password() -> anyhow::Result<String> {
 
 pub fn list(state_root: &Path) -> anyhow::Result<u8> {
     let store = Store::open(state_root)?;
-    let mut table = format!("{:<40} {:<12} {:<14} {:<22} {}\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+    let mut table = format!("{:<40} {:<12} {:<14} {:<18} {}\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
     for image in step06::image::list(&store)? {
         let familiar = image.reference.familiar();
         let (repository, tag) = familiar.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).unwrap_or((&familiar, "<none>"));
-        table += &format!("{repository:<40} {tag:<12} {:<14} {:<22} {}\n", short(&image.id), image.created, human_size(image.size));
+        table += &format!("{repository:<40} {tag:<12} {:<14} {:<18} {}\n", short(&image.id), ago(&image.created), human_size(image.size));
     }
     print_stdout(&table);
     Ok(0)
@@ -217,11 +217,11 @@ pub fn list(state_root: &Path) -> anyhow::Result<u8> {
 
 fn history(state_root: &Path, image: &str, no_trunc: bool) -> anyhow::Result<u8> {
     let steps = step06::image::history(&Store::open(state_root)?, &Reference::parse(image)?)?;
-    let mut table = format!("{:<14} {:<22} {:<46} {:<10} {}\n", "IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT");
+    let mut table = format!("{:<14} {:<18} {:<46} {:<10} {}\n", "IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT");
     for step in steps {
         let id = step.id.as_deref().map_or("<missing>".to_string(), short);
         let created_by = if no_trunc || step.created_by.chars().count() <= 45 { step.created_by } else { step.created_by.chars().take(44).collect::<String>() + "…" };
-        table += &format!("{id:<14} {:<22} {created_by:<46} {:<10} {}\n", step.created, human_size(step.size), step.comment);
+        table += &format!("{id:<14} {:<18} {created_by:<46} {:<10} {}\n", ago(&step.created), human_size(step.size), step.comment);
     }
     print_stdout(&table);
     Ok(0)
@@ -327,8 +327,70 @@ fn human_size(bytes: u64) -> String {
     format!("{text}{}", units[unit])
 }
 
+/// An RFC 3339 time as Docker shows it: "5 minutes ago". Empty or unreadable: "N/A".
+fn ago(created: &str) -> String {
+    let Some(then) = unix_time(created) else { return "N/A".to_string() };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+    human_duration(now - then) + " ago"
+}
+
+/// Docker's `units.HumanDuration`.
+fn human_duration(seconds: i64) -> String {
+    let (minutes, hours) = (seconds / 60, (seconds as f64 / 3600.0).round() as i64);
+    match () {
+        _ if seconds < 1 => "Less than a second".to_string(),
+        _ if seconds == 1 => "1 second".to_string(),
+        _ if seconds < 60 => format!("{seconds} seconds"),
+        _ if minutes == 1 => "About a minute".to_string(),
+        _ if minutes < 60 => format!("{minutes} minutes"),
+        _ if hours == 1 => "About an hour".to_string(),
+        _ if hours < 48 => format!("{hours} hours"),
+        _ if hours < 24 * 7 * 2 => format!("{} days", hours / 24),
+        _ if hours < 24 * 30 * 2 => format!("{} weeks", hours / 24 / 7),
+        _ if hours < 24 * 365 * 2 => format!("{} months", hours / 24 / 30),
+        _ => format!("{} years", hours / 24 / 365),
+    }
+}
+
+/// `2026-11-23T00:07:15.321Z` (or with a `+01:00` offset) → seconds since 1970.
+fn unix_time(text: &str) -> Option<i64> {
+    let number = |range: std::ops::Range<usize>| text.get(range)?.parse::<i64>().ok();
+    let (year, month, day) = (number(0..4)?, number(5..7)?, number(8..10)?);
+    let (hour, minute, second) = (number(11..13)?, number(14..16)?, number(17..19)?);
+    // Days since 1970-01-01 of a civil date (Howard Hinnant's algorithm).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let zone = text.get(19..)?.trim_start_matches(|c: char| c == '.' || c.is_ascii_digit());
+    let offset = match zone.as_bytes() {
+        [b'Z'] | [b'z'] => 0,
+        [sign @ (b'+' | b'-'), ..] if zone.len() == 6 => {
+            let minutes = zone[1..3].parse::<i64>().ok()? * 60 + zone[4..6].parse::<i64>().ok()?;
+            if *sign == b'+' { minutes * 60 } else { -minutes * 60 }
+        }
+        _ => return None,
+    };
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn times_read_like_dockers() {
+        assert_eq!(super::unix_time("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(super::unix_time("2026-11-23T00:07:15.321717524Z"), Some(1_795_392_435));
+        assert_eq!(super::unix_time("2026-11-23T01:07:15+01:00"), Some(1_795_392_435));
+        assert_eq!(super::unix_time(""), None);
+        assert_eq!(super::unix_time("yesterday"), None);
+        let cases = [(0, "Less than a second"), (45, "45 seconds"), (61, "About a minute"), (300, "5 minutes"), (3600, "About an hour"), (7200, "2 hours"), (3 * 86_400, "3 days"), (20 * 86_400, "2 weeks"), (90 * 86_400, "3 months"), (800 * 86_400, "2 years")];
+        for (seconds, text) in cases {
+            assert_eq!(super::human_duration(seconds), text, "{seconds}");
+        }
+    }
+
     #[test]
     fn sizes_read_like_dockers() {
         let cases = [(0, "0B"), (999, "999B"), (1000, "1kB"), (12_345, "12.3kB"), (4_263_000, "4.26MB"), (1_500_000_000, "1.5GB"), (999_999, "1MB")];

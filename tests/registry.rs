@@ -185,3 +185,39 @@ fn bad_names_and_unreachable_registries_are_clear_errors_with_exit_125() {
     assert_eq!(out.status.code(), Some(125), "{}", stderr(&out));
     assert!(fs::read_dir(state.path().join("images/blobs/sha256")).unwrap().count() == 0);
 }
+
+#[test]
+fn an_app_image_built_by_umoci_on_carton_s_busybox_is_pulled_and_runs_as_its_user() {
+    require_root();
+    let registry = TestRegistry::start();
+    let state = busybox_as("busybox:latest");
+    let work = tempfile::tempdir().unwrap();
+    let tool = |program: &str, args: &[&str]| {
+        let out = std::process::Command::new(program).args(args).env("HOME", work.path()).output().unwrap();
+        assert!(out.status.success(), "{program} {args:?}: {}", stderr(&out));
+    };
+    // carton's store is an OCI layout: skopeo copies busybox out of it, umoci adds a layer.
+    let layout = work.path().join("layout");
+    let store = state.path().join("images");
+    tool("skopeo", &["--insecure-policy", "copy", &format!("oci:{}:docker.io/library/busybox:latest", store.display()), &format!("oci:{}:app", layout.display())]);
+    let bundle = work.path().join("bundle");
+    tool("umoci", &["unpack", "--image", &format!("{}:app", layout.display()), bundle.to_str().unwrap()]);
+    fs::write(bundle.join("rootfs/app.sh"), "echo \"app running as $(id -un) in $(pwd)\"\n").unwrap();
+    tool("umoci", &["repack", "--image", &format!("{}:app", layout.display()), bundle.to_str().unwrap()]);
+    tool("umoci", &["config", "--image", &format!("{}:app", layout.display()), "--config.entrypoint", "sh", "--config.cmd", "/app.sh", "--config.user", "www-data", "--config.workingdir", "/tmp"]);
+    let name = format!("{}/lab/app:1", registry.addr);
+    tool("skopeo", &["--insecure-policy", "copy", "--dest-tls-verify=false", &format!("oci:{}:app", layout.display()), &format!("docker://{name}")]);
+
+    // busybox's layer is here already; only the app's layer comes down.
+    let pulled = ok(carton_in(state.path(), &["pull", &name]));
+    assert_eq!(pulled.lines().filter(|l| l.ends_with(": Already exists")).count(), 1, "{pulled}");
+    assert_eq!(pulled.lines().filter(|l| l.ends_with(": Pull complete")).count(), 1, "{pulled}");
+    let out = carton_in(state.path(), &["run", "--rm", "--network", "none", &name]);
+    assert_eq!(stdout(&out), "app running as www-data in /tmp\n", "{}", stderr(&out));
+    let history = ok(carton_in(state.path(), &["history", "--no-trunc", &name]));
+    let steps: Vec<&str> = history.lines().skip(1).collect();
+    assert_eq!(steps.len(), 3, "umoci's config, umoci's layer, busybox's layer: {history}");
+    assert!(steps[0].contains("umoci config") && steps[0].contains(" 0B "), "{history}");
+    assert!(steps[1].starts_with("<missing>") && steps[1].contains("umoci repack"), "{history}");
+    assert!(steps[2].contains("carton: ADD rootfs /") && steps[2].contains("MB"), "{history}");
+}
