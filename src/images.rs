@@ -126,13 +126,17 @@ fn push(state_root: &Path, args: &TransferArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `carton run IMAGE` with an image not in the store: pull it first, as Docker does,
-/// saying so on standard error.
-pub fn pull_if_missing(state_root: &Path, reference: &Reference, explain: &step01::Explain) -> anyhow::Result<()> {
-    if Store::open(state_root)?.lookup(reference)?.is_some() {
-        return Ok(());
+/// `carton run --pull WHEN IMAGE`: with `missing` (the default) an image not in the store
+/// is pulled first, as Docker does, saying so on standard error; `always` pulls anyway,
+/// `never` never does.
+pub fn pull_as_asked(state_root: &Path, reference: &Reference, when: &str, explain: &step01::Explain) -> anyhow::Result<()> {
+    let here = Store::open(state_root)?.lookup(reference)?.is_some();
+    match when {
+        "never" => return Ok(()),
+        "missing" if here => return Ok(()),
+        "missing" => eprintln!("Unable to find image '{}' locally", reference.familiar()),
+        _ => {}
     }
-    eprintln!("Unable to find image '{}' locally", reference.familiar());
     let credentials = Logins::new(state_root).get(&reference.registry);
     step06::pull::pull(state_root, reference, credentials, &Progress::to_stderr(), explain)?;
     Ok(())

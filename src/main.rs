@@ -96,6 +96,9 @@ struct RunArgs {
     /// Directory that becomes the container's / (instead of an image)
     #[arg(long, value_name = "DIR")]
     rootfs: Option<PathBuf>,
+    /// Pull the image first: missing (when it is not here), always, or never
+    #[arg(long, value_name = "WHEN", default_value = "missing", value_parser = ["missing", "always", "never"])]
+    pull: String,
     /// Run this instead of the image's Entrypoint (and drop its Cmd)
     #[arg(long, value_name = "COMMAND")]
     entrypoint: Option<String>,
@@ -299,7 +302,7 @@ fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
                 return Err(step01::Error::runtime("give an image to run (e.g. `carton run busybox echo hello`), or --rootfs DIR and a command").into());
             };
             let reference = step06::Reference::parse(image)?;
-            images::pull_if_missing(state_root, &reference, &explain)?;
+            images::pull_as_asked(state_root, &reference, &args.pull, &explain)?;
             let prepared = step06::prepare(state_root, &reference, &explain)?;
             let process = prepared.image.process(&args.command[1..], args.entrypoint.as_deref())?;
             let passwd_root = prepared.passwd_root().to_path_buf();

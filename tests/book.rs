@@ -179,6 +179,18 @@ impl ThrowawayNetwork {
 
 impl Drop for ThrowawayNetwork {
     fn drop(&mut self) {
+        // An example may leave a process running in the namespace (a registry started in
+        // the background, when a page fails before the example that stops it). Only this
+        // test's examples run there, so every process whose network namespace is the
+        // holder's is one of ours: end each with SIGKILL, then the holder.
+        if let Ok(namespace) = fs::read_link(format!("/proc/{}/ns/net", self.holder.id())) {
+            for entry in fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let Some(pid) = entry.file_name().to_str().and_then(|name| name.parse::<i32>().ok()) else { continue };
+                if pid as u32 != self.holder.id() && fs::read_link(entry.path().join("ns/net")).is_ok_and(|ns| ns == namespace) {
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+                }
+            }
+        }
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
@@ -187,7 +199,7 @@ impl Drop for ThrowawayNetwork {
 /// The step demos live in their own packages; `cargo test --workspace` builds them, a
 /// narrower `cargo test` may not have.
 fn ensure_step_binaries() {
-    for step in ["step01-chroot", "step02-namespaces", "step03-network", "step04-cgroups", "step05-overlay"] {
+    for step in ["step01-chroot", "step02-namespaces", "step03-network", "step04-cgroups", "step05-overlay", "step06-images"] {
         if bin_dir().join(step).exists() {
             continue;
         }

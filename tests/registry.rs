@@ -52,6 +52,10 @@ fn push_then_pull_says_what_docker_says_and_run_pulls_a_missing_image() {
     assert_eq!(stdout(&out), "pulled and running\n", "{}", stderr(&out));
     assert!(stderr(&out).starts_with(&format!("Unable to find image '{name}' locally\n1: Pulling from lab/busybox\n")), "{}", stderr(&out));
     assert!(stderr(&out).contains("Status: Downloaded newer image for"), "{}", stderr(&out));
+    let out = carton_in(target.path(), &["run", "--rm", "--network", "none", "--pull", "always", &name, "true"]);
+    assert!(stderr(&out).starts_with("1: Pulling from lab/busybox\n") && stderr(&out).contains("Status: Image is up to date for"), "{}", stderr(&out));
+    let out = carton_in(target.path(), &["run", "--rm", "--network", "none", &name, "true"]);
+    assert_eq!((out.status.code(), stderr(&out).as_str()), (Some(0), ""), "an image that is here is not pulled again");
 
     // The same image under another tag: its layer is here already.
     ok(carton_in(source.path(), &["tag", &name, &format!("{}/lab/busybox:2", registry.addr)]));
