@@ -39,10 +39,10 @@ impl Store {
         let failed = |e: std::io::Error| Error::runtime(format!("cannot create the image store {}: {e}", root.display()));
         fs::create_dir_all(root.join("blobs").join("sha256")).map_err(failed)?;
         if !root.join("oci-layout").exists() {
-            write_atomically(&root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+            write_atomically(&root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#, Durable::Yes)?;
         }
         if !root.join("index.json").exists() {
-            write_atomically(&root.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#)?;
+            write_atomically(&root.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#, Durable::Yes)?;
         }
         Ok(Store { root })
     }
@@ -199,7 +199,8 @@ impl Store {
         fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
         let mark = dir.join(id);
         let owner = step03::ipam::Owner::current();
-        write_atomically(&mark, format!("{manifest} {owner}").as_bytes())?;
+        // Not synced: the mark lives as long as a process, which a crash ends anyway.
+        write_atomically(&mark, format!("{manifest} {owner}").as_bytes(), Durable::No)?;
         Ok(mark)
     }
 
@@ -257,16 +258,26 @@ impl Store {
         let mut index = self.read_index()?;
         change(&mut index)?;
         let text = serde_json::to_vec_pretty(&index).map_err(|e| Error::runtime(format!("cannot write the index: {e}")))?;
-        write_atomically(&self.root.join("index.json"), &text)
+        write_atomically(&self.root.join("index.json"), &text, Durable::Yes)
     }
+}
+
+/// Whether a write must reach the disk before it counts (an fsync costs about a
+/// millisecond here; `carton run` should not pay it for a mark that dies with the process).
+#[derive(PartialEq)]
+enum Durable {
+    Yes,
+    No,
 }
 
 /// Write `bytes` to a new file beside `path` and rename it over `path`: readers see the
 /// old file or the new one, never half of one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+fn write_atomically(path: &Path, bytes: &[u8], durable: Durable) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::runtime(format!("cannot write in {}: {e}", dir.display())))?;
-    file.write_all(bytes).and_then(|()| file.as_file().sync_all()).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(bytes)
+        .and_then(|()| if durable == Durable::Yes { file.as_file().sync_all() } else { Ok(()) })
+        .map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
     file.persist(path).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
     Ok(())
 }
