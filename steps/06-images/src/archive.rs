@@ -227,15 +227,9 @@ fn platform_manifest<'a>(files: &'a Files, descriptor: &Value, depth: usize) -> 
     if depth > 4 {
         return Err(Error::runtime(format!("the archive's image index {digest} nests indexes too deep")));
     }
-    let (os, architecture) = ("linux", host_architecture());
-    let platforms: Vec<&Value> = json["manifests"].as_array().into_iter().flatten().collect();
-    match platforms.iter().find(|m| m["platform"]["os"] == os && m["platform"]["architecture"] == architecture) {
-        Some(manifest) => platform_manifest(files, manifest, depth + 1),
-        None => {
-            let listed: Vec<String> = platforms.iter().map(|m| format!("{}/{}", m["platform"]["os"].as_str().unwrap_or("?"), m["platform"]["architecture"].as_str().unwrap_or("?"))).collect();
-            Err(Error::runtime(format!("the archive's image {digest} has no manifest for {os}/{architecture} (only for {})", listed.join(", "))))
-        }
-    }
+    let chosen = crate::image::choose_platform(&bytes).map_err(|e| Error::runtime(format!("the archive's image {digest}: {}", e.message)))?;
+    let chosen = serde_json::to_value(&chosen).map_err(|e| Error::runtime(format!("cannot read the archive's image {digest}: {e}")))?;
+    platform_manifest(files, &chosen, depth + 1)
 }
 
 /// The images of a Docker archive: those its manifest.json lists, each given the OCI
@@ -299,18 +293,6 @@ fn check<'a>(names: Vec<Reference>, manifest: Vec<u8>, media_type: String, confi
 /// An image's name as an archive spells it (`busybox:latest`, or in full).
 fn parse_name(name: &str, file: &str) -> Result<Reference> {
     Reference::parse(name).map_err(|e| Error::runtime(format!("the archive's {file} names an image {name:?}, which is not a valid name: {}", e.message)))
-}
-
-/// The platform's architecture as Go (and so image indexes) spells it.
-fn host_architecture() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        "loongarch64" => "loong64",
-        other => other,
-    }
 }
 
 /// A regular file of the archive, copied into the staging directory.

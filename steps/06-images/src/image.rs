@@ -1,6 +1,6 @@
 //! An image in the store: its manifest, its config, and the process it says to run.
 
-use oci_spec::image::{Descriptor, ImageConfiguration, ImageManifest};
+use oci_spec::image::{Descriptor, ImageConfiguration, ImageIndex, ImageManifest};
 use serde_json::Value;
 use step01::{Error, Process, Result};
 
@@ -190,3 +190,37 @@ pub fn history(store: &Store, reference: &Reference) -> Result<Vec<Step>> {
     Ok(steps)
 }
 // ANCHOR_END: history
+
+/// This machine's architecture as Go (and so image indexes) spells it.
+pub fn host_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "loongarch64" => "loong64",
+        other => other,
+    }
+}
+
+/// The platform this machine runs, as image indexes name it: `linux/amd64`.
+pub fn host_platform() -> String {
+    format!("linux/{}", host_architecture())
+}
+
+// ANCHOR: choose_platform
+/// From an index (a "manifest list"), the manifest for this machine's platform. Among
+/// several for the same OS and architecture, one without a CPU variant is preferred
+/// (`amd64` `v3` builds need newer CPUs than every `amd64`).
+pub fn choose_platform(index: &[u8]) -> Result<Descriptor> {
+    let index = ImageIndex::from_reader(index).map_err(|e| Error::runtime(format!("not a valid image index: {e}")))?;
+    let host = host_platform();
+    let platform_of = |d: &Descriptor| d.platform().as_ref().map(|p| format!("{}/{}", p.os(), p.architecture()));
+    let matching: Vec<&Descriptor> = index.manifests().iter().filter(|d| platform_of(d).as_deref() == Some(host.as_str())).collect();
+    let plain = matching.iter().find(|d| d.platform().as_ref().is_some_and(|p| p.variant().is_none()));
+    plain.or(matching.first()).map(|d| (*d).clone()).ok_or_else(|| {
+        let offered: Vec<String> = index.manifests().iter().filter_map(platform_of).collect();
+        Error::runtime(format!("the image has no variant for this machine ({host}); it has: {}", if offered.is_empty() { "none named".to_string() } else { offered.join(", ") }))
+    })
+}
+// ANCHOR_END: choose_platform

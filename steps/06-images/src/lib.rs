@@ -89,7 +89,7 @@ fn image_from_tar(store: &Store, tar: &[u8], reference: &Reference, cmd: &[&str]
     let created = now_rfc3339();
     let config = serde_json::json!({
         "created": created,
-        "architecture": std::env::consts::ARCH.replace("x86_64", "amd64").replace("aarch64", "arm64"),
+        "architecture": image::host_architecture(),
         "os": "linux",
         "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [diff_id]},

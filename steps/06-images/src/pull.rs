@@ -7,11 +7,11 @@ use std::io::Read;
 use std::path::Path;
 use std::sync::Mutex;
 
-use oci_spec::image::{Descriptor, ImageIndex};
+use oci_spec::image::Descriptor;
 use sha2::Digest;
 use step01::{Action, Error, Explain, Result};
 
-use crate::image::{parse_config, parse_manifest, Image};
+use crate::image::{choose_platform, host_platform, parse_config, parse_manifest, Image};
 use crate::progress::{short_id, Counting, Progress};
 use crate::reference::Reference;
 use crate::registry::{is_index, Client, Credentials};
@@ -154,30 +154,6 @@ fn fetch(store: &Store, client: &Client, blobs: &[Descriptor], stored: &mut Vec<
 }
 // ANCHOR_END: fetch
 
-/// The platform this machine runs, as image indexes name it: `linux/amd64`.
-pub fn host_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" => "ppc64le",
-        other => other,
-    };
-    format!("linux/{arch}")
-}
-
-// ANCHOR: choose_platform
-/// From an index (a "manifest list"), the manifest for this machine's platform.
-fn choose_platform(index: &[u8]) -> Result<Descriptor> {
-    let index = ImageIndex::from_reader(index).map_err(|e| Error::runtime(format!("not a valid image index: {e}")))?;
-    let host = host_platform();
-    let platform_of = |d: &Descriptor| d.platform().as_ref().map(|p| format!("{}/{}", p.os(), p.architecture()));
-    index.manifests().iter().find(|d| platform_of(d).as_deref() == Some(host.as_str())).cloned().ok_or_else(|| {
-        let offered: Vec<String> = index.manifests().iter().filter_map(platform_of).collect();
-        Error::runtime(format!("the image has no variant for this machine ({host}); it has: {}", if offered.is_empty() { "none named".to_string() } else { offered.join(", ") }))
-    })
-}
-// ANCHOR_END: choose_platform
 
 fn check_digest(bytes: &[u8], expected: &str, what: &str) -> Result<()> {
     let actual = format!("sha256:{}", step05::store::hex(&sha2::Sha256::digest(bytes)));

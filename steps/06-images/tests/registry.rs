@@ -163,7 +163,7 @@ fn an_index_gives_this_machines_manifest_and_no_variant_is_a_clear_error() {
     let digest = image_with(state.path(), &name, &[("hello", b"multi\n")]);
     quiet_push(state.path(), &name, None, step06::push::CHUNK).unwrap();
     let size = Store::open(state.path()).unwrap().read_blob(&digest).unwrap().len();
-    let arch = step06::pull::host_platform().trim_start_matches("linux/").to_string();
+    let arch = step06::image::host_architecture();
     let client = Client::new(&registry.addr, "multi", "pull,push", None);
     let index = |platforms: &[(&str, &str)]| {
         let manifests: Vec<serde_json::Value> = platforms
