@@ -372,7 +372,7 @@ fn unix_time(text: &str) -> Option<i64> {
     let offset = match zone.as_bytes() {
         [b'Z'] | [b'z'] => 0,
         [sign @ (b'+' | b'-'), ..] if zone.len() == 6 => {
-            let minutes = zone[1..3].parse::<i64>().ok()? * 60 + zone[4..6].parse::<i64>().ok()?;
+            let minutes = zone.get(1..3)?.parse::<i64>().ok()? * 60 + zone.get(4..6)?.parse::<i64>().ok()?;
             if *sign == b'+' { minutes * 60 } else { -minutes * 60 }
         }
         _ => return None,
@@ -389,6 +389,7 @@ mod tests {
         assert_eq!(super::unix_time("2026-11-23T01:07:15+01:00"), Some(1_795_392_435));
         assert_eq!(super::unix_time(""), None);
         assert_eq!(super::unix_time("yesterday"), None);
+        assert_eq!(super::unix_time("2026-11-23T00:07:15+0é00"), None, "bytes from an image are not trusted to be ASCII");
         let cases = [(0, "Less than a second"), (45, "45 seconds"), (61, "About a minute"), (300, "5 minutes"), (3600, "About an hour"), (7200, "2 hours"), (3 * 86_400, "3 days"), (20 * 86_400, "2 weeks"), (90 * 86_400, "3 months"), (800 * 86_400, "2 years")];
         for (seconds, text) in cases {
             assert_eq!(super::human_duration(seconds), text, "{seconds}");

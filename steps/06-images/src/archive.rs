@@ -89,7 +89,7 @@ pub fn save(store: &Store, references: &[Reference], out: impl Write) -> Result<
             }
         }
         // The OCI part: one entry of index.json for each name.
-        let media_type = image.manifest.media_type().as_ref().map_or(MANIFEST_TYPE.to_string(), |t| t.to_string());
+        let media_type = image.media_type();
         let descriptor = json!({"mediaType": media_type, "digest": image.manifest_digest, "size": sizes[&image.manifest_digest]});
         if names.is_empty() {
             index.push(descriptor.clone());
@@ -147,6 +147,7 @@ pub fn load(store: &Store, input: impl Read) -> Result<Vec<Loaded>> {
     };
 
     // 3. Store each image's blobs, verified once more on their way in, then name it.
+    let _lock = store.lock(crate::store::Lock::Shared)?; // until tagged: `rmi` must not collect these blobs
     let mut loaded = Vec::new();
     for image in &images {
         for blob in &image.blobs {

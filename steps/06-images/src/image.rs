@@ -49,6 +49,11 @@ impl Image {
         self.config.rootfs().diff_ids()
     }
 
+    /// The manifest's media type (OCI's or Docker's schema 2); OCI's when it names none.
+    pub fn media_type(&self) -> String {
+        self.manifest.media_type().as_ref().map_or(crate::MANIFEST_TYPE.to_string(), |t| t.to_string())
+    }
+
     /// The config's digest: what Docker calls the image ID.
     pub fn id(&self) -> String {
         self.manifest.config().digest().to_string()
@@ -113,7 +118,9 @@ pub fn list(store: &Store) -> Result<Vec<Listed>> {
     let mut out = Vec::new();
     for (name, digest) in store.tags()? {
         let reference = Reference::parse(&name)?;
-        let image = Image::from_store(store, &digest)?;
+        // A damaged image (a blob gone from the disk) is left out rather than hiding the
+        // others; `rmi` still removes its name.
+        let Ok(image) = Image::from_store(store, &digest) else { continue };
         let size = image.layers().iter().map(|l| l.size()).sum();
         out.push(Listed { reference, id: image.id(), created: image.config.created().clone().unwrap_or_default(), size });
     }
@@ -224,3 +231,25 @@ pub fn choose_platform(index: &[u8]) -> Result<Descriptor> {
     })
 }
 // ANCHOR_END: choose_platform
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_index_gives_the_plain_manifest_for_this_machine_before_a_cpu_variant() {
+        let arch = super::host_architecture();
+        let entry = |digest: char, os: &str, arch: &str, variant: Option<&str>| {
+            let mut platform = serde_json::json!({"os": os, "architecture": arch});
+            if let Some(variant) = variant {
+                platform["variant"] = variant.into();
+            }
+            serde_json::json!({"mediaType": crate::MANIFEST_TYPE, "digest": format!("sha256:{}", digest.to_string().repeat(64)), "size": 1, "platform": platform})
+        };
+        let index = |entries: Vec<serde_json::Value>| serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": entries})).unwrap();
+        let both = index(vec![entry('1', "windows", arch, None), entry('2', "linux", arch, Some("v3")), entry('3', "linux", arch, None)]);
+        assert_eq!(super::choose_platform(&both).unwrap().digest().to_string(), format!("sha256:{}", "3".repeat(64)));
+        let only_variant = index(vec![entry('2', "linux", arch, Some("v3"))]);
+        assert_eq!(super::choose_platform(&only_variant).unwrap().digest().to_string(), format!("sha256:{}", "2".repeat(64)));
+        let error = super::choose_platform(&index(vec![entry('1', "windows", arch, None)])).unwrap_err();
+        assert!(error.message.contains(&format!("no variant for this machine (linux/{arch}); it has: windows/{arch}")), "{}", error.message);
+    }
+}

@@ -25,6 +25,7 @@ pub use image::Image;
 pub use reference::Reference;
 pub use store::Store;
 
+use std::collections::HashSet;
 use std::path::Path;
 
 use step01::{Error, Result};
@@ -85,6 +86,7 @@ fn image_from_tar(store: &Store, tar: &[u8], reference: &Reference, cmd: &[&str]
     let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     std::io::Write::write_all(&mut gzip, tar).and_then(|()| gzip.try_finish()).map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
     let compressed = gzip.finish().map_err(|e| Error::runtime(format!("cannot compress the layer: {e}")))?;
+    let _lock = store.lock(store::Lock::Shared)?; // until tagged: `rmi` must not collect these blobs
     let (layer, layer_size) = store.put_blob(compressed.as_slice(), None)?;
     let created = now_rfc3339();
     let config = serde_json::json!({
@@ -143,8 +145,8 @@ pub fn unpack(state_root: &Path, store: &Store, image: &Image, explain: &step01:
             lowers.push(layer);
             continue;
         }
-        let blob = blob.digest().to_string();
-        let layer = layers.add_layer(uncompressed(&store.read_blob(&blob)?)?, explain)?;
+        let (size, blob) = (blob.size(), blob.digest().to_string());
+        let layer = layers.add_layer(uncompressed(store.open_blob(&blob, size)?)?, explain)?;
         if &layer.digest != diff_id {
             return Err(Error::runtime(format!("the layer {blob} unpacks to {}, but the image's config says {diff_id}: refusing it", layer.digest)));
         }
@@ -157,12 +159,19 @@ pub fn unpack(state_root: &Path, store: &Store, image: &Image, explain: &step01:
 /// A layer blob as a tar stream: gzip is undone (OCI's `tar+gzip`, Docker's `tar.gzip`),
 /// a plain tar read as it is. Told apart by their first bytes, not the media type, which
 /// Docker archives do not carry.
-pub fn uncompressed(blob: &[u8]) -> Result<Box<dyn std::io::Read + '_>> {
-    match blob {
+pub fn uncompressed<'a>(blob: impl std::io::Read + 'a) -> Result<Box<dyn std::io::Read + 'a>> {
+    let mut blob = std::io::BufReader::new(blob);
+    let start = std::io::BufRead::fill_buf(&mut blob).map_err(|e| Error::runtime(format!("cannot read the layer: {e}")))?;
+    match start {
         [0x1f, 0x8b, ..] => Ok(Box::new(flate2::read::GzDecoder::new(blob))),
-        [0x28, 0xb5, 0x2f, 0xfd, ..] => Err(Error::runtime("the layer is compressed with zstd, which carton cannot read yet: convert the image to gzip layers (skopeo copy --dest-compress-format gzip)")),
+        [0x28, 0xb5, 0x2f, 0xfd, ..] => Err(zstd_refused()),
         _ => Ok(Box::new(blob)),
     }
+}
+
+/// zstd layers (`tar+zstd`) are not read yet.
+pub fn zstd_refused() -> Error {
+    Error::runtime("the layer is compressed with zstd, which carton cannot read yet: convert the image to gzip layers (skopeo copy --dest-compress-format gzip)")
 }
 
 // ANCHOR: run
@@ -212,7 +221,8 @@ fn now_rfc3339() -> String {
 pub fn tag(store: &Store, source: &Reference, target: &Reference) -> Result<()> {
     let image = Image::load(store, source)?;
     let size = store.read_blob(&image.manifest_digest)?.len() as u64;
-    store.tag(&target.to_string(), &image.manifest_digest, size, MANIFEST_TYPE)
+    let media_type = image.media_type();
+    store.tag(&target.to_string(), &image.manifest_digest, size, &media_type)
 }
 
 // ANCHOR: remove
@@ -221,6 +231,8 @@ pub fn tag(store: &Store, source: &Reference, target: &Reference) -> Result<()> 
 /// container uses is refused, unless `force`. Returns the deleted blobs.
 pub fn remove(state_root: &Path, reference: &Reference, force: bool) -> Result<Vec<String>> {
     let store = Store::open(state_root)?;
+    // Alone: no pull or load is half-way through storing blobs it has not tagged yet.
+    let _lock = store.lock(store::Lock::Exclusive)?;
     let name = reference.to_string();
     let tags = store.tags()?;
     let Some((_, manifest)) = tags.iter().find(|(tag, _)| *tag == name) else {
@@ -235,32 +247,96 @@ pub fn remove(state_root: &Path, reference: &Reference, force: bool) -> Result<V
             &container[..12.min(container.len())]
         )));
     }
-    let removed_image = Image::from_store(&store, manifest)?;
+    // A damaged image (a blob gone from the disk) can still be untagged.
+    let removed_layers = Image::from_store(&store, manifest).map(|image| image.diff_ids().to_vec()).unwrap_or_default();
     store.untag(&name)?;
-    let mut needed_blobs = std::collections::HashSet::new();
-    let mut needed_layers = std::collections::HashSet::new();
-    let mut manifests: Vec<String> = store.tags()?.into_iter().map(|(_, digest)| digest).collect();
-    manifests.extend(in_use.into_iter().map(|(_, digest)| digest));
-    for manifest_digest in manifests {
-        let image = Image::from_store(&store, &manifest_digest)?;
-        needed_blobs.insert(manifest_digest);
-        needed_blobs.insert(image.id());
-        needed_blobs.extend(image.layers().iter().map(|l| l.digest().to_string()));
-        needed_layers.extend(image.diff_ids().iter().cloned());
-    }
+    let (needed_blobs, needed_layers) = needed(&store)?;
     let unpacked = step05::Store::new(state_root);
-    for diff_id in removed_image.diff_ids().iter().filter(|d| !needed_layers.contains(*d)) {
+    for diff_id in removed_layers.iter().filter(|d| !needed_layers.contains(*d)) {
         unpacked.remove_layer(diff_id)?;
     }
     store.remove_blobs_except(&needed_blobs)
+}
+
+/// What the tagged images and the running containers need: blobs, and unpacked layers
+/// (diff IDs). Of a damaged image, what can still be read of it is kept.
+fn needed(store: &Store) -> Result<(HashSet<String>, HashSet<String>)> {
+    let (mut blobs, mut layers) = (HashSet::new(), HashSet::new());
+    let mut manifests: Vec<String> = store.tags()?.into_iter().map(|(_, digest)| digest).collect();
+    manifests.extend(store.in_use()?.into_iter().map(|(_, digest)| digest));
+    for manifest_digest in manifests {
+        let manifest = store.read_blob(&manifest_digest).and_then(|bytes| image::parse_manifest(&bytes));
+        blobs.insert(manifest_digest);
+        let Ok(manifest) = manifest else { continue };
+        let config = manifest.config().digest().to_string();
+        blobs.extend(manifest.layers().iter().map(|l| l.digest().to_string()));
+        if let Ok(config) = store.read_blob(&config).and_then(|bytes| image::parse_config(&bytes)) {
+            layers.extend(config.rootfs().diff_ids().iter().cloned());
+        }
+        blobs.insert(config);
+    }
+    Ok((blobs, layers))
+}
+
+/// Delete those of `blobs` (stored by a pull or load that then failed) that no image
+/// needs. Waits until no other carton is storing an image, so none of them is one that
+/// another pull is about to tag.
+pub fn take_back(store: &Store, blobs: &[String]) -> Result<()> {
+    let _lock = store.lock(store::Lock::Exclusive)?;
+    let (needed, _) = needed(store)?;
+    for digest in blobs.iter().filter(|d| !needed.contains(*d)) {
+        store.remove_blob(digest);
+    }
+    Ok(())
 }
 // ANCHOR_END: remove
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn image(store: &Store, dir: &Path, name: &str, file: &str) -> String {
+        let rootfs = tempfile::tempdir_in(dir).unwrap();
+        std::fs::write(rootfs.path().join("f"), file).unwrap();
+        image_from_dir(store, rootfs.path(), &Reference::parse(name).unwrap(), &["sh"]).unwrap()
+    }
+
+    #[test]
+    fn a_damaged_image_hides_no_other_and_can_still_be_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        image(&store, dir.path(), "good:1", "good");
+        let damaged = image(&store, dir.path(), "damaged:1", "damaged");
+        let config = Image::from_store(&store, &damaged).unwrap().id();
+        std::fs::remove_file(store.blob_path(&config).unwrap()).unwrap();
+        let listed: Vec<String> = image::list(&store).unwrap().iter().map(|l| l.reference.familiar()).collect();
+        assert_eq!(listed, ["good:1"]);
+        remove(dir.path(), &Reference::parse("damaged:1").unwrap(), false).unwrap();
+        assert_eq!(store.tags().unwrap().len(), 1);
+        Image::load(&store, &Reference::parse("good:1").unwrap()).unwrap();
+    }
+
+    #[test]
+    fn rmi_waits_while_a_pull_or_load_is_storing_blobs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        image(&store, dir.path(), "a:1", "a");
+        let storing = store.lock(store::Lock::Shared).unwrap();
+        let (done, finished) = std::sync::mpsc::channel();
+        let root = dir.path().to_path_buf();
+        let rmi = std::thread::spawn(move || {
+            let removed = remove(&root, &Reference::parse("a:1").unwrap(), false);
+            done.send(()).unwrap();
+            removed
+        });
+        assert!(finished.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "rmi went ahead while blobs were coming in");
+        drop(storing);
+        assert_eq!(rmi.join().unwrap().unwrap().len(), 3);
+    }
+
     #[test]
     fn created_is_rfc3339() {
-        let now = super::now_rfc3339();
+        let now = now_rfc3339();
         assert_eq!(now.len(), 20, "{now}");
         assert!(now.starts_with("20") && now.ends_with('Z') && &now[4..5] == "-" && &now[10..11] == "T", "{now}");
     }

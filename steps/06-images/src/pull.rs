@@ -21,6 +21,9 @@ use crate::CHAPTER;
 /// How many layers download at once (Docker's default, `max-concurrent-downloads`).
 pub const PARALLEL_DOWNLOADS: usize = 3;
 
+/// The largest image config carton reads (Docker's own limit is 8 MiB).
+const MAX_CONFIG: u64 = 8 << 20;
+
 /// What a pull did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pulled {
@@ -36,6 +39,7 @@ pub struct Pulled {
 pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Credentials>, progress: &Progress, explain: &Explain) -> Result<Pulled> {
     let store = Store::open(state_root)?;
     store.sweep_leftovers(); // of pulls that were killed: a blob is stored whole or not at all
+    let held = store.lock(crate::store::Lock::Shared)?; // until tagged: `rmi` must not collect what comes in
     let client = Client::new(&reference.registry, &reference.repository, "pull", credentials);
     explain.step(|| Action::new(CHAPTER, format!("resolve the name: {} is {reference}", reference.familiar()), format!("registry {}, repository {}", reference.registry, reference.repository)));
     let wanted = reference.digest.clone().or(reference.tag.clone()).unwrap_or_else(|| "latest".into());
@@ -58,6 +62,14 @@ pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Creden
     }
     let manifest_digest = format!("sha256:{}", step05::store::hex(&sha2::Sha256::digest(&bytes)));
     let manifest = parse_manifest(&bytes)?;
+    // What a manifest says is checked before anything is fetched: a config is small JSON,
+    // read whole later; a zstd layer would be downloaded only to be refused.
+    if manifest.config().size() > MAX_CONFIG {
+        return Err(Error::runtime(format!("{reference}: its config is {} bytes, more than an image config can sensibly be ({MAX_CONFIG}): refusing it", manifest.config().size())));
+    }
+    if manifest.layers().iter().any(|l| l.media_type().to_string().contains("zstd")) {
+        return Err(crate::zstd_refused());
+    }
     let name = reference.to_string();
     let tagged = store.tags()?.iter().any(|(tag, digest)| *tag == name && *digest == manifest_digest);
     let missing = |blobs: &[Descriptor]| blobs.iter().filter(|b| !store.has_blob(b.digest().as_ref())).cloned().collect::<Vec<_>>();
@@ -88,11 +100,10 @@ pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Creden
             store.tag(&name, &digest, size, &media_type)?;
             store.set_repo_digest(&name, &format!("{}@{digest}", reference.familiar_name()))
         });
+    drop(held);
     if let Err(error) = fetched {
         // A failed pull leaves the store as it found it: blobs it brought are taken back.
-        for digest in &stored {
-            store.remove_blob(digest);
-        }
+        crate::take_back(&store, &stored)?;
         return Err(error);
     }
     for layer in &missing_layers {
@@ -129,7 +140,7 @@ fn fetch(store: &Store, client: &Client, blobs: &[Descriptor], stored: &mut Vec<
                 let line = progress.blob(&digest, blob.size(), "Pulling fs layer");
                 // `take` bounds a registry that sends more than the manifest says.
                 let result = client.blob(&digest).and_then(|body| {
-                    let counted = Counting { inner: body.take(blob.size() + 1), progress: &line, status: "Downloading" };
+                    let counted = Counting { inner: body.take(blob.size().saturating_add(1)), progress: &line, status: "Downloading" };
                     store.put_blob(counted, Some(&digest))
                 });
                 match result {

@@ -11,7 +11,6 @@ use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::{Client, Credentials};
 use crate::store::Store;
-use crate::MANIFEST_TYPE;
 
 /// Blobs above this size go up in chunks of it (`PATCH` with a `Content-Range`); smaller
 /// ones in a single `PUT`.
@@ -46,14 +45,13 @@ pub fn push(state_root: &Path, reference: &Reference, credentials: Option<Creden
             continue;
         }
         let line = progress.blob(&digest, blob.size(), "Preparing");
-        let bytes = store.read_blob(&digest)?;
-        client.upload_blob(&digest, &bytes, chunk, explain)?;
-        line.advance(bytes.len() as u64, "Pushing");
+        let content = crate::progress::Counting { inner: store.open_blob(&digest, blob.size())?, progress: &line, status: "Pushing" };
+        client.upload_blob(&digest, content, blob.size(), chunk, explain)?;
         line.finish("Pushed");
         uploaded.push(digest);
     }
     let manifest = store.read_blob(&image.manifest_digest)?;
-    let media_type = image.manifest.media_type().as_ref().map_or(MANIFEST_TYPE.to_string(), |t| t.to_string());
+    let media_type = image.media_type();
     let answered = client.put_manifest(&tag, &manifest, &media_type, explain)?;
     if !answered.is_empty() && answered != image.manifest_digest {
         return Err(Error::runtime(format!("the registry filed the manifest as {answered}, but its digest is {}", image.manifest_digest)));

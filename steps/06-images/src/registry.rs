@@ -117,6 +117,8 @@ impl Client {
             .proxy(if plain_http { None } else { ureq::Proxy::try_from_env() })
             .timeout_connect(Some(Duration::from_secs(15)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
+            // A registry that stops sending in the middle of a layer must not hang carton.
+            .timeout_per_read(Some(Duration::from_secs(60)))
             .user_agent(concat!("carton/", env!("CARGO_PKG_VERSION")))
             .build()
             .new_agent();
@@ -181,10 +183,11 @@ impl Client {
     pub fn blob(&self, digest: &str) -> Result<impl Read + Send + use<>> {
         let mut attempt = 0;
         loop {
-            let request = self.agent.get(self.url(&format!("blobs/{digest}")));
-            let request = match self.authorization.lock().unwrap_or_else(|e| e.into_inner()).clone() {
-                Some(authorization) => request.header("Authorization", authorization),
-                None => request,
+            let url = self.url(&format!("blobs/{digest}"));
+            let sent = self.authorization_for(&url);
+            let request = match &sent {
+                Some(authorization) => self.agent.get(&url).header("Authorization", authorization),
+                None => self.agent.get(&url),
             };
             let response = request.call().map_err(|e| self.transport(e))?;
             let status = response.status().as_u16();
@@ -194,7 +197,7 @@ impl Client {
             let reply = read_reply(response);
             if status == 401 && attempt == 0 {
                 attempt += 1;
-                self.authenticate(&reply, None)?;
+                self.authenticate(&reply, sent.as_deref(), None)?;
                 continue;
             }
             return Err(match status {
@@ -217,34 +220,41 @@ impl Client {
     // ANCHOR_END: has_blob
 
     // ANCHOR: upload
-    /// Upload `bytes` as the blob `digest`: `POST` opens an upload session and answers
-    /// with a `Location`; the bytes go in one `PUT` (monolithic) or, when `chunk` is
-    /// smaller than the blob, in `PATCH`es of `chunk` bytes with a `Content-Range`; the
-    /// closing `PUT ?digest=` makes the registry check the digest and keep the blob.
-    pub fn upload_blob(&self, digest: &str, bytes: &[u8], chunk: usize, explain: &Explain) -> Result<()> {
+    /// Upload the `size` bytes of `content` as the blob `digest`: `POST` opens an upload
+    /// session and answers with a `Location`; the bytes go in `PATCH`es of `chunk` bytes,
+    /// each with its `Content-Range`, the last piece with the closing `PUT ?digest=`, which
+    /// makes the registry check the digest and keep the blob. A blob no bigger than
+    /// `chunk` (or any blob, with `chunk` 0) goes in that one `PUT`: a monolithic upload.
+    pub fn upload_blob(&self, digest: &str, mut content: impl Read, size: u64, chunk: usize, explain: &Explain) -> Result<()> {
         let reply = self.send(Request { method: "POST", url: self.url("blobs/uploads/"), headers: Vec::new(), body: &[] }, Some(explain))?;
         if reply.status != 202 {
             return Err(self.unexpected(reply.status, "start an upload", &reply));
         }
-        let mut location = self.location(&reply)?;
-        let mut sent = 0;
-        if chunk > 0 && bytes.len() > chunk {
-            while sent < bytes.len() {
-                let part = &bytes[sent..(sent + chunk).min(bytes.len())];
-                let range = format!("{sent}-{}", sent + part.len() - 1);
-                let headers = vec![("Content-Type", "application/octet-stream".to_string()), ("Content-Range", range)];
-                let reply = self.send(Request { method: "PATCH", url: location.clone(), headers, body: part }, Some(explain))?;
-                if reply.status != 202 {
-                    return Err(self.unexpected(reply.status, &format!("send bytes {sent}.. of {digest}"), &reply));
-                }
-                location = self.location(&reply)?;
-                sent += part.len();
+        let mut location = self.location(&reply, &self.url("blobs/uploads/"))?;
+        let piece_size = if chunk == 0 { size } else { chunk as u64 };
+        let (mut sent, mut piece) = (0u64, Vec::new());
+        loop {
+            piece.clear();
+            (&mut content).take(piece_size).read_to_end(&mut piece).map_err(|e| Error::runtime(format!("cannot read {digest}: {e}")))?;
+            if sent + piece.len() as u64 >= size {
+                break;
             }
+            if piece.is_empty() {
+                return Err(Error::runtime(format!("{digest} ended after {sent} of its {size} bytes")));
+            }
+            let range = format!("{sent}-{}", sent + piece.len() as u64 - 1);
+            let headers = vec![("Content-Type", "application/octet-stream".to_string()), ("Content-Range", range)];
+            let reply = self.send(Request { method: "PATCH", url: location.clone(), headers, body: &piece }, Some(explain))?;
+            if reply.status != 202 {
+                return Err(self.unexpected(reply.status, &format!("send bytes {sent}.. of {digest}"), &reply));
+            }
+            location = self.location(&reply, &location)?;
+            sent += piece.len() as u64;
         }
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={digest}");
         let headers = vec![("Content-Type", "application/octet-stream".to_string())];
-        let reply = self.send(Request { method: "PUT", url, headers, body: &bytes[sent..] }, Some(explain))?;
+        let reply = self.send(Request { method: "PUT", url, headers, body: &piece }, Some(explain))?;
         match reply.status {
             201 => Ok(()),
             400 => Err(Error::runtime(format!("the registry refused {digest}: {} (the bytes do not match their digest?)", registry_error(&reply)))),
@@ -264,10 +274,24 @@ impl Client {
         Ok(reply.header("docker-content-digest").unwrap_or_default().to_string())
     }
 
-    /// The upload URL a reply points to; registries may give it relative to themselves.
-    fn location(&self, reply: &Reply) -> Result<String> {
+    /// The upload URL a reply to `asked` points to, made absolute (RFC 3986): registries
+    /// often give it relative to themselves.
+    fn location(&self, reply: &Reply, asked: &str) -> Result<String> {
         let location = reply.header("location").ok_or_else(|| Error::runtime(format!("{} started an upload but gave no Location to send it to", self.registry)))?;
-        Ok(if location.starts_with('/') { format!("{}{location}", self.base) } else { location.to_string() })
+        let scheme = &self.base[..self.base.find("://").unwrap_or(0)];
+        Ok(match location {
+            l if l.starts_with("http://") || l.starts_with("https://") => l.to_string(),
+            l if l.starts_with("//") => format!("{scheme}:{l}"),
+            l if l.starts_with('/') => format!("{}{l}", self.base),
+            l => format!("{}/{l}", asked.split('?').next().unwrap_or(asked).rsplit_once('/').map_or(asked, |(dir, _)| dir)),
+        })
+    }
+
+    /// The authorization for a request to `url`: only to the registry itself, never to
+    /// another host a `Location` names (which would then hold our password or token).
+    fn authorization_for(&self, url: &str) -> Option<String> {
+        let ours = url == self.base || url.strip_prefix(&self.base).is_some_and(|rest| rest.starts_with('/') || rest.starts_with('?'));
+        ours.then(|| self.authorization.lock().unwrap_or_else(|e| e.into_inner()).clone()).flatten()
     }
 
     // ANCHOR: send
@@ -275,7 +299,7 @@ impl Client {
     /// challenge once and send it again.
     fn send(&self, request: Request, explain: Option<&Explain>) -> Result<Reply> {
         for attempt in 0..2 {
-            let authorization = self.authorization.lock().unwrap_or_else(|e| e.into_inner()).clone();
+            let authorization = self.authorization_for(&request.url);
             if let Some(explain) = explain {
                 explain.step(|| http_action(&request, authorization.is_some()));
             }
@@ -294,7 +318,7 @@ impl Client {
             if attempt == 1 {
                 return Err(self.login_needed()); // refused with the answer to its own challenge
             }
-            self.authenticate(&reply, explain)?;
+            self.authenticate(&reply, authorization.as_deref(), explain)?;
         }
         unreachable!("the loop returns on its second attempt")
     }
@@ -303,7 +327,8 @@ impl Client {
     // ANCHOR: authenticate
     /// Answer a `401`'s `WWW-Authenticate` challenge: `Basic` wants the saved user and
     /// password; `Bearer` wants a token from the realm it names, for the scope we need.
-    fn authenticate(&self, reply: &Reply, explain: Option<&Explain>) -> Result<()> {
+    /// `sent` is the authorization the refused request carried.
+    fn authenticate(&self, reply: &Reply, sent: Option<&str>, explain: Option<&Explain>) -> Result<()> {
         let header = reply.header("www-authenticate").unwrap_or_default();
         let (scheme, params) = parse_challenge(header);
         let authorization = match scheme.to_ascii_lowercase().as_str() {
@@ -313,6 +338,10 @@ impl Client {
             },
             "bearer" => {
                 let realm = params.get("realm").ok_or_else(|| Error::runtime(format!("{} asked for a token but named no realm to get it from", self.registry)))?;
+                // Our password goes to the token server: never in the clear when the registry itself is HTTPS.
+                if self.base.starts_with("https:") && !realm.starts_with("https://") {
+                    return Err(Error::runtime(format!("{} sends carton for a token to {realm}, which is not HTTPS: refusing to send credentials there", self.registry)));
+                }
                 // A login asks for no repository: a token for nothing in particular proves the password.
                 let mut query = Vec::new();
                 if let Some(service) = params.get("service") {
@@ -345,12 +374,10 @@ impl Client {
             }
             _ => return Err(Error::runtime(format!("{} wants authentication carton does not speak: {header:?}", self.registry))),
         };
-        let mut current = self.authorization.lock().unwrap_or_else(|e| e.into_inner());
-        if current.as_deref() == Some(authorization.as_str()) {
-            // The same credentials were just refused.
-            return Err(self.login_needed());
+        if sent == Some(authorization.as_str()) {
+            return Err(self.login_needed()); // the very answer was just refused
         }
-        *current = Some(authorization);
+        *self.authorization.lock().unwrap_or_else(|e| e.into_inner()) = Some(authorization);
         Ok(())
     }
     // ANCHOR_END: authenticate
@@ -500,21 +527,29 @@ impl Logins {
 
     fn change(&self, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) -> Result<()> {
         use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::fd::AsRawFd;
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let failed = |e: std::io::Error| Error::runtime(format!("cannot write {}: {e}", self.path.display()));
+        std::fs::create_dir_all(dir).map_err(failed)?;
+        // Two logins at once: one after the other, each reading what the other wrote.
+        let lock = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("auth.lock")).map_err(failed)?;
+        // Safety: flock on a descriptor we own; released when `lock` is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(failed(std::io::Error::last_os_error()));
+        }
         let mut file: serde_json::Value = std::fs::read(&self.path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_else(|| serde_json::json!({}));
         if !file["auths"].is_object() {
             file["auths"] = serde_json::json!({});
         }
         edit(file["auths"].as_object_mut().expect("made an object above"));
-        let dir = self.path.parent().unwrap_or(Path::new("."));
-        std::fs::create_dir_all(dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
-        // Written to a new file (mode 0600 from the start) and renamed: never readable by others, never half-written.
-        let staging = self.path.with_extension("json.new");
-        let written = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&staging).and_then(|mut f| {
-            f.write_all(&serde_json::to_vec_pretty(&file).unwrap_or_default())?;
-            f.sync_all()
-        });
-        written.and_then(|()| std::fs::rename(&staging, &self.path)).map_err(|e| Error::runtime(format!("cannot write {}: {e}", self.path.display())))
+        // A new file (0600 before anything is in it) renamed over the old: never readable
+        // by others, never half-written.
+        let mut staging = tempfile::NamedTempFile::new_in(dir).map_err(failed)?;
+        staging.as_file().set_permissions(std::fs::Permissions::from_mode(0o600)).map_err(failed)?;
+        staging.write_all(&serde_json::to_vec_pretty(&file).unwrap_or_default()).and_then(|()| staging.as_file().sync_all()).map_err(failed)?;
+        staging.persist(&self.path).map_err(|e| failed(e.error))?;
+        Ok(())
     }
 }
 // ANCHOR_END: logins
@@ -558,6 +593,45 @@ mod tests {
         assert!(logins.remove("localhost:5000").unwrap());
         assert!(!logins.remove("localhost:5000").unwrap());
         assert_eq!(logins.get("localhost:5000"), None);
+    }
+
+    fn reply_with(header: (&str, &str)) -> Reply {
+        Reply { status: 202, headers: [(header.0.to_string(), header.1.to_string())].into(), body: Vec::new() }
+    }
+
+    #[test]
+    fn credentials_go_only_to_the_registry_itself() {
+        let client = Client::new("localhost:5000", "app", "pull,push", None);
+        *client.authorization.lock().unwrap() = Some("Basic c2VjcmV0".into());
+        assert!(client.authorization_for("http://localhost:5000/v2/app/blobs/uploads/x?_state=1").is_some());
+        assert!(client.authorization_for("http://localhost:5000/v2/").is_some());
+        for elsewhere in ["http://127.0.0.2:5000/v2/app/blobs/uploads/x", "http://localhost:50000/v2/", "https://localhost:5000/v2/", "http://localhost:5000.evil.example/v2/"] {
+            assert_eq!(client.authorization_for(elsewhere), None, "{elsewhere}");
+        }
+    }
+
+    #[test]
+    fn upload_locations_are_made_absolute() {
+        let client = Client::new("localhost:5000", "app", "pull,push", None);
+        let asked = "http://localhost:5000/v2/app/blobs/uploads/";
+        let cases = [
+            ("/v2/app/blobs/uploads/u1?_state=s", "http://localhost:5000/v2/app/blobs/uploads/u1?_state=s"),
+            ("http://127.0.0.1:9/upload", "http://127.0.0.1:9/upload"),
+            ("//cdn.example/upload", "http://cdn.example/upload"),
+            ("u2?_state=s", "http://localhost:5000/v2/app/blobs/uploads/u2?_state=s"),
+        ];
+        for (location, absolute) in cases {
+            assert_eq!(client.location(&reply_with(("location", location)), asked).unwrap(), absolute, "{location}");
+        }
+        assert!(client.location(&reply_with(("x", "y")), asked).unwrap_err().message.contains("gave no Location"));
+    }
+
+    #[test]
+    fn an_https_registry_may_not_send_the_password_to_a_plain_http_token_server() {
+        let client = Client::new("registry.example", "app", "pull", Some(Credentials { user: "u".into(), password: "p".into() }));
+        let challenge = reply_with(("www-authenticate", r#"Bearer realm="http://127.0.0.1:9/token",service="s""#));
+        let error = client.authenticate(&challenge, None, None).unwrap_err();
+        assert!(error.message.contains("not HTTPS: refusing to send credentials"), "{}", error.message);
     }
 
     #[test]

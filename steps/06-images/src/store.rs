@@ -38,11 +38,16 @@ impl Store {
         let root = state_root.join("images");
         let failed = |e: std::io::Error| Error::runtime(format!("cannot create the image store {}: {e}", root.display()));
         fs::create_dir_all(root.join("blobs").join("sha256")).map_err(failed)?;
-        if !root.join("oci-layout").exists() {
-            write_atomically(&root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#, Durable::Yes)?;
-        }
+        // Made once, under the index lock: two cartons starting on an empty store must not
+        // replace an index the other has just tagged an image in.
         if !root.join("index.json").exists() {
-            write_atomically(&root.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#, Durable::Yes)?;
+            let _lock = flock(&root.join("index.lock"), Lock::Exclusive)?;
+            if !root.join("oci-layout").exists() {
+                write_atomically(&root.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#, Durable::Yes)?;
+            }
+            if !root.join("index.json").exists() {
+                write_atomically(&root.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#, Durable::Yes)?;
+            }
         }
         Ok(Store { root })
     }
@@ -104,6 +109,15 @@ impl Store {
         Ok((digest, size))
     }
     // ANCHOR_END: put_blob
+
+    /// The blob, `size` bytes, as a stream (a layer can be larger than memory), checked as
+    /// it is read: the read that completes it fails if its bytes do not match its digest,
+    /// so whoever consumes it (an unpacker, an upload) stops before using a changed blob.
+    pub fn open_blob(&self, digest: &str, size: u64) -> Result<Verified> {
+        let path = self.blob_path(digest)?;
+        let file = fs::File::open(&path).map_err(|e| Error::runtime(format!("the store has no blob {digest} ({e})")))?;
+        Ok(Verified { file, path, digest: digest.to_string(), size, read: 0, hash: Sha256::new() })
+    }
 
     /// The blob's bytes, checked against its digest (a store on disk can be tampered with).
     pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
@@ -249,16 +263,71 @@ impl Store {
         serde_json::from_slice(&text).map_err(|e| Error::runtime(format!("{} is not valid JSON: {e}", path.display())))
     }
 
+    // ANCHOR: lock
+    /// Hold the store: `Shared` while blobs go in that are not tagged yet (a pull, a
+    /// load), `Exclusive` to delete blobs (`rmi`). Deleting every blob no tag needs is
+    /// right only when nobody is half-way through storing an image.
+    pub fn lock(&self, kind: Lock) -> Result<StoreLock> {
+        flock(&self.root.join("store.lock"), kind).map(StoreLock)
+    }
+    // ANCHOR_END: lock
+
     fn with_index(&self, change: impl FnOnce(&mut serde_json::Value) -> Result<()>) -> Result<()> {
-        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(self.root.join("index.lock")).map_err(|e| Error::runtime(format!("cannot open the store's lock: {e}")))?;
-        // Safety: flock on a descriptor we own; released when `lock` is closed.
-        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
-            return Err(Error::runtime(format!("cannot lock the image store: {}", std::io::Error::last_os_error())));
-        }
+        let _lock = flock(&self.root.join("index.lock"), Lock::Exclusive)?;
         let mut index = self.read_index()?;
         change(&mut index)?;
         let text = serde_json::to_vec_pretty(&index).map_err(|e| Error::runtime(format!("cannot write the index: {e}")))?;
         write_atomically(&self.root.join("index.json"), &text, Durable::Yes)
+    }
+}
+
+/// How [`Store::lock`] holds the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lock {
+    Shared,
+    Exclusive,
+}
+
+/// The store held, until this is dropped.
+pub struct StoreLock(#[allow(dead_code)] fs::File); // the open descriptor is the lock
+
+/// Take `kind` of lock on the file `path` (made if missing), waiting for it.
+fn flock(path: &Path, kind: Lock) -> Result<fs::File> {
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| Error::runtime(format!("cannot open the lock {}: {e}", path.display())))?;
+    let operation = if kind == Lock::Exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
+    // Safety: flock on a descriptor we own; released when `file` is closed.
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
+        return Err(Error::runtime(format!("cannot lock {}: {}", path.display(), std::io::Error::last_os_error())));
+    }
+    Ok(file)
+}
+
+/// A blob being read from the store, checked against its digest and size as it goes.
+pub struct Verified {
+    file: fs::File,
+    path: PathBuf,
+    digest: String,
+    size: u64,
+    read: u64,
+    hash: Sha256,
+}
+
+impl Read for Verified {
+    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buffer)?;
+        self.hash.update(&buffer[..n]);
+        self.read += n as u64;
+        let changed = |what: String| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the blob {} in {} has been changed ({what})", self.digest, self.path.display()));
+        if self.read > self.size || (n == 0 && self.read < self.size) {
+            return Err(changed(format!("it is not {} bytes long", self.size)));
+        }
+        if n > 0 && self.read == self.size {
+            let actual = format!("sha256:{}", step05::store::hex(&self.hash.clone().finalize()));
+            if actual != self.digest {
+                return Err(changed(format!("its bytes have the digest {actual}")));
+            }
+        }
+        Ok(n)
     }
 }
 

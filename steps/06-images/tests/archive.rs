@@ -429,7 +429,7 @@ fn hostile_names_write_nothing_outside_the_store() {
     }
     let mut top: Vec<String> = std::fs::read_dir(&inside).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
     top.sort();
-    assert_eq!(top, ["blobs", "index.json", "index.lock", "oci-layout"], "nothing but the store");
+    assert_eq!(top, ["blobs", "index.json", "index.lock", "oci-layout", "store.lock"], "nothing but the store");
 }
 
 #[test]

@@ -172,8 +172,8 @@ fn an_index_gives_this_machines_manifest_and_no_variant_is_a_clear_error() {
             .collect();
         serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests})).unwrap()
     };
-    client.put_manifest("all", &index(&[("linux", "s390x"), ("linux", &arch), ("windows", &arch)]), "application/vnd.oci.image.index.v1+json", &Explain::off()).unwrap();
-    client.put_manifest("other", &index(&[("linux", "s390x"), ("windows", &arch)]), "application/vnd.oci.image.index.v1+json", &Explain::off()).unwrap();
+    client.put_manifest("all", &index(&[("linux", "s390x"), ("linux", arch), ("windows", arch)]), "application/vnd.oci.image.index.v1+json", &Explain::off()).unwrap();
+    client.put_manifest("other", &index(&[("linux", "s390x"), ("windows", arch)]), "application/vnd.oci.image.index.v1+json", &Explain::off()).unwrap();
 
     let fresh = tempfile::tempdir().unwrap();
     let pulled = quiet_pull(fresh.path(), &format!("{}/multi:all", registry.addr), None).unwrap();
@@ -317,8 +317,8 @@ fn a_hostile_layer_from_a_registry_writes_nothing_outside_and_leaves_no_image() 
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(&layer), "size": layer.len()}],
     }))
     .unwrap();
-    client.upload_blob(&sha(&layer), &layer, 0, &Explain::off()).unwrap();
-    client.upload_blob(&sha(&config), &config, 0, &Explain::off()).unwrap();
+    client.upload_blob(&sha(&layer), layer.as_slice(), layer.len() as u64, 0, &Explain::off()).unwrap();
+    client.upload_blob(&sha(&config), config.as_slice(), config.len() as u64, 0, &Explain::off()).unwrap();
     client.put_manifest("1", &manifest, step06::MANIFEST_TYPE, &Explain::off()).unwrap();
 
     let error = quiet_pull(state.path(), &format!("{}/evil:1", registry.addr), None).unwrap_err();
