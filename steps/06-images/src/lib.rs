@@ -1,16 +1,17 @@
-//! # Step 06 — images (begun)
+//! # Step 06 — images: layers, digests, registries
 //!
-//! An image is an ordered list of layers plus a configuration, named by digests, stored
-//! once, pulled from and pushed to registries. This step so far has:
+//! An image is an ordered list of layers plus a configuration, each named by the digest
+//! of its bytes, stored once, pulled from and pushed to registries.
 //!
 //! - [`reference`]: Docker's rules for image names (`busybox` is
 //!   `docker.io/library/busybox:latest`);
-//! - [`store`]: the content-addressed store, an OCI image layout.
-//!
-//! - [`image`]: an image's manifest and config, and the process it runs;
-//! - [`run`]: `carton run IMAGE`, on step 05's overlay of the image's layers.
-//!
-//! The registry client (pull, push, login) and the image commands are still to come.
+//! - [`store`]: the content-addressed store, an OCI image layout;
+//! - [`image`]: an image's manifest and config, the process it runs, its history;
+//! - [`registry`]: the OCI distribution API by hand (and logins); [`pull`] and [`push`]
+//!   on top of it, with [`progress`] lines or bars;
+//! - [`archive`]: `save` and `load`, in Docker's format and as an OCI layout;
+//! - here: making an image from a directory or a tarball, unpacking an image's layers
+//!   into step 05's store, [`run`] on an overlay of them, `tag` and `remove`.
 
 pub mod archive;
 pub mod image;
