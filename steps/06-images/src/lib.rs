@@ -3,7 +3,7 @@
 //! An image is an ordered list of layers plus a configuration, each named by the digest
 //! of its bytes, stored once, pulled from and pushed to registries.
 //!
-//! - [`reference`]: Docker's rules for image names (`busybox` is
+//! - [`reference`](mod@reference): Docker's rules for image names (`busybox` is
 //!   `docker.io/library/busybox:latest`);
 //! - [`store`]: the content-addressed store, an OCI image layout;
 //! - [`image`]: an image's manifest and config, the process it runs, its history;
