@@ -209,11 +209,11 @@ fn prompt_password() -> anyhow::Result<String> {
 
 pub fn list(state_root: &Path) -> anyhow::Result<u8> {
     let store = Store::open(state_root)?;
-    let mut table = format!("{:<40} {:<12} {:<14} {:<18} {}\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
+    let mut table = format!("{:<40} {:<12} {:<14} {:<24} {}\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
     for image in step06::image::list(&store)? {
-        let familiar = image.reference.familiar();
-        let (repository, tag) = familiar.rsplit_once(':').filter(|(_, tag)| !tag.contains('/')).unwrap_or((&familiar, "<none>"));
-        table += &format!("{repository:<40} {tag:<12} {:<14} {:<18} {}\n", short(&image.id), ago(&image.created), human_size(image.size));
+        // An image pulled by digest has no tag: Docker shows <none>.
+        let tag = image.reference.tag.clone().unwrap_or_else(|| "<none>".to_string());
+        table += &format!("{:<40} {tag:<12} {:<14} {:<24} {}\n", image.reference.familiar_name(), short(&image.id), ago(&image.created), human_size(image.size));
     }
     print_stdout(&table);
     Ok(0)
@@ -221,11 +221,11 @@ pub fn list(state_root: &Path) -> anyhow::Result<u8> {
 
 fn history(state_root: &Path, image: &str, no_trunc: bool) -> anyhow::Result<u8> {
     let steps = step06::image::history(&Store::open(state_root)?, &Reference::parse(image)?)?;
-    let mut table = format!("{:<14} {:<18} {:<46} {:<10} {}\n", "IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT");
+    let mut table = format!("{:<14} {:<24} {:<46} {:<10} {}\n", "IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT");
     for step in steps {
         let id = step.id.as_deref().map_or("<missing>".to_string(), short);
         let created_by = if no_trunc || step.created_by.chars().count() <= 45 { step.created_by } else { step.created_by.chars().take(44).collect::<String>() + "…" };
-        table += &format!("{id:<14} {:<18} {created_by:<46} {:<10} {}\n", ago(&step.created), human_size(step.size), step.comment);
+        table += &format!("{id:<14} {:<24} {created_by:<46} {:<10} {}\n", ago(&step.created), human_size(step.size), step.comment);
     }
     print_stdout(&table);
     Ok(0)

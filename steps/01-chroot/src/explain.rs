@@ -32,15 +32,25 @@ pub struct Action {
     pub chapter: Chapter,
     /// What happens and why, in plain words.
     pub what: String,
-    /// The system call as C would write it.
+    /// The system call as C would write it (or, for an action that is not one, what
+    /// `label` says it is: an HTTP request, a name).
     pub syscall: String,
+    /// What `syscall` holds: "syscall" unless an action says otherwise.
+    pub label: &'static str,
     /// The shell command that does the same, when there is one.
     pub shell: Option<String>,
 }
 
 impl Action {
     pub fn new(chapter: Chapter, what: impl Into<String>, syscall: impl Into<String>) -> Self {
-        Action { chapter, what: what.into(), syscall: syscall.into(), shell: None }
+        Action { chapter, what: what.into(), syscall: syscall.into(), label: "syscall", shell: None }
+    }
+
+    /// Name what the action's second line shows when it is not a system call: `request`
+    /// for HTTP (chapter 6). Up to seven letters keep the lines aligned.
+    pub fn label(mut self, label: &'static str) -> Self {
+        self.label = label;
+        self
     }
 
     pub fn shell(mut self, command: impl Into<String>) -> Self {
@@ -52,7 +62,7 @@ impl Action {
 impl fmt::Display for Action {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "[explain] {}", self.what)?;
-        write!(f, "          syscall: {}", self.syscall)?;
+        write!(f, "          {:<8} {}", format!("{}:", self.label), self.syscall)?;
         if let Some(shell) = &self.shell {
             write!(f, "\n          shell:   {shell}")?;
         }

@@ -41,8 +41,10 @@ pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Creden
     store.sweep_leftovers(); // of pulls that were killed: a blob is stored whole or not at all
     let held = store.lock(crate::store::Lock::Shared)?; // until tagged: `rmi` must not collect what comes in
     let client = Client::new(&reference.registry, &reference.repository, "pull", credentials);
-    explain.step(|| Action::new(CHAPTER, format!("resolve the name: {} is {reference}", reference.familiar()), format!("registry {}, repository {}", reference.registry, reference.repository)));
     let wanted = reference.digest.clone().or(reference.tag.clone()).unwrap_or_else(|| "latest".into());
+    explain.step(|| {
+        Action::new(CHAPTER, format!("resolve the name {}: registry {}, repository {}, {wanted}", reference.familiar(), reference.registry, reference.repository), format!("{reference}")).label("name")
+    });
     progress.line(&format!("{}: Pulling from {}", wanted.trim_start_matches("sha256:"), reference.repository));
 
     // The manifest, or an index of manifests (one per platform) to choose from.
@@ -50,10 +52,13 @@ pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Creden
     if let Some(digest) = &reference.digest {
         check_digest(&bytes, digest, "manifest")?;
     }
+    // What the registry knows the name by: the index's digest for a multi-platform image,
+    // as Docker records it (the one to pin: it is the same on every platform).
+    let served_digest = format!("sha256:{}", step05::store::hex(&sha2::Sha256::digest(&bytes)));
     if is_index(&media_type) {
         let chosen = choose_platform(&bytes)?;
         let digest = chosen.digest().to_string();
-        explain.step(|| Action::new(CHAPTER, format!("the name is an index: take the manifest for {}", host_platform()), format!("manifest {digest}")));
+        explain.step(|| Action::new(CHAPTER, format!("the name is an index: take the manifest for {}", host_platform()), format!("manifest {digest}")).label("choice"));
         (bytes, media_type) = client.manifest(&digest, explain)?;
         check_digest(&bytes, &digest, "manifest")?;
         if is_index(&media_type) {
@@ -98,7 +103,7 @@ pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Creden
             // unpacked (damaged, hostile) leaves no image behind, and the first run starts at once.
             crate::unpack(state_root, &store, &Image::from_store(&store, &digest)?, explain)?;
             store.tag(&name, &digest, size, &media_type)?;
-            store.set_repo_digest(&name, &format!("{}@{digest}", reference.familiar_name()))
+            store.set_repo_digest(&name, &format!("{}@{served_digest}", reference.familiar_name()))
         });
     drop(held);
     if let Err(error) = fetched {
@@ -109,7 +114,7 @@ pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Creden
     for layer in &missing_layers {
         progress.line(&format!("{}: Pull complete", short_id(layer.digest().as_ref())));
     }
-    progress.line(&format!("Digest: {manifest_digest}"));
+    progress.line(&format!("Digest: {served_digest}"));
     let up_to_date = tagged && missing_config.is_empty() && missing_layers.is_empty();
     let status = if up_to_date { "Image is up to date for" } else { "Downloaded newer image for" };
     progress.line(&format!("Status: {status} {}", reference.familiar()));
@@ -125,7 +130,9 @@ fn fetch(store: &Store, client: &Client, blobs: &[Descriptor], stored: &mut Vec<
     for blob in blobs {
         explain.step(|| {
             let url = client.url(&format!("blobs/{}", blob.digest()));
-            Action::new(CHAPTER, format!("ask the registry: GET /v2/…/blobs/{} ({} bytes), and check its sha256", blob.digest(), blob.size()), format!("GET {url}"))
+            let path = url.split_once("/v2/").map_or(url.as_str(), |(_, path)| path);
+            Action::new(CHAPTER, format!("ask the registry: GET /v2/{path} ({} bytes), and check its sha256", blob.size()), format!("GET {url}"))
+                .label("request")
                 .shell(format!("curl -sL '{url}' | sha256sum"))
         });
     }

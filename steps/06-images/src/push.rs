@@ -36,9 +36,11 @@ pub fn push(state_root: &Path, reference: &Reference, credentials: Option<Creden
     let client = Client::new(&reference.registry, &reference.repository, "pull,push", credentials);
     progress.line(&format!("The push refers to repository [{}/{}]", reference.registry, reference.repository));
     let mut uploaded = Vec::new();
-    // Layers from the top down, as Docker lists them, then the config.
-    let blobs = image.layers().iter().rev().chain(std::iter::once(image.manifest.config()));
-    for blob in blobs {
+    // Layers from the top down, as Docker lists them, then the config (quietly: Docker
+    // shows layers only).
+    let quiet = Progress::quiet();
+    let blobs = image.layers().iter().rev().map(|layer| (layer, progress)).chain([(image.manifest.config(), &quiet)]);
+    for (blob, progress) in blobs {
         let digest = blob.digest().to_string();
         if client.has_blob(&digest, explain)? {
             progress.line(&format!("{}: Layer already exists", crate::progress::short_id(&digest)));

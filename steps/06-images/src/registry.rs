@@ -331,6 +331,9 @@ impl Client {
     fn authenticate(&self, reply: &Reply, sent: Option<&str>, explain: Option<&Explain>) -> Result<()> {
         let header = reply.header("www-authenticate").unwrap_or_default();
         let (scheme, params) = parse_challenge(header);
+        if let Some(explain) = explain {
+            explain.step(|| Action::new(CHAPTER, format!("the registry answered 401: it wants {scheme} authentication"), format!("WWW-Authenticate: {header}")).label("answer"));
+        }
         let authorization = match scheme.to_ascii_lowercase().as_str() {
             "basic" => match &self.credentials {
                 Some(credentials) => credentials.basic(),
@@ -354,6 +357,7 @@ impl Client {
                 if let Some(explain) = explain {
                     explain.step(|| {
                         Action::new(CHAPTER, format!("ask the token server for a token to {} {}", self.actions, self.repository), format!("GET {url}"))
+                            .label("request")
                             .shell(format!("curl -s {}'{url}'", if self.credentials.is_some() { "-u USER:PASSWORD " } else { "" }))
                     });
                 }
@@ -430,12 +434,15 @@ fn http_action(request: &Request, authorized: bool) -> Action {
     if authorized {
         curl.push_str(" -H \"Authorization: $AUTH\"");
     }
+    let mut what = String::new();
     if !request.body.is_empty() {
-        curl.push_str(&format!(" --data-binary @BODY ({} bytes)", request.body.len()));
+        curl.push_str(" --data-binary @BODY");
+        what = format!(" ({} bytes)", request.body.len());
     }
     curl.push_str(&format!(" '{}'", request.url));
     let path = request.url.split_once("/v2/").map_or(request.url.as_str(), |(_, path)| path);
-    Action::new(CHAPTER, format!("ask the registry: {} /v2/{}", request.method, path.split('?').next().unwrap_or(path)), format!("{} {}", request.method, request.url)).shell(curl)
+    let what = format!("ask the registry: {} /v2/{}{what}", request.method, path.split('?').next().unwrap_or(path));
+    Action::new(CHAPTER, what, format!("{} {}", request.method, request.url)).label("request").shell(curl)
 }
 
 fn read_reply(mut response: ureq::http::Response<ureq::Body>) -> Reply {

@@ -130,14 +130,15 @@ impl Store {
         Ok(bytes)
     }
 
-    /// The manifest `reference` names here: its digest if it has one and the blob is here,
-    /// else the manifest its tag points to; `None` when the store does not have it.
+    /// The manifest `reference` names here: the one a pull of that very name stored (for
+    /// `NAME@DIGEST` of a multi-platform image: this platform's manifest), else, for a
+    /// digest, that blob if it is here; `None` when the store does not have it.
     pub fn lookup(&self, reference: &crate::Reference) -> Result<Option<String>> {
-        if let Some(digest) = &reference.digest {
-            return Ok(self.has_blob(digest).then(|| digest.clone()));
-        }
         let name = reference.to_string();
-        Ok(self.tags()?.into_iter().find(|(tag, _)| *tag == name).map(|(_, digest)| digest))
+        if let Some((_, digest)) = self.tags()?.into_iter().find(|(tag, _)| *tag == name) {
+            return Ok(Some(digest));
+        }
+        Ok(reference.digest.as_ref().filter(|digest| self.has_blob(digest)).cloned())
     }
 
     /// The tags: (full reference, manifest digest), from index.json.

@@ -175,9 +175,17 @@ fn an_index_gives_this_machines_manifest_and_no_variant_is_a_clear_error() {
     client.put_manifest("all", &index(&[("linux", "s390x"), ("linux", arch), ("windows", arch)]), "application/vnd.oci.image.index.v1+json", &Explain::off()).unwrap();
     client.put_manifest("other", &index(&[("linux", "s390x"), ("windows", arch)]), "application/vnd.oci.image.index.v1+json", &Explain::off()).unwrap();
 
+    let all = index(&[("linux", "s390x"), ("linux", arch), ("windows", arch)]);
+    let index_digest = format!("sha256:{}", step05::store::hex(&sha2::Sha256::digest(&all)));
     let fresh = tempfile::tempdir().unwrap();
     let pulled = quiet_pull(fresh.path(), &format!("{}/multi:all", registry.addr), None).unwrap();
     assert_eq!(pulled.manifest_digest, digest, "the index's entry for linux/{arch}");
+    let store = Store::open(fresh.path()).unwrap();
+    assert_eq!(store.repo_digests(&digest).unwrap(), [format!("{}/multi@{index_digest}", registry.addr)], "the name the registry knows: the index's digest");
+    // Pinned by the index's digest, it is this platform's manifest that runs.
+    let pinned = reference(&format!("{}/multi@{index_digest}", registry.addr));
+    pull(fresh.path(), &pinned, None, &Progress::quiet(), &Explain::off()).unwrap();
+    assert_eq!(Image::load(&store, &pinned).unwrap().manifest_digest, digest);
     let error = quiet_pull(fresh.path(), &format!("{}/multi:other", registry.addr), None).unwrap_err();
     assert!(error.message.contains("no variant for this machine") && error.message.contains("linux/s390x, windows/"), "{}", error.message);
 }
