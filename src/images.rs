@@ -283,7 +283,8 @@ fn import(state_root: &Path, file: &Path, name: &str) -> anyhow::Result<u8> {
         let tarball = std::fs::File::open(file).map_err(|e| step01::Error::runtime(format!("cannot open {}: {e}", file.display())))?;
         step06::import(&store, tarball, &reference)?
     };
-    print_stdout(&format!("{digest}\n"));
+    // What `docker import` prints: the image ID (its config's digest).
+    print_stdout(&format!("{}\n", step06::Image::from_store(&store, &digest)?.id()));
     Ok(0)
 }
 

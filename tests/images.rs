@@ -96,7 +96,9 @@ fn a_root_filesystem_tarball_is_imported_as_an_image() {
     let tarball = dir.path().join("rootfs.tgz");
     assert!(std::process::Command::new("tar").arg("-C").arg(&rootfs).arg("-czf").arg(&tarball).arg(".").status().unwrap().success());
     let out = carton().env("CARTON_ROOT", &state).arg("import").arg(&tarball).arg("mine:1").output().unwrap();
-    assert!(stdout(&out).starts_with("sha256:"), "{}", stderr(&out));
+    let id = stdout(&out);
+    let inspected: serde_json::Value = serde_json::from_str(&stdout(&carton().env("CARTON_ROOT", &state).args(["image", "inspect", "mine:1"]).output().unwrap())).unwrap();
+    assert_eq!(id, format!("{}\n", inspected[0]["Id"].as_str().unwrap()), "import prints the image ID, as docker import does: {}", stderr(&out));
     let out = carton_run_image(&state).args(["mine:1", "echo", "imported"]).output().unwrap();
     assert_eq!(stdout(&out), "imported\n", "{}", stderr(&out));
     // An import has no default command, as with Docker: one must be given.

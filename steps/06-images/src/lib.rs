@@ -79,6 +79,7 @@ pub fn import(store: &Store, tarball: impl std::io::Read, reference: &Reference)
     image_from_tar(store, &bytes, reference, &[], "carton import")
 }
 
+// ANCHOR: image_from_tar
 /// Store `tar` as the one layer of an image running `cmd`, tagged `reference`.
 fn image_from_tar(store: &Store, tar: &[u8], reference: &Reference, cmd: &[&str], created_by: &str) -> Result<String> {
     use sha2::Digest;
@@ -111,6 +112,7 @@ fn image_from_tar(store: &Store, tar: &[u8], reference: &Reference, cmd: &[&str]
     store.tag(&reference.to_string(), &manifest_digest, manifest_size, MANIFEST_TYPE)?;
     Ok(manifest_digest)
 }
+// ANCHOR_END: image_from_tar
 
 /// An image made ready to run: its layers unpacked in step 05's store.
 pub struct Prepared {

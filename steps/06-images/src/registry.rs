@@ -310,7 +310,7 @@ impl Client {
             if let Some(authorization) = &authorization {
                 builder = builder.header("Authorization", authorization);
             }
-            let http_request = builder.body(request.body.to_vec()).map_err(|e| Error::runtime(format!("cannot make a request for {}: {e}", request.url)))?;
+            let http_request = builder.body(request.body).map_err(|e| Error::runtime(format!("cannot make a request for {}: {e}", request.url)))?;
             let reply = read_reply(self.agent.run(http_request).map_err(|e| self.transport(e))?);
             if reply.status != 401 {
                 return Ok(reply);
