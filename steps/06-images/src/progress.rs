@@ -7,6 +7,8 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Progress {
     mode: Mode,
+    /// Each blob's bar by its short ID, so that a later word (`Pull complete`) lands on it.
+    bars: std::sync::Mutex<std::collections::HashMap<String, ProgressBar>>,
 }
 
 enum Mode {
@@ -19,19 +21,33 @@ impl Progress {
     /// Bars when standard output is a terminal, lines when it is not (`carton pull`).
     pub fn to_stdout() -> Progress {
         let mode = if std::io::stdout().is_terminal() { Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stdout())) } else { Mode::Lines { stderr: false } };
-        Progress { mode }
+        Progress::with(mode)
     }
 
     /// The same on standard error, which `carton run` keeps free of its own output when
     /// it pulls an image first (stdout is the container's).
     pub fn to_stderr() -> Progress {
         let mode = if std::io::stderr().is_terminal() { Mode::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr())) } else { Mode::Lines { stderr: true } };
-        Progress { mode }
+        Progress::with(mode)
     }
 
     /// Nothing at all (`-q`, and library callers that only want the result).
     pub fn quiet() -> Progress {
-        Progress { mode: Mode::Quiet }
+        Progress::with(Mode::Quiet)
+    }
+
+    fn with(mode: Mode) -> Progress {
+        Progress { mode, bars: Default::default() }
+    }
+
+    /// A new word for the blob `digest` after its transfer: on its bar if it has one
+    /// (Docker's `Pull complete` replaces `Download complete`), else on a line.
+    pub fn status(&self, digest: &str, status: &str) {
+        let id = short_id(digest);
+        match self.bars.lock().unwrap_or_else(|e| e.into_inner()).get(&id) {
+            Some(bar) => bar.finish_with_message(status.to_string()),
+            None => self.line(&format!("{id}: {status}")),
+        }
     }
 
     /// A line of its own (`Digest: sha256:…`).
@@ -60,6 +76,7 @@ impl Progress {
                 let bar = bars.add(ProgressBar::new(total).with_prefix(id.clone()));
                 bar.set_style(ProgressStyle::with_template("{prefix}: {msg:12} [{bar:40}] {bytes}/{total_bytes}").unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> "));
                 bar.set_message(status.to_string());
+                self.bars.lock().unwrap_or_else(|e| e.into_inner()).insert(id.clone(), bar.clone());
                 Some(bar)
             }
         };

@@ -112,7 +112,7 @@ pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Creden
         return Err(error);
     }
     for layer in &missing_layers {
-        progress.line(&format!("{}: Pull complete", short_id(layer.digest().as_ref())));
+        progress.status(layer.digest().as_ref(), "Pull complete");
     }
     progress.line(&format!("Digest: {served_digest}"));
     let up_to_date = tagged && missing_config.is_empty() && missing_layers.is_empty();
