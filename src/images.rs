@@ -301,6 +301,28 @@ pub fn remove(state_root: &Path, images: &[String], force: bool) -> anyhow::Resu
     Ok(0)
 }
 
+pub fn prune(state_root: &Path, force: bool) -> anyhow::Result<u8> {
+    if !force {
+        if !std::io::stdin().is_terminal() {
+            return Err(step01::Error::runtime("carton image prune deletes what no image needs: give -f to do it without being asked").into());
+        }
+        eprint!("WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !answer.trim().eq_ignore_ascii_case("y") {
+            return Ok(0);
+        }
+    }
+    let deleted = step06::prune(state_root)?;
+    let mut text = String::new();
+    for (digest, _) in &deleted {
+        text += &format!("Deleted: {digest}\n");
+    }
+    text += &format!("Total reclaimed space: {}\n", human_size(deleted.iter().map(|(_, size)| size).sum()));
+    print_stdout(&text);
+    Ok(0)
+}
+
 pub fn inspect(state_root: &Path, images: &[String]) -> anyhow::Result<u8> {
     let store = Store::open(state_root)?;
     let mut all = Vec::new();

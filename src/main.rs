@@ -78,6 +78,12 @@ enum ImageCommand {
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<String>,
     },
+    /// Delete what no image needs any more (left by a tag that moved, or a failed pull)
+    Prune {
+        /// Do not ask first
+        #[arg(short, long)]
+        force: bool,
+    },
     #[command(flatten)]
     Shared(images::ImageCommand),
 }
@@ -259,6 +265,7 @@ fn main() -> ExitCode {
         Command::ImageCommand(command) | Command::Image(ImageCommand::Shared(command)) => images::run(&cli.root, command),
         Command::Rmi { force, images } | Command::Image(ImageCommand::Rm { force, images }) => images::remove(&cli.root, &images, force),
         Command::Image(ImageCommand::Inspect { images }) => images::inspect(&cli.root, &images),
+        Command::Image(ImageCommand::Prune { force }) => images::prune(&cli.root, force),
         Command::Login(args) => images::login(&cli.root, args),
         Command::Logout { server } => images::logout(&cli.root, server.as_deref()),
     };

@@ -236,3 +236,36 @@ fn an_app_image_built_by_umoci_on_carton_s_busybox_is_pulled_and_runs_as_its_use
     assert!(steps[1].starts_with("<missing>") && steps[1].contains("umoci repack"), "{history}");
     assert!(steps[2].contains("carton: ADD rootfs /") && steps[2].contains("MB"), "{history}");
 }
+
+#[test]
+fn a_tag_that_moves_leaves_its_old_image_behind_until_image_prune() {
+    require_root();
+    let registry = TestRegistry::start();
+    let name = format!("{}/moving:latest", registry.addr);
+    let source = busybox_as(&name);
+    ok(carton_in(source.path(), &["push", "-q", &name]));
+    let target = tempfile::tempdir().unwrap();
+    ok(carton_in(target.path(), &["pull", "-q", &name]));
+
+    // The tag moves to another image: an imported tarball of one file.
+    let work = tempfile::tempdir().unwrap();
+    fs::write(work.path().join("only-file"), "v2\n").unwrap();
+    let tarball = work.path().join("v2.tar");
+    assert!(std::process::Command::new("tar").arg("-C").arg(work.path()).arg("-cf").arg(&tarball).arg("only-file").status().unwrap().success());
+    ok(carton_in(source.path(), &["import", tarball.to_str().unwrap(), &name]));
+    ok(carton_in(source.path(), &["push", "-q", &name]));
+    ok(carton_in(target.path(), &["pull", "-q", &name]));
+    let layers = || fs::read_dir(target.path().join("overlay/layers")).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count();
+    assert_eq!(layers(), 2, "busybox's layer is still unpacked, with no name");
+
+    let refused = carton_in(target.path(), &["image", "prune"]);
+    assert_eq!(refused.status.code(), Some(125), "no terminal to ask on, and no -f");
+    assert!(stderr(&refused).contains("give -f"), "{}", stderr(&refused));
+    let pruned = ok(carton_in(target.path(), &["image", "prune", "-f"]));
+    assert_eq!(pruned.lines().filter(|l| l.starts_with("Deleted: sha256:")).count(), 3, "the old manifest, config and layer: {pruned}");
+    assert!(pruned.ends_with("MB\n") && pruned.contains("Total reclaimed space: "), "{pruned}");
+    assert_eq!(layers(), 1, "the old image's unpacked layer went too");
+    let out = carton_in(target.path(), &["run", "--rm", "--network", "none", "--pull", "never", "--entrypoint", "/only-file", &name]);
+    assert_eq!(out.status.code(), Some(126), "the new image is whole (its one file is not a program): {}", stderr(&out));
+    assert_eq!(ok(carton_in(target.path(), &["image", "prune", "-f"])), "Total reclaimed space: 0B\n");
+}

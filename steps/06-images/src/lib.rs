@@ -250,16 +250,39 @@ pub fn remove(state_root: &Path, reference: &Reference, force: bool) -> Result<V
             &container[..12.min(container.len())]
         )));
     }
-    // A damaged image (a blob gone from the disk) can still be untagged.
-    let removed_layers = Image::from_store(&store, manifest).map(|image| image.diff_ids().to_vec()).unwrap_or_default();
     store.untag(&name)?;
-    let (needed_blobs, needed_layers) = needed(&store)?;
-    let unpacked = step05::Store::new(state_root);
-    for diff_id in removed_layers.iter().filter(|d| !needed_layers.contains(*d)) {
-        unpacked.remove_layer(diff_id)?;
-    }
-    store.remove_blobs_except(&needed_blobs)
+    collect(state_root, &store).map(|removed| removed.into_iter().map(|(digest, _)| digest).collect())
 }
+
+/// `docker image prune`: delete every blob no tag and no running container needs (what a
+/// tag that moved to a newer image, or a failed pull, left behind). Returns the deleted
+/// blobs and their sizes.
+pub fn prune(state_root: &Path) -> Result<Vec<(String, u64)>> {
+    let store = Store::open(state_root)?;
+    let _lock = store.lock(store::Lock::Exclusive)?;
+    collect(state_root, &store)
+}
+
+/// The garbage collector, under the exclusive lock: blobs nothing needs go, and the
+/// unpacked layers of the manifests among them that no remaining image shares.
+fn collect(state_root: &Path, store: &Store) -> Result<Vec<(String, u64)>> {
+    let (needed_blobs, needed_layers) = needed(store)?;
+    let unneeded: Vec<(String, u64)> = store.blobs()?.into_iter().filter(|(digest, _)| !needed_blobs.contains(digest)).collect();
+    let unpacked = step05::Store::new(state_root);
+    // A manifest is small JSON; a layer is never read whole to find out it is not one.
+    for (digest, _) in unneeded.iter().filter(|(_, size)| *size <= 4 << 20) {
+        let Ok(manifest) = store.read_blob(digest).and_then(|bytes| image::parse_manifest(&bytes)) else { continue };
+        let Ok(config) = store.read_blob(manifest.config().digest().as_ref()).and_then(|bytes| image::parse_config(&bytes)) else { continue };
+        for diff_id in config.rootfs().diff_ids().iter().filter(|d| !needed_layers.contains(*d)) {
+            unpacked.remove_layer(diff_id)?;
+        }
+    }
+    for (digest, _) in &unneeded {
+        store.remove_blob(digest);
+    }
+    Ok(unneeded)
+}
+// ANCHOR_END: remove
 
 /// What the tagged images and the running containers need: blobs, and unpacked layers
 /// (diff IDs). Of a damaged image, what can still be read of it is kept.

@@ -244,18 +244,18 @@ impl Store {
         }
     }
 
-    /// Delete every blob not in `keep`; returns the deleted digests.
-    pub fn remove_blobs_except(&self, keep: &std::collections::HashSet<String>) -> Result<Vec<String>> {
+    /// Every blob in the store: (digest, size).
+    pub fn blobs(&self) -> Result<Vec<(String, u64)>> {
         let dir = self.root.join("blobs").join("sha256");
-        let mut removed = Vec::new();
-        for entry in fs::read_dir(&dir).map_err(|e| Error::runtime(format!("cannot read {}: {e}", dir.display())))?.flatten() {
-            let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
-            if parse_digest(&digest).is_ok() && !keep.contains(&digest) {
-                fs::remove_file(entry.path()).map_err(|e| Error::runtime(format!("cannot remove {digest}: {e}")))?;
-                removed.push(digest);
-            }
-        }
-        Ok(removed)
+        let entries = fs::read_dir(&dir).map_err(|e| Error::runtime(format!("cannot read {}: {e}", dir.display())))?;
+        Ok(entries
+            .flatten()
+            .filter_map(|entry| {
+                let digest = format!("sha256:{}", entry.file_name().to_string_lossy());
+                parse_digest(&digest).ok()?;
+                Some((digest, entry.metadata().ok()?.len()))
+            })
+            .collect())
     }
 
     fn read_index(&self) -> Result<serde_json::Value> {
