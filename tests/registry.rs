@@ -258,6 +258,15 @@ fn a_tag_that_moves_leaves_its_old_image_behind_until_image_prune() {
     let layers = || fs::read_dir(target.path().join("overlay/layers")).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().starts_with('.')).count();
     assert_eq!(layers(), 2, "busybox's layer is still unpacked, with no name");
 
+    // rmi deletes its own image's blobs only, as Docker's does: the dangling ones stay.
+    fs::write(work.path().join("only-file"), "extra\n").unwrap();
+    let extra = work.path().join("extra.tar");
+    assert!(std::process::Command::new("tar").arg("-C").arg(work.path()).arg("-cf").arg(&extra).arg("only-file").status().unwrap().success());
+    ok(carton_in(target.path(), &["import", extra.to_str().unwrap(), "extra:1"]));
+    let removed = ok(carton_in(target.path(), &["rmi", "extra:1"]));
+    assert_eq!(removed.lines().filter(|l| l.starts_with("Deleted: sha256:")).count(), 3, "extra's manifest, config and layer only: {removed}");
+    assert_eq!(layers(), 2);
+
     let refused = carton_in(target.path(), &["image", "prune"]);
     assert_eq!(refused.status.code(), Some(125), "no terminal to ask on, and no -f");
     assert!(stderr(&refused).contains("give -f"), "{}", stderr(&refused));

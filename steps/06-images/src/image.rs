@@ -227,7 +227,7 @@ pub fn choose_platform(index: &[u8]) -> Result<Descriptor> {
     let plain = matching.iter().find(|d| d.platform().as_ref().is_some_and(|p| p.variant().is_none()));
     plain.or(matching.first()).map(|d| (*d).clone()).ok_or_else(|| {
         let offered: Vec<String> = index.manifests().iter().filter_map(platform_of).collect();
-        Error::runtime(format!("the image has no variant for this machine ({host}); it has: {}", if offered.is_empty() { "none named".to_string() } else { offered.join(", ") }))
+        Error::runtime(format!("the image has no manifest for this machine's platform ({host}); it has: {}", if offered.is_empty() { "none named".to_string() } else { offered.join(", ") }))
     })
 }
 // ANCHOR_END: choose_platform
@@ -250,6 +250,6 @@ mod tests {
         let only_variant = index(vec![entry('2', "linux", arch, Some("v3"))]);
         assert_eq!(super::choose_platform(&only_variant).unwrap().digest().to_string(), format!("sha256:{}", "2".repeat(64)));
         let error = super::choose_platform(&index(vec![entry('1', "windows", arch, None)])).unwrap_err();
-        assert!(error.message.contains(&format!("no variant for this machine (linux/{arch}); it has: windows/{arch}")), "{}", error.message);
+        assert!(error.message.contains(&format!("no manifest for this machine's platform (linux/{arch}); it has: windows/{arch}")), "{}", error.message);
     }
 }

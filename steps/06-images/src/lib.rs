@@ -250,8 +250,14 @@ pub fn remove(state_root: &Path, reference: &Reference, force: bool) -> Result<V
             &container[..12.min(container.len())]
         )));
     }
+    // Only this image's blobs are candidates, as with Docker: dangling ones wait for prune.
+    let mut its_blobs = HashSet::from([manifest.clone()]);
+    if let Ok(image) = Image::from_store(&store, manifest) {
+        its_blobs.insert(image.id());
+        its_blobs.extend(image.layers().iter().map(|l| l.digest().to_string()));
+    }
     store.untag(&name)?;
-    collect(state_root, &store).map(|removed| removed.into_iter().map(|(digest, _)| digest).collect())
+    collect(state_root, &store, Some(&its_blobs)).map(|removed| removed.into_iter().map(|(digest, _)| digest).collect())
 }
 
 /// `docker image prune`: delete every blob no tag and no running container needs (what a
@@ -260,14 +266,16 @@ pub fn remove(state_root: &Path, reference: &Reference, force: bool) -> Result<V
 pub fn prune(state_root: &Path) -> Result<Vec<(String, u64)>> {
     let store = Store::open(state_root)?;
     let _lock = store.lock(store::Lock::Exclusive)?;
-    collect(state_root, &store)
+    collect(state_root, &store, None)
 }
 
-/// The garbage collector, under the exclusive lock: blobs nothing needs go, and the
-/// unpacked layers of the manifests among them that no remaining image shares.
-fn collect(state_root: &Path, store: &Store) -> Result<Vec<(String, u64)>> {
+/// The garbage collector, under the exclusive lock: blobs nothing needs go (of
+/// `candidates` only, when given), and the unpacked layers of the manifests among them
+/// that no remaining image shares.
+fn collect(state_root: &Path, store: &Store, candidates: Option<&HashSet<String>>) -> Result<Vec<(String, u64)>> {
     let (needed_blobs, needed_layers) = needed(store)?;
-    let unneeded: Vec<(String, u64)> = store.blobs()?.into_iter().filter(|(digest, _)| !needed_blobs.contains(digest)).collect();
+    let unneeded: Vec<(String, u64)> =
+        store.blobs()?.into_iter().filter(|(digest, _)| !needed_blobs.contains(digest) && candidates.is_none_or(|c| c.contains(digest))).collect();
     let unpacked = step05::Store::new(state_root);
     // A manifest is small JSON; a layer is never read whole to find out it is not one.
     for (digest, _) in unneeded.iter().filter(|(_, size)| *size <= 4 << 20) {

@@ -3,7 +3,7 @@
 //! A registry is a web server with a small, fixed API under `/v2/`:
 //!
 //! ```text
-//! GET  /v2/                                  are you a registry? (and: who may I be?)
+//! GET  /v2/                                  are you a registry? (and does it want a login?)
 //! GET  /v2/REPOSITORY/manifests/TAG|DIGEST   the manifest (or an index of manifests)
 //! GET  /v2/REPOSITORY/blobs/DIGEST           a config or a layer, by digest
 //! HEAD /v2/REPOSITORY/blobs/DIGEST           do you have it? (push skips it then)

@@ -330,7 +330,7 @@ fn a_multi_platform_image_loads_as_this_machines_platform() {
     let name = format!("blobs/sha256/{}", &digest[7..]);
     let fresh = Store::open(&dir.path().join("c")).unwrap();
     let error = load_error(&fresh, &tar_of(&[Entry::File("index.json", &top), Entry::File(&name, &only_elsewhere)]));
-    assert!(error.contains(&format!("has no variant for this machine (linux/{architecture})")) && error.contains("linux/s390x, linux/riscv64"), "{error}");
+    assert!(error.contains(&format!("has no manifest for this machine's platform (linux/{architecture})")) && error.contains("linux/s390x, linux/riscv64"), "{error}");
 }
 
 #[test]

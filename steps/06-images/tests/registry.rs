@@ -187,7 +187,7 @@ fn an_index_gives_this_machines_manifest_and_no_variant_is_a_clear_error() {
     pull(fresh.path(), &pinned, None, &Progress::quiet(), &Explain::off()).unwrap();
     assert_eq!(Image::load(&store, &pinned).unwrap().manifest_digest, digest);
     let error = quiet_pull(fresh.path(), &format!("{}/multi:other", registry.addr), None).unwrap_err();
-    assert!(error.message.contains("no variant for this machine") && error.message.contains("linux/s390x, windows/"), "{}", error.message);
+    assert!(error.message.contains("no manifest for this machine's platform") && error.message.contains("linux/s390x, windows/"), "{}", error.message);
 }
 
 #[test]
