@@ -278,3 +278,21 @@ fn a_tag_that_moves_leaves_its_old_image_behind_until_image_prune() {
     assert_eq!(out.status.code(), Some(126), "the new image is whole (its one file is not a program): {}", stderr(&out));
     assert_eq!(ok(carton_in(target.path(), &["image", "prune", "-f"])), "Total reclaimed space: 0B\n");
 }
+
+#[test]
+fn registries_elsewhere_speak_https_checked_against_the_system_roots() {
+    require_root();
+    let registry = TestRegistry::with_tls();
+    let name = format!("{}/secure:1", registry.addr);
+    let source = busybox_as(&name);
+    // The CA is not one of this machine's: the certificate is refused, and nothing is sent.
+    let untrusted = carton_in(source.path(), &["push", &name]);
+    assert_eq!(untrusted.status.code(), Some(125));
+    assert!(stderr(&untrusted).contains(&format!("cannot reach the registry {name_host} at https://{name_host}", name_host = registry.addr)), "{}", stderr(&untrusted));
+    assert!(stderr(&untrusted).contains("this machine does not trust the registry's certificate"), "{}", stderr(&untrusted));
+    // Trusted (SSL_CERT_FILE replaces the system's roots, as with OpenSSL), the same push works.
+    let with_ca = |args: &[&str]| carton().env("CARTON_ROOT", source.path()).env("SSL_CERT_FILE", registry.ca_certificate()).args(args).output().unwrap();
+    ok(with_ca(&["push", "-q", &name]));
+    ok(with_ca(&["rmi", &name]));
+    ok(with_ca(&["pull", "-q", &name]));
+}

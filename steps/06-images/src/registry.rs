@@ -401,18 +401,21 @@ impl Client {
     }
 
     fn transport(&self, error: ureq::Error) -> Error {
-        let why = match &error {
-            ureq::Error::ConnectionFailed | ureq::Error::Io(_) => format!("{error}: is the registry running, and is the address right?"),
-            ureq::Error::HostNotFound => "its host name is unknown (no DNS answer)".to_string(),
-            ureq::Error::Timeout(_) => "it did not answer in time".to_string(),
-            _ => error.to_string(),
-        };
-        let hint = if self.base.starts_with("https:") && matches!(error, ureq::Error::Tls(_) | ureq::Error::Rustls(_)) {
-            format!(" (if {} speaks plain HTTP, list it in CARTON_INSECURE_REGISTRIES)", self.registry)
+        let text = error.to_string();
+        // rustls's verdicts arrive wrapped in I/O errors; say what they mean.
+        let why = if text.contains("certificate") {
+            format!("{text}: this machine does not trust the registry's certificate (add its CA to the system's certificates, or point SSL_CERT_FILE at it)")
+        } else if text.contains("InvalidContentType") || text.contains("corrupt message") {
+            format!("{text}: it does not speak HTTPS; if it speaks plain HTTP, list it in CARTON_INSECURE_REGISTRIES")
         } else {
-            String::new()
+            match &error {
+                ureq::Error::ConnectionFailed | ureq::Error::Io(_) => format!("{text}: is the registry running, and is the address right?"),
+                ureq::Error::HostNotFound => "its host name is unknown (no DNS answer)".to_string(),
+                ureq::Error::Timeout(_) => "it did not answer in time".to_string(),
+                _ => text,
+            }
         };
-        Error::runtime(format!("cannot reach the registry {} at {}: {why}{hint}", self.registry, self.base))
+        Error::runtime(format!("cannot reach the registry {} at {}: {why}", self.registry, self.base))
     }
 
     fn unexpected(&self, status: u16, doing: &str, reply: &Reply) -> Error {

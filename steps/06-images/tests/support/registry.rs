@@ -43,18 +43,30 @@ pub struct TestRegistry {
 impl TestRegistry {
     /// A registry that lets anyone pull and push.
     pub fn start() -> TestRegistry {
-        Self::launch(Auth::None)
+        Self::launch(Auth::None, false)
+    }
+
+    /// A registry that speaks HTTPS, on 127.0.0.2 (which carton does not count as this
+    /// machine, so it insists on HTTPS there), with a certificate from a CA of its own:
+    /// trusted only by a client that is given [`TestRegistry::ca_certificate`].
+    pub fn with_tls() -> TestRegistry {
+        Self::launch(Auth::None, true)
+    }
+
+    /// The PEM certificate of the CA that signed the TLS registry's certificate.
+    pub fn ca_certificate(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// A registry that wants `Authorization: Basic` for `user`/`password` (htpasswd, bcrypt).
     pub fn with_basic_auth(user: &str, password: &str) -> TestRegistry {
-        Self::launch(Auth::Basic { user, password })
+        Self::launch(Auth::Basic { user, password }, false)
     }
 
     /// A registry that wants a Bearer token, which a token server on another loopback port
     /// issues to `user`/`password` (Basic credentials) for whatever scope was asked.
     pub fn with_token_auth(user: &str, password: &str) -> TestRegistry {
-        Self::launch(Auth::Token { user, password })
+        Self::launch(Auth::Token { user, password }, false)
     }
 
     /// How many tokens the token server issued (always 0 without token auth).
@@ -83,7 +95,7 @@ impl TestRegistry {
         fs::read_to_string(self.dir.path().join("registry.stderr")).unwrap_or_default()
     }
 
-    fn launch(auth: Auth) -> TestRegistry {
+    fn launch(auth: Auth, tls: bool) -> TestRegistry {
         assert!(
             Path::new(REGISTRY).exists(),
             "{REGISTRY} not found: install docker-registry (apt-get install docker-registry)"
@@ -113,17 +125,20 @@ impl TestRegistry {
             }
         };
 
+        let host = if tls { "127.0.0.2" } else { "127.0.0.1" };
+        let tls_yaml = if tls { tls_files(dir.path()) } else { String::new() };
+
         // The port is free when we pick it, but another process may take it before the
         // registry binds: then the registry exits at once, and we try another port.
         let mut last_err = String::new();
         for _ in 0..5 {
-            let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let addr = format!("127.0.0.1:{port}");
+            let port = TcpListener::bind((host, 0)).unwrap().local_addr().unwrap().port();
+            let addr = format!("{host}:{port}");
             let config = dir.path().join("config.yml");
             fs::write(
                 &config,
                 format!(
-                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth_yaml}",
+                    "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_yaml}{auth_yaml}",
                     storage.display()
                 ),
             )
@@ -145,7 +160,8 @@ impl TestRegistry {
                     break Err(format!("exited with {status}"));
                 }
                 if let Some(code) = v2_status(&addr) {
-                    if code == 200 || code == 401 {
+                    // Over TLS, Go answers a plain HTTP request with 400: it is up.
+                    if code == 200 || code == 401 || (tls && code == 400) {
                         break Ok(());
                     }
                 }
@@ -179,6 +195,25 @@ impl Drop for TestRegistry {
         }
         // self.dir (the tempdir) is removed when its field drops, after this.
     }
+}
+
+/// A CA and a certificate it signs for 127.0.0.2, written into `dir` (ca.pem, cert.pem,
+/// key.pem); returns the registry's `tls:` configuration (under `http:`).
+fn tls_files(dir: &Path) -> String {
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("CA key");
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.distinguished_name.push(rcgen::DnType::CommonName, "carton test CA");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign, rcgen::KeyUsagePurpose::CrlSign];
+    let ca = rcgen::CertifiedIssuer::self_signed(ca, ca_key).expect("CA certificate");
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("server key");
+    let mut server = rcgen::CertificateParams::new(vec!["127.0.0.2".to_string()]).unwrap();
+    server.distinguished_name.push(rcgen::DnType::CommonName, "127.0.0.2");
+    let cert = server.signed_by(&key, &ca).expect("server certificate");
+    fs::write(dir.join("ca.pem"), ca.pem()).unwrap();
+    fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    fs::write(dir.join("key.pem"), key.serialize_pem()).unwrap();
+    format!("  tls:\n    certificate: {}\n    key: {}\n", dir.join("cert.pem").display(), dir.join("key.pem").display())
 }
 
 enum Auth<'a> {
