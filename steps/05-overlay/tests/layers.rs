@@ -1,6 +1,10 @@
 //! Layers in and out, diff, and the real overlayfs. Needs root (whiteouts are device
 //! nodes, opaque markers are trusted.* attributes, owners are set with chown).
 
+#[path = "support/raw_tar.rs"]
+mod raw_tar;
+
+use raw_tar::{finish, raw_entry};
 use std::fs;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -11,26 +15,6 @@ use step05::diff;
 
 fn require_root() {
     assert!(nix::unistd::geteuid().is_root(), "this test needs root: run the tests as root");
-}
-
-/// A tar entry written byte by byte, so that a test can make the hostile ones the tar
-/// crate refuses to write (`../`, absolute names).
-fn raw_entry(tar: &mut Vec<u8>, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) {
-    let mut header = tar::Header::new_old();
-    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-    header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-    header.set_entry_type(kind);
-    header.set_mode(0o644);
-    header.set_size(data.len() as u64);
-    header.set_cksum();
-    tar.extend_from_slice(header.as_bytes());
-    tar.extend_from_slice(data);
-    tar.resize(tar.len().div_ceil(512) * 512, 0);
-}
-
-fn finish(mut tar: Vec<u8>) -> Vec<u8> {
-    tar.extend_from_slice(&[0; 1024]);
-    tar
 }
 
 /// Everything below `dir`, relative, with what each is: the tree as a list to compare.

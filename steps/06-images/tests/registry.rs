@@ -2,6 +2,8 @@
 //! test on 127.0.0.1 (see support/registry.rs). Pulls unpack layers (owners, device
 //! whiteouts), so these tests need root. Needs docker-registry, skopeo and umoci.
 
+#[path = "../../05-overlay/tests/support/raw_tar.rs"]
+mod raw_tar;
 #[path = "support/registry.rs"]
 mod registry;
 
@@ -46,16 +48,9 @@ fn quiet_push(state: &Path, name: &str, credentials: Option<Credentials>, chunk:
     push(state, &reference(name), credentials, chunk, &Progress::quiet(), &Explain::off())
 }
 
-/// skopeo, kept away from the user's auth files and signature policy.
+/// skopeo (see the fixture), which must succeed.
 fn skopeo(dir: &Path, args: &[&str]) -> Output {
-    let out = Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .env("REGISTRY_AUTH_FILE", dir.join("no-auth.json"))
-        .env("HOME", dir)
-        .env("XDG_RUNTIME_DIR", dir)
-        .output()
-        .expect("skopeo (apt-get install skopeo)");
+    let out = registry::skopeo(dir, args);
     assert!(out.status.success(), "skopeo {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out
 }
@@ -290,20 +285,6 @@ fn basic_auth_sends_the_saved_password_and_refuses_a_wrong_one() {
     quiet_pull(tempfile::tempdir().unwrap().path(), &name, Some(bob)).unwrap();
 }
 
-/// A tar entry written byte by byte, so that names the tar crate refuses can be made.
-fn raw_entry(tar: &mut Vec<u8>, name: &str, kind: tar::EntryType, link: &str, data: &[u8]) {
-    let mut header = tar::Header::new_old();
-    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
-    header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
-    header.set_entry_type(kind);
-    header.set_mode(0o644);
-    header.set_size(data.len() as u64);
-    header.set_cksum();
-    tar.extend_from_slice(header.as_bytes());
-    tar.extend_from_slice(data);
-    tar.resize(tar.len().div_ceil(512) * 512, 0);
-}
-
 #[test]
 fn a_hostile_layer_from_a_registry_writes_nothing_outside_and_leaves_no_image() {
     require_root();
@@ -311,10 +292,10 @@ fn a_hostile_layer_from_a_registry_writes_nothing_outside_and_leaves_no_image() 
     let state = tempfile::tempdir().unwrap();
     let mut layer = Vec::new();
     // A link that climbs out, then a file written through it (step 05 refuses each kind alone).
-    raw_entry(&mut layer, "up", tar::EntryType::Symlink, "../../../../../../tmp", b"");
-    raw_entry(&mut layer, "up/escaped-through-a-link", tar::EntryType::Regular, "", b"x");
-    raw_entry(&mut layer, "../../../../escaped-by-carton-test", tar::EntryType::Regular, "", b"x");
-    layer.extend_from_slice(&[0; 1024]);
+    raw_tar::raw_entry(&mut layer, "up", tar::EntryType::Symlink, "../../../../../../tmp", b"");
+    raw_tar::raw_entry(&mut layer, "up/escaped-through-a-link", tar::EntryType::Regular, "", b"x");
+    raw_tar::raw_entry(&mut layer, "../../../../escaped-by-carton-test", tar::EntryType::Regular, "", b"x");
+    let layer = raw_tar::finish(layer);
     // Pushed by hand, as an attacker would: correct digests, hostile contents.
     let client = Client::new(&registry.addr, "evil", "pull,push", None);
     let sha = |bytes: &[u8]| format!("sha256:{}", step05::store::hex(&sha2::Sha256::digest(bytes)));

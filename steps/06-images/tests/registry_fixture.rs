@@ -10,7 +10,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Output};
 
-use registry::TestRegistry;
+use registry::{skopeo, TestRegistry};
 
 /// A tiny OCI layout (an empty image, tag "t") made by umoci.
 fn tiny_image(dir: &Path) -> String {
@@ -22,18 +22,6 @@ fn tiny_image(dir: &Path) -> String {
     run(&["init", "--layout", layout.to_str().unwrap()]);
     run(&["new", "--image", &format!("{}:t", layout.display())]);
     format!("oci:{}:t", layout.display())
-}
-
-/// skopeo, kept away from the user's auth files and signature policy.
-fn skopeo(dir: &Path, args: &[&str]) -> Output {
-    Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .env("REGISTRY_AUTH_FILE", dir.join("no-auth.json"))
-        .env("HOME", dir)
-        .env("XDG_RUNTIME_DIR", dir)
-        .output()
-        .expect("skopeo (apt-get install skopeo)")
 }
 
 fn push(dir: &Path, src: &str, reg: &TestRegistry, creds: Option<&str>) -> Output {

@@ -216,6 +216,18 @@ fn tls_files(dir: &Path) -> String {
     format!("  tls:\n    certificate: {}\n    key: {}\n", dir.join("cert.pem").display(), dir.join("key.pem").display())
 }
 
+/// skopeo, kept away from the user's auth files and signature policy.
+pub fn skopeo(dir: &Path, args: &[&str]) -> std::process::Output {
+    Command::new("skopeo")
+        .arg("--insecure-policy")
+        .args(args)
+        .env("REGISTRY_AUTH_FILE", dir.join("no-auth.json"))
+        .env("HOME", dir)
+        .env("XDG_RUNTIME_DIR", dir)
+        .output()
+        .expect("skopeo (apt-get install skopeo)")
+}
+
 enum Auth<'a> {
     None,
     Basic { user: &'a str, password: &'a str },
