@@ -144,9 +144,20 @@ pub fn pull_as_asked(state_root: &Path, reference: &Reference, when: &str, expla
 
 pub fn login(state_root: &Path, args: LoginArgs) -> anyhow::Result<u8> {
     let registry = registry_name(args.server.as_deref())?;
-    let Some(user) = args.username else {
-        return Err(step01::Error::runtime("give a user name with -u (and the password with --password-stdin, -p, or at the prompt)").into());
+    let user = match args.username {
+        Some(user) => user,
+        // Asked on the terminal, as Docker does; a script gives -u.
+        None if std::io::stdin().is_terminal() && !args.password_stdin => {
+            eprint!("Username: ");
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim().to_string()
+        }
+        None => return Err(step01::Error::runtime("give a user name with -u (and the password with --password-stdin, -p, or at the prompt)").into()),
     };
+    if user.is_empty() {
+        return Err(step01::Error::runtime("the user name is empty").into());
+    }
     let password = match (args.password, args.password_stdin) {
         (Some(_), true) => return Err(step01::Error::runtime("give the password with -p or --password-stdin, not both").into()),
         (Some(password), false) => password,

@@ -319,7 +319,7 @@ fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
             }
             // The root is the image's layers: the spec's path is replaced by their overlay.
             let (spec, options, network) = prepare_run(*args, process, &passwd_root, PathBuf::from("/"))?;
-            step06::run(&prepared, spec, &options, &network, &limits, state_root, &explain)?
+            step06::run(prepared, spec, &options, &network, &limits, state_root, &explain)?
         }
     };
     if finished.oom_killed() {

@@ -119,6 +119,9 @@ pub struct Prepared {
     pub image: Image,
     /// The layers, the bottom one first.
     pub lowers: Vec<step05::Layer>,
+    /// The store held (shared) until [`run`] has marked the image in use, so that an
+    /// `rmi` cannot take its blobs and layers away in between.
+    held: store::StoreLock,
 }
 
 impl Prepared {
@@ -133,9 +136,10 @@ impl Prepared {
 /// its diff ID) in step 05's layer store.
 pub fn prepare(state_root: &Path, reference: &Reference, explain: &step01::Explain) -> Result<Prepared> {
     let store = Store::open(state_root)?;
+    let held = store.lock(store::Lock::Shared)?;
     let image = Image::load(&store, reference)?;
     let lowers = unpack(state_root, &store, &image, explain)?;
-    Ok(Prepared { image, lowers })
+    Ok(Prepared { image, lowers, held })
 }
 
 /// Unpack the image's layers that are not unpacked yet, each checked against the diff ID
@@ -182,7 +186,7 @@ pub fn zstd_refused() -> Error {
 /// container's own, with steps 01–04; wait for it. Nothing outlives a container yet
 /// (kept containers come with chapter 7): its writable layer goes when it ends.
 pub fn run(
-    prepared: &Prepared,
+    prepared: Prepared,
     spec: step01::ContainerSpec,
     options: &step02::Options,
     network: &step03::NetworkOptions,
@@ -194,6 +198,7 @@ pub fn run(
     let name = options.id.as_str();
     // Marked as in use while it runs, so that `rmi` does not take it away underneath.
     let in_use = Store::open(state_root)?.mark_in_use(name, &prepared.image.manifest_digest)?;
+    drop(prepared.held); // marked: rmi may go ahead now, and will keep what this container uses
     let finished = step05::run(spec, options, network, limits, state_root, &layers, step05::Driver::Overlay, &prepared.lowers, name, explain);
     let _ = std::fs::remove_file(in_use);
     let removed = layers.remove_container(name);
@@ -348,6 +353,28 @@ mod tests {
         remove(dir.path(), &Reference::parse("damaged:1").unwrap(), false).unwrap();
         assert_eq!(store.tags().unwrap().len(), 1);
         Image::load(&store, &Reference::parse("good:1").unwrap()).unwrap();
+    }
+
+    #[test]
+    fn rmi_waits_while_an_image_is_being_readied_to_run() {
+        assert!(nix::unistd::Uid::effective().is_root(), "unpacking a layer sets owners: run as root (CI does)");
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        image(&store, dir.path(), "a:1", "a");
+        let prepared = prepare(dir.path(), &Reference::parse("a:1").unwrap(), &step01::Explain::off()).unwrap();
+        let diff_id = prepared.image.diff_ids()[0].clone();
+        assert!(step05::Store::new(dir.path()).layer(&diff_id).is_some(), "prepare unpacks the layer");
+        let (done, finished) = std::sync::mpsc::channel();
+        let root = dir.path().to_path_buf();
+        let rmi = std::thread::spawn(move || {
+            let removed = remove(&root, &Reference::parse("a:1").unwrap(), false);
+            done.send(()).unwrap();
+            removed
+        });
+        assert!(finished.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "rmi went ahead before the container marked its image");
+        drop(prepared); // as when the start fails before the mark
+        assert_eq!(rmi.join().unwrap().unwrap().len(), 3);
+        assert!(step05::Store::new(dir.path()).layer(&diff_id).is_none(), "the unpacked layer went with the image");
     }
 
     #[test]

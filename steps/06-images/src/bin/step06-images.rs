@@ -104,7 +104,7 @@ fn main() -> ExitCode {
                 let spec = ContainerSpec::new(PathBuf::from("/"), process); // the root is the layers'
                 let options = Options::new(ContainerId::random()?);
                 let network = step03::NetworkOptions { mode: step03::Mode::None, ..step03::NetworkOptions::new() };
-                let finished = step06::run(&prepared, spec, &options, &network, &step04::Limits::default(), &state_root, &explain)?;
+                let finished = step06::run(prepared, spec, &options, &network, &step04::Limits::default(), &state_root, &explain)?;
                 return Ok(finished.exit.code() as u8);
             }
         }
