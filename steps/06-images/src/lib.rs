@@ -355,6 +355,21 @@ mod tests {
         Image::load(&store, &Reference::parse("good:1").unwrap()).unwrap();
     }
 
+    /// Start `rmi a:1` on another thread, check that it waits as long as `holder` lives,
+    /// drop `holder`, and return what the rmi deleted.
+    fn rmi_of_a_waits_for<T>(root: &Path, holder: T, when: &str) -> Vec<String> {
+        let (done, finished) = std::sync::mpsc::channel();
+        let root = root.to_path_buf();
+        let rmi = std::thread::spawn(move || {
+            let removed = remove(&root, &Reference::parse("a:1").unwrap(), false);
+            done.send(()).unwrap();
+            removed
+        });
+        assert!(finished.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "rmi went ahead {when}");
+        drop(holder);
+        rmi.join().unwrap().unwrap()
+    }
+
     #[test]
     fn rmi_waits_while_an_image_is_being_readied_to_run() {
         assert!(nix::unistd::Uid::effective().is_root(), "unpacking a layer sets owners: run as root (CI does)");
@@ -364,16 +379,8 @@ mod tests {
         let prepared = prepare(dir.path(), &Reference::parse("a:1").unwrap(), &step01::Explain::off()).unwrap();
         let diff_id = prepared.image.diff_ids()[0].clone();
         assert!(step05::Store::new(dir.path()).layer(&diff_id).is_some(), "prepare unpacks the layer");
-        let (done, finished) = std::sync::mpsc::channel();
-        let root = dir.path().to_path_buf();
-        let rmi = std::thread::spawn(move || {
-            let removed = remove(&root, &Reference::parse("a:1").unwrap(), false);
-            done.send(()).unwrap();
-            removed
-        });
-        assert!(finished.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "rmi went ahead before the container marked its image");
-        drop(prepared); // as when the start fails before the mark
-        assert_eq!(rmi.join().unwrap().unwrap().len(), 3);
+        // Dropped as when the start fails before the mark.
+        assert_eq!(rmi_of_a_waits_for(dir.path(), prepared, "before the container marked its image").len(), 3);
         assert!(step05::Store::new(dir.path()).layer(&diff_id).is_none(), "the unpacked layer went with the image");
     }
 
@@ -383,16 +390,7 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         image(&store, dir.path(), "a:1", "a");
         let storing = store.lock(store::Lock::Shared).unwrap();
-        let (done, finished) = std::sync::mpsc::channel();
-        let root = dir.path().to_path_buf();
-        let rmi = std::thread::spawn(move || {
-            let removed = remove(&root, &Reference::parse("a:1").unwrap(), false);
-            done.send(()).unwrap();
-            removed
-        });
-        assert!(finished.recv_timeout(std::time::Duration::from_millis(300)).is_err(), "rmi went ahead while blobs were coming in");
-        drop(storing);
-        assert_eq!(rmi.join().unwrap().unwrap().len(), 3);
+        assert_eq!(rmi_of_a_waits_for(dir.path(), storing, "while blobs were coming in").len(), 3);
     }
 
     #[test]
