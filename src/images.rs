@@ -5,7 +5,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use step06::progress::Progress;
+use step06::progress::{short_id, Progress};
 use step06::registry::{Credentials, Logins};
 use step06::{Reference, Store};
 
@@ -98,19 +98,11 @@ pub fn run(state_root: &Path, command: ImageCommand) -> anyhow::Result<u8> {
     }
 }
 
-fn explain_if(on: bool) -> step01::Explain {
-    if on {
-        step01::Explain::to_stderr()
-    } else {
-        step01::Explain::off()
-    }
-}
-
 fn pull(state_root: &Path, args: &TransferArgs) -> anyhow::Result<u8> {
     let reference = Reference::parse(&args.image)?;
     let progress = if args.quiet { Progress::quiet() } else { Progress::to_stdout() };
     let credentials = Logins::new(state_root).get(&reference.registry);
-    step06::pull::pull(state_root, &reference, credentials, &progress, &explain_if(args.explain))?;
+    step06::pull::pull(state_root, &reference, credentials, &progress, &step01::Explain::when(args.explain))?;
     print_stdout(&format!("{reference}\n"));
     Ok(0)
 }
@@ -119,7 +111,7 @@ fn push(state_root: &Path, args: &TransferArgs) -> anyhow::Result<u8> {
     let reference = Reference::parse(&args.image)?;
     let progress = if args.quiet { Progress::quiet() } else { Progress::to_stdout() };
     let credentials = Logins::new(state_root).get(&reference.registry);
-    step06::push::push(state_root, &reference, credentials, step06::push::CHUNK, &progress, &explain_if(args.explain))?;
+    step06::push::push(state_root, &reference, credentials, step06::push::CHUNK, &progress, &step01::Explain::when(args.explain))?;
     if args.quiet {
         print_stdout(&format!("{}\n", reference.familiar()));
     }
@@ -224,7 +216,7 @@ pub fn list(state_root: &Path) -> anyhow::Result<u8> {
     for image in step06::image::list(&store)? {
         // An image pulled by digest has no tag: Docker shows <none>.
         let tag = image.reference.tag.clone().unwrap_or_else(|| "<none>".to_string());
-        table += &format!("{:<40} {tag:<12} {:<14} {:<24} {}\n", image.reference.familiar_name(), short(&image.id), ago(&image.created), human_size(image.size));
+        table += &format!("{:<40} {tag:<12} {:<14} {:<24} {}\n", image.reference.familiar_name(), short_id(&image.id), ago(&image.created), human_size(image.size));
     }
     print_stdout(&table);
     Ok(0)
@@ -234,7 +226,7 @@ fn history(state_root: &Path, image: &str, no_trunc: bool) -> anyhow::Result<u8>
     let steps = step06::image::history(&Store::open(state_root)?, &Reference::parse(image)?)?;
     let mut table = format!("{:<14} {:<24} {:<46} {:<10} {}\n", "IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT");
     for step in steps {
-        let id = step.id.as_deref().map_or("<missing>".to_string(), short);
+        let id = step.id.as_deref().map_or("<missing>".to_string(), short_id);
         let created_by = if no_trunc || step.created_by.chars().count() <= 45 { step.created_by } else { step.created_by.chars().take(44).collect::<String>() + "…" };
         table += &format!("{id:<14} {:<24} {created_by:<46} {:<10} {}\n", ago(&step.created), human_size(step.size), step.comment);
     }
@@ -343,11 +335,6 @@ pub fn inspect(state_root: &Path, images: &[String]) -> anyhow::Result<u8> {
     }
     print_stdout(&(serde_json::to_string_pretty(&all)? + "\n"));
     Ok(0)
-}
-
-/// `sha256:a416a98b71e2…` → `a416a98b71e2`, as Docker shows image IDs.
-fn short(digest: &str) -> String {
-    step06::progress::short_id(digest)
 }
 
 /// Sizes as Docker prints them: three significant digits, powers of 1000 (4.26MB, 12.3kB, 0B).

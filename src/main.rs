@@ -292,7 +292,7 @@ fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
         .into());
     }
     let limits = args.limits.parse()?;
-    let explain = if args.explain { Explain::to_stderr() } else { Explain::off() };
+    let explain = Explain::when(args.explain);
     let finished = match args.rootfs.clone() {
         Some(rootfs) => {
             let rootfs = std::path::absolute(&rootfs)

@@ -85,6 +85,15 @@ impl Explain {
         Explain { sink: None }
     }
 
+    /// `--explain`: [`Explain::to_stderr`] when `on`, else [`Explain::off`].
+    pub fn when(on: bool) -> Self {
+        if on {
+            Explain::to_stderr()
+        } else {
+            Explain::off()
+        }
+    }
+
     /// Print each action on carton's stderr, so the container's stdout stays the
     /// container's, under a heading that names the chapter whenever it changes.
     ///

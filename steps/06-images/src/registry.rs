@@ -125,10 +125,6 @@ impl Client {
         Client { agent, base, registry: registry.to_string(), repository: repository.to_string(), actions, credentials, authorization: Mutex::new(None) }
     }
 
-    pub fn registry(&self) -> &str {
-        &self.registry
-    }
-
     /// `/v2/REPOSITORY/WHAT` as a full URL.
     pub fn url(&self, what: &str) -> String {
         format!("{}/v2/{}/{what}", self.base, self.repository)

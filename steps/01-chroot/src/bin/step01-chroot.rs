@@ -54,7 +54,7 @@ fn main() -> ExitCode {
             absolute(&dir).and_then(|dir| chroot::run_in_plain_chroot(&dir, &Process::new(command))).map(|exit| exit.code())
         }
         Demo::Contain { explain, dir, command } => absolute(&dir).and_then(|dir| {
-            let explain = if explain { Explain::to_stderr() } else { Explain::off() };
+            let explain = Explain::when(explain);
             let spec = container::ContainerSpec::new(dir, Process::new(command));
             container::start(&spec, &mut NoHooks, &explain)?.wait().map(|exit| exit.code())
         }),

@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     let result = ContainerId::random().and_then(|id| {
         let rootfs = std::path::absolute(&cli.dir).map_err(|e| step01::Error::runtime(format!("{}: {e}", cli.dir.display())))?;
         let options = Options { hostname: cli.hostname, init: cli.init, interactive: cli.interactive, tty: cli.tty, ..Options::new(id) };
-        let explain = if cli.explain { Explain::to_stderr() } else { Explain::off() };
+        let explain = Explain::when(cli.explain);
         step02::run(ContainerSpec::new(rootfs, Process::new(cli.command)), &options, &explain)
     });
     match result {

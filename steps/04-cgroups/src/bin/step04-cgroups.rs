@@ -47,7 +47,7 @@ fn main() -> ExitCode {
         };
         let rootfs = std::path::absolute(&cli.dir).map_err(|e| step01::Error::runtime(format!("{}: {e}", cli.dir.display())))?;
         let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
-        let explain = if cli.explain { Explain::to_stderr() } else { Explain::off() };
+        let explain = Explain::when(cli.explain);
         let spec = ContainerSpec::new(rootfs, Process::new(cli.command.clone()));
         let network = NetworkOptions { mode: Mode::None, ..NetworkOptions::new() };
         step04::run(spec, &Options::new(ContainerId::random()?), &network, &limits, &state_root, &explain)

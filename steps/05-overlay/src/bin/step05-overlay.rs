@@ -62,7 +62,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
     let store = Store::new(&state_root);
-    let explain = if cli.explain { Explain::to_stderr() } else { Explain::off() };
+    let explain = Explain::when(cli.explain);
     let layers = |digests: &[String]| -> step01::Result<Vec<step05::Layer>> {
         digests.iter().map(|d| store.layer(d).ok_or_else(|| Error::runtime(format!("no layer {d} in {}; store one with `step05-overlay import DIR`", store.root.display())))).collect()
     };

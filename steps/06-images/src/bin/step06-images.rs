@@ -63,7 +63,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
-    let explain = if cli.explain { Explain::to_stderr() } else { Explain::off() };
+    let explain = Explain::when(cli.explain);
     let result = (|| -> Result<u8> {
         let store = Store::open(&state_root)?;
         let stdout = |bytes: &[u8]| {
