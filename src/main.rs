@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use std::io::Write;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use step01::{busybox, container, Explain, Process};
 
 /// Exit code for the runtime's own errors, as Docker uses it.
@@ -242,18 +242,58 @@ enum Bootstrap {
     },
 }
 
+/// Docker's commands that later chapters bring. carton knows their names (hidden from --help)
+/// so that typing one says which chapter brings it, instead of clap's "unrecognized subcommand"
+/// with a misleading tip (`ps`: "a similar subcommand exists: 'push'").
+const PLANNED_COMMANDS: &[(&str, &str)] = &[
+    ("ps", "chapter 7: lifecycle"),
+    ("container", "chapter 7: lifecycle"),
+    ("create", "chapter 7: lifecycle"),
+    ("start", "chapter 7: lifecycle"),
+    ("stop", "chapter 7: lifecycle"),
+    ("restart", "chapter 7: lifecycle"),
+    ("kill", "chapter 7: lifecycle"),
+    ("rm", "chapter 7: lifecycle"),
+    ("logs", "chapter 7: lifecycle"),
+    ("exec", "chapter 7: lifecycle"),
+    ("attach", "chapter 7: lifecycle"),
+    ("wait", "chapter 7: lifecycle"),
+    ("top", "chapter 7: lifecycle"),
+    ("inspect", "chapter 7: lifecycle (for images, `carton image inspect` works today)"),
+    ("stats", "chapter 7: lifecycle"),
+    ("pause", "chapter 7: lifecycle"),
+    ("unpause", "chapter 7: lifecycle"),
+    ("rename", "chapter 7: lifecycle"),
+    ("port", "chapter 7: lifecycle"),
+    ("cp", "chapter 7: lifecycle"),
+    ("diff", "chapter 7: lifecycle (the step 05 demo, `step05-overlay diff`, shows a layer's diff today)"),
+    ("commit", "chapter 7: lifecycle (the step 05 demo, `step05-overlay commit`, commits a layer today)"),
+    ("info", "chapter 7: lifecycle (`carton doctor` checks this machine today)"),
+    ("version", "chapter 7: lifecycle (`carton --version` prints the version today)"),
+    ("volume", "chapter 8: volumes"),
+    ("build", "chapter 9: build"),
+];
+
+/// carton's command line, with the planned commands known by name.
+fn command_line() -> clap::Command {
+    PLANNED_COMMANDS.iter().fold(Cli::command(), |command, (name, _)| {
+        let anything = clap::Arg::new("args").num_args(0..).trailing_var_arg(true).allow_hyphen_values(true);
+        command.subcommand(clap::Command::new(*name).hide(true).disable_help_flag(true).arg(anything))
+    })
+}
+
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let matches = match command_line().try_get_matches() {
+        Ok(matches) => matches,
+        Err(error) => return usage_error(error),
+    };
+    if let Some((name, chapter)) = matches.subcommand_name().and_then(|used| PLANNED_COMMANDS.iter().find(|(name, _)| *name == used)) {
+        eprintln!("carton: `carton {name}` is not available yet: it comes with {chapter} (planned); see `carton --help` for what works today");
+        return ExitCode::from(RUNTIME_ERROR);
+    }
+    let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
-        // --help and --version are not errors; a usage error is a runtime error (125), as with Docker.
-        Err(error) if !error.use_stderr() => {
-            let _ = error.print();
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            let _ = error.print();
-            return ExitCode::from(RUNTIME_ERROR);
-        }
+        Err(error) => return usage_error(error),
     };
     let outcome = match cli.command {
         Command::Run(args) => run(args, &cli.root),
@@ -275,6 +315,16 @@ fn main() -> ExitCode {
             eprintln!("carton: {error:#}");
             ExitCode::from(error.downcast_ref::<step01::Error>().map_or(RUNTIME_ERROR, step01::Error::exit_code))
         }
+    }
+}
+
+/// --help and --version are not errors; a usage error is a runtime error (125), as with Docker.
+fn usage_error(error: clap::Error) -> ExitCode {
+    let _ = error.print();
+    if error.use_stderr() {
+        ExitCode::from(RUNTIME_ERROR)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

@@ -10,7 +10,7 @@ use step04::{Layout, Version};
 
 /// The cgroup file `name` as the container sees it, whichever version the host has.
 fn inside(controller: &str, file: &str) -> String {
-    match Layout::detect().version() {
+    match cgroup_version() {
         Some(Version::V1) => format!("/sys/fs/cgroup/{controller}/{file}"),
         _ => format!("/sys/fs/cgroup/{file}"),
     }
@@ -95,7 +95,7 @@ fn the_cgroup_is_gone_after_the_container_exits() {
     let short_id = stdout(&out).trim().to_string();
     assert_eq!(short_id.len(), 12, "{}", stderr(&out));
     let layout = Layout::detect();
-    let roots: Vec<std::path::PathBuf> = match layout.version() {
+    let roots: Vec<std::path::PathBuf> = match cgroup_version() {
         Some(Version::V1) => layout.hierarchies.iter().map(|h| h.path.join("carton")).collect(),
         _ => vec![layout.v2_mount.clone().unwrap().join("carton")],
     };
@@ -138,4 +138,48 @@ fn explain_shows_each_cgroup_file_written_with_its_echo() {
     assert!(pids_max.is_some_and(|l| l.contains("/carton/")), "{trace}");
     assert!(trace.lines().any(|l| l.contains("shell:   echo ") && l.ends_with("/cgroup.procs")), "joining is shown too: {trace}");
     assert!(trace.contains("shell:   unshare --cgroup"), "{trace}");
+}
+
+/// The same Docker flags become different files, and sometimes different numbers, in each
+/// mode: this test runs on both (here and in the v2 VM) and asserts each mode's own.
+#[test]
+fn each_limit_lands_in_its_own_versions_files() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    // A block device both kinds of test machine have: loop devices exist without a backing file.
+    let (major, minor) = (7, 0);
+    assert!(std::path::Path::new("/sys/dev/block/7:0").exists(), "this test needs /dev/loop0 (the loop driver)");
+    let flags = ["-m", "64m", "--memory-swap", "96m", "--cpus", "0.5", "--cpu-shares", "512", "--pids-limit", "40", "--device-write-bps", "/dev/loop0:1mb"];
+    let (files, expected): (Vec<String>, Vec<String>) = match cgroup_version() {
+        Some(Version::V1) => {
+            let files = [
+                ("memory", "memory.limit_in_bytes", "67108864".to_string()),
+                // v1 counts memory and swap together, as Docker's flag does: 96 MiB.
+                ("memory", "memory.memsw.limit_in_bytes", "100663296".to_string()),
+                ("cpu", "cpu.cfs_quota_us", "50000".to_string()),
+                ("cpu", "cpu.cfs_period_us", "100000".to_string()),
+                ("cpu", "cpu.shares", "512".to_string()),
+                ("pids", "pids.max", "40".to_string()),
+                ("blkio", "blkio.throttle.write_bps_device", format!("{major}:{minor} 1048576")),
+            ];
+            files.into_iter().map(|(c, f, v)| (inside(c, f), v)).unzip()
+        }
+        Some(Version::V2) => {
+            let files = [
+                ("memory.max", "67108864".to_string()),
+                // v2's file holds the swap alone: 96 MiB - 64 MiB.
+                ("memory.swap.max", "33554432".to_string()),
+                ("cpu.max", "50000 100000".to_string()),
+                // shares 2..262144 onto weight 1..10000: 1 + (512 - 2) * 9999 / 262142 = 20.
+                ("cpu.weight", "20".to_string()),
+                ("pids.max", "40".to_string()),
+                ("io.max", format!("{major}:{minor} rbps=max wbps=1048576 riops=max wiops=max")),
+            ];
+            files.into_iter().map(|(f, v)| (inside("", f), v)).unzip()
+        }
+        None => panic!("this machine has no cgroup file system"),
+    };
+    let out = run_in(&rootfs, &flags, &["sh", "-c", &format!("for f in {}; do cat $f; done", files.join(" "))]);
+    let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
+    assert_eq!(lines, expected, "{files:?}\n{}", stderr(&out));
 }

@@ -301,3 +301,20 @@ fn a_rejected_run_leaves_the_network_alone_and_a_killed_run_is_collected_by_the_
     );
     assert!(stderr(&out).contains("carton0 serves 10.88.0.0/16 but 10.99.0.0/16 was asked for"), "{}", stderr(&out));
 }
+
+#[test]
+fn prune_leaves_forwarding_on_when_the_host_had_switched_it_on_itself() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    let state = dir.path().join("state");
+    // A host that forwards already (one running Docker, a router): carton must not take that away.
+    let script = format!(
+        "echo 1 > /proc/sys/net/ipv4/ip_forward\n\
+         carton run --network bridge --rootfs {rootfs} -- true\n\
+         carton network prune\n\
+         cat /proc/sys/net/ipv4/ip_forward",
+        rootfs = rootfs.display()
+    );
+    let out = in_throwaway_netns(&state, &script);
+    assert_eq!(stdout(&out), "removed the bridge carton0\nremoved the nftables table ip carton\n1\n", "{}", stderr(&out));
+}

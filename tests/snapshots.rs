@@ -80,6 +80,8 @@ fn doctor_reports_the_real_cgroup_mode() {
         _ => "v1 (legacy)",
     };
     assert!(line.contains(expected), "expected {expected:?} in {line:?}");
+    // And the kernel's answer is the mode this run expects (CARTON_EXPECT_CGROUP in the v2 VM).
+    assert_eq!(cgroup_version() == Some(step04::Version::V2), expected.starts_with("v2"), "{line:?}");
     if expected.starts_with("hybrid") {
         for controller in fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
             let name = controller.file_name().into_string().unwrap();

@@ -85,14 +85,22 @@ pub fn host_mounts() -> Vec<String> {
         .collect()
 }
 
-/// Run `script` with `sh` inside a fresh network namespace (loopback up) that disappears
-/// when the script ends, with carton on PATH and its state in `state`. Bridges, veths
-/// and traffic stay inside that namespace: the host's network is never touched.
+/// A shell line that gives a new network namespace what a fresh machine's has. A new
+/// namespace inherits the host's IPv4 settings (`net.core.devconf_inherit_init_net` = 0):
+/// on a host that forwards IPv4, as every machine running Docker does, `ip_forward` would
+/// already be 1 there, and a test or a book page that relies on "off until carton switches it
+/// on" would fail on that host only. So each throwaway namespace sets what it relies on.
+pub const FRESH_NETNS_SETUP: &str = "ip link set lo up && echo 0 > /proc/sys/net/ipv4/ip_forward";
+
+/// Run `script` with `sh` inside a fresh network namespace (loopback up, IPv4 forwarding
+/// off: [`FRESH_NETNS_SETUP`]) that disappears when the script ends, with carton on PATH and
+/// its state in `state`. Bridges, veths and traffic stay inside that namespace: the host's
+/// network is never touched.
 pub fn in_throwaway_netns(state: &Path, script: &str) -> Output {
     let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
     Command::new("unshare")
         .args(["--net", "--", "sh", "-c"])
-        .arg(format!("ip link set lo up\n{script}"))
+        .arg(format!("{FRESH_NETNS_SETUP} || exit 125\n{script}"))
         .env("PATH", path)
         .env("CARTON_ROOT", state)
         .stdin(Stdio::null())
@@ -109,11 +117,11 @@ pub fn children(parent: nix::unistd::Pid) -> Vec<nix::unistd::Pid> {
         .collect()
 }
 
-/// The host pid of the container's PID 1: carton's only child, waited for (a few
-/// seconds at most) in case carton has only just been started.
+/// The host pid of the container's PID 1: carton's only child, waited for in case carton has
+/// only just been started (30 s at most: the cgroup v2 VM emulates its CPU and is slow).
 pub fn container_init(carton: &std::process::Child) -> nix::unistd::Pid {
     let carton = nix::unistd::Pid::from_raw(carton.id() as i32);
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         if let Some(init) = children(carton).first() {
             return *init;
@@ -121,4 +129,22 @@ pub fn container_init(carton: &std::process::Child) -> nix::unistd::Pid {
         assert!(std::time::Instant::now() < deadline, "carton {carton} started no container");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
+}
+
+/// The cgroup interface carton drives on this machine (hybrid hosts count as v1), checked
+/// against the one this run expects: CI runs the cgroup tests here and again in a pure v2 VM
+/// (tests/vm/), which sets CARTON_EXPECT_CGROUP=v2, so a VM that came up in another mode fails
+/// loudly instead of testing the same path twice. Tests whose files or numbers differ by
+/// design (v1's blkio and memsw, v2's io.max and memory.swap.max) assert each mode's own.
+pub fn cgroup_version() -> Option<step04::Version> {
+    let found = step04::Layout::detect().version();
+    if let Ok(expected) = std::env::var("CARTON_EXPECT_CGROUP") {
+        let expected = match expected.as_str() {
+            "v1" => step04::Version::V1,
+            "v2" => step04::Version::V2,
+            other => panic!("CARTON_EXPECT_CGROUP={other}: write v1 or v2"),
+        };
+        assert_eq!(found, Some(expected), "this run expects cgroup {expected:?}, but this machine's layout is {:?}", step04::Layout::detect());
+    }
+    found
 }

@@ -5,7 +5,20 @@ use std::process::{Child, Command};
 use std::time::Duration;
 
 use step01::Explain;
-use step04::{Cgroup, Layout, Limits};
+use step04::{Cgroup, Layout, Limits, Version};
+
+/// This machine's layout, in the mode the run expects: the cgroup v2 VM (tests/vm/) sets
+/// CARTON_EXPECT_CGROUP=v2, so these tests cannot pass there on another mode by mistake.
+fn layout() -> Layout {
+    let layout = Layout::detect();
+    let expected = match std::env::var("CARTON_EXPECT_CGROUP").as_deref() {
+        Ok("v1") => Some(Version::V1),
+        Ok("v2") => Some(Version::V2),
+        _ => None,
+    };
+    assert!(expected.is_none() || layout.version() == expected, "expected cgroup {expected:?}, found {layout:?}");
+    layout
+}
 
 /// The busy loop and its cgroup, both removed however the test ends.
 struct Trial {
@@ -25,7 +38,7 @@ impl Drop for Trial {
 #[test]
 fn a_frozen_cgroup_uses_no_cpu_and_thawed_it_goes_on() {
     assert!(nix::unistd::geteuid().is_root(), "this test needs root: it makes a cgroup on the host");
-    let layout = Layout::detect();
+    let layout = layout();
     let id = format!("test-freeze-{}", std::process::id());
     let limits = Limits { pids_limit: Some(10), ..Limits::default() };
     let cgroup = Cgroup::create(&layout, &id, &limits, &Explain::off()).unwrap();
@@ -54,7 +67,7 @@ fn a_frozen_cgroup_uses_no_cpu_and_thawed_it_goes_on() {
 #[test]
 fn kill_all_ends_every_process_of_the_cgroup() {
     assert!(nix::unistd::geteuid().is_root(), "this test needs root: it makes a cgroup on the host");
-    let layout = Layout::detect();
+    let layout = layout();
     let cgroup = Cgroup::create(&layout, &format!("test-kill-{}", std::process::id()), &Limits::default(), &Explain::off()).unwrap();
     // The shell forks its sleeps only once it is in the cgroup (the line it waits for).
     let child = Command::new("sh").args(["-c", "read go; sleep 30 & sleep 30 & wait"]).stdin(std::process::Stdio::piped()).spawn().unwrap();
