@@ -140,6 +140,10 @@ fn pages_to_run() -> Vec<PathBuf> {
 /// Returns the failures (the first of each page: later commands build on it) and how many
 /// commands ran.
 fn run_console_examples(pages: &[PathBuf], inherited: Option<&str>) -> (Vec<String>, usize) {
+    // One run at a time: the examples start containers in the background and give them a
+    // moment (`sleep 0.5`) before they look, which a second run beside them could stretch.
+    static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
     ensure_step_binaries();
     let mode = cgroup_version();
