@@ -288,7 +288,7 @@ fn main() -> ExitCode {
         Err(error) => return usage_error(error),
     };
     if let Some((name, chapter)) = matches.subcommand_name().and_then(|used| PLANNED_COMMANDS.iter().find(|(name, _)| *name == used)) {
-        eprintln!("carton: `carton {name}` is not available yet: it comes with {chapter} (planned); see `carton --help` for what works today");
+        eprintln!("carton: {}", not_available_yet(&format!("`carton {name}`"), chapter, "carton --help"));
         return ExitCode::from(RUNTIME_ERROR);
     }
     let cli = match Cli::from_arg_matches(&matches) {
@@ -328,6 +328,12 @@ fn usage_error(error: clap::Error) -> ExitCode {
     }
 }
 
+/// What a planned command or flag says when used: which chapter brings it, and where to see
+/// what works today.
+fn not_available_yet(what: &str, chapter: &str, help: &str) -> String {
+    format!("{what} is not available yet: it comes with {chapter} (planned); see `{help}` for what works today")
+}
+
 /// Write to stdout, ignoring a reader that went away (`carton doctor | head -1`).
 fn print_stdout(text: &str) {
     let _ = std::io::stdout().lock().write_all(text.as_bytes());
@@ -336,10 +342,7 @@ fn print_stdout(text: &str) {
 /// `carton run`: the container's exit status, or the error that kept it from starting.
 fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
     if let Some((flag, chapter)) = args.planned.first_used() {
-        return Err(step01::Error::runtime(format!(
-            "{flag} is not available yet: it comes with {chapter} (planned); see `carton run --help` for what works today"
-        ))
-        .into());
+        return Err(step01::Error::runtime(not_available_yet(flag, chapter, "carton run --help")).into());
     }
     let limits = args.limits.parse()?;
     let explain = Explain::when(args.explain);

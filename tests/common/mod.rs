@@ -137,14 +137,15 @@ pub fn container_init(carton: &std::process::Child) -> nix::unistd::Pid {
 /// loudly instead of testing the same path twice. Tests whose files or numbers differ by
 /// design (v1's blkio and memsw, v2's io.max and memory.swap.max) assert each mode's own.
 pub fn cgroup_version() -> Option<step04::Version> {
-    let found = step04::Layout::detect().version();
+    let layout = step04::Layout::detect();
+    let found = layout.version();
     if let Ok(expected) = std::env::var("CARTON_EXPECT_CGROUP") {
         let expected = match expected.as_str() {
             "v1" => step04::Version::V1,
             "v2" => step04::Version::V2,
             other => panic!("CARTON_EXPECT_CGROUP={other}: write v1 or v2"),
         };
-        assert_eq!(found, Some(expected), "this run expects cgroup {expected:?}, but this machine's layout is {:?}", step04::Layout::detect());
+        assert_eq!(found, Some(expected), "this run expects cgroup {expected:?}, but this machine's layout is {layout:?}");
     }
     found
 }

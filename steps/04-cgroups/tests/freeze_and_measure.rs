@@ -8,15 +8,18 @@ use step01::Explain;
 use step04::{Cgroup, Layout, Limits, Version};
 
 /// This machine's layout, in the mode the run expects: the cgroup v2 VM (tests/vm/) sets
-/// CARTON_EXPECT_CGROUP=v2, so these tests cannot pass there on another mode by mistake.
+/// CARTON_EXPECT_CGROUP=v2, so these tests cannot pass there on another mode by mistake. (The
+/// root package's tests do the same in tests/common's `cgroup_version`, which this crate's
+/// tests cannot include: that module needs the `carton` binary.)
 fn layout() -> Layout {
     let layout = Layout::detect();
     let expected = match std::env::var("CARTON_EXPECT_CGROUP").as_deref() {
-        Ok("v1") => Some(Version::V1),
-        Ok("v2") => Some(Version::V2),
-        _ => None,
+        Err(_) => return layout,
+        Ok("v1") => Version::V1,
+        Ok("v2") => Version::V2,
+        Ok(other) => panic!("CARTON_EXPECT_CGROUP={other}: write v1 or v2"),
     };
-    assert!(expected.is_none() || layout.version() == expected, "expected cgroup {expected:?}, found {layout:?}");
+    assert_eq!(layout.version(), Some(expected), "this run expects cgroup {expected:?}, but this machine's layout is {layout:?}");
     layout
 }
 
