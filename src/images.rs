@@ -317,11 +317,13 @@ pub fn prune(state_root: &Path, force: bool) -> anyhow::Result<u8> {
         }
     }
     let deleted = step06::prune(state_root)?;
+    // And what killed pulls and unpacks left half made (only chapter 7's collector knows all of it).
+    let swept = step05::Store::new(state_root).sweep_abandoned();
     let mut text = String::new();
     for (digest, _) in &deleted {
         text += &format!("Deleted: {digest}\n");
     }
-    text += &format!("Total reclaimed space: {}\n", human_size(deleted.iter().map(|(_, size)| size).sum()));
+    text += &format!("Total reclaimed space: {}\n", human_size(deleted.iter().map(|(_, size)| size).sum::<u64>() + swept));
     print_stdout(&text);
     Ok(0)
 }

@@ -1,15 +1,16 @@
 //! carton — a container runtime written from scratch, built only from the step crates.
 
+mod containers;
 mod doctor;
 mod images;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use std::io::Write;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
-use step01::{busybox, container, Explain, Process};
+use step01::{busybox, Explain, Process};
 
 /// Exit code for the runtime's own errors, as Docker uses it.
 const RUNTIME_ERROR: u8 = 125;
@@ -28,6 +29,31 @@ struct Cli {
 enum Command {
     /// Run a command in a new container
     Run(Box<RunArgs>),
+    /// Create a container (its bundle: root, network, config.json) without starting it
+    Create(Box<RunArgs>),
+    /// Start created containers (in the background; their output goes to containers/ID/output.log)
+    Start {
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// Send a signal to running containers (default SIGKILL, as Docker)
+    Kill {
+        /// The signal: a name (TERM, SIGHUP) or a number
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Remove containers: their process, cgroup, network, root and writable layer
+    Rm {
+        /// Kill a running container first
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
     /// Make base material offline, from the host's own files
     #[command(subcommand)]
     Bootstrap(Bootstrap),
@@ -59,6 +85,32 @@ enum Command {
         #[arg(value_name = "SERVER")]
         server: Option<String>,
     },
+}
+
+#[derive(Args)]
+struct ExecArgs {
+    /// Set an environment variable (KEY=VALUE), added to the container's
+    #[arg(short = 'e', long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Working directory inside the container (default: the container's)
+    #[arg(short = 'w', long = "workdir", value_name = "DIR")]
+    workdir: Option<PathBuf>,
+    /// Run as this user (a name or number, from the container's /etc/passwd and /etc/group)
+    #[arg(short = 'u', long = "user", value_name = "USER[:GROUP]")]
+    user: Option<String>,
+    /// Keep stdin attached
+    #[arg(short = 'i', long)]
+    interactive: bool,
+    /// A terminal (comes with the lifecycle chapter, planned)
+    #[arg(short = 't', long, hide = true)]
+    tty: bool,
+    /// Print each kernel-level action as it happens
+    #[arg(long)]
+    explain: bool,
+    #[arg(value_name = "CONTAINER")]
+    container: String,
+    #[arg(required = true, trailing_var_arg = true, value_name = "COMMAND")]
+    command: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -146,9 +198,9 @@ struct RunArgs {
     /// Print each kernel-level action as it happens, with its shell equivalent
     #[arg(long)]
     explain: bool,
-    /// Remove the container when it exits (today every container is removed: kept containers come with chapter 7)
+    /// Remove the container when it exits (carton run always does: kept containers come with chapter 9, planned)
     #[arg(long)]
-    #[allow(dead_code)] // accepted for Docker's spelling; nothing outlives a container until chapter 7
+    #[allow(dead_code)] // accepted for Docker's spelling; `run` removes its container until chapter 9
     rm: bool,
     #[command(flatten)]
     planned: PlannedRunFlags,
@@ -225,9 +277,9 @@ impl PlannedRunFlags {
     /// The first planned flag used, and the chapter that brings it.
     fn first_used(&self) -> Option<(&'static str, &'static str)> {
         let used = [
-            (self.detach, "-d/--detach", "chapter 7: lifecycle"),
-            (self.name.is_some(), "--name", "chapter 7: lifecycle"),
-            (!self.volume.is_empty(), "-v/--volume", "chapter 8: volumes"),
+            (self.detach, "-d/--detach", "chapter 9: lifecycle"),
+            (self.name.is_some(), "--name", "chapter 9: lifecycle"),
+            (!self.volume.is_empty(), "-v/--volume", "chapter 10: volumes"),
         ];
         used.into_iter().find(|(is_used, _, _)| *is_used).map(|(_, flag, chapter)| (flag, chapter))
     }
@@ -246,32 +298,27 @@ enum Bootstrap {
 /// so that typing one says which chapter brings it, instead of clap's "unrecognized subcommand"
 /// with a misleading tip (`ps`: "a similar subcommand exists: 'push'").
 const PLANNED_COMMANDS: &[(&str, &str)] = &[
-    ("ps", "chapter 7: lifecycle"),
-    ("container", "chapter 7: lifecycle"),
-    ("create", "chapter 7: lifecycle"),
-    ("start", "chapter 7: lifecycle"),
-    ("stop", "chapter 7: lifecycle"),
-    ("restart", "chapter 7: lifecycle"),
-    ("kill", "chapter 7: lifecycle"),
-    ("rm", "chapter 7: lifecycle"),
-    ("logs", "chapter 7: lifecycle"),
-    ("exec", "chapter 7: lifecycle"),
-    ("attach", "chapter 7: lifecycle"),
-    ("wait", "chapter 7: lifecycle"),
-    ("top", "chapter 7: lifecycle"),
-    ("inspect", "chapter 7: lifecycle (for images, `carton image inspect` works today)"),
-    ("stats", "chapter 7: lifecycle"),
-    ("pause", "chapter 7: lifecycle"),
-    ("unpause", "chapter 7: lifecycle"),
-    ("rename", "chapter 7: lifecycle"),
-    ("port", "chapter 7: lifecycle"),
-    ("cp", "chapter 7: lifecycle"),
-    ("diff", "chapter 7: lifecycle (the step 05 demo, `step05-overlay diff`, shows a layer's diff today)"),
-    ("commit", "chapter 7: lifecycle (the step 05 demo, `step05-overlay commit`, commits a layer today)"),
-    ("info", "chapter 7: lifecycle (`carton doctor` checks this machine today)"),
-    ("version", "chapter 7: lifecycle (`carton --version` prints the version today)"),
-    ("volume", "chapter 8: volumes"),
-    ("build", "chapter 9: build"),
+    ("ps", "chapter 9: lifecycle"),
+    ("container", "chapter 9: lifecycle"),
+    ("stop", "chapter 9: lifecycle"),
+    ("restart", "chapter 9: lifecycle"),
+    ("logs", "chapter 9: lifecycle"),
+    ("attach", "chapter 9: lifecycle"),
+    ("wait", "chapter 9: lifecycle"),
+    ("top", "chapter 9: lifecycle"),
+    ("inspect", "chapter 9: lifecycle (for images, `carton image inspect` works today)"),
+    ("stats", "chapter 9: lifecycle"),
+    ("pause", "chapter 9: lifecycle"),
+    ("unpause", "chapter 9: lifecycle"),
+    ("rename", "chapter 9: lifecycle"),
+    ("port", "chapter 9: lifecycle"),
+    ("cp", "chapter 9: lifecycle"),
+    ("diff", "chapter 9: lifecycle (the step 05 demo, `step05-overlay diff`, shows a layer's diff today)"),
+    ("commit", "chapter 9: lifecycle (the step 05 demo, `step05-overlay commit`, commits a layer today)"),
+    ("info", "chapter 9: lifecycle (`carton doctor` checks this machine today)"),
+    ("version", "chapter 9: lifecycle (`carton --version` prints the version today)"),
+    ("volume", "chapter 10: volumes"),
+    ("build", "chapter 11: build"),
 ];
 
 /// carton's command line, with the planned commands known by name.
@@ -297,6 +344,11 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Run(args) => run(args, &cli.root),
+        Command::Create(args) => containers::create(args, &cli.root),
+        Command::Start { containers } => containers::start(&cli.root, &containers),
+        Command::Exec(args) => containers::exec(&cli.root, args),
+        Command::Kill { signal, containers } => containers::kill(&cli.root, &signal, &containers),
+        Command::Rm { force, containers } => containers::remove(&cli.root, &containers, force),
         Command::Bootstrap(Bootstrap::Busybox { dir: Some(dir) }) => bootstrap_busybox(dir),
         Command::Bootstrap(Bootstrap::Busybox { dir: None }) => bootstrap_busybox_image(&cli.root),
         Command::Doctor => doctor::run(),
@@ -340,54 +392,95 @@ fn print_stdout(text: &str) {
 }
 
 /// `carton run`: the container's exit status, or the error that kept it from starting.
-fn run(args: Box<RunArgs>, state_root: &std::path::Path) -> anyhow::Result<u8> {
+/// The flags become a bundle (step 07's engine), which the runtime creates, starts, waits
+/// for and deletes: the same path `create`, `start` and `rm` take one by one.
+fn run(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
+    let runtime = step07::Runtime::new(state_root, Explain::when(args.explain));
+    let (tty, interactive) = (args.tty, args.interactive);
+    let memory_limit = args.limits.parse()?.memory;
+    let (id, connected) = prepare_container(args, &runtime, "run")?;
+    let explain = &runtime.explain;
+    let (console, stdin) = step02::attach_stdio(tty, interactive)?;
+    let (published, address) = (connected.published, connected.address);
+    let finished = runtime.run(id.as_str(), &runtime.container_dir(id.as_str()), stdin, |running| {
+        if let Some(address) = address {
+            step03::relay(published, address, explain);
+        }
+        step02::attach_terminal(console, interactive, running)
+    });
+    let torn_down = step07::engine::teardown(state_root, id.as_str());
+    let finished = finished?;
+    torn_down?;
+    if finished.oom_killed() {
+        // Docker shows this as `"OOMKilled": true` in `docker inspect`.
+        let whom = if finished.exit.code() == 128 + libc::SIGKILL { "the container" } else { "a process of the container" };
+        let limit = memory_limit.map_or(String::new(), |bytes| format!(" (its --memory limit is {} MiB)", bytes >> 20));
+        eprintln!("carton: OOM killed: the kernel's out-of-memory killer ended {whom}{limit}");
+    }
+    Ok(finished.exit.code() as u8)
+}
+
+/// What `run` and `create` share: the flags become a bundle under `containers/ID/` (the
+/// image's root mounted, the network made, config.json written). Returns the new id and
+/// what the network setup made.
+fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &str) -> anyhow::Result<(step02::ContainerId, step03::Connected)> {
     if let Some((flag, chapter)) = args.planned.first_used() {
-        return Err(step01::Error::runtime(not_available_yet(flag, chapter, "carton run --help")).into());
+        return Err(step01::Error::runtime(not_available_yet(flag, chapter, &format!("carton {command} --help"))).into());
     }
     let limits = args.limits.parse()?;
-    let explain = Explain::when(args.explain);
-    let finished = match args.rootfs.clone() {
+    let state_root = runtime.state_root.as_path();
+    let explain = &runtime.explain;
+    let (root, process, passwd_root) = match args.rootfs.clone() {
         Some(rootfs) => {
             let rootfs = std::path::absolute(&rootfs)
                 .map_err(|e| step01::Error::runtime(format!("cannot resolve the root filesystem path {}: {e}", rootfs.display())))?;
             if args.entrypoint.is_some() {
                 return Err(step01::Error::runtime("--entrypoint replaces an image's entrypoint; with --rootfs, give the command itself").into());
             }
-            let process = Process::new(args.command.clone());
-            let (spec, options, network) = prepare_run(*args, process, &rootfs, rootfs.clone())?;
-            step04::run(spec, &options, &network, &limits, state_root, &explain)?
+            (step07::engine::Root::Directory(rootfs.clone()), Process::new(args.command.clone()), rootfs)
         }
         None => {
             let Some(image) = args.command.first() else {
                 return Err(step01::Error::runtime("give an image to run (e.g. `carton run busybox echo hello`), or --rootfs DIR and a command").into());
             };
             let reference = step06::Reference::parse(image)?;
-            images::pull_as_asked(state_root, &reference, &args.pull, &explain)?;
-            let prepared = step06::prepare(state_root, &reference, &explain)?;
+            images::pull_as_asked(state_root, &reference, &args.pull, explain)?;
+            let prepared = step06::prepare(state_root, &reference, explain)?;
             let process = prepared.image.process(&args.command[1..], args.entrypoint.as_deref())?;
             let passwd_root = prepared.passwd_root().to_path_buf();
-            let mut args = args;
-            if args.user.is_none() {
-                args.user = prepared.image.user();
-            }
-            // The root is the image's layers: the spec's path is replaced by their overlay.
-            let (spec, options, network) = prepare_run(*args, process, &passwd_root, PathBuf::from("/"))?;
-            step06::run(prepared, spec, &options, &network, &limits, state_root, &explain)?
+            (step07::engine::Root::Image(prepared), process, passwd_root)
         }
     };
-    if finished.oom_killed() {
-        // Docker shows this as `"OOMKilled": true` in `docker inspect`.
-        let whom = if finished.exit.code() == 128 + libc::SIGKILL { "the container" } else { "a process of the container" };
-        let limit = limits.memory.map_or(String::new(), |bytes| format!(" (its --memory limit is {} MiB)", bytes >> 20));
-        eprintln!("carton: OOM killed: the kernel's out-of-memory killer ended {whom}{limit}");
+    let image_user = match &root {
+        step07::engine::Root::Image(prepared) => prepared.image.user(),
+        step07::engine::Root::Directory(_) => None,
+    };
+    let mut args = args;
+    if args.user.is_none() {
+        args.user = image_user;
     }
-    Ok(finished.exit.code() as u8)
+    let id = step02::ContainerId::random()?;
+    let (spec, _options, network) = container_spec(*args, process, &passwd_root, &id, &limits)?;
+    if let step07::engine::Root::Directory(dir) = &root {
+        // Refused before anything (the bridge, a cgroup) is made for it.
+        step01::ContainerSpec::new(dir.clone(), step01::Process { args: vec!["-".into()], env: Vec::new(), cwd: "/".into() }).validate()?;
+    }
+    step07::engine::collect(state_root);
+    let connected = step07::engine::prepare(state_root, id.as_str(), root, spec, &network, explain)?;
+    Ok((id, connected))
 }
 
-/// The container `carton run` asked for: step 01's spec (with `process`, and `-e`, `-w`,
-/// `-u` applied to it; users are looked up in `passwd_root`'s /etc/passwd), step 02's
-/// options, step 03's network.
-fn prepare_run(args: RunArgs, mut process: Process, passwd_root: &std::path::Path, rootfs: PathBuf) -> step01::Result<(container::ContainerSpec, step02::Options, step03::NetworkOptions)> {
+/// The container `carton run` asked for, as an OCI runtime spec: `process` with `-e`, `-w`
+/// and `-u` applied (users are looked up in `passwd_root`'s /etc/passwd), then each step's
+/// part written by that step. Also returns step 02's options (for the terminal) and step
+/// 03's network (made outside the runtime).
+fn container_spec(
+    args: RunArgs,
+    mut process: Process,
+    passwd_root: &Path,
+    id: &step02::ContainerId,
+    limits: &step04::Limits,
+) -> step01::Result<(oci_spec::runtime::Spec, step02::Options, step03::NetworkOptions)> {
     let user = args.user.as_deref().map(|spec| step02::User::resolve(spec, passwd_root)).transpose()?;
     if let Some(user) = &user {
         process.set_env(&format!("HOME={}", user.home))?; // before -e, which may set another
@@ -403,14 +496,10 @@ fn prepare_run(args: RunArgs, mut process: Process, passwd_root: &std::path::Pat
     if let Some(workdir) = args.workdir {
         process.cwd = workdir;
     }
-    let options = step02::Options {
-        hostname: args.hostname,
-        init: args.init,
-        user,
-        interactive: args.interactive,
-        tty: args.tty,
-        ..step02::Options::new(step02::ContainerId::random()?)
-    };
+    process.validate()?;
+    let options = step02::Options { hostname: args.hostname, init: args.init, user, interactive: args.interactive, tty: args.tty, ..step02::Options::new(id.clone()) };
+    step02::validate_hostname(&options.effective_hostname())?;
+    step02::docker_env(&mut process, &options.effective_hostname(), options.tty)?;
     let network = step03::NetworkOptions {
         mode: args.network.as_deref().map_or(Ok(step03::Mode::Bridge), str::parse)?,
         ports: args.publish.iter().map(|p| step03::ports::PortMapping::parse(p)).collect::<step01::Result<_>>()?,
@@ -418,16 +507,18 @@ fn prepare_run(args: RunArgs, mut process: Process, passwd_root: &std::path::Pat
         dns: args.dns.iter().map(|d| step03::parse_dns(d)).collect::<step01::Result<_>>()?,
         subnet: step03::subnet_from_env()?,
     };
-    Ok((container::ContainerSpec::new(rootfs, process), options, network))
+    if !network.ports.is_empty() && network.mode != step03::Mode::Bridge {
+        return Err(step01::Error::runtime("-p publishes a port of the container's own address: it needs --network bridge"));
+    }
+    let mut spec = step07::engine::base_spec(&process, Path::new("rootfs"))?;
+    step02::oci::write(&options, &mut spec)?;
+    step07::engine::write_resources(&mut spec, id.as_str(), limits)?;
+    Ok((spec, options, network))
 }
 
-
-
-
-
-
-fn network_prune(state_root: &std::path::Path) -> anyhow::Result<u8> {
-    for removed in step03::prune(state_root, step03::subnet_from_env()?)? {
+fn network_prune(state_root: &Path) -> anyhow::Result<u8> {
+    step07::engine::collect(state_root);
+    for removed in step03::prune(step03::subnet_from_env()?)? {
         print_stdout(&format!("removed {removed}\n"));
     }
     Ok(0)

@@ -236,6 +236,11 @@ impl Drop for ThrowawayNetwork {
                 }
             }
         }
+        // carton keeps the bridge network's records per network namespace, under /run.
+        if let Ok(namespace) = fs::metadata(format!("/proc/{}/ns/net", self.holder.id())) {
+            use std::os::unix::fs::MetadataExt;
+            let _ = fs::remove_dir_all(format!("/run/carton/networks/netns-{}-{}", namespace.dev(), namespace.ino()));
+        }
         let _ = self.holder.kill();
         let _ = self.holder.wait();
     }
@@ -244,7 +249,7 @@ impl Drop for ThrowawayNetwork {
 /// The step demos live in their own packages; `cargo test --workspace` builds them, a
 /// narrower `cargo test` may not have.
 fn ensure_step_binaries() {
-    for step in ["step01-chroot", "step02-namespaces", "step03-network", "step04-cgroups", "step05-overlay", "step06-images"] {
+    for step in ["step01-chroot", "step02-namespaces", "step03-network", "step04-cgroups", "step05-overlay", "step06-images", "step07-runtime"] {
         if bin_dir().join(step).exists() {
             continue;
         }

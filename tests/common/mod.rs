@@ -96,11 +96,15 @@ pub const FRESH_NETNS_SETUP: &str = "ip link set lo up && echo 0 > /proc/sys/net
 /// off: [`FRESH_NETNS_SETUP`]) that disappears when the script ends, with carton on PATH and
 /// its state in `state`. Bridges, veths and traffic stay inside that namespace: the host's
 /// network is never touched.
+/// The bridge network's state of the network namespace a shell runs in (carton keeps it
+/// per namespace, under /run; see step 03's `network_state`).
+pub const NETWORK_STATE: &str = "/run/carton/networks/netns-$(stat -L -c %d /proc/self/ns/net)-$(stat -L -c %i /proc/self/ns/net)/carton0";
+
 pub fn in_throwaway_netns(state: &Path, script: &str) -> Output {
     let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
     Command::new("unshare")
         .args(["--net", "--", "sh", "-c"])
-        .arg(format!("{FRESH_NETNS_SETUP} || exit 125\n{script}"))
+        .arg(format!("{FRESH_NETNS_SETUP} || exit 125\n{script}\nstatus=$?\nrm -rf \"$(dirname {NETWORK_STATE})\"\nexit $status"))
         .env("PATH", path)
         .env("CARTON_ROOT", state)
         .stdin(Stdio::null())

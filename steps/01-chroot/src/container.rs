@@ -22,7 +22,8 @@
 //! messages: no other thread can hold a lock the child would wait on forever.
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -34,6 +35,7 @@ use nix::unistd::{getpgid, getpgrp, pipe2, Pid};
 
 use crate::error::{Error, Failure, Result};
 use crate::explain::{Action, Explain};
+use crate::mounts::{mount_in_root, Mount};
 use crate::process::{reap, wait_for_exit, ContainerExit, Process};
 use crate::{rootfs, CHAPTER};
 
@@ -50,6 +52,17 @@ pub struct ContainerSpec {
     /// runtime spec's `namespaces[].path` says: step 03 prepares a network namespace
     /// under a name before the container starts, as CNI and netavark do.
     pub join: Vec<JoinedNamespace>,
+    /// The spec's mounts beyond the default file systems: bind mounts, tmpfs.
+    pub mounts: Vec<Mount>,
+    /// `root.readonly`: the root filesystem itself is mounted read-only.
+    pub readonly_root: bool,
+    /// Whether the container ends when the carton that started it ends (`carton run`
+    /// waiting in a terminal). A container created to live on its own (step 07's
+    /// `create`) does not.
+    pub die_with_carton: bool,
+    /// Step 07's exec fifo: when set, the child stops just before execve until someone
+    /// opens this fifo to read (`start`), as runc's containers wait at theirs.
+    pub start_gate: Option<PathBuf>,
 }
 
 /// An existing namespace, named by a file (`/proc/PID/ns/net`, or a bind mount of one).
@@ -62,8 +75,41 @@ pub struct JoinedNamespace {
 
 impl ContainerSpec {
     pub fn new(rootfs: PathBuf, process: Process) -> Self {
-        ContainerSpec { rootfs, process, namespaces: CloneFlags::CLONE_NEWNS, join: Vec::new() }
+        ContainerSpec {
+            rootfs,
+            process,
+            namespaces: CloneFlags::CLONE_NEWNS,
+            join: Vec::new(),
+            mounts: Vec::new(),
+            readonly_root: false,
+            die_with_carton: true,
+            start_gate: None,
+        }
     }
+
+    // ANCHOR: from_oci
+    /// The part of an OCI runtime spec this step owns: `root` (relative to the bundle
+    /// directory, as the spec says), `process` (args, env, cwd) and `mounts`. Later steps
+    /// read their own parts (step 02 the namespaces, step 04 the resources).
+    pub fn from_oci(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Result<ContainerSpec> {
+        let root = spec.root().as_ref().ok_or_else(|| Error::runtime("config.json has no \"root\": say which directory becomes the container's / (\"root\": {\"path\": \"rootfs\"})"))?;
+        let oci_process = spec.process().as_ref().ok_or_else(|| Error::runtime("config.json has no \"process\": say what to run (\"process\": {\"args\": [\"sh\"], \"cwd\": \"/\"})"))?;
+        let process = Process {
+            args: oci_process.args().clone().unwrap_or_default(),
+            env: oci_process.env().clone().unwrap_or_default(),
+            cwd: oci_process.cwd().clone(),
+        };
+        let mut container = ContainerSpec::new(bundle.join(root.path()), process);
+        container.readonly_root = root.readonly().unwrap_or(false);
+        for entry in spec.mounts().iter().flatten() {
+            let mount = Mount::from_oci(entry)?;
+            if !mount.is_furnished() {
+                container.mounts.push(mount);
+            }
+        }
+        Ok(container)
+    }
+    // ANCHOR_END: from_oci
 
     /// Check everything that can be checked before a process exists, and return the
     /// root filesystem with every symbolic link resolved: the path the child mounts.
@@ -163,7 +209,17 @@ pub trait Hooks {
 /// not start. It is close-on-exec, so a successful execve closes it without a word.
 pub struct StartReport(OwnedFd);
 
+/// The byte that says "created: stopped at the start gate" (an error's first byte is its
+/// exit code, 125 to 127, never 0).
+const CREATED: u8 = 0;
+
 impl StartReport {
+    /// Tell carton that everything is ready and the child waits at the start gate.
+    fn created(&self) -> Result<()> {
+        (&self.0).try_clone().map(std::fs::File::from).and_then(|mut pipe| pipe.write_all(&[CREATED]))
+            .map_err(|e| Error::runtime(format!("cannot tell carton the container is created: {e}")))
+    }
+
     /// Send `error` to carton and end this process with its exit code (125, 126, 127).
     pub fn fail(self, error: Error) -> ! {
         let _ = std::fs::File::from(self.0).write_all(&encode_error(&error));
@@ -187,9 +243,45 @@ pub struct Running {
     pub pid: Pid,
     /// carton's signal mask before `start` blocked the forwarded signals.
     previous_mask: SigSet,
+    /// With a start gate: the rest of the start report, which says whether execve
+    /// worked once the gate opens.
+    report: Option<std::fs::File>,
 }
 
 impl Running {
+    /// Whether the container waits at its start gate (created, not started).
+    pub fn is_gated(&self) -> bool {
+        self.report.is_some()
+    }
+
+    /// Once the start gate is open: wait until the command runs (the report closes on
+    /// execve) or say why it cannot; the container is reaped then.
+    pub fn confirm_exec(mut self) -> Result<Running> {
+        let Some(mut report) = self.report.take() else { return Ok(self) };
+        let mut bytes = Vec::new();
+        let _ = report.read_to_end(&mut bytes);
+        if bytes.is_empty() {
+            return Ok(self);
+        }
+        let _ = wait_for_exit(self.pid);
+        restore_mask(&self.previous_mask);
+        Err(decode_error(&bytes))
+    }
+
+    /// A process started some other way (step 07's exec), to be waited for the same way.
+    /// The forwarded signals must be blocked since before it was started:
+    /// `previous_mask` is what [`block_forwarded_signals`] returned.
+    pub fn adopt(pid: Pid, previous_mask: SigSet) -> Running {
+        Running { pid, previous_mask, report: None }
+    }
+
+    /// Let the container live on without this process (step 07's `create` returns while
+    /// the container waits at its gate; whoever outlives carton reaps it).
+    pub fn detach(self) -> Pid {
+        restore_mask(&self.previous_mask);
+        self.pid
+    }
+
     // ANCHOR: wait
     /// Wait for the command to end, passing on every signal someone sends to carton.
     pub fn wait(self) -> Result<ContainerExit> {
@@ -221,6 +313,12 @@ impl Running {
         result
     }
     // ANCHOR_END: wait
+}
+
+/// Block the signals [`Running::wait`] passes on (and SIGCHLD), before starting a process
+/// it will wait for; returns the mask as it was.
+pub fn block_forwarded_signals() -> Result<SigSet> {
+    block(&forwarded_signals_and_sigchld())
 }
 
 fn forwarded_signals_and_sigchld() -> SigSet {
@@ -267,13 +365,15 @@ pub fn start(spec: &ContainerSpec, hooks: &mut dyn Hooks, explain: &Explain) -> 
             if started.is_err() {
                 restore_mask(&previous_mask);
             }
-            started.map(|()| Running { pid, previous_mask })
+            started.map(|report| Running { pid, previous_mask, report })
         }
     }
 }
 // ANCHOR_END: start
 
-fn parent(pid: Pid, hooks: &mut dyn Hooks, explain: &Explain, go: OwnedFd, errors: OwnedFd) -> Result<()> {
+/// The parent's side: returns the rest of the start report when the child stopped at its
+/// start gate, `None` when it ran its command already.
+fn parent(pid: Pid, hooks: &mut dyn Hooks, explain: &Explain, go: OwnedFd, errors: OwnedFd) -> Result<Option<std::fs::File>> {
     let stop_child = |error: Error| {
         let _ = kill(pid, Signal::SIGKILL);
         let _ = wait_for_exit(pid);
@@ -285,13 +385,16 @@ fn parent(pid: Pid, hooks: &mut dyn Hooks, explain: &Explain, go: OwnedFd, error
     // If the child died already the write fails; its error (if any) is read below.
     let _ = std::fs::File::from(go).write_all(b"g");
 
-    let mut report = Vec::new();
-    if let Err(e) = std::fs::File::from(errors).read_to_end(&mut report) {
-        return stop_child(Error::runtime(format!("cannot read the container's start report: {e}")));
+    let mut errors = std::fs::File::from(errors);
+    let mut first = [0u8; 1];
+    match errors.read(&mut first) {
+        Ok(0) => return Ok(None), // execve closed the pipe: the command runs
+        Ok(_) if first[0] == CREATED => return Ok(Some(errors)),
+        Ok(_) => {}
+        Err(e) => return stop_child(Error::runtime(format!("cannot read the container's start report: {e}"))),
     }
-    if report.is_empty() {
-        return Ok(());
-    }
+    let mut report = first.to_vec();
+    let _ = errors.read_to_end(&mut report);
     let _ = wait_for_exit(pid);
     Err(decode_error(&report))
 }
@@ -300,25 +403,45 @@ fn parent(pid: Pid, hooks: &mut dyn Hooks, explain: &Explain, go: OwnedFd, error
 /// The child's side of the start sequence. Never returns.
 fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Explain, go: OwnedFd, errors: OwnedFd) -> ! {
     let report = StartReport(errors);
-    // The container lives no longer than the carton that runs it, even after a `kill -9`
-    // (nothing else would stop it, clean up after it, or know it is there).
-    die_with_parent();
+    // A container run from a terminal lives no longer than the carton that runs it, even
+    // after a `kill -9` (nothing else would stop it, clean up after it, or know it is there).
+    if spec.die_with_carton {
+        die_with_parent();
+    }
     // A panic must not unwind into the parent's code: this is a separate process.
     let prepared = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         wait_for_go(go)?;
+        // Opened while the host's files are in reach; waited at after everything else.
+        let gate = spec.start_gate.as_deref().map(open_gate).transpose()?;
         join_namespaces(&spec.join, explain)?;
         explain.step(|| Action::new(CHAPTER, "new files get mode 644 and directories 755, whatever carton's umask was", "umask(022)").shell("umask 022"));
         umask(Mode::from_bits_truncate(0o022));
         rootfs::make_mounts_private(explain)?;
         hooks.child_mount_root(spec, rootfs, explain)?;
         rootfs::prepare_root(rootfs, explain)?;
+        for mount in &spec.mounts {
+            mount_in_root(rootfs, mount, explain)?;
+        }
         hooks.child_before_pivot(spec, rootfs, explain)?;
+        if spec.readonly_root {
+            rootfs::make_read_only(rootfs, explain)?;
+        }
         rootfs::pivot_into(rootfs, explain)?;
         hooks.child_after_root(spec, explain)?;
-        spec.process.enter_workdir(explain)
+        spec.process.enter_workdir(explain)?;
+        // With a gate, the command must exist before `create` says "created".
+        if gate.is_some() {
+            spec.process.find_program()?;
+        }
+        Ok(gate)
     }));
     match prepared {
-        Ok(Ok(())) => {
+        Ok(Ok(gate)) => {
+            if let Some(gate) = gate {
+                if let Err(error) = wait_at_gate(gate, &report, explain) {
+                    report.fail(error)
+                }
+            }
             let _panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hooks.child_exec(spec, report, explain)));
             // Safety: child_exec never returns; only a panic ends up here.
             unsafe { libc::_exit(Failure::Runtime.exit_code().into()) }
@@ -350,6 +473,29 @@ pub fn die_with_parent() {
     // Safety: prctl with an integer argument.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
 }
+
+// ANCHOR: gate
+/// Open the exec fifo without opening it for writing yet (that would block): a
+/// descriptor that still names it after pivot_root, when its path is out of reach.
+fn open_gate(fifo: &Path) -> Result<OwnedFd> {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
+        .open(fifo)
+        .map_err(|e| Error::runtime(format!("cannot open the start gate {}: {e}", fifo.display())))?;
+    Ok(file.into())
+}
+
+/// Say "created", then wait: opening the fifo to write blocks until `start` opens it to
+/// read. The byte written is what `start` waits for before it says "running".
+fn wait_at_gate(gate: OwnedFd, report: &StartReport, explain: &Explain) -> Result<()> {
+    explain.step(|| Action::new(CHAPTER, "created: wait at the start gate until `start` opens the exec fifo", "open(\"exec.fifo\", O_WRONLY); write(\"0\")").shell("echo 0 > exec.fifo"));
+    report.created()?;
+    let through = format!("/proc/self/fd/{}", gate.as_raw_fd());
+    let mut fifo = std::fs::OpenOptions::new().write(true).open(&through).map_err(|e| Error::runtime(format!("cannot open the start gate: {e}")))?;
+    fifo.write_all(b"0").map_err(|e| Error::runtime(format!("cannot pass the start gate: {e}")))
+}
+// ANCHOR_END: gate
 
 fn wait_for_go(go: OwnedFd) -> Result<()> {
     let mut byte = [0u8; 1];

@@ -7,6 +7,8 @@
 //! - [`rootfs`]: the fix — a new mount namespace, `/` made private, the root filesystem
 //!   bind-mounted on itself, a fresh `/proc`, a small `/dev`, a read-only `/sys`, then
 //!   `pivot_root` and the old root detached.
+//! - [`mounts`]: the OCI spec's other mounts (bind mounts, tmpfs), and how a path is
+//!   found inside the container's root without following a link out of it.
 //! - [`process`]: what runs inside — argv, environment, working directory, and the exit
 //!   codes Docker uses when it cannot run it.
 //! - [`container`]: the start sequence every later step plugs into.
@@ -19,6 +21,7 @@ pub mod chroot;
 pub mod container;
 pub mod error;
 pub mod explain;
+pub mod mounts;
 pub mod process;
 pub mod rootfs;
 

@@ -131,7 +131,7 @@ impl Process {
     // ANCHOR: find_program
     /// Find the command the way a shell would, but in the container's `PATH`,
     /// not carton's own: a name with a `/` is a path, anything else is looked up.
-    fn find_program(&self) -> Result<PathBuf> {
+    pub fn find_program(&self) -> Result<PathBuf> {
         let name = &self.args[0];
         if name.contains('/') {
             return Ok(PathBuf::from(name));
@@ -259,6 +259,56 @@ pub fn signal_name(number: i32) -> String {
         Ok(signal) => signal.as_str().to_string(),
         Err(_) if number >= libc::SIGRTMIN() => format!("SIGRTMIN+{}", number - libc::SIGRTMIN()),
         Err(_) => format!("signal {number}"),
+    }
+}
+
+/// A process named for the whole life of the machine: its PID and its start time (field
+/// 22 of `/proc/PID/stat`). A PID alone is reused once its process is gone; the pair never
+/// names another process, so a record of it cannot mistake a newcomer for the original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UniquePid {
+    pub pid: i32,
+    pub start_time: u64,
+}
+
+impl UniquePid {
+    /// This process.
+    pub fn current() -> UniquePid {
+        UniquePid::of(std::process::id() as i32).unwrap_or(UniquePid { pid: std::process::id() as i32, start_time: 0 })
+    }
+
+    /// Process `pid`, if it exists.
+    pub fn of(pid: i32) -> Option<UniquePid> {
+        Some(UniquePid { pid, start_time: start_time(pid)? })
+    }
+
+    /// Whether the process still exists and has not ended (a zombie has ended: it only
+    /// waits for its parent to collect its exit status).
+    pub fn is_alive(&self) -> bool {
+        let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid)) else { return false };
+        let fields = stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>()).unwrap_or_default();
+        fields.first() != Some(&"Z") && fields.get(19).and_then(|t| t.parse().ok()) == Some(self.start_time)
+    }
+}
+
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name, which is in parentheses and may contain spaces.
+    stat.rsplit_once(") ")?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl std::fmt::Display for UniquePid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.pid, self.start_time)
+    }
+}
+
+impl std::str::FromStr for UniquePid {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<UniquePid> {
+        let bad = || Error::runtime(format!("{text:?} is not a process record (PID:START_TIME)"));
+        let (pid, start_time) = text.trim().split_once(':').ok_or_else(bad)?;
+        Ok(UniquePid { pid: pid.parse().map_err(|_| bad())?, start_time: start_time.parse().map_err(|_| bad())? })
     }
 }
 

@@ -178,6 +178,17 @@ fn mount_sys(rootfs: &Path, explain: &Explain) -> Result<()> {
 }
 // ANCHOR_END: sys
 
+/// `root.readonly`: the root filesystem's own mount becomes read-only (the mounts on
+/// it, /proc, /dev and the others, keep their own flags).
+pub fn make_read_only(rootfs: &Path, explain: &Explain) -> Result<()> {
+    mount_explained(
+        explain,
+        "make the root filesystem read-only",
+        MountCall { source: None, target: rootfs, fstype: None, flags: MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY, data: None },
+        format!("mount -o remount,bind,ro {}", quoted(rootfs)),
+    )
+}
+
 // ANCHOR: pivot
 /// Swap the root of the mount namespace, then cut the old root off entirely.
 /// Unlike chroot, no path leads back: the host's filesystem is no longer mounted here.

@@ -24,7 +24,8 @@ pub enum Stdin {
 
 /// Everything step 02 adds to a container.
 pub struct Isolation {
-    pub hostname: String,
+    /// `None`: keep the hostname the UTS namespace started with.
+    pub hostname: Option<String>,
     pub init: bool,
     pub user: Option<User>,
     pub stdin: Stdin,
@@ -42,12 +43,13 @@ impl Hooks for Isolation {
 
     // ANCHOR: child_after_root
     fn child_after_root(&self, _spec: &ContainerSpec, explain: &Explain) -> Result<()> {
-        let name = &self.hostname;
-        explain.step(|| {
-            Action::new(CHAPTER, "set the hostname, in the container's own UTS namespace", format!("sethostname({name:?}, {})", name.len()))
-                .shell(format!("hostname {name}"))
-        });
-        sethostname(name).map_err(|e| Error::syscall(format!("cannot set the hostname {name:?}"), e))?;
+        if let Some(name) = &self.hostname {
+            explain.step(|| {
+                Action::new(CHAPTER, "set the hostname, in the container's own UTS namespace", format!("sethostname({name:?}, {})", name.len()))
+                    .shell(format!("hostname {name}"))
+            });
+            sethostname(name).map_err(|e| Error::syscall(format!("cannot set the hostname {name:?}"), e))?;
+        }
 
         // POSIX message queues belong to the IPC namespace; their file system shows them.
         fs::create_dir_all("/dev/mqueue").map_err(|e| Error::runtime(format!("cannot create /dev/mqueue: {e}")))?;

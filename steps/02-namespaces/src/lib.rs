@@ -13,6 +13,7 @@
 pub mod identity;
 pub mod init;
 pub mod isolation;
+pub mod oci;
 pub mod tty;
 pub mod user;
 
@@ -71,21 +72,9 @@ pub fn run_with<H: Hooks>(mut spec: ContainerSpec, options: &Options, explain: &
     let hostname = options.effective_hostname();
     validate_hostname(&hostname)?;
     spec.namespaces |= NAMESPACES;
-    // As Docker: HOSTNAME is set, and TERM when there is a terminal.
-    set_default_env(&mut spec, "HOSTNAME", &hostname)?;
-    let console = if options.tty {
-        set_default_env(&mut spec, "TERM", "xterm")?;
-        tty::block_window_changes();
-        Some(std::os::unix::net::UnixStream::pair().map_err(|e| step01::Error::runtime(format!("console socket: {e}")))?)
-    } else {
-        None
-    };
-    let (carton_end, stdin) = match console {
-        Some((carton_end, console)) => (Some(carton_end), Stdin::Terminal { console, size: tty::window_size() }),
-        None if options.interactive => (None, Stdin::Inherit),
-        None => (None, Stdin::Null),
-    };
-    let mut hooks = wrap(Isolation { hostname, init: options.init, user: options.user.clone(), stdin });
+    docker_env(&mut spec.process, &hostname, options.tty)?;
+    let (console, stdin) = attach_stdio(options.tty, options.interactive)?;
+    let mut hooks = wrap(Isolation { hostname: Some(hostname), init: options.init, user: options.user.clone(), stdin });
 
     let running = container::start(&spec, &mut hooks, explain)?;
     let pid = running.pid;
@@ -93,26 +82,46 @@ pub fn run_with<H: Hooks>(mut spec: ContainerSpec, options: &Options, explain: &
         Action::new(CHAPTER, format!("the container runs; its PID 1 is host process {pid}, its namespaces are /proc/{pid}/ns/*"), format!("setns(open(\"/proc/{pid}/ns/...\"), 0)"))
             .shell(format!("nsenter --target {pid} --all sh"))
     });
-    let relay = match carton_end {
-        None => None,
-        Some(socket) => match tty::receive_master(&socket).and_then(|master| tty::Relay::start(master, options.interactive, running.pid)) {
-            Ok(relay) => Some(relay),
-            Err(error) => {
-                let _ = nix::sys::signal::kill(running.pid, nix::sys::signal::Signal::SIGKILL);
-                let _ = running.wait();
-                return Err(error);
-            }
-        },
+    let relay = attach_terminal(console, options.interactive, &running);
+    let exit = match relay {
+        Ok(_) => running.wait(),
+        Err(error) => {
+            let _ = nix::sys::signal::kill(running.pid, nix::sys::signal::Signal::SIGKILL);
+            let _ = running.wait();
+            return Err(error);
+        }
     };
-    let exit = running.wait();
     drop(relay); // the last output, then the user's terminal as it was
     exit
 }
 // ANCHOR_END: run
 
-fn set_default_env(spec: &mut ContainerSpec, key: &str, value: &str) -> Result<()> {
-    if spec.process.env_var(key).is_none() {
-        spec.process.set_env(&format!("{key}={value}"))?;
+/// The environment Docker adds: HOSTNAME, and TERM when there is a terminal (unless set).
+pub fn docker_env(process: &mut step01::Process, hostname: &str, tty: bool) -> Result<()> {
+    for (key, value, wanted) in [("HOSTNAME", hostname, true), ("TERM", "xterm", tty)] {
+        if wanted && process.env_var(key).is_none() {
+            process.set_env(&format!("{key}={value}"))?;
+        }
     }
     Ok(())
 }
+
+/// How a container run from a terminal gets its input: a console socket for `-t` (carton
+/// keeps one end, the child makes its terminal and sends the master back on the other),
+/// carton's own stdin for `-i`, `/dev/null` otherwise.
+pub fn attach_stdio(tty: bool, interactive: bool) -> Result<(Option<std::os::unix::net::UnixStream>, Stdin)> {
+    if !tty {
+        return Ok((None, if interactive { Stdin::Inherit } else { Stdin::Null }));
+    }
+    tty::block_window_changes();
+    let (carton_end, console) = std::os::unix::net::UnixStream::pair().map_err(|e| step01::Error::runtime(format!("console socket: {e}")))?;
+    Ok((Some(carton_end), Stdin::Terminal { console, size: tty::window_size() }))
+}
+
+/// With a console: receive the container's terminal and relay it to the user's.
+pub fn attach_terminal(console: Option<std::os::unix::net::UnixStream>, interactive: bool, running: &step01::Running) -> Result<Option<tty::Relay>> {
+    let Some(socket) = console else { return Ok(None) };
+    let master = tty::receive_master(&socket)?;
+    tty::Relay::start(master, interactive, running.pid).map(Some)
+}
+// ANCHOR_END: run

@@ -20,6 +20,8 @@ const MAX_ID: u32 = i32::MAX as u32;
 pub struct User {
     pub uid: u32,
     pub gid: u32,
+    /// Supplementary groups (the spec's `additionalGids`).
+    pub additional_gids: Vec<u32>,
     pub home: String,
 }
 
@@ -67,7 +69,7 @@ impl User {
                 }
             },
         };
-        Ok(User { uid, gid, home: if home.is_empty() { "/" } else { home }.to_string() })
+        Ok(User { uid, gid, additional_gids: Vec::new(), home: if home.is_empty() { "/" } else { home }.to_string() })
     }
 
     // ANCHOR: switch
@@ -75,15 +77,25 @@ impl User {
     /// (after setuid, we would no longer be allowed to change the others).
     pub fn switch(&self, explain: &Explain) -> Result<()> {
         let (uid, gid) = (self.uid, self.gid);
-        explain.step(|| Action::new(CHAPTER, "drop the supplementary groups carton had", "setgroups(0, NULL)"));
-        setgroups(&[]).map_err(|e| Error::syscall("setgroups", e))?;
+        let groups: Vec<Gid> = self.additional_gids.iter().map(|gid| Gid::from_raw(*gid)).collect();
+        if groups.is_empty() {
+            explain.step(|| Action::new(CHAPTER, "drop the supplementary groups carton had", "setgroups(0, NULL)"));
+        } else {
+            explain.step(|| Action::new(CHAPTER, "replace carton's supplementary groups with the user's own", format!("setgroups({}, {:?})", groups.len(), self.additional_gids)));
+        }
+        setgroups(&groups).map_err(|e| Error::syscall("setgroups", e))?;
+        // A change of user cancels "die with the parent": ask again after, if it was asked.
+        let mut death_signal: libc::c_int = 0;
+        // Safety: prctl writes an int to the pointer given.
+        unsafe { libc::prctl(libc::PR_GET_PDEATHSIG, &mut death_signal as *mut libc::c_int) };
         explain.step(|| Action::new(CHAPTER, format!("become group {gid}"), format!("setgid({gid})")));
         setgid(Gid::from_raw(gid)).map_err(|e| Error::syscall(format!("setgid({gid})"), e))?;
         explain.step(|| Action::new(CHAPTER, format!("become user {uid}"), format!("setuid({uid})")).shell(format!("setpriv --reuid={uid} --regid={gid} --clear-groups")));
         setuid(Uid::from_raw(uid)).map_err(|e| Error::syscall(format!("setuid({uid})"), e))?;
-        // A change of user cancels "die with the parent"; ask again (see step 01).
-        // Safety: prctl with an integer argument.
-        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+        if death_signal != 0 {
+            // Safety: prctl with an integer argument.
+            unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, death_signal) };
+        }
         Ok(())
     }
     // ANCHOR_END: switch
@@ -175,7 +187,7 @@ mod tests {
     }
 
     fn user(uid: u32, gid: u32, home: &str) -> User {
-        User { uid, gid, home: home.into() }
+        User { uid, gid, additional_gids: Vec::new(), home: home.into() }
     }
 
     /// The message of resolving `spec`, which must fail with exit code 125.

@@ -6,14 +6,11 @@
 
 use std::fs;
 use std::net::IpAddr;
-use std::os::fd::AsRawFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
-use nix::mount::{mount, MsFlags};
-use step01::{Action, Error, Explain, Result};
+use step01::{Error, Result};
 
-use crate::{Mode, CHAPTER};
+use crate::Mode;
 
 /// `--add-host NAME:IP`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -124,46 +121,26 @@ pub fn write(dir: &Path, names: &Names) -> Result<()> {
 }
 
 // ANCHOR: bind
-/// In the child, before pivot_root: mount each file over the image's own.
-pub fn bind_into(rootfs: &Path, dir: &Path, explain: &Explain) -> Result<()> {
-    let etc = step01::rootfs::mount_point(rootfs, "etc")?;
-    for name in ["hostname", "hosts", "resolv.conf"] {
-        let (source, target) = (dir.join(name), etc.join(name));
-        let covered = open_mount_target(&target).map_err(|why| Error::runtime(format!("/etc/{name} in the root filesystem: {why}")))?;
-        explain.step(|| {
-            Action::new(CHAPTER, format!("give the container its own /etc/{name}"), format!("mount({source:?}, {target:?}, NULL, MS_BIND, NULL)"))
-                .shell(format!("mount --bind {} {}", source.display(), target.display()))
-        });
-        // Mount onto the file we opened, not onto whatever the path names by now.
-        let through = format!("/proc/self/fd/{}", covered.as_raw_fd());
-        mount(Some(&source), through.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| Error::syscall(format!("bind-mount /etc/{name}"), e))?;
-    }
-    Ok(())
+/// The files each container gets at `/etc`.
+pub const FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+
+/// The three files, as entries of the spec's `mounts`: bind mounts over the image's own,
+/// which step 01 makes inside the container's root like any other mount.
+pub fn oci_mounts(dir: &Path) -> Vec<oci_spec::runtime::Mount> {
+    FILES
+        .iter()
+        .map(|name| {
+            oci_spec::runtime::MountBuilder::default()
+                .destination(format!("/etc/{name}"))
+                .typ("bind")
+                .source(dir.join(name))
+                .options(vec!["rbind".to_string()])
+                .build()
+                .expect("a bind mount with a source and a destination is complete")
+        })
+        .collect()
 }
 // ANCHOR_END: bind
-
-/// The file a mount will cover, opened without following a symbolic link: another
-/// container on the same root filesystem could swap one in between a check and a mount,
-/// and this runs while the host's files are still in reach. A missing file is created
-/// (a mount needs something to cover; Docker makes one too).
-fn open_mount_target(target: &Path) -> std::result::Result<fs::File, String> {
-    let created = fs::OpenOptions::new().write(true).create_new(true).custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC).mode(0o644).open(target);
-    if let Err(e) = created {
-        if e.kind() != std::io::ErrorKind::AlreadyExists {
-            return Err(format!("cannot create it: {e}"));
-        }
-    }
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(target)
-        .map_err(|e| format!("cannot open it: {e}"))?;
-    match file.metadata() {
-        Ok(meta) if meta.is_file() => Ok(file),
-        _ => Err("not a plain file (a link or a directory?); refusing to mount over it".into()),
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,11 +1,12 @@
 //! IP address management: which container has which address on the bridge.
 //!
-//! The leases are one small file under the state root, `ADDRESS OWNER` per line, changed
-//! only while holding an exclusive lock (flock) on a lock file beside it, so two
-//! `carton run` at once never get the same address. OWNER is the carton process that
-//! holds the lease, as `PID:STARTTIME`: a PID alone can be reused by another process
-//! (after a reboot, say), the pair cannot. A lease whose owner is gone (a crash, a
-//! `kill -9`, which takes the container with it) is stale and reused.
+//! The bridge, its NAT table and its subnet are one per network namespace (one per host,
+//! for the host's), so the leases are too: one small file under `/run/carton`, named by
+//! the network namespace (see [`crate::network_state`]), whatever state root each
+//! container uses. `ADDRESS HOLDER` per line, changed only while holding an exclusive lock
+//! (flock) on a lock file beside it, so two `carton run` at once never get the same
+//! address. HOLDER is the container's state directory: a lease whose container is gone
+//! (collected after a crash, or removed) is stale and reused.
 
 use std::fs::{self, File, OpenOptions};
 use std::net::Ipv4Addr;
@@ -49,50 +50,15 @@ impl std::str::FromStr for Subnet {
     }
 }
 
-/// The process that holds a lease: its PID and its start time (field 22 of
-/// `/proc/PID/stat`), which together name one process for the whole life of the machine.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Owner {
-    pub pid: i32,
-    pub start_time: u64,
-}
+/// Who holds a lease: the state directory of the container it was given to
+/// (`/var/lib/carton/containers/ID`). A lease is stale once that directory is gone, whatever
+/// state root the container was in: one table serves every root on the host.
+pub type Holder = PathBuf;
 
-impl Owner {
-    /// This process.
-    pub fn current() -> Owner {
-        let pid = std::process::id() as i32;
-        Owner { pid, start_time: start_time(pid).unwrap_or(0) }
-    }
-
-    pub fn is_alive(&self) -> bool {
-        start_time(self.pid) == Some(self.start_time)
-    }
-}
-
-fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // After the command name, which is in parentheses and may contain spaces.
-    stat.rsplit_once(") ")?.1.split_whitespace().nth(19)?.parse().ok()
-}
-
-impl std::fmt::Display for Owner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.pid, self.start_time)
-    }
-}
-
-impl std::str::FromStr for Owner {
-    type Err = ();
-    fn from_str(text: &str) -> std::result::Result<Owner, ()> {
-        let (pid, start_time) = text.split_once(':').ok_or(())?;
-        Ok(Owner { pid: pid.parse().map_err(|_| ())?, start_time: start_time.parse().map_err(|_| ())? })
-    }
-}
-
-/// Drop the leases whose owner no longer runs: a crashed or killed carton (its
-/// container died with it).
-pub fn forget_stale(leases: &mut Vec<(Ipv4Addr, Owner)>) {
-    leases.retain(|(_, owner)| owner.is_alive());
+/// Drop the leases whose container no longer exists (a crashed or killed carton whose
+/// container was collected, or a teardown that never ran).
+pub fn forget_stale(leases: &mut Vec<(Ipv4Addr, Holder)>) {
+    leases.retain(|(_, holder)| holder.is_dir());
 }
 
 /// An address held by a running container; give it back with [`Ipam::release`].
@@ -113,7 +79,7 @@ impl Ipam {
     }
 
     /// Run `change` on the lease table while holding the network's lock.
-    pub fn locked<T>(&self, change: impl FnOnce(&mut Vec<(Ipv4Addr, Owner)>) -> Result<T>) -> Result<T> {
+    pub fn locked<T>(&self, change: impl FnOnce(&mut Vec<(Ipv4Addr, Holder)>) -> Result<T>) -> Result<T> {
         fs::create_dir_all(&self.dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", self.dir.display())))?;
         let lock = OpenOptions::new()
             .create(true)
@@ -126,16 +92,16 @@ impl Ipam {
             return Err(Error::syscall("lock the lease file", nix::errno::Errno::last()));
         }
         let path = self.dir.join("leases");
-        let mut leases: Vec<(Ipv4Addr, Owner)> = fs::read_to_string(&path)
+        let mut leases: Vec<(Ipv4Addr, Holder)> = fs::read_to_string(&path)
             .unwrap_or_default()
             .lines()
             .filter_map(|line| {
-                let (address, owner) = line.split_once(' ')?;
-                Some((address.parse().ok()?, owner.parse().ok()?))
+                let (address, holder) = line.split_once(' ')?;
+                Some((address.parse().ok()?, PathBuf::from(holder)))
             })
             .collect();
         let result = change(&mut leases)?;
-        let text: String = leases.iter().map(|(address, owner)| format!("{address} {owner}\n")).collect();
+        let text: String = leases.iter().map(|(address, holder)| format!("{address} {}\n", holder.display())).collect();
         // Write a new file and rename it over the old: a crash never leaves half a table.
         let staging = self.dir.join("leases.new");
         fs::write(&staging, text)
@@ -146,24 +112,25 @@ impl Ipam {
     }
 
     // ANCHOR: allocate
-    /// The lowest free address, leased to `owner`.
-    pub fn allocate(&self, owner: Owner) -> Result<Lease> {
-        self.locked(|leases| self.allocate_in(leases, owner))
+    /// The lowest free address, leased to `holder`.
+    pub fn allocate(&self, holder: &Path) -> Result<Lease> {
+        self.locked(|leases| self.allocate_in(leases, holder))
     }
 
     /// [`Ipam::allocate`] inside [`Ipam::locked`], for callers that change more under the lock.
-    pub fn allocate_in(&self, leases: &mut Vec<(Ipv4Addr, Owner)>, owner: Owner) -> Result<Lease> {
+    pub fn allocate_in(&self, leases: &mut Vec<(Ipv4Addr, Holder)>, holder: &Path) -> Result<Lease> {
         forget_stale(leases);
         let free = self.subnet.hosts().find(|candidate| leases.iter().all(|(taken, _)| taken != candidate));
         let address = free.ok_or_else(|| Error::runtime(format!("no free address left in {}/{}", self.subnet.network, self.subnet.prefix)))?;
-        leases.push((address, owner));
+        leases.push((address, holder.to_path_buf()));
         Ok(Lease { address })
     }
     // ANCHOR_END: allocate
 
-    pub fn release(&self, lease: Lease) -> Result<()> {
+    /// Give back every address `holder` has.
+    pub fn release(&self, holder: &Path) -> Result<()> {
         self.locked(|leases| {
-            leases.retain(|(address, _)| *address != lease.address);
+            leases.retain(|(_, held_by)| held_by != holder);
             Ok(())
         })
     }
@@ -186,24 +153,25 @@ mod tests {
     #[test]
     fn addresses_are_unique_released_and_stale_ones_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let ipam = Ipam::new(dir.path(), "192.0.2.0/29".parse().unwrap());
-        let me = Owner::current();
-        assert!(me.is_alive());
-        let a = ipam.allocate(me).unwrap();
-        let b = ipam.allocate(me).unwrap();
-        assert_eq!((a.address, b.address), (Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)));
-        ipam.release(a).unwrap();
-        assert_eq!(ipam.allocate(me).unwrap().address, Ipv4Addr::new(192, 0, 2, 2), "a released address is reused");
-        // .4 .5 .6 left in a /29 (.7 is broadcast); a lease of a dead process is reclaimed.
-        ipam.locked(|leases| {
-            // A PID that exists (ours) with another start time: a reused PID, not the owner.
-            leases.push((Ipv4Addr::new(192, 0, 2, 4), Owner { start_time: me.start_time + 1, ..me }));
-            Ok(())
-        })
-        .unwrap();
-        assert_eq!(ipam.allocate(me).unwrap().address, Ipv4Addr::new(192, 0, 2, 4), "a stale lease is reused");
-        ipam.allocate(me).unwrap();
-        ipam.allocate(me).unwrap();
-        assert!(ipam.allocate(me).unwrap_err().message.contains("no free address"));
+        let ipam = Ipam::new(&dir.path().join("net"), "192.0.2.0/29".parse().unwrap());
+        let holder = |name: &str| {
+            let path = dir.path().join(name);
+            fs::create_dir_all(&path).unwrap();
+            path
+        };
+        let (a, b) = (holder("a"), holder("b"));
+        let first = ipam.allocate(&a).unwrap();
+        let second = ipam.allocate(&b).unwrap();
+        assert_eq!((first.address, second.address), (Ipv4Addr::new(192, 0, 2, 2), Ipv4Addr::new(192, 0, 2, 3)));
+        ipam.release(&a).unwrap();
+        assert_eq!(ipam.allocate(&holder("c")).unwrap().address, Ipv4Addr::new(192, 0, 2, 2), "a released address is reused");
+        // .4 .5 .6 left in a /29 (.7 is broadcast); the lease of a container that is gone is reclaimed.
+        let gone = holder("gone");
+        ipam.allocate(&gone).unwrap();
+        fs::remove_dir(&gone).unwrap();
+        assert_eq!(ipam.allocate(&holder("d")).unwrap().address, Ipv4Addr::new(192, 0, 2, 4), "a stale lease is reused");
+        ipam.allocate(&holder("e")).unwrap();
+        ipam.allocate(&holder("f")).unwrap();
+        assert!(ipam.allocate(&holder("g")).unwrap_err().message.contains("no free address"));
     }
 }

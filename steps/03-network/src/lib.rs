@@ -100,15 +100,14 @@ pub fn parse_dns(text: &str) -> Result<IpAddr> {
     text.parse().map_err(|_| Error::runtime(format!("invalid --dns {text:?}: give a nameserver's IP address, e.g. 192.0.2.53")))
 }
 
-/// Step 03's additions to the start sequence, around step 02's. The network itself is
-/// ready before the container starts; what is left is the files and the port relays.
+/// Step 03's addition to the start sequence, around step 02's: the network itself is
+/// ready before the container starts ([`setup`]); what is left is relaying the published
+/// ports, once the container exists.
 pub struct Networking<H: Hooks> {
-    inner: H,
-    /// The container's state directory, holding its hostname, hosts and resolv.conf.
-    files: PathBuf,
+    pub inner: H,
     /// Published ports, bound already; relayed to `address` once the container exists.
-    published: Vec<ports::Published>,
-    address: Option<Ipv4Addr>,
+    pub published: Vec<ports::Published>,
+    pub address: Option<Ipv4Addr>,
 }
 
 impl<H: Hooks> Hooks for Networking<H> {
@@ -122,26 +121,23 @@ impl<H: Hooks> Hooks for Networking<H> {
 
     fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
         if let Some(address) = self.address {
-            for published in &self.published {
-                let mapping = published.mapping;
-                explain.step(|| {
-                    Action::new(CHAPTER, format!("publish {mapping}: carton listens there and relays each connection to {address}"), "accept() + connect() in a relay thread")
-                        .shell(format!("socat TCP-LISTEN:{},fork TCP:{address}:{}", mapping.host_port, mapping.container_port))
-                });
-            }
-            // Threads start only now: the container is cloned from a single thread.
-            ports::relay(std::mem::take(&mut self.published), address);
+            relay(std::mem::take(&mut self.published), address, explain);
         }
         self.inner.parent_after_clone(child, explain)
     }
+}
 
-    fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
-        files::bind_into(rootfs, &self.files, explain)?;
-        self.inner.child_before_pivot(spec, rootfs, explain)
+/// Relay each published port to the container's `address`, on threads of this process.
+/// (Threads start only once the container is cloned: it is cloned from a single thread.)
+pub fn relay(published: Vec<ports::Published>, address: Ipv4Addr, explain: &Explain) {
+    for published in &published {
+        let mapping = published.mapping;
+        explain.step(|| {
+            Action::new(CHAPTER, format!("publish {mapping}: carton listens there and relays each connection to {address}"), "accept() + connect() in a relay thread")
+                .shell(format!("socat TCP-LISTEN:{},fork TCP:{address}:{}", mapping.host_port, mapping.container_port))
+        });
     }
-
-
-
+    ports::relay(published, address);
 }
 
 /// A bridged container's place on the network.
@@ -156,8 +152,7 @@ struct Attachment {
 // ANCHOR: wire
 /// Switch on the namespace's loopback and, on the bridge, plug it in: all from outside,
 /// before the container's first process exists.
-/// `cabled` says whether the veth pair was made, even when a later step fails.
-fn wire(netns: &netns::NamedNetns, attachment: Option<&Attachment>, cabled: &mut bool, explain: &Explain) -> Result<()> {
+fn wire(netns: &netns::NamedNetns, attachment: Option<&Attachment>, explain: &Explain) -> Result<()> {
     let pinned = netns.path.display();
     // A new network namespace starts with `lo` only, and down.
     explain.step(|| Action::new(CHAPTER, "switch on the namespace's loopback interface", "netlink RTM_SETLINK index 1, IFF_UP").shell(format!("nsenter --net={pinned} ip link set lo up")));
@@ -168,7 +163,6 @@ fn wire(netns: &netns::NamedNetns, attachment: Option<&Attachment>, cabled: &mut
             .shell(format!("ip link add {host_end} type veth peer name eth0 netns {pinned}"))
     });
     netlink::create_veth(host_end, "eth0", netns.fd())?;
-    *cabled = true;
     let (index, bridge) = (link_index(host_end)?, link_index(BRIDGE)?);
     explain.step(|| Action::new(CHAPTER, format!("plug {host_end} into the bridge {BRIDGE} and switch it on"), "netlink RTM_SETLINK master, IFF_UP").shell(format!("ip link set {host_end} master {BRIDGE} up")));
     netlink::set_controller(index, bridge)?;
@@ -187,9 +181,139 @@ fn wire(netns: &netns::NamedNetns, attachment: Option<&Attachment>, cabled: &mut
 }
 // ANCHOR_END: wire
 
-/// The directory under the state root where a container's network state lives while it runs.
-fn container_dir(state_root: &Path, id: &str) -> PathBuf {
-    state_root.join("containers").join(id)
+/// What [`setup`] made for one container: what its spec needs, and what carton keeps.
+pub struct Connected {
+    /// The pinned network namespace the container joins (`None`: the host's, `--network host`).
+    pub netns: Option<PathBuf>,
+    /// Its address on the bridge.
+    pub address: Option<Ipv4Addr>,
+    /// Published ports, bound on the host; [`relay`] them once the container runs.
+    pub published: Vec<ports::Published>,
+    /// The directory holding its `hostname`, `hosts` and `resolv.conf`.
+    pub files: PathBuf,
+}
+
+impl Connected {
+    /// This step's part of the spec: the network namespace to join (by path, as CNI and
+    /// netavark hand one to runc), and the three files bind-mounted at `/etc`.
+    pub fn write_oci(&self, spec: &mut oci_spec::runtime::Spec) {
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+        match &self.netns {
+            Some(path) => step02::oci::add_namespace(&mut namespaces, oci_spec::runtime::LinuxNamespaceType::Network, Some(path.clone())),
+            None => namespaces.retain(|ns| ns.typ() != oci_spec::runtime::LinuxNamespaceType::Network),
+        }
+        linux.set_namespaces(Some(namespaces));
+        spec.set_linux(Some(linux));
+        let mut mounts = spec.mounts().clone().unwrap_or_default();
+        mounts.extend(files::oci_mounts(&self.files));
+        spec.set_mounts(Some(mounts));
+    }
+}
+
+// ANCHOR: setup
+/// Prepare the network of container `id`, whose state directory `dir` exists, before the
+/// container does: publish its ports, lease an address, make and wire its network
+/// namespace, write its names. Undone by [`teardown`] (here too, if a step fails).
+pub fn setup(dir: &Path, id: &str, hostname: &str, network: &NetworkOptions, explain: &Explain) -> Result<Connected> {
+    if !network.ports.is_empty() && network.mode != Mode::Bridge {
+        return Err(Error::runtime("-p publishes a port of the container's own address: it needs --network bridge"));
+    }
+    // Bound first: a port in use stops the run before anything is created.
+    let published = ports::bind(&network.ports)?;
+    for (asked, bound) in network.ports.iter().zip(&published) {
+        if asked.host_port == 0 {
+            eprintln!("carton: published {}", bound.mapping); // the port the kernel chose
+        }
+    }
+    let connected = (|| {
+        let mut address = None;
+        if network.mode == Mode::Bridge {
+            let state = network_state()?;
+            fs::create_dir_all(&state).map_err(|e| Error::runtime(format!("cannot create {}: {e}", state.display())))?;
+            let ipam = ipam::Ipam::new(&state, network.subnet);
+            // One lock for the bridge, its NAT rule and the lease, so that a `carton network
+            // prune` cannot remove the bridge between the two.
+            address = Some(ipam.locked(|leases| {
+                if netlink::link_index(BRIDGE)?.is_none() {
+                    // No bridge, so nothing is on it: what is recorded is stale (the records of
+                    // an earlier namespace that had the same number, or of a removed bridge).
+                    leases.clear();
+                    for stale in ["subnet", "forwarding_was_off"] {
+                        let _ = fs::remove_file(state.join(stale));
+                    }
+                }
+                ensure_bridge(&state, network.subnet, explain)?;
+                nat::enable(network.subnet, &state.join("forwarding_was_off"), explain)?;
+                ipam.allocate_in(leases, dir)
+            })?.address);
+        }
+        let mut netns = None;
+        if network.mode != Mode::Host {
+            let pinned = netns::NamedNetns::create(&dir.join("netns"), explain)?;
+            let attachment = address.map(|address| Attachment { host_end: veth_name(id), address, subnet: network.subnet });
+            if attachment.is_some() {
+                // Noted first, so that a teardown after any failure (or a crash) looks for it.
+                fs::write(dir.join(CABLE), veth_name(id)).map_err(|e| Error::runtime(format!("cannot write {}: {e}", dir.join(CABLE).display())))?;
+            }
+            wire(&pinned, attachment.as_ref(), explain)?;
+            netns = Some(pinned.path.clone());
+        }
+        let names = files::Names { hostname, mode: network.mode, address, add_hosts: &network.add_hosts, dns: &network.dns };
+        files::write(dir, &names)?;
+        Ok((netns, address))
+    })();
+    match connected {
+        Ok((netns, address)) => Ok(Connected { netns, address, published, files: dir.to_path_buf() }),
+        Err(error) => {
+            teardown(dir, id);
+            Err(error)
+        }
+    }
+}
+
+/// Undo [`setup`] for container `id`, whatever part of it was done (after a crash too):
+/// the host's end of its cable, its address, its pinned namespace, its files.
+pub fn teardown(dir: &Path, id: &str) {
+    // The veth pair would go with the network namespace, but the kernel dismantles a
+    // namespace in the background; deleting our end now removes the pair at once. Only
+    // if plugged into carton's bridge: the name alone could be another tool's (podman's
+    // veths are named the same way).
+    if dir.join(CABLE).exists() {
+        let cable = veth_name(id);
+        if netlink::link_controller(&cable).ok().flatten().is_some_and(|master| netlink::link_index(BRIDGE).ok().flatten() == Some(master)) {
+            delete_link_named(&cable);
+        }
+        if let Ok(state) = network_state() {
+            let _ = ipam::Ipam::new(&state, DEFAULT_SUBNET.parse().expect("the default subnet parses")).release(dir);
+        }
+        let _ = fs::remove_file(dir.join(CABLE));
+    }
+    netns::unpin(&dir.join("netns"));
+    for name in files::FILES {
+        let _ = fs::remove_file(dir.join(name));
+    }
+}
+// ANCHOR_END: setup
+
+/// The file in a container's state directory that says it was cabled to the bridge (and
+/// so has an address lease and a veth to remove).
+const CABLE: &str = "cable";
+
+/// The host's end of container `id`'s cable: `veth` and 8 digits of the id.
+fn veth_name(id: &str) -> String {
+    format!("veth{}", &id[..8.min(id.len())])
+}
+
+/// Where the state of the bridge network lives: its leases, its subnet, whether carton
+/// switched IP forwarding on. The bridge is one per network namespace, whatever carton's
+/// state root, so this is too: `/run/carton/networks/netns-DEV-INODE/carton0`, naming the
+/// network namespace carton runs in (the host's, or a test's own). Under /run, it goes
+/// when the bridge does, at reboot; `network prune` removes it.
+pub fn network_state() -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let namespace = fs::metadata("/proc/thread-self/ns/net").map_err(|e| Error::runtime(format!("cannot identify this network namespace: {e}")))?;
+    Ok(PathBuf::from("/run/carton/networks").join(format!("netns-{}-{}", namespace.dev(), namespace.ino())).join(BRIDGE))
 }
 
 /// Run a container with steps 01–02 and this step's network; wait for it. The
@@ -209,102 +333,41 @@ pub fn run_with<H: Hooks>(
     explain: &Explain,
     wrap: impl FnOnce(Networking<step02::Isolation>) -> H,
 ) -> Result<ContainerExit> {
-    collect_stale(state_root);
-    let dir = container_dir(state_root, options.id.as_str());
-    claim(&dir)?;
-    let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), network.subnet);
-    let (mut lease, mut pinned, mut cabled) = (None, None, false);
-    let host_end = format!("veth{}", &options.id.as_str()[..8]);
-    let result = (|| {
-        if !network.ports.is_empty() && network.mode != Mode::Bridge {
-            return Err(Error::runtime("-p publishes a port of the container's own address: it needs --network bridge"));
+    // Everything that can be refused is refused before the host's network is touched.
+    spec.validate()?;
+    step02::validate_hostname(&options.effective_hostname())?;
+    let id = options.id.as_str();
+    let dir = claim(state_root, id)?;
+    let result = setup(&dir, id, &options.effective_hostname(), network, explain).and_then(|connected| {
+        if let Some(netns) = &connected.netns {
+            spec.join.push(JoinedNamespace { kind: CloneFlags::CLONE_NEWNET, path: netns.clone() });
         }
-        // Everything that can be refused is refused before the host's network is touched.
-        spec.validate()?;
-        step02::validate_hostname(&options.effective_hostname())?;
-        // Bound first: a port in use stops the run before anything is created.
-        let published = ports::bind(&network.ports)?;
-        for (asked, bound) in network.ports.iter().zip(&published) {
-            if asked.host_port == 0 {
-                eprintln!("carton: published {}", bound.mapping); // the port the kernel chose
-            }
+        for mount in files::oci_mounts(&connected.files) {
+            spec.mounts.push(step01::mounts::Mount::from_oci(&mount)?);
         }
-        if network.mode == Mode::Bridge {
-            // One lock for the bridge, its NAT rule and the lease, so that a `carton network
-            // prune` cannot remove the bridge between the two.
-            lease = Some(ipam.locked(|leases| {
-                ensure_bridge(state_root, network.subnet, explain)?;
-                nat::enable(network.subnet, &forwarding_record(state_root), explain)?;
-                ipam.allocate_in(leases, ipam::Owner::current())
-            })?);
-        }
-        let attachment = lease.map(|lease| Attachment { host_end: host_end.clone(), address: lease.address, subnet: network.subnet });
-        if network.mode != Mode::Host {
-            let netns = pinned.insert(netns::NamedNetns::create(&dir.join("netns"), explain)?);
-            wire(netns, attachment.as_ref(), &mut cabled, explain)?;
-            spec.join.push(JoinedNamespace { kind: CloneFlags::CLONE_NEWNET, path: netns.path.clone() });
-        }
-        let hostname = options.effective_hostname();
-        let address = attachment.as_ref().map(|a| a.address);
-        let names = files::Names { hostname: &hostname, mode: network.mode, address, add_hosts: &network.add_hosts, dns: &network.dns };
-        files::write(&dir, &names)?;
-        step02::run_with(spec, options, explain, |inner| wrap(Networking { inner, files: dir.clone(), published, address }))
-    })();
-    // Nothing outlives the container yet (kept containers come with chapter 7). The veth
-    // pair would go with the network namespace, but the kernel dismantles a namespace in
-    // the background; deleting our end now removes the pair at once. The address goes
-    // back to the pool.
-    if cabled {
-        delete_link_named(&host_end);
-    }
-    if let Some(lease) = lease {
-        let _ = ipam.release(lease);
-    }
-    if let Some(netns) = pinned {
-        netns.remove();
-    }
+        let (published, address) = (connected.published, connected.address);
+        step02::run_with(spec, options, explain, |inner| wrap(Networking { inner, published, address }))
+    });
+    // Nothing outlives the container here: step 07 keeps containers.
+    teardown(&dir, id);
     let _ = fs::remove_dir_all(&dir);
     result
 }
 // ANCHOR_END: run
 
-/// Create the container's state directory, marked with the carton process that owns it.
-fn claim(dir: &Path) -> Result<()> {
-    let created = fs::create_dir_all(dir.parent().expect("containers/ID has a parent")).and_then(|()| fs::create_dir(dir));
-    created.and_then(|()| fs::write(dir.join("owner"), ipam::Owner::current().to_string()))
-        .map_err(|e| Error::runtime(format!("cannot create the container's state directory {}: {e}", dir.display())))
-}
-
-/// Remove what containers whose carton was killed (`kill -9`, a crash) left behind: the
-/// pinned namespace, the host's end of the cable, the state directory. Their processes
-/// died with carton; their address leases are reused by [`ipam::forget_stale`]. Returns
-/// their ids, for what later steps made for them.
-pub fn collect_stale(state_root: &Path) -> Vec<String> {
-    let mut collected = Vec::new();
-    let Ok(entries) = fs::read_dir(state_root.join("containers")) else { return collected };
-    // Only what carton makes there: a real directory (never a symbolic link) named by an id.
-    let is_container = |entry: &fs::DirEntry| entry.file_type().is_ok_and(|t| t.is_dir()) && entry.file_name().to_str().is_some_and(step02::ContainerId::is_valid);
-    for dir in entries.flatten().filter(is_container).map(|entry| entry.path()) {
-        let owner = fs::read_to_string(dir.join("owner")).ok().and_then(|text| text.parse::<ipam::Owner>().ok());
-        let abandoned = match owner {
-            Some(owner) => !owner.is_alive(),
-            // A directory without its owner yet is being made right now, unless it is old.
-            None => dir.metadata().and_then(|m| m.modified()).is_ok_and(|made| made.elapsed().is_ok_and(|age| age.as_secs() > 60)),
-        };
-        if abandoned {
-            let id = dir.file_name().and_then(|name| name.to_str()).unwrap_or_default().to_string();
-            // Its cable, if still plugged into carton's bridge (the name alone could be
-            // another tool's: podman's veths are named the same way).
-            let cable = format!("veth{}", &id[..8]);
-            if netlink::link_controller(&cable).ok().flatten().is_some_and(|master| netlink::link_index(BRIDGE).ok().flatten() == Some(master)) {
-                delete_link_named(&cable);
-            }
-            netns::unpin(&dir.join("netns"));
-            let _ = fs::remove_dir_all(&dir);
-            collected.push(id);
-        }
+/// Create container `id`'s state directory, `state_root/containers/ID`, marked with the
+/// carton process that is responsible for it: should that process die without removing
+/// it, step 07's collector does. An id in use is refused.
+pub fn claim(state_root: &Path, id: &str) -> Result<PathBuf> {
+    let dir = state_root.join("containers").join(id);
+    fs::create_dir_all(state_root.join("containers")).map_err(|e| Error::runtime(format!("cannot create {}: {e}", state_root.join("containers").display())))?;
+    match fs::create_dir(&dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::runtime(format!("the container id {id} is in use already; choose another"))),
+        Err(e) => return Err(Error::runtime(format!("cannot create the container's state directory {}: {e}", dir.display()))),
+        Ok(()) => {}
     }
-    collected
+    fs::write(dir.join("owner"), step01::process::UniquePid::current().to_string()).map_err(|e| Error::runtime(format!("cannot write {}: {e}", dir.join("owner").display())))?;
+    Ok(dir)
 }
 
 /// Delete an interface if it exists.
@@ -316,9 +379,9 @@ fn delete_link_named(name: &str) {
 
 // ANCHOR: ensure_bridge
 /// The bridge `carton0` with the gateway address, created by the first bridged container.
-fn ensure_bridge(state_root: &Path, subnet: ipam::Subnet, explain: &Explain) -> Result<()> {
+fn ensure_bridge(state: &Path, subnet: ipam::Subnet, explain: &Explain) -> Result<()> {
     // The subnet the bridge was made with; another one needs a new bridge.
-    let recorded = state_root.join("networks").join(BRIDGE).join("subnet");
+    let recorded = state.join("subnet");
     let wanted = format!("{}/{}", subnet.network, subnet.prefix);
     if let Some(index) = netlink::link_index(BRIDGE)? {
         match fs::read_to_string(&recorded) {
@@ -345,33 +408,32 @@ fn ensure_bridge(state_root: &Path, subnet: ipam::Subnet, explain: &Explain) -> 
 // ANCHOR_END: ensure_bridge
 
 /// `carton network prune`: remove the bridge and carton's nftables table, unless a
-/// running container still uses them. Returns what was removed.
-pub fn prune(state_root: &Path, subnet: ipam::Subnet) -> Result<Vec<String>> {
-    collect_stale(state_root);
-    let ipam = ipam::Ipam::new(&state_root.join("networks").join(BRIDGE), subnet);
-    ipam.locked(|leases| {
+/// container on the bridge still exists (whatever its state root). Returns what was removed.
+pub fn prune(subnet: ipam::Subnet) -> Result<Vec<String>> {
+    let state = network_state()?;
+    let ipam = ipam::Ipam::new(&state, subnet);
+    let removed = ipam.locked(|leases| {
         ipam::forget_stale(leases);
         if !leases.is_empty() {
-            return Err(Error::runtime(format!("{} running containers still use {BRIDGE}; stop them first", leases.len())));
+            let holders: Vec<String> = leases.iter().map(|(_, holder)| holder.display().to_string()).collect();
+            return Err(Error::runtime(format!("{} containers still use {BRIDGE} ({}); stop and remove them first", leases.len(), holders.join(", "))));
         }
         let mut removed = Vec::new();
         if let Some(index) = netlink::link_index(BRIDGE)? {
             netlink::delete_link(index)?;
             removed.push(format!("the bridge {BRIDGE}"));
         }
-        let forwarding_restored = nat::remove(&forwarding_record(state_root))?;
+        let forwarding_restored = nat::remove(&state.join("forwarding_was_off"))?;
         removed.push(format!("the nftables table ip {}", nat::TABLE));
         if forwarding_restored {
             removed.push("the IP forwarding carton switched on (it is off again, as before)".to_string());
         }
-        let _ = fs::remove_file(state_root.join("networks").join(BRIDGE).join("subnet"));
         Ok(removed)
-    })
-}
-
-/// Where carton notes that it switched IP forwarding on (see [`nat::enable`]).
-fn forwarding_record(state_root: &Path) -> PathBuf {
-    state_root.join("networks").join(BRIDGE).join("forwarding_was_off")
+    })?;
+    // Nothing is left on the bridge: its records go too (the namespace's number may be
+    // another namespace's one day).
+    let _ = fs::remove_dir_all(state.parent().unwrap_or(&state));
+    Ok(removed)
 }
 
 /// The index of an interface that must exist.

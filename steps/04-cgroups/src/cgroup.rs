@@ -141,6 +141,12 @@ impl Cgroup {
     // ANCHOR: create
     /// Make the cgroup `carton/ID` and write `limits` into it. On failure nothing is left.
     pub fn create(layout: &Layout, id: &str, limits: &Limits, explain: &Explain) -> Result<Cgroup> {
+        Cgroup::create_at(layout, &Path::new(PARENT).join(id), limits, explain)
+    }
+
+    /// [`Cgroup::create`] at any path below each hierarchy's root (the spec's
+    /// `cgroupsPath`, as an engine gives it: `/carton/ID`, `/default/ID`, ...).
+    pub fn create_at(layout: &Layout, path: &Path, limits: &Limits, explain: &Explain) -> Result<Cgroup> {
         let version = layout.version().ok_or_else(|| Error::runtime("this machine has no cgroup file system mounted; `carton doctor` explains what to mount"))?;
         let settings = settings(version, limits);
         let available = layout.controllers();
@@ -150,9 +156,9 @@ impl Cgroup {
                 missing.controller
             )));
         }
-        let cgroup = Cgroup::at(layout, version, id);
+        let cgroup = Cgroup::at_path(layout, version, path);
         if version == Version::V2 {
-            enable_v2_controllers(layout, &settings, explain)?;
+            enable_v2_controllers(layout, path, &settings, explain)?;
         }
         let made = cgroup.make_directories(explain).and_then(|()| {
             for setting in &settings {
@@ -179,7 +185,12 @@ impl Cgroup {
     /// The cgroup `carton/ID` in `layout`, whether it exists or not. On v1 it is in every
     /// hierarchy, as runc's: the container sees each one from its own cgroup.
     pub fn at(layout: &Layout, version: Version, id: &str) -> Cgroup {
-        let name = Path::new(PARENT).join(id);
+        Cgroup::at_path(layout, version, &Path::new(PARENT).join(id))
+    }
+
+    /// The cgroup at `path` below each hierarchy's root (a leading `/` is that root).
+    pub fn at_path(layout: &Layout, version: Version, path: &Path) -> Cgroup {
+        let name = path.strip_prefix("/").unwrap_or(path);
         let dirs = match version {
             Version::V2 => {
                 let root = layout.v2_mount.clone().unwrap_or_default();
@@ -365,11 +376,13 @@ fn is_plain_directory(dir: &Path) -> bool {
 }
 
 /// v2 hands controllers down the tree: a cgroup can use a controller only if its parent
-/// lists it in `cgroup.subtree_control`. Switch on carton's at the root and in `carton/`.
-fn enable_v2_controllers(layout: &Layout, settings: &[Setting], explain: &Explain) -> Result<()> {
+/// lists it in `cgroup.subtree_control`. Switch on carton's at the root and in each
+/// cgroup on the way down to the container's (`carton/`).
+fn enable_v2_controllers(layout: &Layout, path: &Path, settings: &[Setting], explain: &Explain) -> Result<()> {
     let root = layout.v2_mount.clone().unwrap_or_default();
-    let parent = root.join(PARENT);
-    for dir in [&root, &parent] {
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    let ancestors: Vec<PathBuf> = relative.ancestors().skip(1).map(|a| root.join(a)).collect();
+    for dir in ancestors.iter().rev() {
         if !dir.exists() {
             explain.step(|| Action::new(CHAPTER, format!("create carton's part of the tree, {}", dir.display()), format!("mkdir(\"{}\")", dir.display())).shell(format!("mkdir {}", dir.display())));
             match fs::create_dir(dir) {

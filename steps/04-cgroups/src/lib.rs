@@ -16,6 +16,7 @@
 pub mod cgroup;
 pub mod layout;
 pub mod limits;
+pub mod oci;
 pub mod stats;
 
 use std::path::Path;
@@ -56,6 +57,13 @@ pub struct Resources<H: Hooks> {
     inner: H,
     cgroup: Option<Rc<Cgroup>>,
     layout: Rc<Layout>,
+}
+
+impl<H: Hooks> Resources<H> {
+    /// Put the container into `cgroup` (none: unmeasured), around the hooks `inner`.
+    pub fn new(inner: H, cgroup: Option<Rc<Cgroup>>, layout: Rc<Layout>) -> Resources<H> {
+        Resources { inner, cgroup, layout }
+    }
 }
 
 impl<H: Hooks> Hooks for Resources<H> {
@@ -144,11 +152,7 @@ pub fn run_with<H: Hooks>(
     wrap: impl FnOnce(Resources<step03::Networking<step02::Isolation>>) -> H,
 ) -> Result<Finished> {
     let layout = Rc::new(Layout::detect());
-    let version = layout.version();
-    if let Some(version) = version {
-        collect_stale(&layout, version, state_root, explain);
-    }
-    let cgroup = match version {
+    let cgroup = match layout.version() {
         Some(_) => Some(Rc::new(Cgroup::create(&layout, options.id.as_str(), limits, explain)?)),
         None if limits.any() => return Err(Error::runtime("limits need cgroups, and this machine has no cgroup file system mounted; `carton doctor` explains what to mount")),
         None => None, // no limits asked for: run unmeasured rather than not at all
@@ -167,17 +171,11 @@ pub fn run_with<H: Hooks>(
 /// longer than between making a cgroup and putting the container into it.
 const ABANDONED_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
 
-/// Remove the cgroups that containers left behind. Those of containers whose carton was
-/// killed (step 03 finds them by their state): end what is still running in them, as a
-/// container may have outlived carton by clearing its PDEATHSIG. And any empty cgroup of
-/// carton's older than a minute: a carton killed before its state existed, or after it
-/// was gone, whatever state root it used.
-fn collect_stale(layout: &Layout, version: Version, state_root: &Path, explain: &Explain) {
-    for id in step03::collect_stale(state_root) {
-        let cgroup = Cgroup::at(layout, version, &id);
-        cgroup.kill_all(explain);
-        let _ = cgroup.remove();
-    }
+/// Remove every empty cgroup of carton's older than a minute: one a carton killed before
+/// its container's state existed left, whatever state root it used. (Step 07's collector
+/// removes the cgroups of the containers it collects by name.)
+pub fn sweep_abandoned(layout: &Layout) {
+    let Some(version) = layout.version() else { return };
     let probe = Cgroup::at(layout, version, "");
     let Some(parent) = probe.directories().first().map(|dir| dir.to_path_buf()) else { return };
     let Ok(entries) = std::fs::read_dir(&parent) else { return };

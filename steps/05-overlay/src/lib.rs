@@ -46,23 +46,55 @@ impl<H: Hooks> Hooks for Layered<H> {
         Some(&mut self.inner)
     }
 
-    // ANCHOR: mount_root
     fn child_mount_root(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
-        let (store, options) = (self.store_root.display(), &self.options);
-        explain.step(|| {
-            Action::new(CHAPTER, "mount the root as an overlay: the image's layers read-only below, the container's own layer on top", format!("chdir(\"{store}\"); mount(\"overlay\", \"{}\", \"overlay\", 0, \"{options}\")", rootfs.display()))
-                .shell(format!("cd {store} && mount -t overlay overlay -o {options} {}", rootfs.display()))
-        });
-        // The options name the layers by short relative paths, to fit many in one page.
-        std::env::set_current_dir(&self.store_root).map_err(|e| Error::runtime(format!("cannot enter {store}: {e}")))?;
-        mount(Some("overlay"), rootfs, Some("overlay"), MsFlags::empty(), Some(options.as_str())).map_err(|errno| Error::syscall(format!("cannot mount the layers at {}", rootfs.display()), errno))?;
+        mount_overlay(&self.store_root, &self.options, rootfs, explain)?;
         self.inner.child_mount_root(spec, rootfs, explain)
     }
-    // ANCHOR_END: mount_root
 
 
 
 
+}
+
+// ANCHOR: mount_root
+/// Mount an overlay at `target`: `options` name the layers relative to the store's root
+/// (short names, to fit many in the one page mount options may take), so the mount is made
+/// standing there.
+pub fn mount_overlay(store_root: &Path, options: &str, target: &Path, explain: &Explain) -> Result<()> {
+    let store = store_root.display();
+    explain.step(|| {
+        Action::new(CHAPTER, "mount the root as an overlay: the image's layers read-only below, the container's own layer on top", format!("chdir(\"{store}\"); mount(\"overlay\", \"{}\", \"overlay\", 0, \"{options}\")", target.display()))
+            .shell(format!("cd {store} && mount -t overlay overlay -o {options} {}", target.display()))
+    });
+    let back = std::env::current_dir().ok();
+    std::env::set_current_dir(store_root).map_err(|e| Error::runtime(format!("cannot enter {store}: {e}")))?;
+    let mounted = mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(options));
+    if let Some(back) = back {
+        let _ = std::env::set_current_dir(back);
+    }
+    mounted.map_err(|errno| Error::syscall(format!("cannot mount the layers at {}", target.display()), errno))
+}
+// ANCHOR_END: mount_root
+
+// ANCHOR: mount_container_root
+/// The root of container `name` for a runtime: `lowers` (the bottom one first) under its
+/// writable layer, mounted at `target` on the host, before any runtime is called (as
+/// containerd's snapshotter does). The bundle's `root.path` points there.
+pub fn mount_container_root(store: &Store, lowers: &[Layer], name: &str, target: &Path, explain: &Explain) -> Result<()> {
+    refuse_overlay_on_overlay(&store.root)?;
+    same_driver(store, name, Driver::Overlay)?;
+    let container = store.container(name)?;
+    let top_first: Vec<Layer> = lowers.iter().rev().cloned().collect();
+    let options = store.mount_options(&top_first, &container)?;
+    std::fs::create_dir_all(target).map_err(|e| Error::runtime(format!("cannot create {}: {e}", target.display())))?;
+    mount_overlay(&store.root, &options, target, explain)
+}
+// ANCHOR_END: mount_container_root
+
+/// Unmount a container's root (a no-op when it is not mounted). Detached: a process of
+/// the host standing in it (a shell's cwd) does not keep the container from going.
+pub fn unmount_container_root(target: &Path) {
+    let _ = nix::mount::umount2(target, nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW);
 }
 
 /// A container's changes, written as a layer.

@@ -71,7 +71,10 @@ impl Store {
         let layers = self.root.join("layers");
         self.make_private_root()?;
         fs::create_dir_all(self.root.join("l")).map_err(io_error("create", &self.root))?;
-        let staging = tempfile::Builder::new().prefix(".staging-").tempdir_in(ensure(&layers)?).map_err(io_error("create a staging directory in", &layers))?;
+        let staging = tempfile::Builder::new().prefix(STAGING).tempdir_in(ensure(&layers)?).map_err(io_error("create a staging directory in", &layers))?;
+        // Locked while this process works in it: a staging directory nobody holds was left by
+        // a carton that was killed, and [`Store::sweep_abandoned`] removes it.
+        let _working = lock_dir(staging.path(), libc::LOCK_EX)?;
         let diff = staging.path().join("diff");
         fs::create_dir(&diff).map_err(io_error("create", &diff))?;
         let mut hashing = Hashing { inner: archive, hash: Sha256::new() };
@@ -119,8 +122,9 @@ impl Store {
     pub fn remove_layer(&self, digest: &str) -> Result<()> {
         let Some(layer) = self.layer(digest) else { return Ok(()) };
         let home = layer.dir.parent().unwrap_or(&layer.dir).to_path_buf();
-        let doomed = self.root.join("layers").join(format!(".removing-{}", random_name()?));
+        let doomed = self.root.join("layers").join(format!("{REMOVING}{}", random_name()?));
         fs::rename(&home, &doomed).map_err(io_error("remove", &home))?;
+        let _working = lock_dir(&doomed, libc::LOCK_EX)?;
         let _ = fs::remove_file(self.root.join("l").join(&layer.link));
         fs::remove_dir_all(&doomed).map_err(io_error("remove", &doomed))
     }
@@ -197,6 +201,28 @@ impl Store {
         fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(io_error("protect", &self.root))
     }
 
+    /// Remove what a killed carton left half-done: staging directories of layers being
+    /// unpacked (a whole image's worth, after a `kill -9` during a pull) and layers being
+    /// removed. Only those no running carton holds (each holds a lock on its own).
+    /// Returns the bytes freed.
+    pub fn sweep_abandoned(&self) -> u64 {
+        let layers = self.root.join("layers");
+        let Ok(entries) = fs::read_dir(&layers) else { return 0 };
+        let mut freed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !(name.starts_with(STAGING) || name.starts_with(REMOVING)) || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let Ok(_abandoned) = lock_dir(&entry.path(), libc::LOCK_EX | libc::LOCK_NB) else { continue };
+            let size = disk_usage(&entry.path());
+            if fs::remove_dir_all(entry.path()).is_ok() {
+                freed += size;
+            }
+        }
+        freed
+    }
+
     /// Delete a container's writable layer: what it wrote is gone (`docker rm`).
     pub fn remove_container(&self, name: &str) -> Result<()> {
         let dir = self.container_dir(name)?;
@@ -228,15 +254,54 @@ impl Store {
 const INIT_DIRECTORIES: [&str; 4] = ["proc", "dev", "sys", "etc"];
 const INIT_FILES: [&str; 3] = ["etc/hostname", "etc/hosts", "etc/resolv.conf"];
 
+/// The names of a layer's directory while it is unpacked, and while it is removed.
+const STAGING: &str = ".staging-";
+const REMOVING: &str = ".removing-";
+
+/// An flock on directory `dir`, held until the returned file is dropped.
+fn lock_dir(dir: &Path, operation: libc::c_int) -> Result<fs::File> {
+    use std::os::fd::AsRawFd;
+    let file = fs::File::open(dir).map_err(io_error("open", dir))?;
+    // Safety: flock on a descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), operation) } != 0 {
+        return Err(Error::syscall(format!("lock {}", dir.display()), nix::errno::Errno::last()));
+    }
+    Ok(file)
+}
+
+/// The bytes of the files below `dir` (links not followed).
+pub fn disk_usage(dir: &Path) -> u64 {
+    let Ok(entries) = fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|entry| match entry.file_type() {
+            Ok(t) if t.is_dir() => disk_usage(&entry.path()),
+            _ => entry.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
 fn ensure(dir: &Path) -> Result<&Path> {
     fs::create_dir_all(dir).map_err(io_error("create", dir))?;
     Ok(dir)
 }
 
-/// A reader that hashes what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hash: Sha256,
+/// A reader that hashes (sha256) what passes through it: a layer as it is unpacked, a
+/// blob as it is copied (step 06).
+pub struct Hashing<R> {
+    pub inner: R,
+    pub hash: Sha256,
+}
+
+impl<R> Hashing<R> {
+    pub fn new(inner: R) -> Hashing<R> {
+        Hashing { inner, hash: Sha256::new() }
+    }
+
+    /// `sha256:` and the digest of everything read so far.
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", hex(&self.hash.clone().finalize()))
+    }
 }
 
 impl<R: Read> Read for Hashing<R> {

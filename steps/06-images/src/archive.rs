@@ -529,28 +529,14 @@ fn add_blob(tar: &mut tar::Builder<impl Write>, store: &Store, digest: &str) -> 
     let path = store.blob_path(digest)?;
     let file = File::open(&path).map_err(|e| Error::runtime(format!("the store has no blob {digest} ({e})")))?;
     let size = file.metadata().map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?.len();
-    let mut reader = Hashing { inner: file.take(size), hash: Sha256::new() };
+    let mut reader = step05::store::Hashing::new(file.take(size));
     tar.append_data(&mut header(tar::EntryType::Regular, 0o644, size), blob_name(digest), &mut reader)
         .map_err(|e| Error::runtime(format!("cannot write the archive: {e}")))?;
-    let actual = format!("sha256:{}", step05::store::hex(&reader.hash.finalize()));
+    let actual = reader.digest();
     if actual != digest {
         return Err(Error::runtime(format!("the blob {digest} in {} has been changed (its bytes have the digest {actual}); the archive is not usable", path.display())));
     }
     Ok(size)
-}
-
-/// A reader that hashes what passes through it.
-struct Hashing<R> {
-    inner: R,
-    hash: Sha256,
-}
-
-impl<R: Read> Read for Hashing<R> {
-    fn read(&mut self, buffer: &mut [u8]) -> std::io::Result<usize> {
-        let n = self.inner.read(buffer)?;
-        self.hash.update(&buffer[..n]);
-        Ok(n)
-    }
 }
 
 #[cfg(test)]

@@ -196,11 +196,11 @@ pub fn run(
 ) -> Result<step04::Finished> {
     let layers = step05::Store::new(state_root);
     let name = options.id.as_str();
-    // Marked as in use while it runs, so that `rmi` does not take it away underneath.
-    let in_use = Store::open(state_root)?.mark_in_use(name, &prepared.image.manifest_digest)?;
-    drop(prepared.held); // marked: rmi may go ahead now, and will keep what this container uses
+    // The store stays held (shared) while the container runs, so that an `rmi` waits
+    // instead of taking its layers away underneath. (carton's own containers, which
+    // outlive any one process, are marked in use instead: see step 07.)
     let finished = step05::run(spec, options, network, limits, state_root, &layers, step05::Driver::Overlay, &prepared.lowers, name, explain);
-    let _ = std::fs::remove_file(in_use);
+    drop(prepared.held);
     let removed = layers.remove_container(name);
     let finished = finished?;
     removed?;

@@ -207,31 +207,29 @@ impl Store {
         Ok(removed)
     }
 
-    /// Record that the running container `id` uses the image `manifest` (until the
-    /// returned file is removed, or its carton is gone).
-    pub fn mark_in_use(&self, id: &str, manifest: &str) -> Result<PathBuf> {
+    /// Record that container `id`, whose state directory is `holder`, uses the image
+    /// `manifest` (until the returned file is removed, or `holder` is gone).
+    pub fn mark_in_use(&self, id: &str, manifest: &str, holder: &Path) -> Result<PathBuf> {
         let dir = self.root.join("in-use");
         fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
         let mark = dir.join(id);
-        let owner = step03::ipam::Owner::current();
-        // Not synced: the mark lives as long as a process, which a crash ends anyway.
-        write_atomically(&mark, format!("{manifest} {owner}").as_bytes(), Durable::No)?;
+        // Not synced: a crash leaves a container for the collector, which removes both.
+        write_atomically(&mark, format!("{manifest} {}", holder.display()).as_bytes(), Durable::No)?;
         Ok(mark)
     }
 
-    /// The images running containers use: (container id, manifest digest). Marks left by
-    /// a carton that was killed are removed.
+    /// The images containers use: (container id, manifest digest). Marks of containers
+    /// that are gone (collected after a crash) are removed.
     pub fn in_use(&self) -> Result<Vec<(String, String)>> {
         let Ok(entries) = fs::read_dir(self.root.join("in-use")) else { return Ok(Vec::new()) };
         let mut out = Vec::new();
         for entry in entries.flatten() {
             let text = fs::read_to_string(entry.path()).unwrap_or_default();
-            let (manifest, owner) = text.split_once(' ').unwrap_or_default();
-            match owner.parse::<step03::ipam::Owner>() {
-                Ok(owner) if owner.is_alive() => out.push((entry.file_name().to_string_lossy().into_owned(), manifest.to_string())),
-                _ => {
-                    let _ = fs::remove_file(entry.path());
-                }
+            let (manifest, holder) = text.split_once(' ').unwrap_or_default();
+            if !holder.is_empty() && Path::new(holder).is_dir() {
+                out.push((entry.file_name().to_string_lossy().into_owned(), manifest.to_string()));
+            } else {
+                let _ = fs::remove_file(entry.path());
             }
         }
         Ok(out)
@@ -350,6 +348,14 @@ fn write_atomically(path: &Path, bytes: &[u8], durable: Durable) -> Result<()> {
         .map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
     file.persist(path).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
     Ok(())
+}
+
+/// Forget that container `id` uses an image (it is gone). Cheap when it used none: no
+/// store is opened.
+pub fn unmark_in_use(state_root: &Path, id: &str) {
+    if !id.is_empty() && !id.contains('/') {
+        let _ = fs::remove_file(state_root.join("images").join("in-use").join(id));
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,155 @@
+//! Step 04's part of the OCI runtime spec: `linux.resources` and `linux.cgroupsPath`.
+//!
+//! `carton run`'s flags are parsed once, in Docker's units ([`crate::limits`]), and written
+//! here in the spec's: bytes, CFS microseconds, shares, weights, device numbers. The
+//! runtime reads them back into [`Limits`], which [`crate::Cgroup::create`] applies.
+
+use oci_spec::runtime::{
+    LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, LinuxThrottleDevice, LinuxThrottleDeviceBuilder,
+};
+use step01::{Error, Result};
+
+use crate::limits::{CpuQuota, DeviceRate, Limits, Swap};
+
+/// Where carton puts a container's cgroup, relative to each hierarchy's root.
+pub fn cgroups_path(id: &str) -> String {
+    format!("/{}/{id}", crate::cgroup::PARENT)
+}
+
+fn built<T, E: std::fmt::Display>(part: &str, result: std::result::Result<T, E>) -> Result<T> {
+    result.map_err(|e| Error::runtime(format!("cannot write linux.resources.{part}: {e}")))
+}
+
+fn throttles(rates: &[DeviceRate]) -> Result<Vec<LinuxThrottleDevice>> {
+    rates.iter().map(|rate| built("blockIO", LinuxThrottleDeviceBuilder::default().major(rate.major as i64).minor(rate.minor as i64).rate(rate.bytes_per_second).build())).collect()
+}
+
+fn rates(devices: &Option<Vec<LinuxThrottleDevice>>) -> Vec<DeviceRate> {
+    devices.iter().flatten().map(|d| DeviceRate { major: d.major() as u64, minor: d.minor() as u64, bytes_per_second: d.rate() }).collect()
+}
+
+impl Limits {
+    // ANCHOR: to_oci
+    /// The limits in the spec's terms (`docker run -m 512m` → `"memory": {"limit": 536870912}`).
+    pub fn to_oci(&self) -> Result<LinuxResources> {
+        let mut resources = LinuxResourcesBuilder::default();
+        if self.memory.is_some() || self.memory_swap.is_some() {
+            let mut memory = LinuxMemoryBuilder::default();
+            if let Some(limit) = self.memory {
+                memory = memory.limit(limit as i64);
+            }
+            match self.effective_swap() {
+                Some(Swap::Unlimited) => memory = memory.swap(-1),
+                Some(Swap::Total(total)) => memory = memory.swap(total as i64),
+                None => {}
+            }
+            resources = resources.memory(built("memory", memory.build())?);
+        }
+        if self.cpus.is_some() || self.cpu_shares.is_some() || self.cpuset_cpus.is_some() {
+            let mut cpu = LinuxCpuBuilder::default();
+            if let Some(CpuQuota { quota_us, period_us }) = self.cpus {
+                cpu = cpu.quota(quota_us as i64).period(period_us);
+            }
+            if let Some(shares) = self.cpu_shares {
+                cpu = cpu.shares(shares);
+            }
+            if let Some(cpus) = &self.cpuset_cpus {
+                cpu = cpu.cpus(cpus.clone());
+            }
+            resources = resources.cpu(built("cpu", cpu.build())?);
+        }
+        if let Some(limit) = self.pids_limit {
+            resources = resources.pids(built("pids", LinuxPidsBuilder::default().limit(limit as i64).build())?);
+        }
+        if self.blkio_weight.is_some() || !self.device_read_bps.is_empty() || !self.device_write_bps.is_empty() {
+            let mut block_io = LinuxBlockIoBuilder::default().throttle_read_bps_device(throttles(&self.device_read_bps)?).throttle_write_bps_device(throttles(&self.device_write_bps)?);
+            if let Some(weight) = self.blkio_weight {
+                block_io = block_io.weight(weight);
+            }
+            resources = resources.block_io(built("blockIO", block_io.build())?);
+        }
+        built("", resources.build())
+    }
+    // ANCHOR_END: to_oci
+
+    /// Read the spec's resources. Returns the limits and the names of the fields this step
+    /// cannot apply yet, for the runtime to warn about (never silently dropped).
+    pub fn from_oci(resources: &LinuxResources) -> (Limits, Vec<&'static str>) {
+        let mut limits = Limits::default();
+        let mut not_applied = Vec::new();
+        if let Some(memory) = resources.memory() {
+            limits.memory = memory.limit().filter(|limit| *limit > 0).map(|limit| limit as u64);
+            limits.memory_swap = memory.swap().map(|swap| if swap < 0 { Swap::Unlimited } else { Swap::Total(swap as u64) });
+            if memory.reservation().is_some() || memory.swappiness().is_some() || memory.kernel().is_some() || memory.kernel_tcp().is_some() {
+                not_applied.push("linux.resources.memory (reservation, swappiness, kernel)");
+            }
+        }
+        if let Some(cpu) = resources.cpu() {
+            if let Some(quota) = cpu.quota().filter(|quota| *quota > 0) {
+                limits.cpus = Some(CpuQuota { quota_us: quota as u64, period_us: cpu.period().unwrap_or(crate::limits::CPU_PERIOD_US) });
+            }
+            limits.cpu_shares = cpu.shares().filter(|shares| *shares > 0);
+            limits.cpuset_cpus = cpu.cpus().clone().filter(|cpus| !cpus.is_empty());
+            if cpu.mems().is_some() || cpu.realtime_runtime().is_some() || cpu.realtime_period().is_some() {
+                not_applied.push("linux.resources.cpu (mems, realtime)");
+            }
+        }
+        if let Some(pids) = resources.pids() {
+            limits.pids_limit = Some(pids.limit()).filter(|limit| *limit > 0).map(|limit| limit as u64);
+        }
+        if let Some(block_io) = resources.block_io() {
+            limits.blkio_weight = block_io.weight();
+            limits.device_read_bps = rates(block_io.throttle_read_bps_device());
+            limits.device_write_bps = rates(block_io.throttle_write_bps_device());
+            if block_io.weight_device().is_some() || block_io.throttle_read_iops_device().is_some() || block_io.throttle_write_iops_device().is_some() {
+                not_applied.push("linux.resources.blockIO (weightDevice, iops)");
+            }
+        }
+        if resources.devices().as_ref().is_some_and(|devices| !devices.is_empty()) {
+            not_applied.push("linux.resources.devices (comes with the security step)");
+        }
+        if resources.hugepage_limits().is_some() || resources.network().is_some() || resources.rdma().is_some() || resources.unified().is_some() {
+            not_applied.push("linux.resources (hugepageLimits, network, rdma, unified)");
+        }
+        (limits, not_applied)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_written_to_the_spec_read_back_the_same() {
+        let limits = Limits {
+            memory: Some(64 << 20),
+            memory_swap: Some(Swap::Total(128 << 20)),
+            cpus: Some(CpuQuota { quota_us: 50_000, period_us: 100_000 }),
+            cpu_shares: Some(512),
+            cpuset_cpus: Some("0".into()),
+            pids_limit: Some(20),
+            blkio_weight: Some(300),
+            device_read_bps: vec![DeviceRate { major: 7, minor: 0, bytes_per_second: 1 << 20 }],
+            device_write_bps: vec![],
+        };
+        let resources = limits.to_oci().unwrap();
+        let json = serde_json::to_value(&resources).unwrap();
+        assert_eq!(json["memory"]["limit"], 64 << 20);
+        assert_eq!(json["cpu"]["quota"], 50_000);
+        assert_eq!(json["pids"]["limit"], 20);
+        assert_eq!(json["blockIO"]["throttleReadBpsDevice"][0]["rate"], 1 << 20);
+        let (read, not_applied) = Limits::from_oci(&resources);
+        assert_eq!(read, limits);
+        assert!(not_applied.is_empty());
+        // Only -m: Docker's swap default (as much again) is written out, so a runtime needs no default.
+        let only_memory = Limits { memory: Some(64 << 20), ..Limits::default() }.to_oci().unwrap();
+        assert_eq!(only_memory.memory().as_ref().unwrap().swap(), Some(128 << 20));
+    }
+
+    #[test]
+    fn fields_that_cannot_be_applied_are_named() {
+        let resources: LinuxResources = serde_json::from_str(r#"{"devices": [{"allow": false, "access": "rwm"}], "memory": {"reservation": 1}}"#).unwrap();
+        let (_, not_applied) = Limits::from_oci(&resources);
+        assert_eq!(not_applied.len(), 2, "{not_applied:?}");
+    }
+}

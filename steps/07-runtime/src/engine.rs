@@ -1,0 +1,247 @@
+//! What an engine does around the runtime, as containerd and podman do around runc: the
+//! image's layers mounted as the container's root (a snapshotter's job), the network
+//! prepared by name (CNI's, netavark's), the bundle written; and, after the runtime's
+//! `delete`, all of it undone. Plus the one collector of what a killed carton left.
+//!
+//! ```text
+//! STATE_ROOT/containers/ID/        a private mount of the state root's containers/
+//!   config.json                   the OCI runtime spec
+//!   rootfs/                       the overlay of the image's layers (mounted here)
+//!   hostname hosts resolv.conf    step 03's files, bind-mounted at /etc
+//!   netns                         the pinned network namespace
+//!   owner                         the carton process responsible for removing it all
+//!   state.json exec.fifo lock     the runtime's
+//! ```
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+use serde_json::json;
+use step01::process::UniquePid;
+use step01::{Error, Explain, Process, Result};
+
+use crate::{check_id, state, Runtime};
+
+// ANCHOR: base_spec
+/// The spec of a container running `process` on `root` (relative to the bundle, or
+/// absolute), with the default file systems every container gets and only step 01's mount
+/// namespace: each later step writes its own part into it (`step02::oci::write`,
+/// `Limits::to_oci`, `Connected::write_oci`).
+pub fn base_spec(process: &Process, root: &Path) -> Result<Spec> {
+    let spec = json!({
+        "ociVersion": oci_spec::runtime::VERSION,
+        "root": {"path": root, "readonly": false},
+        "process": {"args": process.args, "env": process.env, "cwd": process.cwd, "user": {"uid": 0, "gid": 0}, "terminal": false},
+        "mounts": oci_spec::runtime::get_default_mounts(),
+        "linux": {"namespaces": [{"type": "mount"}]},
+    });
+    serde_json::from_value(spec).map_err(|e| Error::runtime(format!("cannot make the runtime spec: {e}")))
+}
+// ANCHOR_END: base_spec
+
+/// Step 04's part: the limits, the cgroup's path, and a cgroup namespace.
+pub fn write_resources(spec: &mut Spec, id: &str, limits: &step04::Limits) -> Result<()> {
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_resources(Some(limits.to_oci()?));
+    linux.set_cgroups_path(Some(PathBuf::from(step04::oci::cgroups_path(id))));
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    step02::oci::add_namespace(&mut namespaces, oci_spec::runtime::LinuxNamespaceType::Cgroup, None);
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    Ok(())
+}
+
+/// Where a new container's root filesystem comes from.
+pub enum Root {
+    /// An image, its layers unpacked: mounted as an overlay at `containers/ID/rootfs`.
+    Image(step06::Prepared),
+    /// A directory used as it is (`--rootfs`).
+    Directory(PathBuf),
+}
+
+// ANCHOR: prepare
+/// Make container `id`'s bundle in `containers/ID/`: its root, its network, and
+/// `config.json` from `spec` (which lacks only what is made here). Returns what the
+/// network setup made (the ports to relay). On failure, nothing is left.
+pub fn prepare(state_root: &Path, id: &str, root: Root, mut spec: Spec, network: &step03::NetworkOptions, explain: &Explain) -> Result<step03::Connected> {
+    check_id(id)?;
+    let dir = {
+        let _private = private_containers_dir(state_root)?;
+        step03::claim(state_root, id)?
+    };
+    let prepared = (|| {
+        let root_path = match root {
+            Root::Directory(path) => path,
+            Root::Image(image) => {
+                let rootfs = dir.join("rootfs");
+                // Marked in use while the container exists, so that `rmi` keeps its layers.
+                step06::Store::open(state_root)?.mark_in_use(id, &image.image.manifest_digest, &dir)?;
+                step05::mount_container_root(&step05::Store::new(state_root), &image.lowers, id, &rootfs, explain)?;
+                drop(image); // marked: rmi may go ahead now, and will keep what this container uses
+                PathBuf::from("rootfs")
+            }
+        };
+        let mut root = spec.root().clone().unwrap_or_default();
+        root.set_path(root_path);
+        spec.set_root(Some(root));
+        let hostname = spec.hostname().clone().unwrap_or_default();
+        let connected = step03::setup(&dir, id, &hostname, network, explain)?;
+        connected.write_oci(&mut spec);
+        crate::Bundle::write(&dir, &spec)?;
+        Ok(connected)
+    })();
+    if prepared.is_err() {
+        let _ = teardown(state_root, id);
+    }
+    prepared
+}
+// ANCHOR_END: prepare
+
+// ANCHOR: teardown
+/// Undo [`prepare`], after the runtime's `delete`: the network, the root's mount, the
+/// writable layer, the image's in-use mark, the directory.
+pub fn teardown(state_root: &Path, id: &str) -> Result<()> {
+    let dir = state_root.join("containers").join(id);
+    step03::teardown(&dir, id);
+    let rootfs = dir.join("rootfs");
+    step05::unmount_container_root(&rootfs);
+    step05::Store::new(state_root).remove_container(id)?;
+    step06::store::unmark_in_use(state_root, id);
+    // The root must be an empty directory by now: never remove files through a mount.
+    match fs::remove_dir(&rootfs) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::runtime(format!("cannot remove {}: {e}; is something still mounted there?", rootfs.display()))),
+        _ => {}
+    }
+    match fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(Error::runtime(format!("cannot remove {}: {e}", dir.display()))),
+        _ => {}
+    }
+    let _private = private_containers_dir(state_root)?; // and released, when no container is left
+    Ok(())
+}
+// ANCHOR_END: teardown
+
+/// Take the responsibility for a prepared container off this process: it lives on
+/// after it (`carton create`), and only `rm` removes it.
+pub fn disown(state_root: &Path, id: &str) {
+    let _ = fs::remove_file(state_root.join("containers").join(id).join("owner"));
+}
+
+// ANCHOR: private
+/// The state root's `containers/` as a private mount of itself when it sits on a shared
+/// mount (systemd makes `/` one), held while locked (the lock is the returned guard): a
+/// root filesystem mounted below it never propagates into the host's other mount
+/// namespaces, as Docker does with its overlay2 directory. When the guard goes and no
+/// container is left, the mount goes too: nothing stays mounted.
+pub fn private_containers_dir(state_root: &Path) -> Result<PrivateMount> {
+    let containers = state_root.join("containers");
+    fs::create_dir_all(&containers).map_err(|e| Error::runtime(format!("cannot create {}: {e}", containers.display())))?;
+    let lock = state::lock_file(&state_root.join("containers.lock"))?;
+    let containers = containers.canonicalize().map_err(|e| Error::runtime(format!("cannot resolve {}: {e}", containers.display())))?;
+    if !is_mount_root(&containers) && holding_mount_is_shared(&containers) {
+        use nix::mount::{mount, MsFlags};
+        mount(Some(&containers), &containers, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|errno| Error::syscall(format!("cannot bind-mount {} onto itself", containers.display()), errno))?;
+        mount(None::<&str>, &containers, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).map_err(|errno| Error::syscall(format!("cannot make {} private", containers.display()), errno))?;
+    }
+    Ok(PrivateMount { containers, _lock: lock })
+}
+
+pub struct PrivateMount {
+    containers: PathBuf,
+    _lock: fs::File,
+}
+
+impl Drop for PrivateMount {
+    fn drop(&mut self) {
+        let empty = fs::read_dir(&self.containers).map(|mut entries| entries.next().is_none()).unwrap_or(false);
+        if empty && is_mount_root(&self.containers) {
+            let _ = nix::mount::umount2(&self.containers, nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW);
+        }
+    }
+}
+// ANCHOR_END: private
+
+/// Whether something is mounted at `path` itself (one statx call; kernels before 5.8
+/// do not say, and get `false`).
+fn is_mount_root(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
+    // Safety: statx writes into `stat`, which is large enough; the path is NUL-terminated.
+    let mut stat: libc::statx = unsafe { std::mem::zeroed() };
+    let done = unsafe { libc::statx(libc::AT_FDCWD, c_path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, 0, &mut stat) };
+    done == 0 && stat.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0 && stat.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
+}
+
+/// Whether the mount that holds `path` (canonical) passes new mounts on to other mount
+/// namespaces (`shared:N` in /proc/self/mountinfo, as systemd makes `/`). A private one (or
+/// `path` itself, made private earlier) needs nothing more.
+fn holding_mount_is_shared(path: &Path) -> bool {
+    // Asked twice per command (making a container, removing it) about one state root.
+    static ANSWER: std::sync::Mutex<Option<(PathBuf, bool)>> = std::sync::Mutex::new(None);
+    let mut answer = ANSWER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match &*answer {
+        Some((asked, shared)) if asked == path => *shared,
+        _ => {
+            let shared = read_holding_mount_is_shared(path);
+            *answer = Some((path.to_path_buf(), shared));
+            shared
+        }
+    }
+}
+
+fn read_holding_mount_is_shared(path: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let unescape = |field: &str| field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\");
+    // The last mount listed at the longest mount point above `path` is the one it is on.
+    let mut holder: Option<(usize, bool)> = None;
+    for line in info.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(point) = fields.get(4).map(|f| PathBuf::from(unescape(f))) else { continue };
+        if path.starts_with(&point) && holder.is_none_or(|(length, _)| point.as_os_str().len() >= length) {
+            let shared = fields.iter().skip(6).take_while(|f| **f != "-").any(|f| f.starts_with("shared:"));
+            holder = Some((point.as_os_str().len(), shared));
+        }
+    }
+    holder.is_some_and(|(_, shared)| shared)
+}
+
+// ANCHOR: collect
+/// The one collector: every container whose responsible carton died (`kill -9`, a crash,
+/// a reboot) is deleted and torn down — its processes, cgroup, mounts, veth, address
+/// lease, writable layer, files — and so are layers a killed pull or unpack left half
+/// made, and empty cgroups nobody owns. Run before carton makes anything new.
+pub fn collect(state_root: &Path) {
+    let runtime = Runtime::new(state_root, Explain::off());
+    if let Ok(entries) = fs::read_dir(state_root.join("containers")) {
+        let is_container = |entry: &fs::DirEntry| entry.file_type().is_ok_and(|t| t.is_dir()) && entry.file_name().to_str().is_some_and(|id| check_id(id).is_ok());
+        for entry in entries.flatten().filter(is_container) {
+            let (dir, id) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
+            if !is_abandoned(&dir) {
+                continue;
+            }
+            if dir.join("state.json").exists() {
+                let _ = runtime.delete(&id, true);
+            } else if let Some(version) = crate::layout().version() {
+                // Killed before the runtime recorded it: its cgroup is at the usual place.
+                let cgroup = step04::Cgroup::at(crate::layout(), version, &id);
+                cgroup.kill_all(&Explain::off());
+                let _ = cgroup.remove();
+            }
+            let _ = teardown(state_root, &id);
+        }
+    }
+    step05::Store::new(state_root).sweep_abandoned();
+    step04::sweep_abandoned(crate::layout());
+}
+
+/// A container directory is abandoned when the carton responsible for it is gone, or
+/// when it has had neither an owner nor a runtime state for a minute (a carton killed
+/// while making it; making one takes milliseconds).
+fn is_abandoned(dir: &Path) -> bool {
+    match fs::read_to_string(dir.join("owner")).ok().and_then(|text| text.parse::<UniquePid>().ok()) {
+        Some(owner) => !owner.is_alive(),
+        None => !dir.join("state.json").exists() && dir.metadata().and_then(|m| m.modified()).is_ok_and(|made| made.elapsed().is_ok_and(|age| age.as_secs() > 60)),
+    }
+}
+// ANCHOR_END: collect

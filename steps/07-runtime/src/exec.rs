@@ -1,0 +1,184 @@
+//! `exec`: one more process in a running container.
+//!
+//! Nothing new is created: the process joins what the container's first process already
+//! has, each namespace through its file under `/proc/PID/ns/` (setns), and its cgroup
+//! (one write to `cgroup.procs`). One namespace needs an extra step: joining a PID
+//! namespace changes where this process's *children* go, not the process itself, so
+//! after the setns calls it forks once more. That child is the command.
+//!
+//! ```text
+//!  carton exec                joiner (fork)                     command (clone, CLONE_PARENT)
+//!  ───────────                ─────────────                     ─────────────────────────────
+//!  fork ───────────────────▶  join the cgroup
+//!                             setns ipc, uts, net, pid, cgroup, mnt
+//!                             clone(CLONE_PARENT) ─────────────▶ chdir, user, execve
+//!                             send its PID, exit
+//!  wait for the command  ◀───────────────────────────────────── (a child of carton exec)
+//! ```
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::{setns, CloneFlags};
+use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use oci_spec::runtime::ContainerState;
+use step01::{Action, ContainerExit, Error, Process, Result, Running};
+use step02::User;
+
+use crate::{cgroup_of, Runtime, CHAPTER};
+
+/// What to run in the container.
+pub struct ExecProcess {
+    pub process: Process,
+    /// `None`: root.
+    pub user: Option<User>,
+    /// `-i`: keep stdin; otherwise it is /dev/null, as with `docker exec`.
+    pub interactive: bool,
+}
+
+/// The namespaces joined, in order: the mount namespace last, since after it the paths of
+/// the host (`/proc/PID/ns/...`) are out of reach (the files are opened before any setns).
+const JOINED: [(&str, CloneFlags); 6] = [
+    ("ipc", CloneFlags::CLONE_NEWIPC),
+    ("uts", CloneFlags::CLONE_NEWUTS),
+    ("net", CloneFlags::CLONE_NEWNET),
+    ("pid", CloneFlags::CLONE_NEWPID),
+    ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ("mnt", CloneFlags::CLONE_NEWNS),
+];
+
+impl Runtime {
+    // ANCHOR: exec
+    /// Run `exec` in container `id` and wait for it; its exit code comes back. The
+    /// container goes on when it ends.
+    pub fn exec(&self, id: &str, exec: &ExecProcess) -> Result<ContainerExit> {
+        let (dir, locked, record) = self.existing(id)?;
+        if record.status(&dir) != ContainerState::Running {
+            return Err(Error::runtime(format!("container {id} is not running ({}): exec needs a running container", record.status(&dir))));
+        }
+        drop(locked); // an exec may last long; other commands go on meanwhile
+        exec.process.validate()?;
+        let pid = record.init.pid;
+        let mut namespaces = Vec::new();
+        for (name, kind) in JOINED {
+            let (theirs, ours) = (format!("/proc/{pid}/ns/{name}"), format!("/proc/self/ns/{name}"));
+            let same = std::fs::metadata(&theirs).ok().map(|m| m.ino()) == std::fs::metadata(&ours).ok().map(|m| m.ino());
+            if !same {
+                let file = File::open(&theirs).map_err(|e| Error::runtime(format!("cannot open {theirs}: {e}")))?;
+                namespaces.push((name, kind, file));
+            }
+        }
+        // Opened by PID: still the container's process (not a newcomer with its PID)?
+        if !record.init.is_alive() {
+            return Err(Error::runtime(format!("container {id} stopped")));
+        }
+        let cgroup = cgroup_of(&record);
+        let (error_reader, error_writer) = cloexec_pipe()?;
+        let (pid_reader, pid_writer) = cloexec_pipe()?;
+        let previous_mask = step01::container::block_forwarded_signals()?;
+        self.explain.step(|| Action::new(CHAPTER, format!("exec: a new process joins container {id}'s cgroup and namespaces"), format!("fork(); setns(open(\"/proc/{pid}/ns/*\")); clone(CLONE_PARENT)")).shell(format!("nsenter --target {pid} --all {}", exec.process.args.join(" "))));
+        // Safety: carton is single-threaded here (it starts no thread before exec).
+        match unsafe { fork() } {
+            Err(errno) => Err(Error::syscall("fork for exec", errno)),
+            Ok(ForkResult::Child) => {
+                drop((error_reader, pid_reader));
+                joiner(self, exec, cgroup, namespaces, error_writer, pid_writer)
+            }
+            Ok(ForkResult::Parent { child: joiner }) => {
+                drop((error_writer, pid_writer));
+                let mut pid_bytes = [0u8; 4];
+                let got_pid = File::from(pid_reader).read_exact(&mut pid_bytes);
+                let joined = step01::process::wait_for_exit(joiner);
+                let mut report = Vec::new();
+                let _ = File::from(error_reader).read_to_end(&mut report);
+                let command = Pid::from_raw(i32::from_ne_bytes(pid_bytes));
+                if got_pid.is_err() || !report.is_empty() {
+                    if got_pid.is_ok() {
+                        let _ = step01::process::wait_for_exit(command);
+                    }
+                    let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&previous_mask), None);
+                    return Err(decode(&report, joined));
+                }
+                Running::adopt(command, previous_mask).wait()
+            }
+        }
+    }
+    // ANCHOR_END: exec
+}
+
+/// The joiner's side: into the cgroup and the namespaces, then the command. Never returns.
+fn joiner(runtime: &Runtime, exec: &ExecProcess, cgroup: Option<step04::Cgroup>, namespaces: Vec<(&str, CloneFlags, File)>, errors: OwnedFd, pid_pipe: OwnedFd) -> ! {
+    let fail = |error: Error| -> ! {
+        let mut bytes = vec![error.exit_code()];
+        bytes.extend_from_slice(error.message.as_bytes());
+        let _ = File::from(errors.try_clone().expect("a descriptor can be duplicated")).write_all(&bytes);
+        // Safety: _exit ends this forked process without running the parent's handlers.
+        unsafe { libc::_exit(error.exit_code().into()) }
+    };
+    let explain = &runtime.explain;
+    if let Some(cgroup) = cgroup {
+        if let Err(error) = cgroup.join(nix::unistd::getpid(), explain) {
+            fail(error)
+        }
+    }
+    for (name, kind, file) in namespaces {
+        explain.step(|| Action::new(CHAPTER, format!("join the container's {name} namespace"), format!("setns(open(\"/proc/PID/ns/{name}\"), {})", step01::container::flag_names(kind))));
+        if let Err(errno) = setns(file, kind) {
+            fail(Error::syscall(format!("cannot join the container's {name} namespace"), errno))
+        }
+    }
+    explain.step(|| Action::new(CHAPTER, "fork once more: only children of this process are in the PID namespace it joined", "clone(CLONE_PARENT|SIGCHLD)"));
+    // Safety: raw clone without a new stack behaves as fork; this process is single-threaded.
+    let child = unsafe { libc::syscall(libc::SYS_clone, (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
+    match Errno::result(child) {
+        Err(errno) => fail(Error::syscall("cannot fork into the container's PID namespace", errno)),
+        Ok(0) => {
+            drop(pid_pipe);
+            if let Err(error) = command(exec, explain) {
+                fail(error)
+            }
+            fail(exec.process.exec(explain))
+        }
+        Ok(pid) => {
+            let _ = File::from(pid_pipe).write_all(&(pid as i32).to_ne_bytes());
+            drop(errors);
+            // Safety: as above.
+            unsafe { libc::_exit(0) }
+        }
+    }
+}
+
+/// In the command's process, before execve: its stdin, its working directory, its user.
+fn command(exec: &ExecProcess, explain: &step01::Explain) -> Result<()> {
+    step01::container::die_with_parent();
+    if !exec.interactive {
+        let null = File::open("/dev/null").map_err(|e| Error::runtime(format!("cannot open /dev/null: {e}")))?;
+        // Safety: dup2 onto descriptor 0 of this process.
+        if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
+            return Err(Error::syscall("make /dev/null stdin", Errno::last()));
+        }
+    }
+    let cwd: &PathBuf = &exec.process.cwd;
+    explain.step(|| Action::new(CHAPTER, "enter the working directory", format!("chdir({cwd:?})")));
+    nix::unistd::chdir(cwd).map_err(|errno| Error::runtime(format!("the working directory {} is not usable in the container: {}", cwd.display(), errno.desc())))?;
+    if let Some(user) = &exec.user {
+        user.switch(explain)?;
+    }
+    Ok(())
+}
+
+fn decode(report: &[u8], joined: Result<ContainerExit>) -> Error {
+    match report.split_first() {
+        Some((&code, message)) => Error { failure: step01::Failure::from_exit_code(code).unwrap_or(step01::Failure::Runtime), message: String::from_utf8_lossy(message).into_owned() },
+        None => Error::runtime(format!("exec failed before its command started ({joined:?})")),
+    }
+}
+
+fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
+    pipe2(OFlag::O_CLOEXEC).map_err(|errno| Error::syscall("cannot create a pipe", errno))
+}
