@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use step06::progress::{short_id, Progress};
 use step06::registry::{Credentials, Logins};
-use step06::{Reference, Store};
+use step06::{Reference, ImageStore};
 
 use crate::print_stdout;
 
@@ -91,7 +91,7 @@ pub fn run(state_root: &Path, command: ImageCommand) -> anyhow::Result<u8> {
         ImageCommand::Save { output, images } => save(state_root, output.as_deref(), &images),
         ImageCommand::Load { input, quiet } => load(state_root, input.as_deref(), quiet),
         ImageCommand::Tag { source, target } => {
-            step06::tag(&Store::open(state_root)?, &Reference::parse(&source)?, &Reference::parse(&target)?)?;
+            step06::tag(&ImageStore::open(state_root)?, &Reference::parse(&source)?, &Reference::parse(&target)?)?;
             Ok(0)
         }
         ImageCommand::Import { file, name } => import(state_root, &file, &name),
@@ -122,7 +122,7 @@ fn push(state_root: &Path, args: &TransferArgs) -> anyhow::Result<u8> {
 /// is pulled first, as Docker does, saying so on standard error; `always` pulls anyway,
 /// `never` never does.
 pub fn pull_as_asked(state_root: &Path, reference: &Reference, when: &str, explain: &step01::Explain) -> anyhow::Result<()> {
-    let here = Store::open(state_root)?.lookup(reference)?.is_some();
+    let here = ImageStore::open(state_root)?.lookup(reference)?.is_some();
     match when {
         "never" => return Ok(()),
         "missing" if here => return Ok(()),
@@ -211,7 +211,7 @@ fn prompt_password() -> anyhow::Result<String> {
 }
 
 pub fn list(state_root: &Path) -> anyhow::Result<u8> {
-    let store = Store::open(state_root)?;
+    let store = ImageStore::open(state_root)?;
     let mut table = format!("{:<40} {:<12} {:<14} {:<24} {}\n", "REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE");
     for image in step06::image::list(&store)? {
         // An image pulled by digest has no tag: Docker shows <none>.
@@ -223,7 +223,7 @@ pub fn list(state_root: &Path) -> anyhow::Result<u8> {
 }
 
 fn history(state_root: &Path, image: &str, no_trunc: bool) -> anyhow::Result<u8> {
-    let steps = step06::image::history(&Store::open(state_root)?, &Reference::parse(image)?)?;
+    let steps = step06::image::history(&ImageStore::open(state_root)?, &Reference::parse(image)?)?;
     let mut table = format!("{:<14} {:<24} {:<46} {:<10} {}\n", "IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT");
     for step in steps {
         let id = step.id.as_deref().map_or("<missing>".to_string(), short_id);
@@ -236,7 +236,7 @@ fn history(state_root: &Path, image: &str, no_trunc: bool) -> anyhow::Result<u8>
 
 fn save(state_root: &Path, output: Option<&Path>, images: &[String]) -> anyhow::Result<u8> {
     let references = images.iter().map(|i| Reference::parse(i)).collect::<step01::Result<Vec<_>>>()?;
-    let store = Store::open(state_root)?;
+    let store = ImageStore::open(state_root)?;
     match output {
         Some(path) => {
             // Written beside the target and renamed: a failed save leaves no half archive.
@@ -258,7 +258,7 @@ fn save(state_root: &Path, output: Option<&Path>, images: &[String]) -> anyhow::
 }
 
 fn load(state_root: &Path, input: Option<&Path>, quiet: bool) -> anyhow::Result<u8> {
-    let store = Store::open(state_root)?;
+    let store = ImageStore::open(state_root)?;
     let loaded = match input {
         Some(path) => step06::archive::load(&store, std::fs::File::open(path).map_err(|e| step01::Error::runtime(format!("cannot open {}: {e}", path.display())))?)?,
         None if std::io::stdin().is_terminal() => {
@@ -279,7 +279,7 @@ fn load(state_root: &Path, input: Option<&Path>, quiet: bool) -> anyhow::Result<
 
 fn import(state_root: &Path, file: &Path, name: &str) -> anyhow::Result<u8> {
     let reference = Reference::parse(name)?;
-    let store = Store::open(state_root)?;
+    let store = ImageStore::open(state_root)?;
     let digest = if file == Path::new("-") {
         step06::import(&store, std::io::stdin().lock(), &reference)?
     } else {
@@ -318,7 +318,7 @@ pub fn prune(state_root: &Path, force: bool) -> anyhow::Result<u8> {
     }
     let deleted = step06::prune(state_root)?;
     // And what killed pulls and unpacks left half made (only chapter 7's collector knows all of it).
-    let swept = step05::Store::new(state_root).sweep_abandoned();
+    let swept = step05::LayerStore::new(state_root).sweep_abandoned();
     let mut text = String::new();
     for (digest, _) in &deleted {
         text += &format!("Deleted: {digest}\n");
@@ -329,7 +329,7 @@ pub fn prune(state_root: &Path, force: bool) -> anyhow::Result<u8> {
 }
 
 pub fn inspect(state_root: &Path, images: &[String]) -> anyhow::Result<u8> {
-    let store = Store::open(state_root)?;
+    let store = ImageStore::open(state_root)?;
     let mut all = Vec::new();
     for name in images {
         let inspected = step06::image::inspect(&store, &Reference::parse(name)?)?;

@@ -459,8 +459,15 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
     if args.user.is_none() {
         args.user = image_user;
     }
+    let image_annotations = match &root {
+        step07::engine::Root::Image(prepared) => prepared.image.annotations(),
+        step07::engine::Root::Directory(_) => Vec::new(),
+    };
     let id = step02::ContainerId::random()?;
-    let (spec, _options, network) = container_spec(*args, process, &passwd_root, &id, &limits)?;
+    let (mut spec, _options, network) = container_spec(*args, process, &passwd_root, &id, &limits)?;
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.extend(image_annotations);
+    spec.set_annotations(Some(annotations));
     if let step07::engine::Root::Directory(dir) = &root {
         // Refused before anything (the bridge, a cgroup) is made for it.
         step01::ContainerSpec::new(dir.clone(), step01::Process { args: vec!["-".into()], env: Vec::new(), cwd: "/".into() }).validate()?;
@@ -513,6 +520,13 @@ fn container_spec(
     let mut spec = step07::engine::base_spec(&process, Path::new("rootfs"))?;
     step02::oci::write(&options, &mut spec)?;
     step07::engine::write_resources(&mut spec, id.as_str(), limits)?;
+    // carton's own extras, which the spec has no field for, as crun keeps its `run.oci.*`.
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert("org.carton.network".to_string(), args.network.unwrap_or_else(|| "bridge".to_string()));
+    if !args.publish.is_empty() {
+        annotations.insert("org.carton.ports".to_string(), args.publish.join(","));
+    }
+    spec.set_annotations(Some(annotations));
     Ok((spec, options, network))
 }
 
@@ -530,7 +544,7 @@ fn bootstrap_busybox_image(state_root: &std::path::Path) -> anyhow::Result<u8> {
     let scratch = tempfile::tempdir()?;
     let rootfs = scratch.path().join("rootfs");
     let base = busybox::bootstrap(&rootfs)?;
-    let store = step06::Store::open(state_root)?;
+    let store = step06::ImageStore::open(state_root)?;
     let reference = step06::Reference::parse("busybox:latest")?;
     let digest = step06::image_from_dir(&store, &rootfs, &reference, &["sh"])?;
     print_stdout(&format!("made the image busybox:latest ({}, {} applets), manifest {digest}\n", base.busybox_version, base.applets));

@@ -240,6 +240,7 @@ impl Drop for ThrowawayNetwork {
         if let Ok(namespace) = fs::metadata(format!("/proc/{}/ns/net", self.holder.id())) {
             use std::os::unix::fs::MetadataExt;
             let _ = fs::remove_dir_all(format!("/run/carton/networks/netns-{}-{}", namespace.dev(), namespace.ino()));
+            let _ = fs::remove_dir("/run/carton/networks").and_then(|()| fs::remove_dir("/run/carton"));
         }
         let _ = self.holder.kill();
         let _ = self.holder.wait();

@@ -17,16 +17,13 @@ fn runtime(root: &Path) -> Command {
     command
 }
 
-fn output(mut command: Command) -> Output {
-    command.output().unwrap()
+/// `step07-runtime --root ROOT ARGS...`, its output collected.
+fn run_runtime(root: &Path, args: &[&str]) -> Output {
+    runtime(root).args(args).output().unwrap()
 }
 
 fn status_of(root: &Path, id: &str) -> String {
-    let out = output({
-        let mut c = runtime(root);
-        c.args(["state", id]);
-        c
-    });
+    let out = run_runtime(root, &["state", id]);
     assert!(out.status.success(), "state {id}: {}", stderr(&out));
     let state: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     state["status"].as_str().unwrap().to_string()
@@ -59,73 +56,41 @@ fn a_bundle_is_created_started_signalled_and_deleted_each_command_its_own_proces
     let created = runtime(&root).args(["create", "--bundle"]).arg(&bundle).arg("demo").stdout(log.try_clone().unwrap()).stderr(log).status().unwrap();
     assert!(created.success(), "{}", fs::read_to_string(dir.path().join("create.log")).unwrap());
     assert_eq!(status_of(&root, "demo"), "created");
-    let state: serde_json::Value = serde_json::from_slice(&output({
-        let mut c = runtime(&root);
-        c.args(["state", "demo"]);
-        c
-    }).stdout).unwrap();
+    let state: serde_json::Value = serde_json::from_slice(&run_runtime(&root, &["state", "demo"]).stdout).unwrap();
     assert_eq!(state["ociVersion"].as_str().unwrap().split('.').next(), Some("1"));
     assert_eq!(state["bundle"].as_str().unwrap(), bundle.to_str().unwrap());
     let pid = state["pid"].as_i64().unwrap();
     assert!(fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap().contains("step07-runtime"), "waits at the gate, before execve");
     assert!(!rootfs.join("tmp/mark").exists(), "nothing of the command ran before start");
 
-    let started = output({
-        let mut c = runtime(&root);
-        c.args(["start", "demo"]);
-        c
-    });
+    let started = run_runtime(&root, &["start", "demo"]);
     assert!(started.status.success(), "{}", stderr(&started));
     assert_eq!(status_of(&root, "demo"), "running");
     std::thread::sleep(std::time::Duration::from_millis(300));
     assert_eq!(fs::read_to_string(rootfs.join("tmp/mark")).unwrap(), "started\n");
     assert_eq!(fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(), "sleep\n", "the same process, now the command");
 
-    let again = output({
-        let mut c = runtime(&root);
-        c.args(["start", "demo"]);
-        c
-    });
+    let again = run_runtime(&root, &["start", "demo"]);
     assert_eq!(again.status.code(), Some(125));
     assert!(stderr(&again).contains("is running already"), "{}", stderr(&again));
-    let refused = output({
-        let mut c = runtime(&root);
-        c.args(["delete", "demo"]);
-        c
-    });
+    let refused = run_runtime(&root, &["delete", "demo"]);
     assert_eq!(refused.status.code(), Some(125));
     assert!(stderr(&refused).contains("is running: stop it first"), "{}", stderr(&refused));
 
-    let killed = output({
-        let mut c = runtime(&root);
-        c.args(["kill", "demo", "KILL"]);
-        c
-    });
+    let killed = run_runtime(&root, &["kill", "demo", "KILL"]);
     assert!(killed.status.success(), "{}", stderr(&killed));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while status_of(&root, "demo") != "stopped" && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     assert_eq!(status_of(&root, "demo"), "stopped");
-    let exec = output({
-        let mut c = runtime(&root);
-        c.args(["exec", "demo", "true"]);
-        c
-    });
+    let exec = run_runtime(&root, &["exec", "demo", "true"]);
     assert_eq!(exec.status.code(), Some(125));
     assert!(stderr(&exec).contains("is not running (stopped)"), "{}", stderr(&exec));
-    let deleted = output({
-        let mut c = runtime(&root);
-        c.args(["delete", "demo"]);
-        c
-    });
+    let deleted = run_runtime(&root, &["delete", "demo"]);
     assert!(deleted.status.success(), "{}", stderr(&deleted));
     assert!(!root.join("containers/demo").exists(), "nothing of it is left");
-    let gone = output({
-        let mut c = runtime(&root);
-        c.args(["state", "demo"]);
-        c
-    });
+    let gone = run_runtime(&root, &["state", "demo"]);
     assert_eq!(gone.status.code(), Some(125));
     assert!(stderr(&gone).contains("there is no container demo"), "{}", stderr(&gone));
     if let Some(version) = cgroup_version() {
@@ -146,13 +111,7 @@ fn bad_bundles_and_ids_are_refused_with_what_to_do() {
     let config = fs::read_to_string(bundle.join("config.json")).unwrap();
     // A created container holds the stdio it was given (as runc's): the error pipes of
     // `output()` only for creates that fail.
-    let create = |id: &str| {
-        output({
-            let mut c = runtime(&root);
-            c.args(["create", "--bundle"]).arg(&bundle).arg(id).stdout(Stdio::null());
-            c
-        })
-    };
+    let create = |id: &str| runtime(&root).args(["create", "--bundle"]).arg(&bundle).arg(id).stdout(Stdio::null()).output().unwrap();
     let first = runtime(&root).args(["create", "--bundle"]).arg(&bundle).arg("once").stdout(Stdio::null()).stderr(Stdio::null()).status().unwrap();
     assert!(first.success());
     let twice = create("once");
@@ -176,11 +135,7 @@ fn bad_bundles_and_ids_are_refused_with_what_to_do() {
     let bad_id = create("../escape");
     assert_eq!(bad_id.status.code(), Some(125));
     assert!(stderr(&bad_id).contains("invalid container id"), "{}", stderr(&bad_id));
-    let removed = output({
-        let mut c = runtime(&root);
-        c.args(["delete", "--force", "once"]);
-        c
-    });
+    let removed = run_runtime(&root, &["delete", "--force", "once"]);
     assert!(removed.status.success(), "{}", stderr(&removed));
 }
 
@@ -244,6 +199,9 @@ fn carton_bundles_run_under_runc_and_crun_as_under_carton() {
     assert!(created.status.success(), "{}", stderr(&created));
     let id = stdout(&created).trim().to_string();
     let bundle = state.join("containers").join(&id);
+    let config: serde_json::Value = serde_json::from_str(&fs::read_to_string(bundle.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["annotations"]["org.carton.network"], "none", "carton's own extras are annotations");
+    assert_eq!(config["root"]["path"], "rootfs", "the image's overlay, mounted in the bundle");
     let expected = "pid=1 host=peer mem=67108864 pids=20 etc=peer\n";
     let runs: Vec<(&str, String)> = vec![
         ("runc", format!("runc --root {0}/runc run --bundle {1} runc-test-{2}", dir.path().display(), bundle.display(), &id[..12])),
@@ -321,7 +279,8 @@ fn a_killed_run_is_reported_stopped_and_rm_f_removes_all_of_it() {
     let state = dir.path().join("state");
     // On the bridge, in a namespace of its own: a cable, a lease, a pinned namespace to remove.
     let script = format!(
-        "carton run --network bridge --rootfs {rootfs} -- sleep 30 & sleep 1; kill -KILL $!; wait\n\
+        "carton run --network bridge --rootfs {rootfs} -- sh -c 'touch /tmp/up; exec sleep 30' &\n\
+         while [ ! -e {rootfs}/tmp/up ]; do sleep 0.1; done; kill -KILL $!; wait\n\
          id=$(ls $CARTON_ROOT/containers)\n\
          step07-runtime state $id | grep -o '\"status\": \"[a-z]*\"'\n\
          ip -o link show type veth | wc -l\n\
@@ -355,4 +314,29 @@ fn two_state_roots_on_one_bridge_never_share_an_address() {
     let out = in_throwaway_netns(&a, &script);
     assert_eq!(stdout(&out), "10.88.0.2\n10.88.0.3\nprune: 125\nprune: 0\n", "{}", stderr(&out));
     assert!(stderr(&out).contains("containers still use carton0"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_specs_rlimits_oom_score_no_new_privileges_user_and_root_propagation_are_applied() {
+    require_root();
+    ensure_runtime_binary();
+    let (dir, rootfs) = fresh_rootfs();
+    let root = dir.path().join("state");
+    let report = "echo $(ulimit -n) $(ulimit -Hn) $(cat /proc/self/oom_score_adj) $(id -u):$(id -g) $(grep NoNewPrivs /proc/self/status | tr -d '\\t'); awk '$5 == \"/\" && / shared:/' /proc/self/mountinfo | wc -l";
+    let bundle = bundle(dir.path(), &rootfs, &["sh", "-c", report]);
+    let mut spec: serde_json::Value = serde_json::from_str(&fs::read_to_string(bundle.join("config.json")).unwrap()).unwrap();
+    spec["process"]["rlimits"] = serde_json::json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}]);
+    spec["process"]["oomScoreAdj"] = serde_json::json!(500);
+    spec["process"]["noNewPrivileges"] = serde_json::json!(true);
+    spec["process"]["user"] = serde_json::json!({"uid": 33, "gid": 34});
+    spec["linux"]["rootfsPropagation"] = serde_json::json!("rshared");
+    fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+    let out = runtime(&root).args(["run", "--bundle"]).arg(&bundle).arg("limits").output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "1024 2048 500 33:34 NoNewPrivs:1\n1\n", "{}", stderr(&out));
+    spec["linux"]["rootfsPropagation"] = serde_json::json!("sideways");
+    fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+    let refused = runtime(&root).args(["run", "--bundle"]).arg(&bundle).arg("limits").output().unwrap();
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(stderr(&refused).contains("unknown rootfsPropagation \"sideways\""), "{}", stderr(&refused));
 }

@@ -104,7 +104,7 @@ pub fn in_throwaway_netns(state: &Path, script: &str) -> Output {
     let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
     Command::new("unshare")
         .args(["--net", "--", "sh", "-c"])
-        .arg(format!("{FRESH_NETNS_SETUP} || exit 125\n{script}\nstatus=$?\nrm -rf \"$(dirname {NETWORK_STATE})\"\nexit $status"))
+        .arg(format!("{FRESH_NETNS_SETUP} || exit 125\n{script}\nstatus=$?\nrm -rf \"$(dirname {NETWORK_STATE})\"\nrmdir /run/carton/networks /run/carton 2>/dev/null\nexit $status"))
         .env("PATH", path)
         .env("CARTON_ROOT", state)
         .stdin(Stdio::null())

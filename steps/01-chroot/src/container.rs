@@ -63,6 +63,14 @@ pub struct ContainerSpec {
     /// Step 07's exec fifo: when set, the child stops just before execve until someone
     /// opens this fifo to read (`start`), as runc's containers wait at theirs.
     pub start_gate: Option<PathBuf>,
+    /// The spec's `process.rlimits`: (resource, soft, hard), set before the user switch.
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    /// `process.oomScoreAdj`: how eagerly the OOM killer picks the container (-1000 to 1000).
+    pub oom_score_adj: Option<i32>,
+    /// `process.noNewPrivileges`: no execve (of a set-uid program, say) grants more privileges.
+    pub no_new_privileges: bool,
+    /// `linux.rootfsPropagation`: the propagation of the container's `/` (private by default).
+    pub rootfs_propagation: Option<nix::mount::MsFlags>,
 }
 
 /// An existing namespace, named by a file (`/proc/PID/ns/net`, or a bind mount of one).
@@ -84,6 +92,10 @@ impl ContainerSpec {
             readonly_root: false,
             die_with_carton: true,
             start_gate: None,
+            rlimits: Vec::new(),
+            oom_score_adj: None,
+            no_new_privileges: false,
+            rootfs_propagation: None,
         }
     }
 
@@ -101,6 +113,14 @@ impl ContainerSpec {
         };
         let mut container = ContainerSpec::new(bundle.join(root.path()), process);
         container.readonly_root = root.readonly().unwrap_or(false);
+        for rlimit in oci_process.rlimits().iter().flatten() {
+            container.rlimits.push((crate::process::rlimit_resource(&rlimit.typ())?, rlimit.soft(), rlimit.hard()));
+        }
+        container.oom_score_adj = oci_process.oom_score_adj();
+        container.no_new_privileges = oci_process.no_new_privileges().unwrap_or(false);
+        if let Some(propagation) = spec.linux().as_ref().and_then(|linux| linux.rootfs_propagation().clone()) {
+            container.rootfs_propagation = Some(crate::mounts::propagation(&propagation)?);
+        }
         for entry in spec.mounts().iter().flatten() {
             let mount = Mount::from_oci(entry)?;
             if !mount.is_furnished() {
@@ -192,6 +212,18 @@ pub trait Hooks {
     /// for the hostname, capabilities, seccomp.
     fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
         self.inner().map_or(Ok(()), |inner| inner.child_after_root(spec, explain))
+    }
+
+    /// In the child, after the start gate: become the container's user (step 02's `-u`).
+    /// By default the child stays who it is, root.
+    fn child_switch_user(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
+        self.inner().map_or(Ok(()), |inner| inner.child_switch_user(spec, explain))
+    }
+
+    /// In the child, after the user switch and just before the command: the place for what
+    /// must come last (capabilities, seccomp: the security step).
+    fn child_after_user(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
+        self.inner().map_or(Ok(()), |inner| inner.child_after_user(spec, explain))
     }
 
     /// In the child, last: become the command. The default is execve; an init (step 02)
@@ -427,8 +459,13 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
             rootfs::make_read_only(rootfs, explain)?;
         }
         rootfs::pivot_into(rootfs, explain)?;
+        if let Some(propagation) = spec.rootfs_propagation {
+            rootfs::set_root_propagation(propagation, explain)?;
+        }
         hooks.child_after_root(spec, explain)?;
         spec.process.enter_workdir(explain)?;
+        // Raising a limit, or lowering the OOM score, needs root: before the user switch.
+        spec.process.set_limits(&spec.rlimits, spec.oom_score_adj, explain)?;
         // With a gate, the command must exist before `create` says "created".
         if gate.is_some() {
             spec.process.find_program()?;
@@ -441,6 +478,9 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
                 if let Err(error) = wait_at_gate(gate, &report, explain) {
                     report.fail(error)
                 }
+            }
+            if let Err(error) = become_the_user(spec, hooks, explain) {
+                report.fail(error)
             }
             let _panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hooks.child_exec(spec, report, explain)));
             // Safety: child_exec never returns; only a panic ends up here.
@@ -472,6 +512,20 @@ fn join_namespaces(joined: &[JoinedNamespace], explain: &Explain) -> Result<()> 
 pub fn die_with_parent() {
     // Safety: prctl with an integer argument.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
+}
+
+/// The last steps before the command: the user switch (step 02), no_new_privs, and what
+/// must come after the switch (the security step's hook).
+fn become_the_user(spec: &ContainerSpec, hooks: &dyn Hooks, explain: &Explain) -> Result<()> {
+    hooks.child_switch_user(spec, explain)?;
+    if spec.no_new_privileges {
+        explain.step(|| Action::new(CHAPTER, "no execve may grant more privileges (a set-uid program runs as its caller)", "prctl(PR_SET_NO_NEW_PRIVS, 1)").shell("setpriv --no-new-privs"));
+        // Safety: prctl with integer arguments.
+        if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+            return Err(Error::syscall("cannot set no_new_privs", Errno::last()));
+        }
+    }
+    hooks.child_after_user(spec, explain)
 }
 
 // ANCHOR: gate

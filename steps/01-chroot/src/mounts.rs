@@ -71,6 +71,13 @@ const PROPAGATION_OPTIONS: [(&str, MsFlags); 8] = [
     ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
 ];
 
+/// A propagation option by name (`rslave`), as `linux.rootfsPropagation` gives it.
+pub fn propagation(name: &str) -> Result<MsFlags> {
+    PROPAGATION_OPTIONS.iter().find(|(option, _)| *option == name).map(|(_, flags)| *flags).ok_or_else(|| {
+        Error::runtime(format!("unknown rootfsPropagation {name:?}: give private, rprivate, slave, rslave, shared, rshared, unbindable or runbindable"))
+    })
+}
+
 impl Mount {
     /// Read a spec entry: options the kernel knows as flags become flags, the rest is data.
     pub fn from_oci(entry: &oci_spec::runtime::Mount) -> Result<Mount> {

@@ -152,6 +152,54 @@ impl Process {
     // ANCHOR_END: find_program
 }
 
+/// The spec's rlimit names and the kernel's resources.
+const RLIMITS: [(&str, libc::__rlimit_resource_t); 16] = [
+    ("RLIMIT_CPU", libc::RLIMIT_CPU),
+    ("RLIMIT_FSIZE", libc::RLIMIT_FSIZE),
+    ("RLIMIT_DATA", libc::RLIMIT_DATA),
+    ("RLIMIT_STACK", libc::RLIMIT_STACK),
+    ("RLIMIT_CORE", libc::RLIMIT_CORE),
+    ("RLIMIT_RSS", libc::RLIMIT_RSS),
+    ("RLIMIT_NPROC", libc::RLIMIT_NPROC),
+    ("RLIMIT_NOFILE", libc::RLIMIT_NOFILE),
+    ("RLIMIT_MEMLOCK", libc::RLIMIT_MEMLOCK),
+    ("RLIMIT_AS", libc::RLIMIT_AS),
+    ("RLIMIT_LOCKS", libc::RLIMIT_LOCKS),
+    ("RLIMIT_SIGPENDING", libc::RLIMIT_SIGPENDING),
+    ("RLIMIT_MSGQUEUE", libc::RLIMIT_MSGQUEUE),
+    ("RLIMIT_NICE", libc::RLIMIT_NICE),
+    ("RLIMIT_RTPRIO", libc::RLIMIT_RTPRIO),
+    ("RLIMIT_RTTIME", libc::RLIMIT_RTTIME),
+];
+
+/// The kernel's resource for an rlimit of the spec.
+pub fn rlimit_resource(typ: &oci_spec::runtime::PosixRlimitType) -> Result<libc::__rlimit_resource_t> {
+    let name = serde_json::to_value(typ).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    RLIMITS.iter().find(|(known, _)| *known == name).map(|(_, resource)| *resource).ok_or_else(|| Error::runtime(format!("unknown rlimit {name:?}")))
+}
+
+impl Process {
+    /// The spec's rlimits and OOM score, set on this process (its command inherits them).
+    pub fn set_limits(&self, rlimits: &[(libc::__rlimit_resource_t, u64, u64)], oom_score_adj: Option<i32>, explain: &Explain) -> Result<()> {
+        for &(resource, soft, hard) in rlimits {
+            let name = RLIMITS.iter().find(|(_, r)| *r == resource).map_or("?", |(name, _)| name);
+            explain.step(|| Action::new(CHAPTER, format!("limit {name} to {soft} (hard {hard})"), format!("setrlimit({name}, {{{soft}, {hard}}})")).shell(format!("prlimit --pid $$ --{}={soft}:{hard}", name.trim_start_matches("RLIMIT_").to_lowercase())));
+            let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
+            // Safety: setrlimit reads the struct given.
+            if unsafe { libc::setrlimit(resource, &limit) } != 0 {
+                let errno = Errno::last();
+                let hint = if errno == Errno::EPERM { " (a hard limit above carton's own needs CAP_SYS_RESOURCE)" } else { "" };
+                return Err(Error::runtime(format!("cannot set {name} to {soft}:{hard}: {}{hint}", errno.desc())));
+            }
+        }
+        if let Some(score) = oom_score_adj {
+            explain.step(|| Action::new(CHAPTER, format!("OOM score adjustment {score}"), format!("write(\"/proc/self/oom_score_adj\", \"{score}\")")).shell(format!("echo {score} > /proc/self/oom_score_adj")));
+            fs::write("/proc/self/oom_score_adj", score.to_string()).map_err(|e| Error::runtime(format!("cannot set oomScoreAdj {score}: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
 fn cstrings(strings: &[String]) -> std::result::Result<Vec<CString>, std::ffi::NulError> {
     strings.iter().map(|s| CString::new(s.as_bytes())).collect()
 }

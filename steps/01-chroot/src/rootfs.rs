@@ -189,6 +189,16 @@ pub fn make_read_only(rootfs: &Path, explain: &Explain) -> Result<()> {
     )
 }
 
+/// `linux.rootfsPropagation`: how mounts travel between the container's `/` and its copies.
+pub fn set_root_propagation(propagation: MsFlags, explain: &Explain) -> Result<()> {
+    mount_explained(
+        explain,
+        "set the propagation of the container's /",
+        MountCall { source: None, target: Path::new("/"), fstype: None, flags: propagation, data: None },
+        "mount --make-rprivate /".into(),
+    )
+}
+
 // ANCHOR: pivot
 /// Swap the root of the mount namespace, then cut the old root off entirely.
 /// Unlike chroot, no path leads back: the host's filesystem is no longer mounted here.

@@ -76,10 +76,19 @@ impl Hooks for Isolation {
     }
     // ANCHOR_END: child_after_root
 
+    // ANCHOR: switch_user
+    fn child_switch_user(&self, _spec: &ContainerSpec, explain: &Explain) -> Result<()> {
+        match &self.user {
+            Some(user) => user.switch(explain),
+            None => Ok(()),
+        }
+    }
+    // ANCHOR_END: switch_user
+
     // ANCHOR: child_exec
     fn child_exec(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
         if !self.init {
-            self.exec_as_user(spec, report, explain)
+            report.fail(spec.process.exec(explain))
         }
         explain.step(|| Action::new(CHAPTER, "--init: fork the command; this process stays PID 1 to pass on signals and reap zombies", "fork()"));
         // Safety: the container's process is single-threaded.
@@ -90,7 +99,7 @@ impl Hooks for Isolation {
                 if let Stdin::Terminal { .. } = self.stdin {
                     init::become_foreground_job();
                 }
-                self.exec_as_user(spec, report, explain)
+                report.fail(spec.process.exec(explain))
             }
             Ok(ForkResult::Parent { child }) => {
                 drop(report); // the command's copy tells carton whether execve worked
@@ -105,15 +114,4 @@ impl Hooks for Isolation {
         }
     }
     // ANCHOR_END: child_exec
-}
-
-impl Isolation {
-    fn exec_as_user(&self, spec: &ContainerSpec, report: StartReport, explain: &Explain) -> ! {
-        if let Some(user) = &self.user {
-            if let Err(error) = user.switch(explain) {
-                report.fail(error)
-            }
-        }
-        report.fail(spec.process.exec(explain))
-    }
 }

@@ -432,7 +432,11 @@ pub fn prune(subnet: ipam::Subnet) -> Result<Vec<String>> {
     })?;
     // Nothing is left on the bridge: its records go too (the namespace's number may be
     // another namespace's one day).
-    let _ = fs::remove_dir_all(state.parent().unwrap_or(&state));
+    if let Some(namespace_dir) = state.parent() {
+        let _ = fs::remove_dir_all(namespace_dir);
+        // And /run/carton/networks and /run/carton, when no other namespace has records.
+        namespace_dir.ancestors().skip(1).take(2).for_each(|empty| drop(fs::remove_dir(empty)));
+    }
     Ok(removed)
 }
 

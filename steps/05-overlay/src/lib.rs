@@ -24,7 +24,7 @@ use nix::mount::{mount, MsFlags};
 use sha2::{Digest, Sha256};
 use step01::{Action, Chapter, ContainerSpec, Error, Explain, Hooks, Result};
 
-pub use store::{ContainerLayer, Layer, Store};
+pub use store::{ContainerLayer, Layer, LayerStore};
 
 /// The chapter this step belongs to.
 pub const CHAPTER: Chapter = Chapter { number: 5, title: "layers: overlayfs" };
@@ -80,7 +80,7 @@ pub fn mount_overlay(store_root: &Path, options: &str, target: &Path, explain: &
 /// The root of container `name` for a runtime: `lowers` (the bottom one first) under its
 /// writable layer, mounted at `target` on the host, before any runtime is called (as
 /// containerd's snapshotter does). The bundle's `root.path` points there.
-pub fn mount_container_root(store: &Store, lowers: &[Layer], name: &str, target: &Path, explain: &Explain) -> Result<()> {
+pub fn mount_container_root(store: &LayerStore, lowers: &[Layer], name: &str, target: &Path, explain: &Explain) -> Result<()> {
     refuse_overlay_on_overlay(&store.root)?;
     same_driver(store, name, Driver::Overlay)?;
     let container = store.container(name)?;
@@ -184,7 +184,7 @@ pub fn run(
     network: &step03::NetworkOptions,
     limits: &step04::Limits,
     state_root: &Path,
-    store: &Store,
+    store: &LayerStore,
     driver: Driver,
     lowers: &[Layer],
     name: &str,
@@ -205,7 +205,7 @@ pub fn run(
 }
 // ANCHOR_END: run
 
-fn existing(store: &Store, name: &str) -> Result<()> {
+fn existing(store: &LayerStore, name: &str) -> Result<()> {
     if store.has_container(name) {
         Ok(())
     } else {
@@ -215,7 +215,7 @@ fn existing(store: &Store, name: &str) -> Result<()> {
 
 /// A container layer is kept in one driver's way (an upper directory, or a full copy):
 /// the first use records which, and a later one with the other driver is refused.
-fn same_driver(store: &Store, name: &str, driver: Driver) -> Result<()> {
+fn same_driver(store: &LayerStore, name: &str, driver: Driver) -> Result<()> {
     let record = store.container(name)?.upper.with_file_name("driver");
     let wanted = match driver {
         Driver::Overlay => "overlay",
@@ -244,7 +244,7 @@ fn refuse_overlay_on_overlay(store_root: &Path) -> Result<()> {
 }
 
 /// What container `name` changed over `lowers` (the bottom one first).
-pub fn changes(store: &Store, driver: Driver, name: &str, lowers: &[Layer]) -> Result<Vec<diff::Change>> {
+pub fn changes(store: &LayerStore, driver: Driver, name: &str, lowers: &[Layer]) -> Result<Vec<diff::Change>> {
     existing(store, name)?;
     same_driver(store, name, driver)?;
     let top_first: Vec<PathBuf> = lowers.iter().rev().map(|l| l.dir.clone()).collect();
@@ -257,7 +257,7 @@ pub fn changes(store: &Store, driver: Driver, name: &str, lowers: &[Layer]) -> R
 }
 
 /// `docker commit`'s layer for container `name`, whichever driver made it.
-pub fn commit_container(store: &Store, driver: Driver, name: &str, lowers: &[Layer], out: &Path, gzip: bool) -> Result<Committed> {
+pub fn commit_container(store: &LayerStore, driver: Driver, name: &str, lowers: &[Layer], out: &Path, gzip: bool) -> Result<Committed> {
     existing(store, name)?;
     same_driver(store, name, driver)?;
     let layer = store.container(name)?;

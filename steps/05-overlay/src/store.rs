@@ -50,7 +50,7 @@ pub struct ContainerLayer {
     pub merged: PathBuf,
 }
 
-pub struct Store {
+pub struct LayerStore {
     pub root: PathBuf,
 }
 
@@ -58,9 +58,9 @@ fn io_error<'a>(what: &'a str, path: &'a Path) -> impl Fn(std::io::Error) -> Err
     move |e| Error::runtime(format!("cannot {what} {}: {e}", path.display()))
 }
 
-impl Store {
-    pub fn new(state_root: &Path) -> Store {
-        Store { root: state_root.join("overlay") }
+impl LayerStore {
+    pub fn new(state_root: &Path) -> LayerStore {
+        LayerStore { root: state_root.join("overlay") }
     }
 
     // ANCHOR: add_layer
@@ -73,7 +73,7 @@ impl Store {
         fs::create_dir_all(self.root.join("l")).map_err(io_error("create", &self.root))?;
         let staging = tempfile::Builder::new().prefix(STAGING).tempdir_in(ensure(&layers)?).map_err(io_error("create a staging directory in", &layers))?;
         // Locked while this process works in it: a staging directory nobody holds was left by
-        // a carton that was killed, and [`Store::sweep_abandoned`] removes it.
+        // a carton that was killed, and [`LayerStore::sweep_abandoned`] removes it.
         let _working = lock_dir(staging.path(), libc::LOCK_EX)?;
         let diff = staging.path().join("diff");
         fs::create_dir(&diff).map_err(io_error("create", &diff))?;
@@ -130,7 +130,7 @@ impl Store {
     }
 
     /// The writable layer of the container `name`, made if it is not there: it outlives
-    /// the container's process, and goes only with [`Store::remove_container`].
+    /// the container's process, and goes only with [`LayerStore::remove_container`].
     pub fn container(&self, name: &str) -> Result<ContainerLayer> {
         let dir = self.container_dir(name)?;
         self.make_private_root()?;
@@ -335,7 +335,7 @@ mod tests {
     #[test]
     fn mount_options_name_layers_briefly_and_refuse_more_than_a_page() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::new(dir.path());
+        let store = LayerStore::new(dir.path());
         let container = store.container("web").unwrap();
         let layer = |i: usize| Layer { digest: format!("sha256:{i:064x}"), dir: PathBuf::new(), link: format!("{i:016x}") };
         let two: Vec<Layer> = (0..2).map(layer).collect();

@@ -39,7 +39,7 @@ use step01::{Error, Result};
 
 use crate::image::{self, Image};
 use crate::reference::{parse_digest, Reference};
-use crate::store::{Store, REF_NAME};
+use crate::store::{ImageStore, REF_NAME};
 use crate::{CONFIG_TYPE, LAYER_TYPE, MANIFEST_TYPE};
 
 /// The annotation containerd (and so Docker) reads for an image's full name.
@@ -63,7 +63,7 @@ pub struct Loaded {
 /// `docker save`: write the images `references` (all in `store`) as one tar to `out`,
 /// both an OCI image layout and a Docker archive. Each blob is written once, with fixed
 /// owners and times: saving the same images twice gives the same bytes.
-pub fn save(store: &Store, references: &[Reference], out: impl Write) -> Result<()> {
+pub fn save(store: &ImageStore, references: &[Reference], out: impl Write) -> Result<()> {
     // Each image once, with the names it is saved under (a name by digest names no tag).
     let mut images: Vec<(Image, Vec<Reference>)> = Vec::new();
     for reference in references {
@@ -125,7 +125,7 @@ pub fn save(store: &Store, references: &[Reference], out: impl Write) -> Result<
 /// `docker load`: read an image archive (carton's and Docker's format, Docker's older
 /// format, or an OCI layout as a tar; plain or gzip) from `input`, store its images and
 /// tag them. Nothing is stored before every digest of every image has been checked.
-pub fn load(store: &Store, input: impl Read) -> Result<Vec<Loaded>> {
+pub fn load(store: &ImageStore, input: impl Read) -> Result<Vec<Loaded>> {
     store.sweep_leftovers();
     // 1. One pass over the input: every file staged (under a number) and hashed.
     let staging = tempfile::Builder::new()
@@ -525,7 +525,7 @@ fn add_file(tar: &mut tar::Builder<impl Write>, name: &str, bytes: &[u8]) -> Res
 
 /// Copy the blob `digest` from the store into the archive, checking its digest on the
 /// way (a store on disk can be tampered with). Returns its size.
-fn add_blob(tar: &mut tar::Builder<impl Write>, store: &Store, digest: &str) -> Result<u64> {
+fn add_blob(tar: &mut tar::Builder<impl Write>, store: &ImageStore, digest: &str) -> Result<u64> {
     let path = store.blob_path(digest)?;
     let file = File::open(&path).map_err(|e| Error::runtime(format!("the store has no blob {digest} ({e})")))?;
     let size = file.metadata().map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?.len();

@@ -5,7 +5,7 @@ use serde_json::Value;
 use step01::{Error, Process, Result};
 
 use crate::reference::Reference;
-use crate::store::Store;
+use crate::store::ImageStore;
 
 /// What an image is made of, read from the store and checked against its digests.
 #[derive(Debug, Clone)]
@@ -17,7 +17,7 @@ pub struct Image {
 
 impl Image {
     /// The image tagged `reference` in the store.
-    pub fn load(store: &Store, reference: &Reference) -> Result<Image> {
+    pub fn load(store: &ImageStore, reference: &Reference) -> Result<Image> {
         let manifest_digest = store.lookup(reference)?.ok_or_else(|| {
             Error::runtime(format!("no image {} here; `carton pull {}` fetches it (or `carton bootstrap busybox` makes the offline busybox image)", reference.familiar(), reference.familiar()))
         })?;
@@ -25,7 +25,7 @@ impl Image {
     }
 
     /// The image whose manifest is the blob `manifest_digest`.
-    pub fn from_store(store: &Store, manifest_digest: &str) -> Result<Image> {
+    pub fn from_store(store: &ImageStore, manifest_digest: &str) -> Result<Image> {
         let manifest = parse_manifest(&store.read_blob(manifest_digest)?)?;
         let config = parse_config(&store.read_blob(manifest.config().digest().as_ref())?)?;
         let image = Image { manifest_digest: manifest_digest.to_string(), manifest, config };
@@ -86,6 +86,24 @@ impl Image {
     }
     // ANCHOR_END: process
 
+    /// What the runtime spec keeps of the image's config as annotations, as the OCI image
+    /// spec's conversion document names them: `StopSignal`, `ExposedPorts` (comma-separated),
+    /// and carton's own for `Volumes`.
+    pub fn annotations(&self) -> Vec<(String, String)> {
+        let Some(config) = self.config.config().as_ref() else { return Vec::new() };
+        let mut annotations = Vec::new();
+        if let Some(signal) = config.stop_signal().as_ref().filter(|s| !s.is_empty()) {
+            annotations.push(("org.opencontainers.image.stopSignal".to_string(), signal.clone()));
+        }
+        if let Some(ports) = config.exposed_ports().as_ref().filter(|p| !p.is_empty()) {
+            annotations.push(("org.opencontainers.image.exposedPorts".to_string(), ports.join(",")));
+        }
+        if let Some(volumes) = config.volumes().as_ref().filter(|v| !v.is_empty()) {
+            annotations.push(("org.carton.image.volumes".to_string(), volumes.join(",")));
+        }
+        annotations
+    }
+
     /// The image's `User`, if it names one.
     pub fn user(&self) -> Option<String> {
         self.config.config().as_ref()?.user().clone().filter(|u| !u.is_empty())
@@ -114,7 +132,7 @@ pub struct Listed {
 }
 
 /// Every tagged image, in the order of `docker images` (newest tag last as stored).
-pub fn list(store: &Store) -> Result<Vec<Listed>> {
+pub fn list(store: &ImageStore) -> Result<Vec<Listed>> {
     let mut out = Vec::new();
     for (name, digest) in store.tags()? {
         let reference = Reference::parse(&name)?;
@@ -129,7 +147,7 @@ pub fn list(store: &Store) -> Result<Vec<Listed>> {
 
 // ANCHOR: inspect
 /// `docker image inspect`'s JSON for the image tagged `reference`.
-pub fn inspect(store: &Store, reference: &Reference) -> Result<Value> {
+pub fn inspect(store: &ImageStore, reference: &Reference) -> Result<Value> {
     let image = Image::load(store, reference)?;
     let id = image.id();
     let tags: Vec<String> = list(store)?.iter().filter(|l| l.id == id).map(|l| l.reference.familiar()).collect();
@@ -172,7 +190,7 @@ pub struct Step {
 // ANCHOR: history
 /// `docker history`: the config's history, each step that made a layer matched with
 /// that layer, in order.
-pub fn history(store: &Store, reference: &Reference) -> Result<Vec<Step>> {
+pub fn history(store: &ImageStore, reference: &Reference) -> Result<Vec<Step>> {
     let image = Image::load(store, reference)?;
     let mut layers = image.layers().iter();
     let mut steps: Vec<Step> = image

@@ -24,7 +24,7 @@ pub mod store;
 
 pub use image::Image;
 pub use reference::Reference;
-pub use store::Store;
+pub use store::ImageStore;
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -43,7 +43,7 @@ pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// Make a one-layer image from the directory `rootfs` (as `docker import` does with a
 /// tarball), store it, and tag it `reference`. `cmd` is what it runs by default.
 /// Returns the manifest's digest.
-pub fn image_from_dir(store: &Store, rootfs: &Path, reference: &Reference, cmd: &[&str]) -> Result<String> {
+pub fn image_from_dir(store: &ImageStore, rootfs: &Path, reference: &Reference, cmd: &[&str]) -> Result<String> {
     // The layer: the directory as a tar.
     let mut tar = tar::Builder::new(Vec::new());
     tar.follow_symlinks(false);
@@ -56,7 +56,7 @@ pub fn image_from_dir(store: &Store, rootfs: &Path, reference: &Reference, cmd: 
 
 /// `docker import`: a root filesystem tarball (plain or gzip) as a one-layer image with no
 /// default command, tagged `reference`. Returns the manifest's digest.
-pub fn import(store: &Store, tarball: impl std::io::Read, reference: &Reference) -> Result<String> {
+pub fn import(store: &ImageStore, tarball: impl std::io::Read, reference: &Reference) -> Result<String> {
     let mut bytes = Vec::new();
     let mut tarball = std::io::BufReader::new(tarball);
     std::io::Read::read_to_end(&mut tarball, &mut bytes).map_err(|e| Error::runtime(format!("cannot read the tarball: {e}")))?;
@@ -81,7 +81,7 @@ pub fn import(store: &Store, tarball: impl std::io::Read, reference: &Reference)
 
 // ANCHOR: image_from_tar
 /// Store `tar` as the one layer of an image running `cmd`, tagged `reference`.
-fn image_from_tar(store: &Store, tar: &[u8], reference: &Reference, cmd: &[&str], created_by: &str) -> Result<String> {
+fn image_from_tar(store: &ImageStore, tar: &[u8], reference: &Reference, cmd: &[&str], created_by: &str) -> Result<String> {
     use sha2::Digest;
     // The layer's sha256 before compression is its diff ID, the config's name for it.
     let diff_id = format!("sha256:{}", step05::store::hex(&sha2::Sha256::digest(tar)));
@@ -135,7 +135,7 @@ impl Prepared {
 /// Find the image `reference` and make sure each of its layers is unpacked (once, under
 /// its diff ID) in step 05's layer store.
 pub fn prepare(state_root: &Path, reference: &Reference, explain: &step01::Explain) -> Result<Prepared> {
-    let store = Store::open(state_root)?;
+    let store = ImageStore::open(state_root)?;
     let held = store.lock(store::Lock::Shared)?;
     let image = Image::load(&store, reference)?;
     let lowers = unpack(state_root, &store, &image, explain)?;
@@ -144,8 +144,8 @@ pub fn prepare(state_root: &Path, reference: &Reference, explain: &step01::Expla
 
 /// Unpack the image's layers that are not unpacked yet, each checked against the diff ID
 /// its config gives.
-pub fn unpack(state_root: &Path, store: &Store, image: &Image, explain: &step01::Explain) -> Result<Vec<step05::Layer>> {
-    let layers = step05::Store::new(state_root);
+pub fn unpack(state_root: &Path, store: &ImageStore, image: &Image, explain: &step01::Explain) -> Result<Vec<step05::Layer>> {
+    let layers = step05::LayerStore::new(state_root);
     let mut lowers = Vec::new();
     for (blob, diff_id) in image.layers().iter().zip(image.diff_ids()) {
         if let Some(layer) = layers.layer(diff_id) {
@@ -194,7 +194,7 @@ pub fn run(
     state_root: &Path,
     explain: &step01::Explain,
 ) -> Result<step04::Finished> {
-    let layers = step05::Store::new(state_root);
+    let layers = step05::LayerStore::new(state_root);
     let name = options.id.as_str();
     // The store stays held (shared) while the container runs, so that an `rmi` waits
     // instead of taking its layers away underneath. (carton's own containers, which
@@ -210,7 +210,14 @@ pub fn run(
 
 /// The time now as RFC 3339 (UTC, seconds), for an image config's `created`.
 fn now_rfc3339() -> String {
-    let seconds = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()) as i64;
+    rfc3339(std::time::SystemTime::now(), false)
+}
+
+/// `time` as RFC 3339 in UTC (`2026-12-07T05:24:31Z`), with nanoseconds when `nanos` (as
+/// runc's container records have them).
+pub fn rfc3339(time: std::time::SystemTime, nanos: bool) -> String {
+    let since_epoch = time.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let seconds = since_epoch.as_secs() as i64;
     let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
     let z = days + 719_468;
@@ -222,11 +229,12 @@ fn now_rfc3339() -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rest / 3600, rest % 3600 / 60, rest % 60)
+    let fraction = if nanos { format!(".{:09}", since_epoch.subsec_nanos()) } else { String::new() };
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}{fraction}Z", rest / 3600, rest % 3600 / 60, rest % 60)
 }
 
 /// Point `target` at the image `source` (`docker tag`).
-pub fn tag(store: &Store, source: &Reference, target: &Reference) -> Result<()> {
+pub fn tag(store: &ImageStore, source: &Reference, target: &Reference) -> Result<()> {
     let image = Image::load(store, source)?;
     let size = store.read_blob(&image.manifest_digest)?.len() as u64;
     let media_type = image.media_type();
@@ -238,7 +246,7 @@ pub fn tag(store: &Store, source: &Reference, target: &Reference) -> Result<()> 
 /// needs, and the unpacked layers that go with them. The last name of an image a running
 /// container uses is refused, unless `force`. Returns the deleted blobs.
 pub fn remove(state_root: &Path, reference: &Reference, force: bool) -> Result<Vec<String>> {
-    let store = Store::open(state_root)?;
+    let store = ImageStore::open(state_root)?;
     // Alone: no pull or load is half-way through storing blobs it has not tagged yet.
     let _lock = store.lock(store::Lock::Exclusive)?;
     let name = reference.to_string();
@@ -269,7 +277,7 @@ pub fn remove(state_root: &Path, reference: &Reference, force: bool) -> Result<V
 /// tag that moved to a newer image, or a failed pull, left behind). Returns the deleted
 /// blobs and their sizes.
 pub fn prune(state_root: &Path) -> Result<Vec<(String, u64)>> {
-    let store = Store::open(state_root)?;
+    let store = ImageStore::open(state_root)?;
     let _lock = store.lock(store::Lock::Exclusive)?;
     collect(state_root, &store, None)
 }
@@ -277,11 +285,11 @@ pub fn prune(state_root: &Path) -> Result<Vec<(String, u64)>> {
 /// The garbage collector, under the exclusive lock: blobs nothing needs go (of
 /// `candidates` only, when given), and the unpacked layers of the manifests among them
 /// that no remaining image shares.
-fn collect(state_root: &Path, store: &Store, candidates: Option<&HashSet<String>>) -> Result<Vec<(String, u64)>> {
+fn collect(state_root: &Path, store: &ImageStore, candidates: Option<&HashSet<String>>) -> Result<Vec<(String, u64)>> {
     let (needed_blobs, needed_layers) = needed(store)?;
     let unneeded: Vec<(String, u64)> =
         store.blobs()?.into_iter().filter(|(digest, _)| !needed_blobs.contains(digest) && candidates.is_none_or(|c| c.contains(digest))).collect();
-    let unpacked = step05::Store::new(state_root);
+    let unpacked = step05::LayerStore::new(state_root);
     // A manifest is small JSON; a layer is never read whole to find out it is not one.
     for (digest, _) in unneeded.iter().filter(|(_, size)| *size <= 4 << 20) {
         let Ok(manifest) = store.read_blob(digest).and_then(|bytes| image::parse_manifest(&bytes)) else { continue };
@@ -299,7 +307,7 @@ fn collect(state_root: &Path, store: &Store, candidates: Option<&HashSet<String>
 
 /// What the tagged images and the running containers need: blobs, and unpacked layers
 /// (diff IDs). Of a damaged image, what can still be read of it is kept.
-fn needed(store: &Store) -> Result<(HashSet<String>, HashSet<String>)> {
+fn needed(store: &ImageStore) -> Result<(HashSet<String>, HashSet<String>)> {
     let (mut blobs, mut layers) = (HashSet::new(), HashSet::new());
     let mut manifests: Vec<String> = store.tags()?.into_iter().map(|(_, digest)| digest).collect();
     manifests.extend(store.in_use()?.into_iter().map(|(_, digest)| digest));
@@ -320,7 +328,7 @@ fn needed(store: &Store) -> Result<(HashSet<String>, HashSet<String>)> {
 /// Delete those of `blobs` (stored by a pull or load that then failed) that no image
 /// needs. Waits until no other carton is storing an image, so none of them is one that
 /// another pull is about to tag.
-pub fn take_back(store: &Store, blobs: &[String]) -> Result<()> {
+pub fn take_back(store: &ImageStore, blobs: &[String]) -> Result<()> {
     let _lock = store.lock(store::Lock::Exclusive)?;
     let (needed, _) = needed(store)?;
     for digest in blobs.iter().filter(|d| !needed.contains(*d)) {
@@ -334,7 +342,7 @@ pub fn take_back(store: &Store, blobs: &[String]) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn image(store: &Store, dir: &Path, name: &str, file: &str) -> String {
+    fn image(store: &ImageStore, dir: &Path, name: &str, file: &str) -> String {
         let rootfs = tempfile::tempdir_in(dir).unwrap();
         std::fs::write(rootfs.path().join("f"), file).unwrap();
         image_from_dir(store, rootfs.path(), &Reference::parse(name).unwrap(), &["sh"]).unwrap()
@@ -343,7 +351,7 @@ mod tests {
     #[test]
     fn a_damaged_image_hides_no_other_and_can_still_be_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
         image(&store, dir.path(), "good:1", "good");
         let damaged = image(&store, dir.path(), "damaged:1", "damaged");
         let config = Image::from_store(&store, &damaged).unwrap().id();
@@ -374,20 +382,20 @@ mod tests {
     fn rmi_waits_while_an_image_is_being_readied_to_run() {
         assert!(nix::unistd::Uid::effective().is_root(), "unpacking a layer sets owners: run as root (CI does)");
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
         image(&store, dir.path(), "a:1", "a");
         let prepared = prepare(dir.path(), &Reference::parse("a:1").unwrap(), &step01::Explain::off()).unwrap();
         let diff_id = prepared.image.diff_ids()[0].clone();
-        assert!(step05::Store::new(dir.path()).layer(&diff_id).is_some(), "prepare unpacks the layer");
+        assert!(step05::LayerStore::new(dir.path()).layer(&diff_id).is_some(), "prepare unpacks the layer");
         // Dropped as when the start fails before the mark.
         assert_eq!(rmi_of_a_waits_for(dir.path(), prepared, "before the container marked its image").len(), 3);
-        assert!(step05::Store::new(dir.path()).layer(&diff_id).is_none(), "the unpacked layer went with the image");
+        assert!(step05::LayerStore::new(dir.path()).layer(&diff_id).is_none(), "the unpacked layer went with the image");
     }
 
     #[test]
     fn rmi_waits_while_a_pull_or_load_is_storing_blobs() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
         image(&store, dir.path(), "a:1", "a");
         let storing = store.lock(store::Lock::Shared).unwrap();
         assert_eq!(rmi_of_a_waits_for(dir.path(), storing, "while blobs were coming in").len(), 3);

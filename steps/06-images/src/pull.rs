@@ -15,7 +15,7 @@ use crate::image::{choose_platform, host_platform, parse_config, parse_manifest,
 use crate::progress::{short_id, Counting, Progress};
 use crate::reference::Reference;
 use crate::registry::{is_index, Client, Credentials};
-use crate::store::Store;
+use crate::store::ImageStore;
 use crate::CHAPTER;
 
 /// How many layers download at once (Docker's default, `max-concurrent-downloads`).
@@ -37,7 +37,7 @@ pub struct Pulled {
 // ANCHOR: pull
 /// Fetch the image `reference` from its registry into the store and tag it.
 pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Credentials>, progress: &Progress, explain: &Explain) -> Result<Pulled> {
-    let store = Store::open(state_root)?;
+    let store = ImageStore::open(state_root)?;
     store.sweep_leftovers(); // of pulls that were killed: a blob is stored whole or not at all
     let held = store.lock(crate::store::Lock::Shared)?; // until tagged: `rmi` must not collect what comes in
     let client = Client::new(&reference.registry, &reference.repository, "pull", credentials);
@@ -126,7 +126,7 @@ pub fn pull(state_root: &Path, reference: &Reference, credentials: Option<Creden
 /// Download `blobs` into the store, [`PARALLEL_DOWNLOADS`] at a time. Each goes through
 /// `put_blob`, which keeps it only if its bytes hash to its digest; `stored` collects
 /// the ones kept.
-fn fetch(store: &Store, client: &Client, blobs: &[Descriptor], stored: &mut Vec<String>, progress: &Progress, explain: &Explain) -> Result<()> {
+fn fetch(store: &ImageStore, client: &Client, blobs: &[Descriptor], stored: &mut Vec<String>, progress: &Progress, explain: &Explain) -> Result<()> {
     for blob in blobs {
         explain.step(|| {
             let url = client.url(&format!("blobs/{}", blob.digest()));

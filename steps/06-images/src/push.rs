@@ -10,7 +10,7 @@ use crate::image::Image;
 use crate::progress::Progress;
 use crate::reference::Reference;
 use crate::registry::{Client, Credentials};
-use crate::store::Store;
+use crate::store::ImageStore;
 
 /// Blobs above this size go up in chunks of it (`PATCH` with a `Content-Range`); smaller
 /// ones in a single `PUT`.
@@ -28,7 +28,7 @@ pub struct Pushed {
 /// Send the image tagged `reference` to the registry its name says, `chunk` bytes per
 /// upload request at most.
 pub fn push(state_root: &Path, reference: &Reference, credentials: Option<Credentials>, chunk: usize, progress: &Progress, explain: &Explain) -> Result<Pushed> {
-    let store = Store::open(state_root)?;
+    let store = ImageStore::open(state_root)?;
     let image = Image::load(&store, reference)?;
     let Some(tag) = reference.tag.clone() else {
         return Err(Error::runtime("push a tag (name:tag), not a digest: the registry files the manifest under the tag"));

@@ -22,7 +22,7 @@ use step01::{Error, Result};
 
 use crate::reference::parse_digest;
 
-pub struct Store {
+pub struct ImageStore {
     pub root: PathBuf,
 }
 
@@ -32,9 +32,9 @@ pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// digest there, `REGISTRY/REPOSITORY@sha256:…`, which `docker inspect` calls a RepoDigest.
 pub const REPO_DIGEST: &str = "io.carton.repo-digest";
 
-impl Store {
+impl ImageStore {
     /// The store under `state_root`, made (empty) if it is not there.
-    pub fn open(state_root: &Path) -> Result<Store> {
+    pub fn open(state_root: &Path) -> Result<ImageStore> {
         let root = state_root.join("images");
         let failed = |e: std::io::Error| Error::runtime(format!("cannot create the image store {}: {e}", root.display()));
         fs::create_dir_all(root.join("blobs").join("sha256")).map_err(failed)?;
@@ -49,7 +49,7 @@ impl Store {
                 write_atomically(&root.join("index.json"), br#"{"schemaVersion":2,"manifests":[]}"#, Durable::Yes)?;
             }
         }
-        Ok(Store { root })
+        Ok(ImageStore { root })
     }
 
     /// Remove what a carton killed in the middle of a write left behind: temporary blob
@@ -280,7 +280,7 @@ impl Store {
     }
 }
 
-/// How [`Store::lock`] holds the store.
+/// How [`ImageStore::lock`] holds the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lock {
     Shared,
@@ -365,7 +365,7 @@ mod tests {
     #[test]
     fn blobs_are_kept_under_their_digest_and_forged_ones_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
         let (digest, size) = store.put_blob(&b"hello"[..], None).unwrap();
         assert_eq!((digest.as_str(), size), ("sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824", 5));
         assert_eq!(store.read_blob(&digest).unwrap(), b"hello");
@@ -380,7 +380,7 @@ mod tests {
     #[test]
     fn leftovers_of_a_killed_write_are_swept_once_they_are_old() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
         let blobs = dir.path().join("images/blobs/sha256");
         let (old_blob, new_blob, old_load) = (blobs.join(".tmpOLD"), blobs.join(".tmpNEW"), dir.path().join("images/.load-OLD"));
         fs::write(&old_blob, "half").unwrap();
@@ -401,7 +401,7 @@ mod tests {
     #[test]
     fn tags_live_in_an_oci_index() {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
+        let store = ImageStore::open(dir.path()).unwrap();
         let manifest = format!("sha256:{}", "1".repeat(64));
         store.tag("docker.io/library/busybox:latest", &manifest, 42, "application/vnd.oci.image.manifest.v1+json").unwrap();
         store.tag("docker.io/library/busybox:latest", &manifest, 42, "application/vnd.oci.image.manifest.v1+json").unwrap();

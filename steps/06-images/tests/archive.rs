@@ -9,10 +9,10 @@ use std::process::Command;
 
 use sha2::Digest;
 use step06::archive::{self, Loaded};
-use step06::{Image, Reference, Store};
+use step06::{Image, Reference, ImageStore};
 
 /// A small image made from a few files, stored and tagged `name`; returns its manifest digest.
-fn make_image(store: &Store, dir: &Path, name: &str, cmd: &str, files: &[(&str, &str)]) -> String {
+fn make_image(store: &ImageStore, dir: &Path, name: &str, cmd: &str, files: &[(&str, &str)]) -> String {
     let rootfs = tempfile::tempdir_in(dir).unwrap();
     for (path, text) in files {
         std::fs::write(rootfs.path().join(path), text).unwrap();
@@ -24,7 +24,7 @@ fn reference(name: &str) -> Reference {
     Reference::parse(name).unwrap()
 }
 
-fn save(store: &Store, names: &[&str]) -> Vec<u8> {
+fn save(store: &ImageStore, names: &[&str]) -> Vec<u8> {
     let references: Vec<Reference> = names.iter().map(|n| reference(n)).collect();
     let mut out = Vec::new();
     archive::save(store, &references, &mut out).unwrap();
@@ -32,7 +32,7 @@ fn save(store: &Store, names: &[&str]) -> Vec<u8> {
 }
 
 /// The tags of a store, sorted.
-fn tags(store: &Store) -> Vec<(String, String)> {
+fn tags(store: &ImageStore) -> Vec<(String, String)> {
     let mut tags = store.tags().unwrap();
     tags.sort();
     tags
@@ -120,21 +120,21 @@ fn skopeo(args: &[&str]) -> Vec<u8> {
     out.stdout
 }
 
-fn load_error(store: &Store, archive: &[u8]) -> String {
+fn load_error(store: &ImageStore, archive: &[u8]) -> String {
     let error = archive::load(store, archive).expect_err("the archive should be refused").message;
     assert!(tags(store).is_empty(), "nothing is tagged after: {error}");
     assert_eq!(staging_dirs(store), 0, "the staging directory is removed");
     error
 }
 
-fn staging_dirs(store: &Store) -> usize {
+fn staging_dirs(store: &ImageStore) -> usize {
     std::fs::read_dir(&store.root).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().starts_with(".load-")).count()
 }
 
 #[test]
 fn save_then_load_gives_the_same_images_and_names() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("a")).unwrap();
+    let store = ImageStore::open(&dir.path().join("a")).unwrap();
     // Two images with the same layer (the same files), and a second name for one of them.
     let files = [("hello.txt", "hello"), ("motd", "be nice")];
     let first = make_image(&store, dir.path(), "busybox", "sh", &files);
@@ -177,7 +177,7 @@ fn save_then_load_gives_the_same_images_and_names() {
     assert_eq!(file("repositories")["busybox"]["latest"], image.layers()[0].digest().to_string()["sha256:".len()..]);
 
     // Loaded into a fresh store: the same manifests, configs and names.
-    let other = Store::open(&dir.path().join("b")).unwrap();
+    let other = ImageStore::open(&dir.path().join("b")).unwrap();
     let loaded = archive::load(&other, saved.as_slice()).unwrap();
     let expect = |name: &str, digest: &str| Loaded {
         reference: Some(reference(name)),
@@ -203,10 +203,10 @@ fn save_then_load_gives_the_same_images_and_names() {
 #[test]
 fn an_image_saved_by_digest_has_no_name() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("a")).unwrap();
+    let store = ImageStore::open(&dir.path().join("a")).unwrap();
     let digest = make_image(&store, dir.path(), "busybox", "sh", &[("a", "1")]);
     let saved = save(&store, &[&format!("busybox@{digest}")]);
-    let other = Store::open(&dir.path().join("b")).unwrap();
+    let other = ImageStore::open(&dir.path().join("b")).unwrap();
     let loaded = archive::load(&other, saved.as_slice()).unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!((loaded[0].reference.as_ref(), loaded[0].manifest_digest.as_str()), (None, digest.as_str()));
@@ -216,7 +216,7 @@ fn an_image_saved_by_digest_has_no_name() {
 #[test]
 fn skopeo_reads_the_archives_carton_saves() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("state")).unwrap();
+    let store = ImageStore::open(&dir.path().join("state")).unwrap();
     let first = make_image(&store, dir.path(), "busybox", "sh", &[("a", "1")]);
     let second = make_image(&store, dir.path(), "team/app:1", "true", &[("b", "2")]);
     let path = dir.path().join("saved.tar");
@@ -243,14 +243,14 @@ fn skopeo_reads_the_archives_carton_saves() {
 #[test]
 fn a_docker_archive_skopeo_writes_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("a")).unwrap();
+    let store = ImageStore::open(&dir.path().join("a")).unwrap();
     let digest = make_image(&store, dir.path(), "busybox", "sh", &[("a", "1"), ("b", "2")]);
     let original = Image::from_store(&store, &digest).unwrap();
     // carton's store is an OCI layout: skopeo copies from it directly.
     let path = dir.path().join("docker.tar");
     skopeo(&["copy", &format!("oci:{}:docker.io/library/busybox:latest", store.root.display()), &format!("docker-archive:{}:busybox:1.0", path.display())]);
 
-    let other = Store::open(&dir.path().join("b")).unwrap();
+    let other = ImageStore::open(&dir.path().join("b")).unwrap();
     let loaded = archive::load(&other, std::fs::File::open(&path).unwrap()).unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].reference, Some(reference("busybox:1.0")));
@@ -268,12 +268,12 @@ fn a_docker_archive_skopeo_writes_loads() {
 #[test]
 fn an_oci_archive_skopeo_writes_loads() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("a")).unwrap();
+    let store = ImageStore::open(&dir.path().join("a")).unwrap();
     let digest = make_image(&store, dir.path(), "busybox", "sh", &[("a", "1")]);
     let path = dir.path().join("oci.tar");
     skopeo(&["copy", &format!("oci:{}:docker.io/library/busybox:latest", store.root.display()), &format!("oci-archive:{}:busybox:1.0", path.display())]);
 
-    let other = Store::open(&dir.path().join("b")).unwrap();
+    let other = ImageStore::open(&dir.path().join("b")).unwrap();
     let loaded = archive::load(&other, std::fs::File::open(&path).unwrap()).unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].reference, Some(reference("busybox:1.0")));
@@ -285,7 +285,7 @@ fn an_oci_archive_skopeo_writes_loads() {
 #[test]
 fn a_multi_platform_image_loads_as_this_machines_platform() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("a")).unwrap();
+    let store = ImageStore::open(&dir.path().join("a")).unwrap();
     let here = make_image(&store, dir.path(), "here", "sh", &[("a", "here")]);
     let elsewhere = make_image(&store, dir.path(), "elsewhere", "sh", &[("a", "elsewhere")]);
     let architecture = step06::image::host_architecture();
@@ -318,7 +318,7 @@ fn a_multi_platform_image_loads_as_this_machines_platform() {
         entries.extend(blobs.iter().map(|(name, bytes)| Entry::File(name, bytes)));
         tar_of(&entries)
     };
-    let other = Store::open(&dir.path().join("b")).unwrap();
+    let other = ImageStore::open(&dir.path().join("b")).unwrap();
     let loaded = archive::load(&other, layout(&top("1")).as_slice()).unwrap();
     assert_eq!((loaded[0].reference.clone(), loaded[0].manifest_digest.as_str()), (Some(reference("multi:1")), here.as_str()));
     assert_eq!(Image::load(&other, &reference("multi:1")).unwrap().manifest_digest, here);
@@ -328,7 +328,7 @@ fn a_multi_platform_image_loads_as_this_machines_platform() {
     let digest = sha256(&only_elsewhere);
     let top = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [{"digest": digest, "size": only_elsewhere.len(), "mediaType": "application/vnd.oci.image.index.v1+json"}]})).unwrap();
     let name = format!("blobs/sha256/{}", &digest[7..]);
-    let fresh = Store::open(&dir.path().join("c")).unwrap();
+    let fresh = ImageStore::open(&dir.path().join("c")).unwrap();
     let error = load_error(&fresh, &tar_of(&[Entry::File("index.json", &top), Entry::File(&name, &only_elsewhere)]));
     assert!(error.contains(&format!("has no manifest for this machine's platform (linux/{architecture})")) && error.contains("linux/s390x, linux/riscv64"), "{error}");
 }
@@ -351,7 +351,7 @@ fn an_old_docker_archive_with_linked_layers_loads() {
         Entry::File("repositories", br#"{"old":{"1":"ccc"}}"#),
     ]);
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
     let loaded = archive::load(&store, archive.as_slice()).unwrap();
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0].id, sha256(&config));
@@ -369,7 +369,7 @@ fn an_old_docker_archive_with_linked_layers_loads() {
         Entry::File(&config_name, &config),
         Entry::File("manifest.json", &manifest),
     ]);
-    let fresh = Store::open(&dir.path().join("fresh")).unwrap();
+    let fresh = ImageStore::open(&dir.path().join("fresh")).unwrap();
     let error = load_error(&fresh, &escaping);
     assert!(error.contains("has no file \"aaa/layer.tar\""), "{error}");
 }
@@ -381,7 +381,7 @@ fn a_tampered_layer_is_refused_and_nothing_is_tagged() {
     let config = config_for(&[sha256(&base)]);
     let manifest = serde_json::to_vec(&serde_json::json!([{"Config": "c.json", "RepoTags": ["x:1"], "Layers": ["l/layer.tar"]}])).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
     let error = load_error(&store, &tar_of(&[Entry::File("l/layer.tar", &changed), Entry::File("c.json", &config), Entry::File("manifest.json", &manifest)]));
     assert!(error.contains("the layer l/layer.tar") && error.contains("changed or damaged") && error.contains(&sha256(&base)), "{error}");
 
@@ -392,7 +392,7 @@ fn a_tampered_layer_is_refused_and_nothing_is_tagged() {
 
     // In carton's own archive: a changed blob no longer has its digest. The second image
     // is fine, but nothing of the archive is loaded.
-    let source = Store::open(&dir.path().join("source")).unwrap();
+    let source = ImageStore::open(&dir.path().join("source")).unwrap();
     let first = make_image(&source, dir.path(), "busybox", "sh", &[("a", "1")]);
     make_image(&source, dir.path(), "other", "sh", &[("b", "2")]);
     let layer = Image::from_store(&source, &first).unwrap().layers()[0].digest().to_string();
@@ -408,7 +408,7 @@ fn a_tampered_layer_is_refused_and_nothing_is_tagged() {
 #[test]
 fn hostile_names_write_nothing_outside_the_store() {
     let dir = tempfile::tempdir().unwrap();
-    let source = Store::open(&dir.path().join("source")).unwrap();
+    let source = ImageStore::open(&dir.path().join("source")).unwrap();
     let digest = make_image(&source, dir.path(), "busybox", "sh", &[("a", "1")]);
     let inside = dir.path().join("state/images");
     let absolute = dir.path().join("absolute-escape").display().to_string();
@@ -421,7 +421,7 @@ fn hostile_names_write_nothing_outside_the_store() {
     files.push(("../images/index.json".into(), b"not json".to_vec()));
     let hostile = tar_of(&files.iter().map(|(name, bytes)| Entry::File(name, bytes)).collect::<Vec<_>>());
 
-    let store = Store::open(&dir.path().join("state")).unwrap();
+    let store = ImageStore::open(&dir.path().join("state")).unwrap();
     let loaded = archive::load(&store, hostile.as_slice()).unwrap();
     assert_eq!(loaded[0].manifest_digest, digest);
     for escaped in [dir.path().join("state/escape"), dir.path().join("escape"), inside.join("escape"), absolute.into()] {
@@ -435,7 +435,7 @@ fn hostile_names_write_nothing_outside_the_store() {
 #[test]
 fn broken_archives_are_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path()).unwrap();
+    let store = ImageStore::open(dir.path()).unwrap();
     let not_tar = load_error(&store, &[b'x'; 2000]);
     assert!(not_tar.contains("cannot read the archive") && not_tar.contains("tar file"), "{not_tar}");
     let short = load_error(&store, b"hello");

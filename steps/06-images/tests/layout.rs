@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use step06::{Reference, Store};
+use step06::{Reference, ImageStore};
 
 #[test]
 fn skopeo_and_umoci_read_an_image_carton_made() {
@@ -11,7 +11,7 @@ fn skopeo_and_umoci_read_an_image_carton_made() {
     let dir = tempfile::tempdir().unwrap();
     let rootfs = dir.path().join("rootfs");
     step01::busybox::bootstrap(&rootfs).unwrap();
-    let store = Store::open(&dir.path().join("state")).unwrap();
+    let store = ImageStore::open(&dir.path().join("state")).unwrap();
     let reference = Reference::parse("busybox").unwrap();
     let digest = step06::image_from_dir(&store, &rootfs, &reference, &["sh"]).unwrap();
 

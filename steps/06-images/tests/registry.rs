@@ -19,7 +19,7 @@ use step06::progress::Progress;
 use step06::pull::{pull, Pulled};
 use step06::push::push;
 use step06::registry::{Client, Credentials};
-use step06::{Image, Reference, Store};
+use step06::{Image, Reference, ImageStore};
 
 fn require_root() {
     assert!(nix::unistd::Uid::effective().is_root(), "these tests unpack layers: run them as root (CI does)");
@@ -37,7 +37,7 @@ fn image_with(state: &Path, name: &str, files: &[(&str, &[u8])]) -> String {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, bytes).unwrap();
     }
-    step06::image_from_dir(&Store::open(state).unwrap(), rootfs.path(), &reference(name), &["cat", "/hello"]).unwrap()
+    step06::image_from_dir(&ImageStore::open(state).unwrap(), rootfs.path(), &reference(name), &["cat", "/hello"]).unwrap()
 }
 
 fn quiet_pull(state: &Path, name: &str, credentials: Option<Credentials>) -> step01::Result<Pulled> {
@@ -74,7 +74,7 @@ fn a_pushed_image_reads_the_same_in_skopeo_and_a_second_push_sends_nothing() {
     assert_eq!(pushed.uploaded.len(), 2, "the layer and the config go up: {:?}", pushed.uploaded);
     // The registry keeps exactly carton's bytes: skopeo reads the same manifest.
     let raw = skopeo(state.path(), &["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")]).stdout;
-    let store = Store::open(state.path()).unwrap();
+    let store = ImageStore::open(state.path()).unwrap();
     assert_eq!(raw, store.read_blob(&digest).unwrap(), "the registry's manifest is carton's, byte for byte");
     let copy = state.path().join("copy");
     skopeo(state.path(), &["copy", "--src-tls-verify=false", &format!("docker://{name}"), &format!("oci:{}:copy", copy.display())]);
@@ -105,11 +105,11 @@ fn chunked_uploads_and_pulls_round_trip_and_existing_layers_are_not_fetched_agai
     assert_eq!(pulled.manifest_digest, digest);
     assert_eq!(pulled.downloaded.len(), 1);
     assert!(!pulled.up_to_date);
-    let image = Image::load(&Store::open(target.path()).unwrap(), &reference(&name)).unwrap();
-    let original = Image::load(&Store::open(source.path()).unwrap(), &reference(&name)).unwrap();
+    let image = Image::load(&ImageStore::open(target.path()).unwrap(), &reference(&name)).unwrap();
+    let original = Image::load(&ImageStore::open(source.path()).unwrap(), &reference(&name)).unwrap();
     assert_eq!(image.diff_ids(), original.diff_ids());
     // Pulled is unpacked: the layer's files are in step 05's store.
-    let layer = step05::Store::new(target.path()).layer(&image.diff_ids()[0]).expect("the layer is unpacked");
+    let layer = step05::LayerStore::new(target.path()).layer(&image.diff_ids()[0]).expect("the layer is unpacked");
     assert_eq!(std::fs::read(layer.dir.join("noise")).unwrap(), noise);
 
     let again = quiet_pull(target.path(), &name, None).unwrap();
@@ -140,12 +140,12 @@ fn an_image_made_by_umoci_and_pushed_by_skopeo_in_docker_format_is_pulled() {
 
     let state = tempfile::tempdir().unwrap();
     quiet_pull(state.path(), &name, None).unwrap();
-    let store = Store::open(state.path()).unwrap();
+    let store = ImageStore::open(state.path()).unwrap();
     let image = Image::load(&store, &reference(&name)).unwrap();
     assert_eq!(image.manifest.media_type().as_ref().map(|t| t.to_string()).as_deref(), Some("application/vnd.docker.distribution.manifest.v2+json"));
     assert_eq!(image.process(&[], None).unwrap().args, ["cat", "/etc/motd"]);
     assert_eq!(image.user().as_deref(), Some("nobody"));
-    let top = step05::Store::new(state.path()).layer(image.diff_ids().last().unwrap()).unwrap();
+    let top = step05::LayerStore::new(state.path()).layer(image.diff_ids().last().unwrap()).unwrap();
     assert_eq!(std::fs::read_to_string(top.dir.join("etc/motd")).unwrap(), "made by umoci\n");
 }
 
@@ -157,7 +157,7 @@ fn an_index_gives_this_machines_manifest_and_no_variant_is_a_clear_error() {
     let name = format!("{}/multi:1", registry.addr);
     let digest = image_with(state.path(), &name, &[("hello", b"multi\n")]);
     quiet_push(state.path(), &name, None, step06::push::CHUNK).unwrap();
-    let size = Store::open(state.path()).unwrap().read_blob(&digest).unwrap().len();
+    let size = ImageStore::open(state.path()).unwrap().read_blob(&digest).unwrap().len();
     let arch = step06::image::host_architecture();
     let client = Client::new(&registry.addr, "multi", "pull,push", None);
     let index = |platforms: &[(&str, &str)]| {
@@ -175,7 +175,7 @@ fn an_index_gives_this_machines_manifest_and_no_variant_is_a_clear_error() {
     let fresh = tempfile::tempdir().unwrap();
     let pulled = quiet_pull(fresh.path(), &format!("{}/multi:all", registry.addr), None).unwrap();
     assert_eq!(pulled.manifest_digest, digest, "the index's entry for linux/{arch}");
-    let store = Store::open(fresh.path()).unwrap();
+    let store = ImageStore::open(fresh.path()).unwrap();
     assert_eq!(store.repo_digests(&digest).unwrap(), [format!("{}/multi@{index_digest}", registry.addr)], "the name the registry knows: the index's digest");
     // Pinned by the index's digest, it is this platform's manifest that runs.
     let pinned = reference(&format!("{}/multi@{index_digest}", registry.addr));
@@ -193,7 +193,7 @@ fn a_blob_tampered_with_on_the_registry_is_refused_and_nothing_is_stored() {
     let name = format!("{}/tampered:1", registry.addr);
     let digest = image_with(source.path(), &name, &[("hello", b"the real bytes\n")]);
     quiet_push(source.path(), &name, None, step06::push::CHUNK).unwrap();
-    let image = Image::from_store(&Store::open(source.path()).unwrap(), &digest).unwrap();
+    let image = Image::from_store(&ImageStore::open(source.path()).unwrap(), &digest).unwrap();
     let layer = image.layers()[0].digest().to_string();
     // Same length, other bytes: only the digest can tell.
     let data = registry.blob_data(&layer);
@@ -208,7 +208,7 @@ fn a_blob_tampered_with_on_the_registry_is_refused_and_nothing_is_stored() {
     assert_eq!(error.exit_code(), 125);
     let (blobs, layers) = stored(target.path());
     assert!(blobs.is_empty() && layers.is_empty(), "a refused pull stores nothing: {blobs:?} {layers:?}");
-    assert!(Store::open(target.path()).unwrap().tags().unwrap().is_empty());
+    assert!(ImageStore::open(target.path()).unwrap().tags().unwrap().is_empty());
 }
 
 #[test]
@@ -316,7 +316,7 @@ fn a_hostile_layer_from_a_registry_writes_nothing_outside_and_leaves_no_image() 
     for place in [Path::new("/escaped-by-carton-test").to_path_buf(), state.path().join("escaped-by-carton-test"), Path::new("/tmp/escaped-through-a-link").to_path_buf()] {
         assert!(!place.exists(), "{} was written", place.display());
     }
-    assert!(Store::open(state.path()).unwrap().tags().unwrap().is_empty(), "no image is left from a refused layer");
+    assert!(ImageStore::open(state.path()).unwrap().tags().unwrap().is_empty(), "no image is left from a refused layer");
     let (blobs, layers) = stored(state.path());
     assert!(blobs.is_empty() && layers.is_empty(), "{blobs:?} {layers:?}");
 }

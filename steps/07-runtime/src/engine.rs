@@ -76,8 +76,8 @@ pub fn prepare(state_root: &Path, id: &str, root: Root, mut spec: Spec, network:
             Root::Image(image) => {
                 let rootfs = dir.join("rootfs");
                 // Marked in use while the container exists, so that `rmi` keeps its layers.
-                step06::Store::open(state_root)?.mark_in_use(id, &image.image.manifest_digest, &dir)?;
-                step05::mount_container_root(&step05::Store::new(state_root), &image.lowers, id, &rootfs, explain)?;
+                step06::ImageStore::open(state_root)?.mark_in_use(id, &image.image.manifest_digest, &dir)?;
+                step05::mount_container_root(&step05::LayerStore::new(state_root), &image.lowers, id, &rootfs, explain)?;
                 drop(image); // marked: rmi may go ahead now, and will keep what this container uses
                 PathBuf::from("rootfs")
             }
@@ -106,7 +106,7 @@ pub fn teardown(state_root: &Path, id: &str) -> Result<()> {
     step03::teardown(&dir, id);
     let rootfs = dir.join("rootfs");
     step05::unmount_container_root(&rootfs);
-    step05::Store::new(state_root).remove_container(id)?;
+    step05::LayerStore::new(state_root).remove_container(id)?;
     step06::store::unmark_in_use(state_root, id);
     // The root must be an empty directory by now: never remove files through a mount.
     match fs::remove_dir(&rootfs) {
@@ -231,7 +231,7 @@ pub fn collect(state_root: &Path) {
             let _ = teardown(state_root, &id);
         }
     }
-    step05::Store::new(state_root).sweep_abandoned();
+    step05::LayerStore::new(state_root).sweep_abandoned();
     step04::sweep_abandoned(crate::layout());
 }
 

@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use step01::{ContainerSpec, Error, Explain, Process};
 use step02::{ContainerId, Options};
-use step05::Store;
+use step05::LayerStore;
 
 #[derive(Parser)]
 #[command(about = "Chapter 5 of carton: layers with overlayfs")]
@@ -61,7 +61,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
-    let store = Store::new(&state_root);
+    let store = LayerStore::new(&state_root);
     let explain = Explain::when(cli.explain);
     let layers = |digests: &[String]| -> step01::Result<Vec<step05::Layer>> {
         digests.iter().map(|d| store.layer(d).ok_or_else(|| Error::runtime(format!("no layer {d} in {}; store one with `step05-overlay import DIR`", store.root.display())))).collect()

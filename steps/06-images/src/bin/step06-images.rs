@@ -21,7 +21,7 @@ use step01::{ContainerSpec, Explain, Result};
 use step02::{ContainerId, Options};
 use step06::progress::Progress;
 use step06::registry::Logins;
-use step06::{Image, Reference, Store};
+use step06::{Image, Reference, ImageStore};
 
 #[derive(Parser)]
 #[command(about = "Chapter 6 of carton: images, their digests, and registries")]
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
     let explain = Explain::when(cli.explain);
     let result = (|| -> Result<u8> {
-        let store = Store::open(&state_root)?;
+        let store = ImageStore::open(&state_root)?;
         let stdout = |bytes: &[u8]| {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(bytes).and_then(|()| out.write_all(b"\n"));
