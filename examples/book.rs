@@ -15,10 +15,7 @@ fn main() -> ExitCode {
     });
     match built {
         Ok(out) => {
-            println!(
-                "the book is built: open {} in a browser",
-                out.join("index.html").display()
-            );
+            println!("the book is built: open {} in a browser", out.join("index.html").display());
             ExitCode::SUCCESS
         }
         Err(error) => {

@@ -42,7 +42,9 @@ pub fn start(state_root: &Path, containers: &[String]) -> anyhow::Result<u8> {
         let dir = runtime.container_dir(&id);
         match Record::load(&dir)?.map(|record| record.status(&dir)) {
             Some(ContainerState::Running) => {}
-            Some(ContainerState::Stopped) => return Err(Error::runtime(format!("container {name} has exited; starting it again comes with the lifecycle chapter (planned): remove it (carton rm) and run a new one")).into()),
+            Some(ContainerState::Stopped) => {
+                return Err(Error::runtime(format!("container {name} has exited; starting it again comes with the lifecycle chapter (planned): remove it (carton rm) and run a new one")).into())
+            }
             Some(_) => runtime.start(&id)?,
             None => {
                 let output = fs::OpenOptions::new().create(true).append(true).open(dir.join(OUTPUT)).map_err(|e| Error::runtime(format!("cannot open {}: {e}", dir.join(OUTPUT).display())))?;
@@ -152,6 +154,10 @@ fn resolve(state_root: &Path, name: &str) -> step01::Result<String> {
     match matching[..] {
         [id] => Ok(id.clone()),
         [] => Err(Error::runtime(format!("no such container: {name}"))),
-        _ => Err(Error::runtime(format!("{name} is ambiguous: {} containers' ids start with it ({}); give more of the id", matching.len(), matching.iter().map(|id| &id[..12]).collect::<Vec<_>>().join(", ")))),
+        _ => Err(Error::runtime(format!(
+            "{name} is ambiguous: {} containers' ids start with it ({}); give more of the id",
+            matching.len(),
+            matching.iter().map(|id| &id[..12]).collect::<Vec<_>>().join(", ")
+        ))),
     }
 }

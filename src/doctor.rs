@@ -68,10 +68,7 @@ pub fn run() -> anyhow::Result<u8> {
     if failed == 0 {
         report += &format!("\nready: {} pass, {warned} with a warning\n", checks_word(passed));
     } else {
-        report += &format!(
-            "\nnot ready: {} failed (and {warned} with a warning); apply the fixes above and run `carton doctor` again\n",
-            checks_word(failed)
-        );
+        report += &format!("\nnot ready: {} failed (and {warned} with a warning); apply the fixes above and run `carton doctor` again\n", checks_word(failed));
     }
     crate::print_stdout(&report);
     Ok(if failed == 0 { 0 } else { 1 })
@@ -89,11 +86,7 @@ fn all_checks() -> Vec<Check> {
         checks.extend([overlayfs(), root_setup()]);
     } else {
         // Without root every trial fails with EPERM, and its "fix" would mislead.
-        checks.push(Check::warn(
-            "trials",
-            "not tried: creating namespaces, an overlay and a container root needs root",
-            "run `sudo carton doctor`",
-        ));
+        checks.push(Check::warn("trials", "not tried: creating namespaces, an overlay and a container root needs root", "run `sudo carton doctor`"));
     }
     checks.extend([cgroups(), firewall(), busybox()]);
     checks
@@ -104,11 +97,7 @@ fn privileges() -> Check {
     if uid.is_root() {
         Check::pass("privileges", "running as root")
     } else {
-        Check::fail(
-            "privileges",
-            format!("running as uid {uid}; carton needs root for now (rootless mode is planned with the security chapter)"),
-            "run it as root: sudo carton ...",
-        )
+        Check::fail("privileges", format!("running as uid {uid}; carton needs root for now (rootless mode is planned with the security chapter)"), "run it as root: sudo carton ...")
     }
 }
 
@@ -116,18 +105,10 @@ fn privileges() -> Check {
 fn user_namespaces() -> Check {
     let read = |path: &str| fs::read_to_string(path).ok().map(|s| s.trim().to_string());
     if read("/proc/sys/user/max_user_namespaces").as_deref() == Some("0") {
-        return Check::warn(
-            "user namespaces",
-            "off (user.max_user_namespaces = 0); root is unaffected, rootless containers cannot work",
-            "sysctl -w user.max_user_namespaces=15000",
-        );
+        return Check::warn("user namespaces", "off (user.max_user_namespaces = 0); root is unaffected, rootless containers cannot work", "sysctl -w user.max_user_namespaces=15000");
     }
     if read("/proc/sys/kernel/unprivileged_userns_clone").as_deref() == Some("0") {
-        return Check::warn(
-            "user namespaces",
-            "off for ordinary users (kernel.unprivileged_userns_clone = 0); root is unaffected",
-            "sysctl -w kernel.unprivileged_userns_clone=1",
-        );
+        return Check::warn("user namespaces", "off for ordinary users (kernel.unprivileged_userns_clone = 0); root is unaffected", "sysctl -w kernel.unprivileged_userns_clone=1");
     }
     if read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").as_deref() == Some("1") {
         return Check::warn(
@@ -146,11 +127,7 @@ fn kernel() -> Check {
     if version >= (5, 4) {
         Check::pass("kernel", format!("Linux {release} (5.4 or newer)"))
     } else if version >= (4, 18) {
-        Check::warn(
-            "kernel",
-            format!("Linux {release} is old: 5.4 is the first long-term kernel with the cgroup v2 freezer (5.2) and pidfds (5.3)"),
-            "upgrade the kernel to 5.4 or newer",
-        )
+        Check::warn("kernel", format!("Linux {release} is old: 5.4 is the first long-term kernel with the cgroup v2 freezer (5.2) and pidfds (5.3)"), "upgrade the kernel to 5.4 or newer")
     } else {
         Check::fail("kernel", format!("Linux {release} is too old for carton"), "upgrade the kernel to 5.4 or newer")
     }
@@ -216,11 +193,7 @@ fn root_setup() -> Check {
     };
     match trial() {
         Ok(()) => Check::pass("root setup", "chapter 1's mounts and pivot_root work"),
-        Err(why) => Check::fail(
-            "root setup",
-            format!("chapter 1's root setup fails: {why}"),
-            "boot from a real root filesystem (pivot_root cannot work on an initramfs)",
-        ),
+        Err(why) => Check::fail("root setup", format!("chapter 1's root setup fails: {why}"), "boot from a real root filesystem (pivot_root cannot work on an initramfs)"),
     }
 }
 
@@ -241,7 +214,11 @@ fn cgroups() -> Check {
 
 fn firewall() -> Check {
     let Some(nft) = find_in_path("nft") else {
-        return Check::fail("firewall", "nft not found: the default bridge network needs nftables for its NAT rule (chapter 3)", "apt-get install nftables (or run containers with --network none or host)");
+        return Check::fail(
+            "firewall",
+            "nft not found: the default bridge network needs nftables for its NAT rule (chapter 3)",
+            "apt-get install nftables (or run containers with --network none or host)",
+        );
     };
     let ruleset = std::process::Command::new(&nft).args(["list", "ruleset"]).output().map(|out| String::from_utf8_lossy(&out.stdout).into_owned()).unwrap_or_default();
     if drops_forwarded_packets(&ruleset) {

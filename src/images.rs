@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 use step06::progress::{short_id, Progress};
 use step06::registry::{Credentials, Logins};
-use step06::{Reference, ImageStore};
+use step06::{ImageStore, Reference};
 
 use crate::print_stdout;
 
@@ -348,7 +348,13 @@ fn human_size(bytes: u64) -> String {
         value /= 1000.0;
         unit += 1;
     }
-    let decimals = if value >= 99.95 { 0 } else if value >= 9.995 { 1 } else { 2 };
+    let decimals = if value >= 99.95 {
+        0
+    } else if value >= 9.995 {
+        1
+    } else {
+        2
+    };
     let text = format!("{value:.decimals$}");
     let text = if text.contains('.') { text.trim_end_matches('0').trim_end_matches('.') } else { &text };
     format!("{text}{}", units[unit])
@@ -396,7 +402,11 @@ fn unix_time(text: &str) -> Option<i64> {
         [b'Z'] | [b'z'] => 0,
         [sign @ (b'+' | b'-'), ..] if zone.len() == 6 => {
             let minutes = zone.get(1..3)?.parse::<i64>().ok()? * 60 + zone.get(4..6)?.parse::<i64>().ok()?;
-            if *sign == b'+' { minutes * 60 } else { -minutes * 60 }
+            if *sign == b'+' {
+                minutes * 60
+            } else {
+                -minutes * 60
+            }
         }
         _ => return None,
     };
@@ -413,7 +423,18 @@ mod tests {
         assert_eq!(super::unix_time(""), None);
         assert_eq!(super::unix_time("yesterday"), None);
         assert_eq!(super::unix_time("2026-11-23T00:07:15+0é00"), None, "bytes from an image are not trusted to be ASCII");
-        let cases = [(0, "Less than a second"), (45, "45 seconds"), (61, "About a minute"), (300, "5 minutes"), (3600, "About an hour"), (7200, "2 hours"), (3 * 86_400, "3 days"), (20 * 86_400, "2 weeks"), (90 * 86_400, "3 months"), (800 * 86_400, "2 years")];
+        let cases = [
+            (0, "Less than a second"),
+            (45, "45 seconds"),
+            (61, "About a minute"),
+            (300, "5 minutes"),
+            (3600, "About an hour"),
+            (7200, "2 hours"),
+            (3 * 86_400, "3 days"),
+            (20 * 86_400, "2 weeks"),
+            (90 * 86_400, "3 months"),
+            (800 * 86_400, "2 years"),
+        ];
         for (seconds, text) in cases {
             assert_eq!(super::human_duration(seconds), text, "{seconds}");
         }

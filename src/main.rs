@@ -149,7 +149,9 @@ enum Network {
 #[derive(Args)]
 // A flag given twice takes the last value, as with Docker (lists such as -e add up).
 #[command(args_override_self = true)]
-#[command(after_help = "Examples:\n  carton bootstrap busybox ./rootfs\n  carton run --rootfs ./rootfs -- echo hello\n  carton run -it --rootfs ./rootfs sh\n  carton run --explain --rootfs ./rootfs sh -c 'ls /'")]
+#[command(
+    after_help = "Examples:\n  carton bootstrap busybox ./rootfs\n  carton run --rootfs ./rootfs -- echo hello\n  carton run -it --rootfs ./rootfs sh\n  carton run --explain --rootfs ./rootfs sh -c 'ls /'"
+)]
 struct RunArgs {
     /// Directory that becomes the container's / (instead of an image)
     #[arg(long, value_name = "DIR")]
@@ -276,11 +278,7 @@ struct PlannedRunFlags {
 impl PlannedRunFlags {
     /// The first planned flag used, and the chapter that brings it.
     fn first_used(&self) -> Option<(&'static str, &'static str)> {
-        let used = [
-            (self.detach, "-d/--detach", "chapter 9: lifecycle"),
-            (self.name.is_some(), "--name", "chapter 9: lifecycle"),
-            (!self.volume.is_empty(), "-v/--volume", "chapter 10: volumes"),
-        ];
+        let used = [(self.detach, "-d/--detach", "chapter 9: lifecycle"), (self.name.is_some(), "--name", "chapter 9: lifecycle"), (!self.volume.is_empty(), "-v/--volume", "chapter 10: volumes")];
         used.into_iter().find(|(is_used, _, _)| *is_used).map(|(_, flag, chapter)| (flag, chapter))
     }
 }
@@ -432,8 +430,7 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
     let explain = &runtime.explain;
     let (root, process, passwd_root) = match args.rootfs.clone() {
         Some(rootfs) => {
-            let rootfs = std::path::absolute(&rootfs)
-                .map_err(|e| step01::Error::runtime(format!("cannot resolve the root filesystem path {}: {e}", rootfs.display())))?;
+            let rootfs = std::path::absolute(&rootfs).map_err(|e| step01::Error::runtime(format!("cannot resolve the root filesystem path {}: {e}", rootfs.display())))?;
             if args.entrypoint.is_some() {
                 return Err(step01::Error::runtime("--entrypoint replaces an image's entrypoint; with --rootfs, give the command itself").into());
             }

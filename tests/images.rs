@@ -59,7 +59,11 @@ fn a_tampered_layer_is_refused_before_it_runs() {
     let out = carton_run_image(state.path()).args(["busybox", "true"]).output().unwrap();
     assert_eq!(out.status.code(), Some(125));
     assert!(stderr(&out).contains("has been changed"), "{}", stderr(&out));
-    assert!(!state.path().join("overlay/layers").exists() || fs::read_dir(state.path().join("overlay/layers")).unwrap().filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count() == 0, "nothing was unpacked");
+    assert!(
+        !state.path().join("overlay/layers").exists()
+            || fs::read_dir(state.path().join("overlay/layers")).unwrap().filter(|e| !e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count() == 0,
+        "nothing was unpacked"
+    );
 }
 
 #[test]

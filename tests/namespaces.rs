@@ -148,11 +148,7 @@ fn a_bare_shell_as_pid_1_ignores_sigterm_and_init_does_not() {
 
 /// The state letters of the processes whose parent is `parent` (host pids).
 fn children_states(parent: Pid) -> Vec<char> {
-    children(parent)
-        .into_iter()
-        .filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok())
-        .filter_map(|stat| stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next()))
-        .collect()
+    children(parent).into_iter().filter_map(|pid| fs::read_to_string(format!("/proc/{pid}/stat")).ok()).filter_map(|stat| stat.rsplit_once(") ").and_then(|(_, rest)| rest.chars().next())).collect()
 }
 
 #[test]

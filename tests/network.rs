@@ -39,12 +39,7 @@ fn names_files_are_the_containers_own_and_the_image_is_untouched() {
         .args(["--", "sh", "-c", "cat /etc/hostname; cat /etc/hosts; grep nameserver /etc/resolv.conf; ls /proc/1/root/ >/dev/null; grep -c ' /etc/' /proc/self/mountinfo"])
         .output()
         .unwrap();
-    assert_eq!(
-        stdout(&out),
-        "box\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbox\n192.0.2.10\tdb\nnameserver 192.0.2.53\n3\n",
-        "{}",
-        stderr(&out)
-    );
+    assert_eq!(stdout(&out), "box\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\tbox\n192.0.2.10\tdb\nnameserver 192.0.2.53\n3\n", "{}", stderr(&out));
     // The image's files were only mount points: still empty, and no state is left behind.
     for name in ["hostname", "hosts", "resolv.conf"] {
         assert_eq!(fs::read(rootfs.join("etc").join(name)).unwrap(), b"", "/etc/{name} was written into the image");
@@ -88,11 +83,8 @@ fn bad_network_options_are_clear_errors_with_exit_125() {
 fn counters_read_a_running_containers_own_namespace() {
     require_root();
     let (_dir, rootfs) = fresh_rootfs();
-    let mut child = carton_run(&rootfs)
-        .args(["--network", "none", "--", "sh", "-c", "ping -c 3 -i 0.2 127.0.0.1 >/dev/null; echo done; sleep 5"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child =
+        carton_run(&rootfs).args(["--network", "none", "--", "sh", "-c", "ping -c 3 -i 0.2 127.0.0.1 >/dev/null; echo done; sleep 5"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
     let init = container_init(&child);
@@ -234,12 +226,7 @@ fn a_published_port_serves_http_from_loopback_and_from_another_host() {
         rootfs = rootfs.display()
     );
     let out = in_throwaway_netns(&state, &script);
-    assert_eq!(
-        stdout(&out),
-        "hello from httpd\nhello from httpd\ncarton exit 143\n0\nlo carton0 uplink \n",
-        "after the container: nothing listens on 8088 and no veth is left. {}",
-        stderr(&out)
-    );
+    assert_eq!(stdout(&out), "hello from httpd\nhello from httpd\ncarton exit 143\n0\nlo carton0 uplink \n", "after the container: nothing listens on 8088 and no veth is left. {}", stderr(&out));
 }
 
 #[test]

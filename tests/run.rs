@@ -33,11 +33,7 @@ fn proc_dev_and_sys_are_the_containers_own() {
         &["sh", "-c", "ls /dev | tr '\\n' ' '; echo; grep -E ' / | /proc | /dev | /sys ' /proc/self/mountinfo | cut -d' ' -f5,6,9; touch /sys/x 2>&1 | grep -o 'Read-only file system'"],
     );
     let text = stdout(&out);
-    assert_eq!(
-        text.lines().next().unwrap(),
-        "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero ",
-        "only the safe devices: {text}"
-    );
+    assert_eq!(text.lines().next().unwrap(), "fd full mqueue null ptmx pts random shm stderr stdin stdout tty urandom zero ", "only the safe devices: {text}");
     assert!(text.contains("\n/ rw"), "{text}");
     assert!(text.contains("/proc rw,nosuid,nodev,noexec,relatime proc"), "{text}");
     assert!(text.contains("/dev rw,nosuid tmpfs"), "{text}");
@@ -135,7 +131,10 @@ fn bad_input_is_a_clear_error_with_exit_125() {
         (vec!["--rootfs".into(), rootfs.display().to_string(), "--".into(), "".into()], "no command given"),
         (vec!["--rootfs".into(), rootfs.display().to_string(), "-w".into(), "relative/dir".into(), "pwd".into()], "needs to be an absolute path"),
         (vec!["--rootfs".into(), rootfs.display().to_string(), "-e".into(), "=x".into(), "env".into()], "write it as KEY=VALUE"),
-        (vec!["--pull".into(), "never".into(), "no-such-image".into(), "echo".into()], "no image no-such-image:latest here; `carton pull no-such-image:latest` fetches it (or `carton bootstrap busybox`"),
+        (
+            vec!["--pull".into(), "never".into(), "no-such-image".into(), "echo".into()],
+            "no image no-such-image:latest here; `carton pull no-such-image:latest` fetches it (or `carton bootstrap busybox`",
+        ),
         // Not here, so it is pulled: from a registry on this machine that is not running.
         (vec!["127.0.0.1:1/no-such-image".into(), "echo".into()], "cannot reach the registry 127.0.0.1:1"),
         (vec!["--pull".into(), "sometimes".into(), "busybox".into()], "invalid value 'sometimes' for '--pull <WHEN>'"),
@@ -181,10 +180,7 @@ fn stdin_env_and_workdir_reach_the_process() {
         .unwrap();
     child.stdin.take().unwrap().write_all(b"world\n").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert_eq!(
-        stdout(&out),
-        "hello world from /made/for/you with PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n"
-    );
+    assert_eq!(stdout(&out), "hello world from /made/for/you with PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n");
 }
 
 #[test]
@@ -212,18 +208,11 @@ fn inherited_descriptors_do_not_reach_the_command() {
     require_root();
     let (dir, rootfs) = fresh_rootfs();
     // fd 7 is an open directory of the host: through /proc/self/fd/7 it would lead out.
-    let script = format!(
-        "exec 7</ 8>{}/out; exec {} -- sh -c 'ls /proc/self/fd/7 >/dev/null 2>&1 && echo leaked || echo closed'",
-        dir.path().display(),
-        carton_run_line(&rootfs)
-    );
+    let script = format!("exec 7</ 8>{}/out; exec {} -- sh -c 'ls /proc/self/fd/7 >/dev/null 2>&1 && echo leaked || echo closed'", dir.path().display(), carton_run_line(&rootfs));
     let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
     assert_eq!(stdout(&out), "closed\n", "{}", stderr(&out));
     // Under --init, PID 1 is carton's own code and never calls execve: it must close them itself.
-    let script = format!(
-        "exec 7</; exec {} --init -- sh -c 'ls /proc/1/fd | tr \"\\n\" \" \"'",
-        carton_run_line(&rootfs)
-    );
+    let script = format!("exec 7</; exec {} --init -- sh -c 'ls /proc/1/fd | tr \"\\n\" \" \"'", carton_run_line(&rootfs));
     let out = std::process::Command::new("sh").arg("-c").arg(script).output().unwrap();
     assert_eq!(stdout(&out), "0 1 2 ", "the init keeps only stdin, stdout and stderr: {}", stderr(&out));
 }
@@ -280,11 +269,7 @@ fn a_terminal_whose_reader_went_away_does_not_hang_carton() {
 fn signals_sent_to_carton_reach_the_container() {
     require_root();
     let (_dir, rootfs) = fresh_rootfs();
-    let mut child = carton_run(&rootfs)
-        .args(["--", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.05; done"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = carton_run(&rootfs).args(["--", "sh", "-c", "trap 'echo got TERM; exit 7' TERM; echo ready; while true; do sleep 0.05; done"]).stdout(Stdio::piped()).spawn().unwrap();
     let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     std::io::BufRead::read_line(&mut reader, &mut line).unwrap();

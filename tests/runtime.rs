@@ -120,10 +120,13 @@ fn bad_bundles_and_ids_are_refused_with_what_to_do() {
     let mut spec: serde_json::Value = serde_json::from_str(&config).unwrap();
     for (broken, expected) in [
         ("{ not json".to_string(), "is not a valid runtime spec"),
-        ({
-            spec.as_object_mut().unwrap().remove("root");
-            spec.to_string()
-        }, "has no \"root\""),
+        (
+            {
+                spec.as_object_mut().unwrap().remove("root");
+                spec.to_string()
+            },
+            "has no \"root\"",
+        ),
         (config.replacen("\"ociVersion\": \"1.", "\"ociVersion\": \"9.", 1), "carton reads version 1 of the runtime spec"),
     ] {
         fs::write(bundle.join("config.json"), &broken).unwrap();

@@ -15,7 +15,12 @@ fn explain_trace_of_a_run() {
     let out = run_in(&rootfs, &["--explain"], &["echo", "hello"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "hello\n", "--explain must not touch the container's stdout");
-    let filters = [(regex_escape(rootfs.to_str().unwrap()), "[ROOTFS]"), (r"/var/lib/carton/containers/[0-9a-f]{64}".to_string(), "[STATE]"), (r"\b[0-9a-f]{12}\b".to_string(), "[SHORT ID]"), (r"(process |/proc/|--target )\d+".to_string(), "$1[PID]")];
+    let filters = [
+        (regex_escape(rootfs.to_str().unwrap()), "[ROOTFS]"),
+        (r"/var/lib/carton/containers/[0-9a-f]{64}".to_string(), "[STATE]"),
+        (r"\b[0-9a-f]{12}\b".to_string(), "[SHORT ID]"),
+        (r"(process |/proc/|--target )\d+".to_string(), "$1[PID]"),
+    ];
     insta::with_settings!({ filters => filters.iter().map(|(a, b)| (a.as_str(), *b)).collect::<Vec<_>>() }, {
         insta::assert_snapshot!("explain_run_echo", without_cgroup_steps(&stderr(&out)));
     });

@@ -19,8 +19,5 @@ fn main() {
         .arg(&out)
         .status()
         .expect("cannot run rustc to build the static breakout program");
-    assert!(
-        status.success(),
-        "building the static breakout program failed: a static C library is needed (Debian/Ubuntu: apt-get install libc6-dev)"
-    );
+    assert!(status.success(), "building the static breakout program failed: a static C library is needed (Debian/Ubuntu: apt-get install libc6-dev)");
 }

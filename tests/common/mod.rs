@@ -8,10 +8,7 @@ use std::process::{Command, Output, Stdio};
 /// Panic with a clear message unless running as root, so a non-root run fails loudly
 /// instead of passing without testing anything.
 pub fn require_root() {
-    assert!(
-        nix::unistd::geteuid().is_root(),
-        "this test needs root (it creates namespaces and mounts): run `sudo -E cargo test` or run it as root"
-    );
+    assert!(nix::unistd::geteuid().is_root(), "this test needs root (it creates namespaces and mounts): run `sudo -E cargo test` or run it as root");
 }
 
 pub fn carton() -> Command {
@@ -77,12 +74,7 @@ pub fn stderr(out: &Output) -> String {
 /// Network namespaces pinned on the host (`nsfs`) are left out: tests running at the
 /// same time pin their containers' there; a test checks its own state root for them.
 pub fn host_mounts() -> Vec<String> {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|line| !line.contains(" - nsfs "))
-        .map(|line| line.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
-        .collect()
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|line| !line.contains(" - nsfs ")).map(|line| line.split_whitespace().skip(2).collect::<Vec<_>>().join(" ")).collect()
 }
 
 /// A shell line that gives a new network namespace what a fresh machine's has. A new
@@ -114,11 +106,7 @@ pub fn in_throwaway_netns(state: &Path, script: &str) -> Output {
 
 /// The host pids of the children of process `parent`.
 pub fn children(parent: nix::unistd::Pid) -> Vec<nix::unistd::Pid> {
-    std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .filter_map(|pid| pid.parse().ok().map(nix::unistd::Pid::from_raw))
-        .collect()
+    std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default().split_whitespace().filter_map(|pid| pid.parse().ok().map(nix::unistd::Pid::from_raw)).collect()
 }
 
 /// The host pid of the container's PID 1: carton's only child, waited for in case carton has

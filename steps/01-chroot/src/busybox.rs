@@ -150,10 +150,7 @@ pub fn busybox_rootfs(busybox: &Path) -> Result<BaseRootfs> {
 // ANCHOR_END: material
 
 fn busybox_output(busybox: &Path, arg: &str) -> Result<String> {
-    let output = Command::new(busybox)
-        .arg(arg)
-        .output()
-        .map_err(|e| Error::runtime(format!("cannot run {} {arg}: {e}", busybox.display())))?;
+    let output = Command::new(busybox).arg(arg).output().map_err(|e| Error::runtime(format!("cannot run {} {arg}: {e}", busybox.display())))?;
     // `busybox --help` exits 0 on some builds and 1 on others; only the text matters.
     if output.stdout.is_empty() {
         return Err(Error::runtime(format!("{} {arg} printed nothing; is it really busybox?", busybox.display())));
@@ -175,21 +172,14 @@ pub fn bootstrap(dir: &Path) -> Result<BaseRootfs> {
 pub fn write_rootfs(entries: &[Entry], target: &Path) -> Result<()> {
     if let Ok(mut existing) = fs::read_dir(target) {
         if existing.next().is_some() {
-            return Err(Error::runtime(format!(
-                "{} already exists and is not empty; choose a new directory, or remove it first",
-                target.display()
-            )));
+            return Err(Error::runtime(format!("{} already exists and is not empty; choose a new directory, or remove it first", target.display())));
         }
     } else if target.exists() {
         return Err(Error::runtime(format!("{} exists and is not a directory", target.display())));
     }
     let parent = target.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     if !parent.is_dir() {
-        return Err(Error::runtime(format!(
-            "cannot make {}: its parent directory {} does not exist",
-            target.display(),
-            parent.display()
-        )));
+        return Err(Error::runtime(format!("cannot make {}: its parent directory {} does not exist", target.display(), parent.display())));
     }
     let name = target.file_name().ok_or_else(|| Error::runtime(format!("{} names no directory", target.display())))?;
     let staging_prefix = format!(".{}.partial-", name.to_string_lossy());
@@ -275,10 +265,7 @@ mod tests {
     #[test]
     fn write_rootfs_is_all_or_nothing_and_refuses_a_non_empty_target() {
         let dir = tempfile::tempdir().unwrap();
-        let entries = vec![
-            Entry::Dir { path: "tmp".into(), mode: 0o1777 },
-            Entry::File { path: "etc/passwd".into(), mode: 0o644, contents: Contents::Bytes(b"x".to_vec()) },
-        ];
+        let entries = vec![Entry::Dir { path: "tmp".into(), mode: 0o1777 }, Entry::File { path: "etc/passwd".into(), mode: 0o644, contents: Contents::Bytes(b"x".to_vec()) }];
         // etc/ is missing, so the file cannot be written: nothing may be left behind.
         let target = dir.path().join("rootfs");
         let error = write_rootfs(&entries, &target).unwrap_err();

@@ -106,11 +106,7 @@ impl ContainerSpec {
     pub fn from_oci(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Result<ContainerSpec> {
         let root = spec.root().as_ref().ok_or_else(|| Error::runtime("config.json has no \"root\": say which directory becomes the container's / (\"root\": {\"path\": \"rootfs\"})"))?;
         let oci_process = spec.process().as_ref().ok_or_else(|| Error::runtime("config.json has no \"process\": say what to run (\"process\": {\"args\": [\"sh\"], \"cwd\": \"/\"})"))?;
-        let process = Process {
-            args: oci_process.args().clone().unwrap_or_default(),
-            env: oci_process.env().clone().unwrap_or_default(),
-            cwd: oci_process.cwd().clone(),
-        };
+        let process = Process { args: oci_process.args().clone().unwrap_or_default(), env: oci_process.env().clone().unwrap_or_default(), cwd: oci_process.cwd().clone() };
         let mut container = ContainerSpec::new(bundle.join(root.path()), process);
         container.readonly_root = root.readonly().unwrap_or(false);
         for rlimit in oci_process.rlimits().iter().flatten() {
@@ -147,26 +143,16 @@ impl ContainerSpec {
         }
         let resolved = match std::fs::canonicalize(rootfs) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::runtime(format!(
-                    "the root filesystem {} does not exist; make one with `carton bootstrap busybox {}`",
-                    rootfs.display(),
-                    rootfs.display()
-                )))
+                return Err(Error::runtime(format!("the root filesystem {} does not exist; make one with `carton bootstrap busybox {}`", rootfs.display(), rootfs.display())))
             }
             Err(e) => return Err(Error::runtime(format!("cannot read the root filesystem {}: {e}", rootfs.display()))),
             Ok(resolved) => resolved,
         };
         if !resolved.is_dir() {
-            return Err(Error::runtime(format!(
-                "the root filesystem {} is not a directory; give the directory that should become / in the container",
-                rootfs.display()
-            )));
+            return Err(Error::runtime(format!("the root filesystem {} is not a directory; give the directory that should become / in the container", rootfs.display())));
         }
         if resolved.parent().is_none() {
-            return Err(Error::runtime(format!(
-                "the root filesystem {} is the host's own /; give a separate directory",
-                rootfs.display()
-            )));
+            return Err(Error::runtime(format!("the root filesystem {} is the host's own /; give a separate directory", rootfs.display())));
         }
         self.process.validate()?;
         Ok(resolved)
@@ -248,8 +234,7 @@ const CREATED: u8 = 0;
 impl StartReport {
     /// Tell carton that everything is ready and the child waits at the start gate.
     fn created(&self) -> Result<()> {
-        (&self.0).try_clone().map(std::fs::File::from).and_then(|mut pipe| pipe.write_all(&[CREATED]))
-            .map_err(|e| Error::runtime(format!("cannot tell carton the container is created: {e}")))
+        (&self.0).try_clone().map(std::fs::File::from).and_then(|mut pipe| pipe.write_all(&[CREATED])).map_err(|e| Error::runtime(format!("cannot tell carton the container is created: {e}")))
     }
 
     /// Send `error` to carton and end this process with its exit code (125, 126, 127).
@@ -265,8 +250,7 @@ pub struct NoHooks;
 impl Hooks for NoHooks {}
 
 /// The signals carton passes on to the container while it waits, as `docker run` does.
-const FORWARDED_SIGNALS: [Signal; 6] =
-    [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
+const FORWARDED_SIGNALS: [Signal; 6] = [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2];
 
 /// A container whose command is running.
 #[derive(Debug)]
@@ -375,10 +359,7 @@ pub fn start(spec: &ContainerSpec, hooks: &mut dyn Hooks, explain: &Explain) -> 
     // the child unblocks everything just before execve.
     let previous_mask = block(&forwarded_signals_and_sigchld())?;
 
-    explain.step(|| {
-        Action::new(CHAPTER, "create the child process in new namespaces", format!("clone({}|SIGCHLD)", flag_names(spec.namespaces)))
-            .shell(unshare_equivalent(spec.namespaces))
-    });
+    explain.step(|| Action::new(CHAPTER, "create the child process in new namespaces", format!("clone({}|SIGCHLD)", flag_names(spec.namespaces))).shell(unshare_equivalent(spec.namespaces)));
     // Safety: carton is single-threaded here (checked above), so the child may run ordinary Rust code.
     match unsafe { fork_into_namespaces(spec.namespaces) } {
         Err(errno) => {
@@ -498,7 +479,10 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
 fn join_namespaces(joined: &[JoinedNamespace], explain: &Explain) -> Result<()> {
     for JoinedNamespace { kind, path } in joined {
         let shown = path.display();
-        explain.step(|| Action::new(CHAPTER, format!("join the namespace pinned at {shown}"), format!("setns(open(\"{shown}\"), {})", flag_names(*kind))).shell(format!("nsenter {}={shown}", nsenter_option(*kind))));
+        explain.step(|| {
+            Action::new(CHAPTER, format!("join the namespace pinned at {shown}"), format!("setns(open(\"{shown}\"), {})", flag_names(*kind)))
+                .shell(format!("nsenter {}={shown}", nsenter_option(*kind)))
+        });
         let file = std::fs::File::open(path).map_err(|e| Error::runtime(format!("cannot open the namespace {shown}: {e}")))?;
         nix::sched::setns(file, *kind).map_err(|errno| Error::syscall(format!("cannot join the namespace {shown}"), errno))?;
     }
@@ -532,11 +516,8 @@ fn become_the_user(spec: &ContainerSpec, hooks: &dyn Hooks, explain: &Explain) -
 /// Open the exec fifo without opening it for writing yet (that would block): a
 /// descriptor that still names it after pivot_root, when its path is out of reach.
 fn open_gate(fifo: &Path) -> Result<OwnedFd> {
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_PATH | libc::O_CLOEXEC)
-        .open(fifo)
-        .map_err(|e| Error::runtime(format!("cannot open the start gate {}: {e}", fifo.display())))?;
+    let file =
+        std::fs::OpenOptions::new().read(true).custom_flags(libc::O_PATH | libc::O_CLOEXEC).open(fifo).map_err(|e| Error::runtime(format!("cannot open the start gate {}: {e}", fifo.display())))?;
     Ok(file.into())
 }
 

@@ -8,10 +8,10 @@
 //! When explaining is off the closure that builds an action is never called, so the
 //! runtime pays one branch per action and allocates nothing.
 
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::fmt;
 use std::io::Write;
 use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 /// A chapter of the book. Each step crate declares its own, e.g. [`crate::CHAPTER`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,9 +171,6 @@ mod tests {
     #[test]
     fn display_shows_the_syscall_and_the_shell_equivalent() {
         let text = Action::new(TEST_CHAPTER, "do a thing", "thing(1)").shell("thing --one").to_string();
-        assert_eq!(
-            text,
-            "[explain] do a thing\n          syscall: thing(1)\n          shell:   thing --one"
-        );
+        assert_eq!(text, "[explain] do a thing\n          syscall: thing(1)\n          shell:   thing --one");
     }
 }

@@ -73,9 +73,11 @@ const PROPAGATION_OPTIONS: [(&str, MsFlags); 8] = [
 
 /// A propagation option by name (`rslave`), as `linux.rootfsPropagation` gives it.
 pub fn propagation(name: &str) -> Result<MsFlags> {
-    PROPAGATION_OPTIONS.iter().find(|(option, _)| *option == name).map(|(_, flags)| *flags).ok_or_else(|| {
-        Error::runtime(format!("unknown rootfsPropagation {name:?}: give private, rprivate, slave, rslave, shared, rshared, unbindable or runbindable"))
-    })
+    PROPAGATION_OPTIONS
+        .iter()
+        .find(|(option, _)| *option == name)
+        .map(|(_, flags)| *flags)
+        .ok_or_else(|| Error::runtime(format!("unknown rootfsPropagation {name:?}: give private, rprivate, slave, rslave, shared, rshared, unbindable or runbindable")))
 }
 
 impl Mount {
@@ -137,7 +139,13 @@ pub fn mount_in_root(root: &Path, entry: &Mount, explain: &Explain) -> Result<()
         );
         let shell = match (fstype, source) {
             (None, Some(source)) => format!("mount --rbind {} {}", source.display(), on_host.display()),
-            _ => format!("mount -t {} {}{} {}", fstype.unwrap_or("none"), data.map_or(String::new(), |d| format!("-o {d} ")), source.map_or("none".to_string(), |s| s.display().to_string()), on_host.display()),
+            _ => format!(
+                "mount -t {} {}{} {}",
+                fstype.unwrap_or("none"),
+                data.map_or(String::new(), |d| format!("-o {d} ")),
+                source.map_or("none".to_string(), |s| s.display().to_string()),
+                on_host.display()
+            ),
         };
         Action::new(CHAPTER, format!("mount {} at {shown}", source.map_or("a new file system".to_string(), |s| s.display().to_string())), call).shell(shell)
     });
@@ -154,7 +162,8 @@ pub fn mount_in_root(root: &Path, entry: &Mount, explain: &Explain) -> Result<()
     let through = format!("/proc/self/fd/{}", mounted.as_raw_fd());
     if remount {
         let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | restricting;
-        mount(None::<&str>, through.as_str(), None::<&str>, remount, None::<&str>).map_err(|errno| Error::syscall(format!("cannot make the mount at {shown} read-only (or nosuid, nodev, noexec as asked)"), errno))?;
+        mount(None::<&str>, through.as_str(), None::<&str>, remount, None::<&str>)
+            .map_err(|errno| Error::syscall(format!("cannot make the mount at {shown} read-only (or nosuid, nodev, noexec as asked)"), errno))?;
     }
     if !entry.propagation.is_empty() {
         mount(None::<&str>, through.as_str(), None::<&str>, entry.propagation, None::<&str>).map_err(|errno| Error::syscall(format!("cannot set the propagation of {shown}"), errno))?;

@@ -40,11 +40,7 @@ impl Process {
     pub fn set_env(&mut self, assignment: &str) -> Result<()> {
         let key = match assignment.split_once('=') {
             Some((key, _)) if !key.is_empty() => key,
-            _ => {
-                return Err(Error::runtime(format!(
-                    "invalid environment variable {assignment:?}: write it as KEY=VALUE with a non-empty KEY"
-                )))
-            }
+            _ => return Err(Error::runtime(format!("invalid environment variable {assignment:?}: write it as KEY=VALUE with a non-empty KEY"))),
         };
         let prefix = format!("{key}=");
         self.env.retain(|existing| !existing.starts_with(&prefix));
@@ -61,15 +57,10 @@ impl Process {
     /// Check what can be checked before anything is created.
     pub fn validate(&self) -> Result<()> {
         if self.args.is_empty() || self.args[0].is_empty() {
-            return Err(Error::runtime(
-                "no command given: say what to run, for example `carton run --rootfs DIR -- /bin/sh -c 'echo hi'`",
-            ));
+            return Err(Error::runtime("no command given: say what to run, for example `carton run --rootfs DIR -- /bin/sh -c 'echo hi'`"));
         }
         if !self.cwd.is_absolute() {
-            return Err(Error::runtime(format!(
-                "the working directory {:?} is invalid: it needs to be an absolute path inside the container, such as /tmp",
-                self.cwd
-            )));
+            return Err(Error::runtime(format!("the working directory {:?} is invalid: it needs to be an absolute path inside the container, such as /tmp", self.cwd)));
         }
         Ok(())
     }
@@ -81,28 +72,15 @@ impl Process {
             return Ok(());
         }
         if self.cwd.exists() && !self.cwd.is_dir() {
-            return Err(Error::runtime(format!(
-                "the working directory {:?} exists in the container but is not a directory; choose another -w/--workdir",
-                self.cwd
-            )));
+            return Err(Error::runtime(format!("the working directory {:?} exists in the container but is not a directory; choose another -w/--workdir", self.cwd)));
         }
         if !self.cwd.is_dir() {
-            explain.step(|| {
-                Action::new(CHAPTER, "create the missing working directory", format!("mkdir({:?}, 0755)", self.cwd))
-                    .shell(format!("mkdir -p {}", shell_quote(&self.cwd.to_string_lossy())))
-            });
-            fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o755)
-                .create(&self.cwd)
-                .map_err(|e| Error::runtime(format!("cannot create the working directory {:?}: {e}", self.cwd)))?;
+            explain
+                .step(|| Action::new(CHAPTER, "create the missing working directory", format!("mkdir({:?}, 0755)", self.cwd)).shell(format!("mkdir -p {}", shell_quote(&self.cwd.to_string_lossy()))));
+            fs::DirBuilder::new().recursive(true).mode(0o755).create(&self.cwd).map_err(|e| Error::runtime(format!("cannot create the working directory {:?}: {e}", self.cwd)))?;
         }
-        explain.step(|| {
-            Action::new(CHAPTER, "enter the working directory", format!("chdir({:?})", self.cwd))
-                .shell(format!("cd {}", shell_quote(&self.cwd.to_string_lossy())))
-        });
-        nix::unistd::chdir(&self.cwd)
-            .map_err(|errno| Error::syscall(format!("cannot enter the working directory {:?}", self.cwd), errno))
+        explain.step(|| Action::new(CHAPTER, "enter the working directory", format!("chdir({:?})", self.cwd)).shell(format!("cd {}", shell_quote(&self.cwd.to_string_lossy()))));
+        nix::unistd::chdir(&self.cwd).map_err(|errno| Error::syscall(format!("cannot enter the working directory {:?}", self.cwd), errno))
     }
 
     // ANCHOR: exec
@@ -113,8 +91,7 @@ impl Process {
             Ok(program) => program,
             Err(error) => return error,
         };
-        let (Ok(path), Ok(argv), Ok(envp)) = (CString::new(program.as_os_str().as_encoded_bytes()), cstrings(&self.args), cstrings(&self.env))
-        else {
+        let (Ok(path), Ok(argv), Ok(envp)) = (CString::new(program.as_os_str().as_encoded_bytes()), cstrings(&self.args), cstrings(&self.env)) else {
             return Error::runtime("an argument or environment variable contains a NUL byte, which execve cannot pass");
         };
         explain.step(|| {
@@ -145,9 +122,7 @@ impl Process {
                 return Ok(candidate);
             }
         }
-        Err(Error::not_found(format!(
-            "{name:?}: executable file not found in $PATH inside the container (PATH={search}); check the name, or give the full path"
-        )))
+        Err(Error::not_found(format!("{name:?}: executable file not found in $PATH inside the container (PATH={search}); check the name, or give the full path")))
     }
     // ANCHOR_END: find_program
 }
@@ -183,7 +158,10 @@ impl Process {
     pub fn set_limits(&self, rlimits: &[(libc::__rlimit_resource_t, u64, u64)], oom_score_adj: Option<i32>, explain: &Explain) -> Result<()> {
         for &(resource, soft, hard) in rlimits {
             let name = RLIMITS.iter().find(|(_, r)| *r == resource).map_or("?", |(name, _)| name);
-            explain.step(|| Action::new(CHAPTER, format!("limit {name} to {soft} (hard {hard})"), format!("setrlimit({name}, {{{soft}, {hard}}})")).shell(format!("prlimit --pid $$ --{}={soft}:{hard}", name.trim_start_matches("RLIMIT_").to_lowercase())));
+            explain.step(|| {
+                Action::new(CHAPTER, format!("limit {name} to {soft} (hard {hard})"), format!("setrlimit({name}, {{{soft}, {hard}}})"))
+                    .shell(format!("prlimit --pid $$ --{}={soft}:{hard}", name.trim_start_matches("RLIMIT_").to_lowercase()))
+            });
             let limit = libc::rlimit { rlim_cur: soft, rlim_max: hard };
             // Safety: setrlimit reads the struct given.
             if unsafe { libc::setrlimit(resource, &limit) } != 0 {
@@ -193,7 +171,9 @@ impl Process {
             }
         }
         if let Some(score) = oom_score_adj {
-            explain.step(|| Action::new(CHAPTER, format!("OOM score adjustment {score}"), format!("write(\"/proc/self/oom_score_adj\", \"{score}\")")).shell(format!("echo {score} > /proc/self/oom_score_adj")));
+            explain.step(|| {
+                Action::new(CHAPTER, format!("OOM score adjustment {score}"), format!("write(\"/proc/self/oom_score_adj\", \"{score}\")")).shell(format!("echo {score} > /proc/self/oom_score_adj"))
+            });
             fs::write("/proc/self/oom_score_adj", score.to_string()).map_err(|e| Error::runtime(format!("cannot set oomScoreAdj {score}: {e}")))?;
         }
         Ok(())
@@ -267,16 +247,10 @@ fn exec_error(program: &Path, errno: Errno) -> Error {
             "{shown}: no such file or directory, although the file is there: its interpreter (#! line) \
              or dynamic loader is missing from the root filesystem; use a statically linked program or add its libraries"
         )),
-        Errno::ENOENT | Errno::ENOTDIR => {
-            Error::not_found(format!("{shown}: no such file or directory inside the container"))
-        }
+        Errno::ENOENT | Errno::ENOTDIR => Error::not_found(format!("{shown}: no such file or directory inside the container")),
         Errno::EACCES if program.is_dir() => Error::cannot_invoke(format!("{shown}: is a directory, not a program")),
-        Errno::EACCES => Error::cannot_invoke(format!(
-            "{shown}: permission denied; is it executable (chmod +x), and not on a noexec mount?"
-        )),
-        Errno::ENOEXEC => Error::cannot_invoke(format!(
-            "{shown}: exec format error: not a program this kernel can run (a script without a #! line, or a binary for another CPU)"
-        )),
+        Errno::EACCES => Error::cannot_invoke(format!("{shown}: permission denied; is it executable (chmod +x), and not on a noexec mount?")),
+        Errno::ENOEXEC => Error::cannot_invoke(format!("{shown}: exec format error: not a program this kernel can run (a script without a #! line, or a binary for another CPU)")),
         other => Error::cannot_invoke(format!("{shown}: cannot execute: {}", other.desc())),
     }
 }

@@ -67,13 +67,7 @@ fn mount_proc(rootfs: &Path, explain: &Explain) -> Result<()> {
     mount_explained(
         explain,
         "mount a fresh /proc: it lists the processes of the PID namespace the container is in",
-        MountCall {
-            source: Some(Path::new("proc")),
-            target: &target,
-            fstype: Some("proc"),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            data: None,
-        },
+        MountCall { source: Some(Path::new("proc")), target: &target, fstype: Some("proc"), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: None },
         format!("mount -t proc proc {}", quoted(&target)),
     )
 }
@@ -82,18 +76,11 @@ fn mount_proc(rootfs: &Path, explain: &Explain) -> Result<()> {
 // ANCHOR: dev
 /// The devices a program may expect: name, major, minor. Nothing else of the host's
 /// `/dev` (disks, the console, the kernel's memory) is there.
-const DEVICES: [(&str, u64, u64); 6] =
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+const DEVICES: [(&str, u64, u64); 6] = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 /// The links every Linux system has in `/dev`. (Not `core -> /proc/kcore`: that is the
 /// kernel's memory, which Docker hides and carton does not offer.)
-const DEV_LINKS: [(&str, &str); 5] = [
-    ("fd", "/proc/self/fd"),
-    ("stdin", "/proc/self/fd/0"),
-    ("stdout", "/proc/self/fd/1"),
-    ("stderr", "/proc/self/fd/2"),
-    ("ptmx", "pts/ptmx"),
-];
+const DEV_LINKS: [(&str, &str); 5] = [("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2"), ("ptmx", "pts/ptmx")];
 
 /// A small `/dev` on a tmpfs: the safe devices, pseudo-terminals, shared memory.
 fn mount_dev(rootfs: &Path, explain: &Explain) -> Result<()> {
@@ -101,13 +88,7 @@ fn mount_dev(rootfs: &Path, explain: &Explain) -> Result<()> {
     mount_explained(
         explain,
         "mount an empty tmpfs on /dev (not the host's /dev)",
-        MountCall {
-            source: Some(Path::new("tmpfs")),
-            target: &dev,
-            fstype: Some("tmpfs"),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
-            data: Some("mode=755,size=65536k"),
-        },
+        MountCall { source: Some(Path::new("tmpfs")), target: &dev, fstype: Some("tmpfs"), flags: MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME, data: Some("mode=755,size=65536k") },
         format!("mount -t tmpfs -o mode=755,size=65536k tmpfs {}", quoted(&dev)),
     )?;
     for (name, major, minor) in DEVICES {
@@ -116,44 +97,27 @@ fn mount_dev(rootfs: &Path, explain: &Explain) -> Result<()> {
             Action::new(CHAPTER, format!("create the device /dev/{name}"), format!("mknod({node:?}, S_IFCHR|0666, makedev({major}, {minor}))"))
                 .shell(format!("mknod -m 666 {} c {major} {minor}", quoted(&node)))
         });
-        mknod(&node, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
-            .map_err(|errno| Error::syscall(format!("cannot create the device {}", node.display()), errno))?;
+        mknod(&node, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor)).map_err(|errno| Error::syscall(format!("cannot create the device {}", node.display()), errno))?;
         // mknod's mode is filtered through the umask; set it exactly.
-        fs::set_permissions(&node, fs::Permissions::from_mode(0o666))
-            .map_err(|e| Error::runtime(format!("cannot chmod {}: {e}", node.display())))?;
+        fs::set_permissions(&node, fs::Permissions::from_mode(0o666)).map_err(|e| Error::runtime(format!("cannot chmod {}: {e}", node.display())))?;
     }
     for (name, target) in DEV_LINKS {
         let link = dev.join(name);
-        explain.step(|| {
-            Action::new(CHAPTER, format!("link /dev/{name} to {target}"), format!("symlink({target:?}, {link:?})"))
-                .shell(format!("ln -s {target} {}", quoted(&link)))
-        });
+        explain.step(|| Action::new(CHAPTER, format!("link /dev/{name} to {target}"), format!("symlink({target:?}, {link:?})")).shell(format!("ln -s {target} {}", quoted(&link))));
         symlink(target, &link).map_err(|e| Error::runtime(format!("cannot create the link {}: {e}", link.display())))?;
     }
     let pts = mount_point(&dev, "pts")?;
     mount_explained(
         explain,
         "mount a private devpts instance for pseudo-terminals",
-        MountCall {
-            source: Some(Path::new("devpts")),
-            target: &pts,
-            fstype: Some("devpts"),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-            data: Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
-        },
+        MountCall { source: Some(Path::new("devpts")), target: &pts, fstype: Some("devpts"), flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, data: Some("newinstance,ptmxmode=0666,mode=0620,gid=5") },
         format!("mount -t devpts -o newinstance,ptmxmode=0666,mode=0620,gid=5 devpts {}", quoted(&pts)),
     )?;
     let shm = mount_point(&dev, "shm")?;
     mount_explained(
         explain,
         "mount a tmpfs on /dev/shm for POSIX shared memory (64 MiB, as Docker)",
-        MountCall {
-            source: Some(Path::new("shm")),
-            target: &shm,
-            fstype: Some("tmpfs"),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            data: Some("mode=1777,size=65536k"),
-        },
+        MountCall { source: Some(Path::new("shm")), target: &shm, fstype: Some("tmpfs"), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: Some("mode=1777,size=65536k") },
         format!("mount -t tmpfs -o mode=1777,size=65536k shm {}", quoted(&shm)),
     )
 }
@@ -166,13 +130,7 @@ fn mount_sys(rootfs: &Path, explain: &Explain) -> Result<()> {
     mount_explained(
         explain,
         "mount /sys read-only",
-        MountCall {
-            source: Some(Path::new("sysfs")),
-            target: &target,
-            fstype: Some("sysfs"),
-            flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-            data: None,
-        },
+        MountCall { source: Some(Path::new("sysfs")), target: &target, fstype: Some("sysfs"), flags: MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, data: None },
         format!("mount -t sysfs -o ro sysfs {}", quoted(&target)),
     )
 }
@@ -208,16 +166,9 @@ pub fn pivot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
 
     // pivot_root(".", ".") puts the old root on top of the new one, at the same place;
     // no directory for the old root is needed inside the image.
-    explain.step(|| {
-        Action::new(CHAPTER, "make the current directory the root; the old root is stacked on top of it", "pivot_root(\".\", \".\")")
-            .shell("pivot_root . .")
-    });
-    pivot_root(".", ".").map_err(|errno| {
-        Error::syscall(
-            format!("pivot_root into {} failed (run `carton doctor`: the host's / may be an initramfs, where pivot_root cannot work)", rootfs.display()),
-            errno,
-        )
-    })?;
+    explain.step(|| Action::new(CHAPTER, "make the current directory the root; the old root is stacked on top of it", "pivot_root(\".\", \".\")").shell("pivot_root . ."));
+    pivot_root(".", ".")
+        .map_err(|errno| Error::syscall(format!("pivot_root into {} failed (run `carton doctor`: the host's / may be an initramfs, where pivot_root cannot work)", rootfs.display()), errno))?;
 
     explain.step(|| Action::new(CHAPTER, "detach the old root: the host's root filesystem is no longer mounted in this namespace", "umount2(\".\", MNT_DETACH)").shell("umount -l ."));
     umount2(".", MntFlags::MNT_DETACH).map_err(|errno| Error::syscall("cannot detach the old root", errno))?;
@@ -233,14 +184,9 @@ pub fn mount_point(dir: &Path, name: &str) -> Result<std::path::PathBuf> {
     let path = dir.join(name);
     match fs::symlink_metadata(&path) {
         Ok(meta) if meta.file_type().is_symlink() => {
-            return Err(Error::runtime(format!(
-                "/{name} in the root filesystem is a symbolic link ({}); refusing to mount through it, make it a directory",
-                path.display()
-            )))
+            return Err(Error::runtime(format!("/{name} in the root filesystem is a symbolic link ({}); refusing to mount through it, make it a directory", path.display())))
         }
-        Ok(meta) if !meta.is_dir() => {
-            return Err(Error::runtime(format!("/{name} in the root filesystem ({}) is not a directory", path.display())))
-        }
+        Ok(meta) if !meta.is_dir() => return Err(Error::runtime(format!("/{name} in the root filesystem ({}) is not a directory", path.display()))),
         _ => {}
     }
     if !path.is_dir() {
@@ -280,8 +226,7 @@ fn quoted(path: &Path) -> String {
 
 fn mount_explained(explain: &Explain, what: &str, call: MountCall, shell: String) -> Result<()> {
     explain.step(|| Action::new(CHAPTER, what, call.to_c()).shell(shell));
-    mount(call.source, call.target, call.fstype, call.flags, call.data)
-        .map_err(|errno| Error::syscall(format!("{what} failed: {}", call.to_c()), errno))
+    mount(call.source, call.target, call.fstype, call.flags, call.data).map_err(|errno| Error::syscall(format!("{what} failed: {}", call.to_c()), errno))
 }
 
 #[cfg(test)]
@@ -290,13 +235,7 @@ mod tests {
 
     #[test]
     fn mount_calls_read_like_c() {
-        let call = MountCall {
-            source: Some(Path::new("proc")),
-            target: Path::new("/r/proc"),
-            fstype: Some("proc"),
-            flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-            data: None,
-        };
+        let call = MountCall { source: Some(Path::new("proc")), target: Path::new("/r/proc"), fstype: Some("proc"), flags: MsFlags::MS_NOSUID | MsFlags::MS_NODEV, data: None };
         assert_eq!(call.to_c(), r#"mount("proc", "/r/proc", "proc", MS_NOSUID|MS_NODEV, NULL)"#);
     }
 }

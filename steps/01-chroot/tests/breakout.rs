@@ -29,12 +29,7 @@ fn breakout_escapes_plain_chroot() {
     assert!(!inside.status.success());
     // ...but the breakout reaches it.
     let out = step01(&["chroot"], &rootfs, &["/bin/breakout", secret.to_str().unwrap()]);
-    assert_eq!(
-        String::from_utf8_lossy(&out.stdout),
-        format!("escaped! {} says: only the host knows this\n", secret.display()),
-        "stderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("escaped! {} says: only the host knows this\n", secret.display()), "stderr: {}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success());
     assert!(!rootfs.join(".breakout").exists(), "breakout left its jail directory behind");
 }

@@ -44,12 +44,9 @@ impl fmt::Display for ContainerId {
 /// The kernel takes at most 64 bytes (HOST_NAME_MAX); names are letters, digits, `-` and
 /// `.`, starting with a letter or digit (RFC 1123), which is what Docker accepts too.
 pub fn validate_hostname(name: &str) -> Result<()> {
-    let well_formed = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.')
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
+    let well_formed = name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.') && name.starts_with(|c: char| c.is_ascii_alphanumeric());
     if name.is_empty() || name.len() > 64 || !well_formed {
-        return Err(Error::runtime(format!(
-            "invalid hostname {name:?}: use 1 to 64 letters, digits, '-' and '.', starting with a letter or digit"
-        )));
+        return Err(Error::runtime(format!("invalid hostname {name:?}: use 1 to 64 letters, digits, '-' and '.', starting with a letter or digit")));
     }
     Ok(())
 }

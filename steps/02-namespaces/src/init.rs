@@ -15,16 +15,7 @@ use nix::unistd::{getpid, setpgid, tcsetpgrp, Pid};
 use step01::process::reap;
 
 /// The signals init passes on; the rest keep their default meaning.
-const PASSED_ON: [Signal; 8] = [
-    Signal::SIGHUP,
-    Signal::SIGINT,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-    Signal::SIGALRM,
-    Signal::SIGTERM,
-    Signal::SIGWINCH,
-];
+const PASSED_ON: [Signal; 8] = [Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM, Signal::SIGTERM, Signal::SIGWINCH];
 
 // ANCHOR: init
 /// Be PID 1 for `command` until it ends, then exit with its status.

@@ -44,10 +44,7 @@ impl Hooks for Isolation {
     // ANCHOR: child_after_root
     fn child_after_root(&self, _spec: &ContainerSpec, explain: &Explain) -> Result<()> {
         if let Some(name) = &self.hostname {
-            explain.step(|| {
-                Action::new(CHAPTER, "set the hostname, in the container's own UTS namespace", format!("sethostname({name:?}, {})", name.len()))
-                    .shell(format!("hostname {name}"))
-            });
+            explain.step(|| Action::new(CHAPTER, "set the hostname, in the container's own UTS namespace", format!("sethostname({name:?}, {})", name.len())).shell(format!("hostname {name}")));
             sethostname(name).map_err(|e| Error::syscall(format!("cannot set the hostname {name:?}"), e))?;
         }
 
@@ -103,10 +100,10 @@ impl Hooks for Isolation {
             }
             Ok(ForkResult::Parent { child }) => {
                 drop(report); // the command's copy tells carton whether execve worked
-                // The init never calls execve, so close-on-exec never closes anything it
-                // inherited from carton: close it all (an open host directory would be a way
-                // out of the container).
-                // Safety: close_range closes this process's descriptors 3 and up.
+                              // The init never calls execve, so close-on-exec never closes anything it
+                              // inherited from carton: close it all (an open host directory would be a way
+                              // out of the container).
+                              // Safety: close_range closes this process's descriptors 3 and up.
                 unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, 0 as libc::c_uint) };
                 init::run(child)
             }

@@ -30,8 +30,7 @@ pub const CHAPTER: Chapter = Chapter { number: 2, title: "a world of its own —
 
 // ANCHOR: namespaces
 /// The namespaces this step adds to step 01's mount namespace, in the same clone.
-pub const NAMESPACES: CloneFlags =
-    CloneFlags::CLONE_NEWPID.union(CloneFlags::CLONE_NEWUTS).union(CloneFlags::CLONE_NEWIPC);
+pub const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID.union(CloneFlags::CLONE_NEWUTS).union(CloneFlags::CLONE_NEWIPC);
 // ANCHOR_END: namespaces
 
 /// The `docker run` options this step implements.

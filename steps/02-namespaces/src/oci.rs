@@ -29,7 +29,9 @@ pub fn read_namespaces(spec: &Spec, container: &mut ContainerSpec) -> Result<()>
             LinuxNamespaceType::Pid => CloneFlags::CLONE_NEWPID,
             LinuxNamespaceType::Network => CloneFlags::CLONE_NEWNET,
             LinuxNamespaceType::Cgroup => continue,
-            LinuxNamespaceType::User => return Err(Error::runtime("config.json asks for a user namespace, which comes with rootless containers (planned); remove {\"type\": \"user\"} from linux.namespaces")),
+            LinuxNamespaceType::User => {
+                return Err(Error::runtime("config.json asks for a user namespace, which comes with rootless containers (planned); remove {\"type\": \"user\"} from linux.namespaces"))
+            }
             LinuxNamespaceType::Time => return Err(Error::runtime("config.json asks for a time namespace, which carton does not make; remove {\"type\": \"time\"} from linux.namespaces")),
         };
         match namespace.path() {
@@ -54,12 +56,7 @@ pub fn isolation_from_oci(spec: &Spec, stdin: Stdin) -> Result<Isolation> {
     }
     let home = process.env().iter().flatten().rev().find_map(|entry| entry.strip_prefix("HOME=")).unwrap_or("/");
     let oci_user = process.user();
-    let user = User {
-        uid: oci_user.uid(),
-        gid: oci_user.gid(),
-        additional_gids: oci_user.additional_gids().clone().unwrap_or_default(),
-        home: home.to_string(),
-    };
+    let user = User { uid: oci_user.uid(), gid: oci_user.gid(), additional_gids: oci_user.additional_gids().clone().unwrap_or_default(), home: home.to_string() };
     // Root with no extra groups is who the child is already: nothing to switch.
     let user = Some(user).filter(|u| u.uid != 0 || u.gid != 0 || !u.additional_gids.is_empty());
     let init = spec.annotations().as_ref().and_then(|a| a.get(INIT_ANNOTATION)).is_some_and(|value| value == "true");

@@ -19,7 +19,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::sys::stat::Mode;
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
-use nix::unistd::{dup2_stdin, dup2_stdout, dup2_stderr, setsid};
+use nix::unistd::{dup2_stderr, dup2_stdin, dup2_stdout, setsid};
 use step01::{Action, Error, Explain, Result};
 
 use crate::CHAPTER;
@@ -41,8 +41,7 @@ pub fn open_as_stdio(console: &UnixStream, size: Option<libc::winsize>, owner: O
 
     if let Some((uid, gid)) = owner {
         // The terminal belongs to whoever runs in it (-u), as runc does.
-        nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid)))
-            .map_err(|e| Error::syscall(format!("give {slave_path} to user {uid}"), e))?;
+        nix::unistd::fchown(&slave, Some(nix::unistd::Uid::from_raw(uid)), Some(nix::unistd::Gid::from_raw(gid))).map_err(|e| Error::syscall(format!("give {slave_path} to user {uid}"), e))?;
     }
     explain.step(|| Action::new(CHAPTER, format!("start a new session with {slave_path} as its controlling terminal"), "setsid(); ioctl(slave, TIOCSCTTY, 0)").shell("setsid --ctty"));
     setsid().map_err(|e| Error::syscall("setsid", e))?;
@@ -60,8 +59,7 @@ pub fn open_as_stdio(console: &UnixStream, size: Option<libc::winsize>, owner: O
 
     explain.step(|| Action::new(CHAPTER, "send the terminal's master end to carton over the console socket", "sendmsg(console, SCM_RIGHTS [master])"));
     let fds = [master.as_raw_fd()];
-    sendmsg::<()>(console.as_raw_fd(), &[IoSlice::new(b"m")], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .map_err(|e| Error::syscall("send the terminal to carton", e))?;
+    sendmsg::<()>(console.as_raw_fd(), &[IoSlice::new(b"m")], &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None).map_err(|e| Error::syscall("send the terminal to carton", e))?;
     Ok(())
 }
 // ANCHOR_END: child_pty
@@ -71,8 +69,7 @@ pub fn receive_master(console: &UnixStream) -> Result<OwnedFd> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!(RawFd);
-    let message = recvmsg::<()>(console.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC)
-        .map_err(|e| Error::syscall("receive the container's terminal", e))?;
+    let message = recvmsg::<()>(console.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).map_err(|e| Error::syscall("receive the container's terminal", e))?;
     for cmsg in message.cmsgs().map_err(|e| Error::syscall("read the console message", e))? {
         if let ControlMessageOwned::ScmRights(fds) = cmsg {
             if let Some(fd) = fds.first() {

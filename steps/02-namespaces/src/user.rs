@@ -32,11 +32,7 @@ impl User {
     /// as with Docker); a name does, or carton would have to guess who to run as. Without a
     /// group part, the group comes from the user's passwd entry.
     pub fn resolve(spec: &str, rootfs: &Path) -> Result<User> {
-        let invalid = |why: String| {
-            Error::runtime(format!(
-                "invalid user {spec:?}: {why}; give user[:group], each a name or a number, as in -u www-data or -u 1000:1000"
-            ))
-        };
+        let invalid = |why: String| Error::runtime(format!("invalid user {spec:?}: {why}; give user[:group], each a name or a number, as in -u www-data or -u 1000:1000"));
         let (user, group) = match spec.split_once(':') {
             Some((user, group)) => (user, Some(group)),
             None => (spec, None),
@@ -115,11 +111,7 @@ fn number(text: &str, what: &str) -> std::result::Result<Option<u32>, String> {
 
 /// The error for a name the container's `etc/<file>` does not list, saying which file was read.
 fn not_listed(what: &str, name: &str, file: &str, file_exists: bool, id: &str) -> Error {
-    let searched = if file_exists {
-        format!("no matching entry in the container's /etc/{file}")
-    } else {
-        format!("the container has no /etc/{file} (a symbolic link there is not followed)")
-    };
+    let searched = if file_exists { format!("no matching entry in the container's /etc/{file}") } else { format!("the container has no /etc/{file} (a symbolic link there is not followed)") };
     Error::runtime(format!("unable to find {what} {name:?}: {searched}; give a numeric {id}, or add the {what} to the image"))
 }
 

@@ -32,13 +32,7 @@ pub fn parse(text: &str) -> Vec<InterfaceCounters> {
         .filter_map(|line| {
             let (name, numbers) = line.split_once(':')?;
             let n: Vec<u64> = numbers.split_whitespace().filter_map(|n| n.parse().ok()).collect();
-            (n.len() >= 10).then(|| InterfaceCounters {
-                interface: name.trim().to_string(),
-                rx_bytes: n[0],
-                rx_packets: n[1],
-                tx_bytes: n[8],
-                tx_packets: n[9],
-            })
+            (n.len() >= 10).then(|| InterfaceCounters { interface: name.trim().to_string(), rx_bytes: n[0], rx_packets: n[1], tx_bytes: n[8], tx_packets: n[9] })
         })
         .collect()
 }

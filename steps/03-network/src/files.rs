@@ -109,11 +109,7 @@ pub fn write(dir: &Path, names: &Names) -> Result<()> {
     let host_hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
     let host_resolv = fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let upstream = fs::read_to_string("/run/systemd/resolve/resolv.conf").unwrap_or_default();
-    let files = [
-        ("hostname", format!("{}\n", names.hostname)),
-        ("hosts", hosts_file(names, &host_hosts)),
-        ("resolv.conf", resolv_conf(names, &host_resolv, &upstream)),
-    ];
+    let files = [("hostname", format!("{}\n", names.hostname)), ("hosts", hosts_file(names, &host_hosts)), ("resolv.conf", resolv_conf(names, &host_resolv, &upstream))];
     for (name, contents) in files {
         fs::write(dir.join(name), contents).map_err(|e| Error::runtime(format!("cannot write {}: {e}", dir.join(name).display())))?;
     }

@@ -81,12 +81,7 @@ impl Ipam {
     /// Run `change` on the lease table while holding the network's lock.
     pub fn locked<T>(&self, change: impl FnOnce(&mut Vec<(Ipv4Addr, Holder)>) -> Result<T>) -> Result<T> {
         fs::create_dir_all(&self.dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", self.dir.display())))?;
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(self.dir.join("lock"))
-            .map_err(|e| Error::runtime(format!("cannot open the network lock: {e}")))?;
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(self.dir.join("lock")).map_err(|e| Error::runtime(format!("cannot open the network lock: {e}")))?;
         // Safety: flock on a descriptor we own; released when `lock` is closed.
         if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
             return Err(Error::syscall("lock the lease file", nix::errno::Errno::last()));
@@ -104,9 +99,7 @@ impl Ipam {
         let text: String = leases.iter().map(|(address, holder)| format!("{address} {}\n", holder.display())).collect();
         // Write a new file and rename it over the old: a crash never leaves half a table.
         let staging = self.dir.join("leases.new");
-        fs::write(&staging, text)
-            .and_then(|()| fs::rename(&staging, &path))
-            .map_err(|e| Error::runtime(format!("cannot write the lease table: {e}")))?;
+        fs::write(&staging, text).and_then(|()| fs::rename(&staging, &path)).map_err(|e| Error::runtime(format!("cannot write the lease table: {e}")))?;
         drop::<File>(lock);
         Ok(result)
     }

@@ -164,13 +164,19 @@ fn wire(netns: &netns::NamedNetns, attachment: Option<&Attachment>, explain: &Ex
     });
     netlink::create_veth(host_end, "eth0", netns.fd())?;
     let (index, bridge) = (link_index(host_end)?, link_index(BRIDGE)?);
-    explain.step(|| Action::new(CHAPTER, format!("plug {host_end} into the bridge {BRIDGE} and switch it on"), "netlink RTM_SETLINK master, IFF_UP").shell(format!("ip link set {host_end} master {BRIDGE} up")));
+    explain.step(|| {
+        Action::new(CHAPTER, format!("plug {host_end} into the bridge {BRIDGE} and switch it on"), "netlink RTM_SETLINK master, IFF_UP").shell(format!("ip link set {host_end} master {BRIDGE} up"))
+    });
     netlink::set_controller(index, bridge)?;
     netlink::set_link_up(index)?;
     let (prefix, gateway) = (subnet.prefix, subnet.gateway());
     explain.step(|| {
-        Action::new(CHAPTER, format!("give eth0 the address {address}/{prefix}, switch it on, send everything else to the gateway {gateway}"), "netlink RTM_NEWADDR, RTM_SETLINK IFF_UP, RTM_NEWROUTE default")
-            .shell(format!("nsenter --net={pinned} sh -c 'ip addr add {address}/{prefix} dev eth0 && ip link set eth0 up && ip route add default via {gateway}'"))
+        Action::new(
+            CHAPTER,
+            format!("give eth0 the address {address}/{prefix}, switch it on, send everything else to the gateway {gateway}"),
+            "netlink RTM_NEWADDR, RTM_SETLINK IFF_UP, RTM_NEWROUTE default",
+        )
+        .shell(format!("nsenter --net={pinned} sh -c 'ip addr add {address}/{prefix} dev eth0 && ip link set eth0 up && ip route add default via {gateway}'"))
     });
     netns.enter(|| {
         let eth0 = link_index("eth0")?;
@@ -234,19 +240,22 @@ pub fn setup(dir: &Path, id: &str, hostname: &str, network: &NetworkOptions, exp
             let ipam = ipam::Ipam::new(&state, network.subnet);
             // One lock for the bridge, its NAT rule and the lease, so that a `carton network
             // prune` cannot remove the bridge between the two.
-            address = Some(ipam.locked(|leases| {
-                if netlink::link_index(BRIDGE)?.is_none() {
-                    // No bridge, so nothing is on it: what is recorded is stale (the records of
-                    // an earlier namespace that had the same number, or of a removed bridge).
-                    leases.clear();
-                    for stale in ["subnet", "forwarding_was_off"] {
-                        let _ = fs::remove_file(state.join(stale));
+            address = Some(
+                ipam.locked(|leases| {
+                    if netlink::link_index(BRIDGE)?.is_none() {
+                        // No bridge, so nothing is on it: what is recorded is stale (the records of
+                        // an earlier namespace that had the same number, or of a removed bridge).
+                        leases.clear();
+                        for stale in ["subnet", "forwarding_was_off"] {
+                            let _ = fs::remove_file(state.join(stale));
+                        }
                     }
-                }
-                ensure_bridge(&state, network.subnet, explain)?;
-                nat::enable(network.subnet, &state.join("forwarding_was_off"), explain)?;
-                ipam.allocate_in(leases, dir)
-            })?.address);
+                    ensure_bridge(&state, network.subnet, explain)?;
+                    nat::enable(network.subnet, &state.join("forwarding_was_off"), explain)?;
+                    ipam.allocate_in(leases, dir)
+                })?
+                .address,
+            );
         }
         let mut netns = None;
         if network.mode != Mode::Host {
@@ -386,10 +395,7 @@ fn ensure_bridge(state: &Path, subnet: ipam::Subnet, explain: &Explain) -> Resul
     if let Some(index) = netlink::link_index(BRIDGE)? {
         match fs::read_to_string(&recorded) {
             Ok(existing) if existing.trim() != wanted => {
-                return Err(Error::runtime(format!(
-                    "{BRIDGE} serves {} but {wanted} was asked for (CARTON_SUBNET); run `carton network prune` first to change it",
-                    existing.trim()
-                )))
+                return Err(Error::runtime(format!("{BRIDGE} serves {} but {wanted} was asked for (CARTON_SUBNET); run `carton network prune` first to change it", existing.trim())))
             }
             _ => return netlink::set_link_up(index),
         }

@@ -60,7 +60,10 @@ pub fn enable(subnet: Subnet, record: &Path, explain: &Explain) -> Result<()> {
         return Ok(());
     }
     let rules = ruleset(subnet);
-    explain.step(|| Action::new(CHAPTER, format!("masquerade what leaves {}/{}: it goes out with the host's address", subnet.network, subnet.prefix), "nftables ruleset (netlink via nft)").shell(format!("nft -f - <<'EOF'\n{rules}EOF")));
+    explain.step(|| {
+        Action::new(CHAPTER, format!("masquerade what leaves {}/{}: it goes out with the host's address", subnet.network, subnet.prefix), "nftables ruleset (netlink via nft)")
+            .shell(format!("nft -f - <<'EOF'\n{rules}EOF"))
+    });
     nft(&rules)
 }
 // ANCHOR_END: masquerade

@@ -37,10 +37,12 @@ pub fn link_index(name: &str) -> Result<Option<u32>> {
 /// The index of the bridge (or other controller) the interface `name` is plugged into.
 pub fn link_controller(name: &str) -> Result<Option<u32>> {
     let found = find_link(name)?;
-    Ok(found.and_then(|link| link.attributes.iter().find_map(|attribute| match attribute {
-        LinkAttribute::Controller(index) => Some(*index),
-        _ => None,
-    })))
+    Ok(found.and_then(|link| {
+        link.attributes.iter().find_map(|attribute| match attribute {
+            LinkAttribute::Controller(index) => Some(*index),
+            _ => None,
+        })
+    }))
 }
 
 fn find_link(name: &str) -> Result<Option<LinkMessage>> {
@@ -146,8 +148,7 @@ fn exchange(message: RouteNetlinkMessage, flags: u16) -> Result<Reply> {
 
     let mut reply = vec![0; 8192];
     let size = socket.recv(&mut &mut reply[..], 0).map_err(|e| failed("receive", e))?;
-    let answer = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[..size])
-        .map_err(|e| Error::runtime(format!("netlink: an answer carton cannot read: {e}")))?;
+    let answer = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply[..size]).map_err(|e| Error::runtime(format!("netlink: an answer carton cannot read: {e}")))?;
     match answer.payload {
         // An "error" with code 0 is the acknowledgement.
         NetlinkPayload::Error(error) => Ok(match error.code {

@@ -33,8 +33,12 @@ impl NamedNetns {
     pub fn create(path: &Path, explain: &Explain) -> Result<NamedNetns> {
         let shown = path.display();
         explain.step(|| {
-            Action::new(CHAPTER, format!("create an empty network namespace and pin it at {shown}"), format!("unshare(CLONE_NEWNET); mount(\"{OWN_NAMESPACE}\", \"{shown}\", NULL, MS_BIND, NULL); setns(carton's own, CLONE_NEWNET)"))
-                .shell(format!("touch {shown} && unshare --net mount --bind /proc/self/ns/net {shown}"))
+            Action::new(
+                CHAPTER,
+                format!("create an empty network namespace and pin it at {shown}"),
+                format!("unshare(CLONE_NEWNET); mount(\"{OWN_NAMESPACE}\", \"{shown}\", NULL, MS_BIND, NULL); setns(carton's own, CLONE_NEWNET)"),
+            )
+            .shell(format!("touch {shown} && unshare --net mount --bind /proc/self/ns/net {shown}"))
         });
         File::create_new(path).map_err(|e| Error::runtime(format!("cannot create {shown}, the file that pins the network namespace: {e}")))?;
         let own = open(Path::new(OWN_NAMESPACE))?;

@@ -38,9 +38,7 @@ pub struct PortMapping {
 
 impl PortMapping {
     pub fn parse(text: &str) -> Result<PortMapping> {
-        let bad = |why: &str| {
-            Error::runtime(format!("invalid -p {text:?}: {why}; write it as [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp], e.g. 8088:80"))
-        };
+        let bad = |why: &str| Error::runtime(format!("invalid -p {text:?}: {why}; write it as [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp], e.g. 8088:80"));
         let (ports, protocol) = match text.rsplit_once('/') {
             Some((ports, "tcp")) => (ports, Protocol::Tcp),
             Some((ports, "udp")) => (ports, Protocol::Udp),
@@ -98,9 +96,7 @@ pub fn bind(mappings: &[PortMapping]) -> Result<Vec<Published>> {
         .iter()
         .map(|mapping| {
             let address = SocketAddr::new(mapping.host_ip, mapping.host_port);
-            let in_use = |e: io::Error| {
-                Error::runtime(format!("cannot publish {mapping}: {address} is not free ({e}); choose another host port, or stop what uses it"))
-            };
+            let in_use = |e: io::Error| Error::runtime(format!("cannot publish {mapping}: {address} is not free ({e}); choose another host port, or stop what uses it"));
             let socket = match mapping.protocol {
                 Protocol::Tcp => Socket::Tcp(TcpListener::bind(address).map_err(in_use)?),
                 Protocol::Udp => Socket::Udp(UdpSocket::bind(address).map_err(in_use)?),

@@ -56,9 +56,7 @@ pub struct Layout {
 }
 
 /// The v1 controllers the kernel can have.
-const V1_CONTROLLERS: [&str; 14] = [
-    "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma",
-];
+const V1_CONTROLLERS: [&str; 14] = ["blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "hugetlb", "memory", "misc", "net_cls", "net_prio", "perf_event", "pids", "rdma"];
 
 impl Layout {
     /// This machine's layout.

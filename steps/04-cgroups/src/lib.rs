@@ -92,9 +92,6 @@ impl<H: Hooks> Hooks for Resources<H> {
         self.inner.child_before_pivot(spec, rootfs, explain)
     }
     // ANCHOR_END: hooks
-
-
-
 }
 
 // ANCHOR: namespace
@@ -114,11 +111,17 @@ fn mount_cgroups(rootfs: &Path, layout: &Layout, explain: &Explain) -> Result<()
     let read_only = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let failed = |what: &str, errno| Error::syscall(format!("cannot mount {what} at {shown}"), errno);
     if layout.version() == Some(Version::V2) {
-        explain.step(|| Action::new(CHAPTER, "show the container its own cgroup tree, read-only", format!("mount(\"cgroup2\", \"{shown}\", \"cgroup2\", MS_RDONLY, NULL)")).shell(format!("mount -t cgroup2 -o ro cgroup2 {shown}")));
+        explain.step(|| {
+            Action::new(CHAPTER, "show the container its own cgroup tree, read-only", format!("mount(\"cgroup2\", \"{shown}\", \"cgroup2\", MS_RDONLY, NULL)"))
+                .shell(format!("mount -t cgroup2 -o ro cgroup2 {shown}"))
+        });
         return mount(Some("cgroup2"), &target, Some("cgroup2"), read_only, None::<&str>).map_err(|errno| failed("cgroup2", errno));
     }
     // v1: a small tmpfs holding one mount per hierarchy, as on the host.
-    explain.step(|| Action::new(CHAPTER, "show the container its own cgroup hierarchies, read-only", format!("mount(\"tmpfs\", \"{shown}\") + one cgroup mount per hierarchy")).shell(format!("mount -t tmpfs tmpfs {shown}; mount -t cgroup -o ro,memory cgroup {shown}/memory; ...")));
+    explain.step(|| {
+        Action::new(CHAPTER, "show the container its own cgroup hierarchies, read-only", format!("mount(\"tmpfs\", \"{shown}\") + one cgroup mount per hierarchy"))
+            .shell(format!("mount -t tmpfs tmpfs {shown}; mount -t cgroup -o ro,memory cgroup {shown}/memory; ..."))
+    });
     mount(Some("tmpfs"), &target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=755")).map_err(|errno| failed("tmpfs", errno))?;
     for hierarchy in &layout.hierarchies {
         let name = hierarchy.path.file_name().and_then(|n| n.to_str()).unwrap_or("unknown");

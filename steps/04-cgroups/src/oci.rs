@@ -4,9 +4,7 @@
 //! here in the spec's: bytes, CFS microseconds, shares, weights, device numbers. The
 //! runtime reads them back into [`Limits`], which [`crate::Cgroup::create`] applies.
 
-use oci_spec::runtime::{
-    LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, LinuxThrottleDevice, LinuxThrottleDeviceBuilder,
-};
+use oci_spec::runtime::{LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, LinuxThrottleDevice, LinuxThrottleDeviceBuilder};
 use step01::{Error, Result};
 
 use crate::limits::{CpuQuota, DeviceRate, Limits, Swap};

@@ -39,7 +39,12 @@ fn read(path: &Path) -> String {
 /// Every file in `dir` with its content, sorted: what carton wrote there (cgroup.procs,
 /// written only by `join`, is checked on its own).
 fn files(dir: &Path) -> Vec<String> {
-    let mut out: Vec<String> = fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).filter(|p| p.is_file() && !p.ends_with("cgroup.procs")).map(|p| format!("{} = {:?}", p.file_name().unwrap().to_str().unwrap(), read(&p))).collect();
+    let mut out: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file() && !p.ends_with("cgroup.procs"))
+        .map(|p| format!("{} = {:?}", p.file_name().unwrap().to_str().unwrap(), read(&p)))
+        .collect();
     out.sort();
     out
 }
@@ -53,10 +58,7 @@ fn v2_writes_each_limit_in_the_one_tree() {
     kernel_files(&root.path().join("carton"), &["cgroup.subtree_control", "cgroup.procs"]);
     fs::write(root.path().join("carton/cgroup.controllers"), "cpuset cpu io memory pids\n").unwrap();
     // Swap accounting is on (memory.swap.max); no BFQ, so io.weight is the I/O weight.
-    kernel_files(
-        &root.path().join("carton/c1"),
-        &["cgroup.procs", "cpu.max", "cpu.weight", "cpuset.cpus", "io.max", "io.weight", "memory.max", "memory.swap.max", "pids.max"],
-    );
+    kernel_files(&root.path().join("carton/c1"), &["cgroup.procs", "cpu.max", "cpu.weight", "cpuset.cpus", "io.max", "io.weight", "memory.max", "memory.swap.max", "pids.max"]);
 
     let layout = Layout::unified_at(root.path());
     assert_eq!(layout.version(), Some(Version::V2));
@@ -111,10 +113,7 @@ fn v1_writes_each_limit_in_its_controllers_hierarchy() {
     assert_eq!(files(&root.path().join("cpuset/carton")), ["cpuset.cpus = \"0-3\\n\"", "cpuset.mems = \"0\\n\""]);
     assert_eq!(files(&dir("cpuset")), ["cpuset.cpus = \"0-3\\n0-1\\n\"", "cpuset.mems = \"0\\n\""]);
     assert_eq!(files(&dir("pids")), ["pids.max = \"100\\n\""]);
-    assert_eq!(
-        files(&dir("blkio")),
-        ["blkio.bfq.weight = \"500\\n\"", "blkio.throttle.read_bps_device = \"8:0 1048576\\n\"", "blkio.throttle.write_bps_device = \"8:16 3145728\\n\""]
-    );
+    assert_eq!(files(&dir("blkio")), ["blkio.bfq.weight = \"500\\n\"", "blkio.throttle.read_bps_device = \"8:0 1048576\\n\"", "blkio.throttle.write_bps_device = \"8:16 3145728\\n\""]);
     assert!(files(&dir("cpuacct")).is_empty() && files(&dir("freezer")).is_empty(), "joined, never limited");
 
     cgroup.join(nix::unistd::Pid::from_raw(4242), &Explain::off()).unwrap();

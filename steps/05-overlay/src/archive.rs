@@ -22,10 +22,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::AtFlags;
 use nix::fcntl::{openat, OFlag};
 use nix::sys::stat::{fchmodat, mkdirat, mknodat, utimensat, FchmodatFlags, Mode, SFlag, UtimensatFlags};
 use nix::sys::time::TimeSpec;
-use nix::fcntl::AtFlags;
 use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use step01::{Error, Result};
 
@@ -101,9 +101,7 @@ fn walk(root: &OwnedFd, relative: &Path, create: bool) -> Result<OwnedFd> {
                 mkdirat(&dir, name, Mode::from_bits_truncate(0o755)).map_err(|errno| Error::syscall(format!("mkdir {}", relative.display()), errno))?;
                 openat(&dir, name, flags, Mode::empty()).map_err(|errno| Error::syscall(format!("open {}", relative.display()), errno))?
             }
-            Err(Errno::ELOOP | Errno::ENOTDIR) => {
-                return Err(bad_layer(format!("{} goes through a symbolic link or a file; refusing to follow it", relative.display())))
-            }
+            Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(bad_layer(format!("{} goes through a symbolic link or a file; refusing to follow it", relative.display()))),
             Err(errno) => return Err(Error::syscall(format!("open {}", relative.display()), errno)),
         };
     }
@@ -406,11 +404,8 @@ fn append_empty(tar: &mut tar::Builder<impl Write>, path: &Path, meta: &std::fs:
 
 /// The file's extended attributes (but overlay's own) as a PAX header before its entry.
 fn append_xattrs(tar: &mut tar::Builder<impl Write>, full: &Path) -> std::io::Result<()> {
-    let attributes: Vec<(String, Vec<u8>)> = list_xattrs(full)
-        .into_iter()
-        .filter(|key| !key.starts_with("trusted.overlay."))
-        .filter_map(|key| get_xattr(full, &key).map(|value| (format!("SCHILY.xattr.{key}"), value)))
-        .collect();
+    let attributes: Vec<(String, Vec<u8>)> =
+        list_xattrs(full).into_iter().filter(|key| !key.starts_with("trusted.overlay.")).filter_map(|key| get_xattr(full, &key).map(|value| (format!("SCHILY.xattr.{key}"), value))).collect();
     if attributes.is_empty() {
         return Ok(());
     }

@@ -80,7 +80,7 @@ pub fn in_lowers(lowers: &[PathBuf], relative: &Path) -> bool {
         let mut opaque_above = false;
         for dir in &above {
             match std::fs::symlink_metadata(lower.join(dir)) {
-                Err(_) => break, // this layer says nothing about dir, so nothing below it
+                Err(_) => break,                            // this layer says nothing about dir, so nothing below it
                 Ok(meta) if !meta.is_dir() => return false, // a whiteout, a file or a link: hidden
                 Ok(_) => opaque_above |= crate::archive::get_xattr(&lower.join(dir), OPAQUE_XATTR).as_deref() == Some(b"y".as_slice()),
             }

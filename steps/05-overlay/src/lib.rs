@@ -50,10 +50,6 @@ impl<H: Hooks> Hooks for Layered<H> {
         mount_overlay(&self.store_root, &self.options, rootfs, explain)?;
         self.inner.child_mount_root(spec, rootfs, explain)
     }
-
-
-
-
 }
 
 // ANCHOR: mount_root
@@ -63,8 +59,12 @@ impl<H: Hooks> Hooks for Layered<H> {
 pub fn mount_overlay(store_root: &Path, options: &str, target: &Path, explain: &Explain) -> Result<()> {
     let store = store_root.display();
     explain.step(|| {
-        Action::new(CHAPTER, "mount the root as an overlay: the image's layers read-only below, the container's own layer on top", format!("chdir(\"{store}\"); mount(\"overlay\", \"{}\", \"overlay\", 0, \"{options}\")", target.display()))
-            .shell(format!("cd {store} && mount -t overlay overlay -o {options} {}", target.display()))
+        Action::new(
+            CHAPTER,
+            "mount the root as an overlay: the image's layers read-only below, the container's own layer on top",
+            format!("chdir(\"{store}\"); mount(\"overlay\", \"{}\", \"overlay\", 0, \"{options}\")", target.display()),
+        )
+        .shell(format!("cd {store} && mount -t overlay overlay -o {options} {}", target.display()))
     });
     let back = std::env::current_dir().ok();
     std::env::set_current_dir(store_root).map_err(|e| Error::runtime(format!("cannot enter {store}: {e}")))?;

@@ -88,7 +88,10 @@ impl LayerStore {
         let link = random_name()?;
         fs::write(staging.path().join("link"), &link).map_err(io_error("write", staging.path()))?;
         let home = layers.join(&hex);
-        explain.step(|| Action::new(CHAPTER, format!("store layer {digest}, unpacked once, shared by every container"), format!("rename(\"{}\", \"{}\")", staging.path().display(), home.display())).shell(format!("mkdir -p {0}/diff && tar -xf LAYER.tar -C {0}/diff", home.display())));
+        explain.step(|| {
+            Action::new(CHAPTER, format!("store layer {digest}, unpacked once, shared by every container"), format!("rename(\"{}\", \"{}\")", staging.path().display(), home.display()))
+                .shell(format!("mkdir -p {0}/diff && tar -xf LAYER.tar -C {0}/diff", home.display()))
+        });
         // The short link first (pointing at nothing yet), then the layer appears whole
         // under its digest: a reader never finds a layer without its link.
         let short = self.root.join("l").join(&link);
@@ -166,7 +169,13 @@ impl LayerStore {
         fs::create_dir(&staging).map_err(io_error("create", &staging))?;
         // The init layer last, as it sits above the image's layers in an overlay.
         for (name, dir) in lowers.iter().map(|l| (l.digest.as_str(), &l.dir)).chain([("init", &layer.init)]) {
-            explain.step(|| Action::new(CHAPTER, format!("copy layer {name} into the container's own root (vfs driver)"), "read, write, mknod... for every file").shell(format!("tar -C {} -c . | tar -C {} -x   # then delete what each whiteout names", dir.display(), staging.display())));
+            explain.step(|| {
+                Action::new(CHAPTER, format!("copy layer {name} into the container's own root (vfs driver)"), "read, write, mknod... for every file").shell(format!(
+                    "tar -C {} -c . | tar -C {} -x   # then delete what each whiteout names",
+                    dir.display(),
+                    staging.display()
+                ))
+            });
             // The layer as a tar (overlay's whiteouts become .wh. entries), applied as
             // deletions. Through a file, not a thread: containers are cloned from a
             // single-threaded carton.

@@ -32,7 +32,12 @@ fn describe(dir: &Path) -> Vec<String> {
             } else if meta.is_dir() {
                 format!("dir opaque={:?}", archive::get_xattr(&full, archive::OPAQUE_XATTR).map(|v| String::from_utf8_lossy(&v).into_owned()))
             } else {
-                format!("file {:?} links={} user.note={:?}", fs::read_to_string(&full).unwrap_or_default(), meta.nlink(), archive::get_xattr(&full, "user.note").map(|v| String::from_utf8_lossy(&v).into_owned()))
+                format!(
+                    "file {:?} links={} user.note={:?}",
+                    fs::read_to_string(&full).unwrap_or_default(),
+                    meta.nlink(),
+                    archive::get_xattr(&full, "user.note").map(|v| String::from_utf8_lossy(&v).into_owned())
+                )
             };
             // A link's and a whiteout's permission bits mean nothing.
             let mode = if meta.file_type().is_symlink() || meta.file_type().is_char_device() { 0 } else { meta.mode() & 0o7777 };
@@ -50,7 +55,11 @@ fn a_hostile_layer_never_writes_outside_the_target() {
     fs::create_dir_all(&outside).unwrap();
     let outside_name = outside.display().to_string();
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("../ in a name", { let mut t = Vec::new(); raw_entry(&mut t, "../outside/escaped", tar::EntryType::Regular, "", b"x"); t }),
+        ("../ in a name", {
+            let mut t = Vec::new();
+            raw_entry(&mut t, "../outside/escaped", tar::EntryType::Regular, "", b"x");
+            t
+        }),
         ("a symlink, then a file through it", {
             let mut t = Vec::new();
             raw_entry(&mut t, "door", tar::EntryType::Symlink, &outside_name, b"");
@@ -63,10 +72,26 @@ fn a_hostile_layer_never_writes_outside_the_target() {
             raw_entry(&mut t, "up/sub/escaped", tar::EntryType::Regular, "", b"x");
             t
         }),
-        ("a hard link out of the tree", { let mut t = Vec::new(); raw_entry(&mut t, "passwd", tar::EntryType::Link, "../../../../etc/passwd", b""); t }),
-        ("a device node", { let mut t = Vec::new(); raw_entry(&mut t, "sda", tar::EntryType::Block, "", b""); t }),
-        ("a whiteout of ..", { let mut t = Vec::new(); raw_entry(&mut t, ".wh..", tar::EntryType::Regular, "", b""); t }),
-        ("a whiteout of .", { let mut t = Vec::new(); raw_entry(&mut t, "sub/.wh..", tar::EntryType::Regular, "", b""); t }),
+        ("a hard link out of the tree", {
+            let mut t = Vec::new();
+            raw_entry(&mut t, "passwd", tar::EntryType::Link, "../../../../etc/passwd", b"");
+            t
+        }),
+        ("a device node", {
+            let mut t = Vec::new();
+            raw_entry(&mut t, "sda", tar::EntryType::Block, "", b"");
+            t
+        }),
+        ("a whiteout of ..", {
+            let mut t = Vec::new();
+            raw_entry(&mut t, ".wh..", tar::EntryType::Regular, "", b"");
+            t
+        }),
+        ("a whiteout of .", {
+            let mut t = Vec::new();
+            raw_entry(&mut t, "sub/.wh..", tar::EntryType::Regular, "", b"");
+            t
+        }),
     ];
     fs::write(dir.path().join("beside-the-target"), "kept").unwrap();
     for (what, tar) in cases {
@@ -157,7 +182,13 @@ fn with_overlay(dir: &Path, lowers: &[PathBuf], script: &str) -> String {
         fs::create_dir_all(d).unwrap();
     }
     let lowerdir = lowers.iter().map(|l| l.display().to_string()).collect::<Vec<_>>().join(":");
-    let mount = format!("mount --make-rprivate / && mount -t overlay overlay -o lowerdir={lowerdir},upperdir={},workdir={} {} && cd {} && {script}", upper.display(), work.display(), merged.display(), merged.display());
+    let mount = format!(
+        "mount --make-rprivate / && mount -t overlay overlay -o lowerdir={lowerdir},upperdir={},workdir={} {} && cd {} && {script}",
+        upper.display(),
+        work.display(),
+        merged.display(),
+        merged.display()
+    );
     let out = Command::new("unshare").args(["--mount", "sh", "-c", &mount]).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8_lossy(&out.stdout).into_owned()
@@ -187,10 +218,7 @@ fn writes_land_in_the_upper_layer_and_diff_lists_them() {
     assert_eq!(fs::read_to_string(upper.join("etc/hostname")).unwrap(), "container\n", "copied up, then written");
     assert!(fs::symlink_metadata(upper.join("var/cache/big")).unwrap().file_type().is_char_device(), "a whiteout");
     let listed: Vec<String> = diff::changes(&upper, &[lower]).unwrap().iter().map(|c| c.to_string()).collect();
-    assert_eq!(
-        listed,
-        ["C /etc", "C /etc/conf.d", "D /etc/conf.d/a", "D /etc/conf.d/b", "A /etc/conf.d/c", "C /etc/hostname", "A /new-file", "C /var", "C /var/cache", "D /var/cache/big"]
-    );
+    assert_eq!(listed, ["C /etc", "C /etc/conf.d", "D /etc/conf.d/a", "D /etc/conf.d/b", "A /etc/conf.d/c", "C /etc/hostname", "A /new-file", "C /var", "C /var/cache", "D /var/cache/big"]);
 }
 
 #[test]

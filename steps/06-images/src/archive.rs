@@ -128,10 +128,7 @@ pub fn save(store: &ImageStore, references: &[Reference], out: impl Write) -> Re
 pub fn load(store: &ImageStore, input: impl Read) -> Result<Vec<Loaded>> {
     store.sweep_leftovers();
     // 1. One pass over the input: every file staged (under a number) and hashed.
-    let staging = tempfile::Builder::new()
-        .prefix(".load-")
-        .tempdir_in(&store.root)
-        .map_err(|e| Error::runtime(format!("cannot make a staging directory in {}: {e}", store.root.display())))?;
+    let staging = tempfile::Builder::new().prefix(".load-").tempdir_in(&store.root).map_err(|e| Error::runtime(format!("cannot make a staging directory in {}: {e}", store.root.display())))?;
     let files = Files::stage(input, staging.path())?;
 
     // 2. Which images the archive holds, each checked: the OCI layout's index if there is
@@ -141,9 +138,7 @@ pub fn load(store: &ImageStore, input: impl Read) -> Result<Vec<Loaded>> {
     } else if files.contains("manifest.json") {
         docker_images(&files)?
     } else {
-        return Err(Error::runtime(
-            "not an image archive: it has neither manifest.json (the format of `docker save`) nor index.json (an OCI image layout)",
-        ));
+        return Err(Error::runtime("not an image archive: it has neither manifest.json (the format of `docker save`) nor index.json (an OCI image layout)"));
     };
 
     // 3. Store each image's blobs, verified once more on their way in, then name it.
@@ -278,9 +273,7 @@ fn check<'a>(names: Vec<Reference>, manifest: Vec<u8>, media_type: String, confi
         match &layer.diff_id {
             Ok(actual) if actual == expected => {}
             Ok(actual) => {
-                return Err(Error::runtime(format!(
-                    "the layer {name} of the archive unpacks to {actual}, but the image's config says {expected}: it was changed or damaged; nothing was loaded"
-                )))
+                return Err(Error::runtime(format!("the layer {name} of the archive unpacks to {actual}, but the image's config says {expected}: it was changed or damaged; nothing was loaded")))
             }
             Err(why) => return Err(Error::runtime(format!("cannot check the layer {name} of the archive: {why}; nothing was loaded"))),
         }
@@ -514,13 +507,11 @@ fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
 }
 
 fn add_directory(tar: &mut tar::Builder<impl Write>, name: &str) -> Result<()> {
-    tar.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), name, std::io::empty())
-        .map_err(|e| Error::runtime(format!("cannot write the archive: {e}")))
+    tar.append_data(&mut header(tar::EntryType::Directory, 0o755, 0), name, std::io::empty()).map_err(|e| Error::runtime(format!("cannot write the archive: {e}")))
 }
 
 fn add_file(tar: &mut tar::Builder<impl Write>, name: &str, bytes: &[u8]) -> Result<()> {
-    tar.append_data(&mut header(tar::EntryType::Regular, 0o644, bytes.len() as u64), name, bytes)
-        .map_err(|e| Error::runtime(format!("cannot write the archive: {e}")))
+    tar.append_data(&mut header(tar::EntryType::Regular, 0o644, bytes.len() as u64), name, bytes).map_err(|e| Error::runtime(format!("cannot write the archive: {e}")))
 }
 
 /// Copy the blob `digest` from the store into the archive, checking its digest on the
@@ -530,8 +521,7 @@ fn add_blob(tar: &mut tar::Builder<impl Write>, store: &ImageStore, digest: &str
     let file = File::open(&path).map_err(|e| Error::runtime(format!("the store has no blob {digest} ({e})")))?;
     let size = file.metadata().map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?.len();
     let mut reader = step05::store::Hashing::new(file.take(size));
-    tar.append_data(&mut header(tar::EntryType::Regular, 0o644, size), blob_name(digest), &mut reader)
-        .map_err(|e| Error::runtime(format!("cannot write the archive: {e}")))?;
+    tar.append_data(&mut header(tar::EntryType::Regular, 0o644, size), blob_name(digest), &mut reader).map_err(|e| Error::runtime(format!("cannot write the archive: {e}")))?;
     let actual = reader.digest();
     if actual != digest {
         return Err(Error::runtime(format!("the blob {digest} in {} has been changed (its bytes have the digest {actual}); the archive is not usable", path.display())));

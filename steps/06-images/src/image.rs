@@ -30,11 +30,7 @@ impl Image {
         let config = parse_config(&store.read_blob(manifest.config().digest().as_ref())?)?;
         let image = Image { manifest_digest: manifest_digest.to_string(), manifest, config };
         if image.layers().len() != image.diff_ids().len() {
-            return Err(Error::runtime(format!(
-                "the image {manifest_digest} is inconsistent: {} layers but {} diff IDs in its config",
-                image.layers().len(),
-                image.diff_ids().len()
-            )));
+            return Err(Error::runtime(format!("the image {manifest_digest} is inconsistent: {} layers but {} diff IDs in its config", image.layers().len(), image.diff_ids().len())));
         }
         Ok(image)
     }
@@ -71,7 +67,13 @@ impl Image {
             None => config.entrypoint().clone().unwrap_or_default(),
         };
         // An explicit --entrypoint drops the image's Cmd too, as Docker does.
-        args.extend(if !command.is_empty() { command.to_vec() } else if entrypoint.is_some() { Vec::new() } else { config.cmd().clone().unwrap_or_default() });
+        args.extend(if !command.is_empty() {
+            command.to_vec()
+        } else if entrypoint.is_some() {
+            Vec::new()
+        } else {
+            config.cmd().clone().unwrap_or_default()
+        });
         if args.is_empty() {
             return Err(Error::runtime("the image names no command and none was given: give one after the image name"));
         }

@@ -287,8 +287,7 @@ pub fn prune(state_root: &Path) -> Result<Vec<(String, u64)>> {
 /// that no remaining image shares.
 fn collect(state_root: &Path, store: &ImageStore, candidates: Option<&HashSet<String>>) -> Result<Vec<(String, u64)>> {
     let (needed_blobs, needed_layers) = needed(store)?;
-    let unneeded: Vec<(String, u64)> =
-        store.blobs()?.into_iter().filter(|(digest, _)| !needed_blobs.contains(digest) && candidates.is_none_or(|c| c.contains(digest))).collect();
+    let unneeded: Vec<(String, u64)> = store.blobs()?.into_iter().filter(|(digest, _)| !needed_blobs.contains(digest) && candidates.is_none_or(|c| c.contains(digest))).collect();
     let unpacked = step05::LayerStore::new(state_root);
     // A manifest is small JSON; a layer is never read whole to find out it is not one.
     for (digest, _) in unneeded.iter().filter(|(_, size)| *size <= 4 << 20) {

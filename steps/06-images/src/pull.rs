@@ -158,7 +158,8 @@ fn fetch(store: &ImageStore, client: &Client, blobs: &[Descriptor], stored: &mut
                     Err(error) => {
                         line.finish("Failed");
                         first_error.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert(error);
-                        queue.lock().unwrap_or_else(|e| e.into_inner()).clear(); // no point starting more
+                        queue.lock().unwrap_or_else(|e| e.into_inner()).clear();
+                        // no point starting more
                     }
                 }
             });
@@ -171,7 +172,6 @@ fn fetch(store: &ImageStore, client: &Client, blobs: &[Descriptor], stored: &mut
     }
 }
 // ANCHOR_END: fetch
-
 
 fn check_digest(bytes: &[u8], expected: &str, what: &str) -> Result<()> {
     let actual = format!("sha256:{}", step05::store::hex(&sha2::Sha256::digest(bytes)));

@@ -149,14 +149,7 @@ impl Client {
         let reply = self.send(Request { method: "GET", url: self.url(&format!("manifests/{reference}")), headers: vec![("Accept", accept)], body: &[] }, Some(explain))?;
         match reply.status {
             200 => {}
-            404 => {
-                return Err(Error::runtime(format!(
-                    "{}/{}:{reference} was not found in the registry ({}): check the name and tag",
-                    self.registry,
-                    self.repository,
-                    registry_error(&reply)
-                )))
-            }
+            404 => return Err(Error::runtime(format!("{}/{}:{reference} was not found in the registry ({}): check the name and tag", self.registry, self.repository, registry_error(&reply)))),
             status => return Err(self.unexpected(status, "fetch the manifest", &reply)),
         }
         // The Content-Type says what it is; older registries leave it out, the JSON says it too.
@@ -385,13 +378,10 @@ impl Client {
     fn login_needed(&self) -> Error {
         let what = if self.actions.contains("push") { "push to" } else { "pull from" };
         match &self.credentials {
-            Some(credentials) if self.repository.is_empty() => {
-                Error::runtime(format!("{} refused the user name {:?} or its password", self.registry, credentials.user))
+            Some(credentials) if self.repository.is_empty() => Error::runtime(format!("{} refused the user name {:?} or its password", self.registry, credentials.user)),
+            Some(credentials) => {
+                Error::runtime(format!("{}: access to {} denied for user {:?}: the name or password is wrong, or the user may not {what} it", self.registry, self.repository, credentials.user))
             }
-            Some(credentials) => Error::runtime(format!(
-                "{}: access to {} denied for user {:?}: the name or password is wrong, or the user may not {what} it",
-                self.registry, self.repository, credentials.user
-            )),
             None => Error::runtime(format!("{} wants a login to {what} {}: run `carton login {}` first", self.registry, self.repository, self.registry)),
         }
     }
@@ -466,7 +456,11 @@ fn registry_error(reply: &Reply) -> String {
         return errors.join("; ");
     }
     let text = String::from_utf8_lossy(&reply.body).trim().chars().take(200).collect::<String>();
-    if text.is_empty() { format!("HTTP {}", reply.status) } else { text }
+    if text.is_empty() {
+        format!("HTTP {}", reply.status)
+    } else {
+        text
+    }
 }
 
 // ANCHOR: challenge

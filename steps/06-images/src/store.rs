@@ -144,12 +144,7 @@ impl ImageStore {
     /// The tags: (full reference, manifest digest), from index.json.
     pub fn tags(&self) -> Result<Vec<(String, String)>> {
         let index = self.read_index()?;
-        Ok(index["manifests"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|m| Some((m["annotations"][REF_NAME].as_str()?.to_string(), m["digest"].as_str()?.to_string())))
-            .collect())
+        Ok(index["manifests"].as_array().into_iter().flatten().filter_map(|m| Some((m["annotations"][REF_NAME].as_str()?.to_string(), m["digest"].as_str()?.to_string()))).collect())
     }
 
     // ANCHOR: tag
@@ -181,13 +176,8 @@ impl ImageStore {
     /// The RepoDigests of the manifest `digest`: where registries know it by digest.
     pub fn repo_digests(&self, digest: &str) -> Result<Vec<String>> {
         let index = self.read_index()?;
-        let mut out: Vec<String> = index["manifests"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|m| m["digest"].as_str() == Some(digest))
-            .filter_map(|m| m["annotations"][REPO_DIGEST].as_str().map(String::from))
-            .collect();
+        let mut out: Vec<String> =
+            index["manifests"].as_array().into_iter().flatten().filter(|m| m["digest"].as_str() == Some(digest)).filter_map(|m| m["annotations"][REPO_DIGEST].as_str().map(String::from)).collect();
         out.sort();
         out.dedup();
         Ok(out)
@@ -343,9 +333,7 @@ enum Durable {
 fn write_atomically(path: &Path, bytes: &[u8], durable: Durable) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::runtime(format!("cannot write in {}: {e}", dir.display())))?;
-    file.write_all(bytes)
-        .and_then(|()| if durable == Durable::Yes { file.as_file().sync_all() } else { Ok(()) })
-        .map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
+    file.write_all(bytes).and_then(|()| if durable == Durable::Yes { file.as_file().sync_all() } else { Ok(()) }).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
     file.persist(path).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
     Ok(())
 }

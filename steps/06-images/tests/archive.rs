@@ -9,7 +9,7 @@ use std::process::Command;
 
 use sha2::Digest;
 use step06::archive::{self, Loaded};
-use step06::{Image, Reference, ImageStore};
+use step06::{Image, ImageStore, Reference};
 
 /// A small image made from a few files, stored and tagged `name`; returns its manifest digest.
 fn make_image(store: &ImageStore, dir: &Path, name: &str, cmd: &str, files: &[(&str, &str)]) -> String {
@@ -111,11 +111,7 @@ fn config_for(diff_ids: &[String]) -> Vec<u8> {
 }
 
 fn skopeo(args: &[&str]) -> Vec<u8> {
-    let out = Command::new("skopeo")
-        .arg("--insecure-policy")
-        .args(args)
-        .output()
-        .unwrap_or_else(|e| panic!("these tests need skopeo (apt-get install skopeo): cannot run it: {e}"));
+    let out = Command::new("skopeo").arg("--insecure-policy").args(args).output().unwrap_or_else(|e| panic!("these tests need skopeo (apt-get install skopeo): cannot run it: {e}"));
     assert!(out.status.success(), "skopeo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
@@ -179,11 +175,7 @@ fn save_then_load_gives_the_same_images_and_names() {
     // Loaded into a fresh store: the same manifests, configs and names.
     let other = ImageStore::open(&dir.path().join("b")).unwrap();
     let loaded = archive::load(&other, saved.as_slice()).unwrap();
-    let expect = |name: &str, digest: &str| Loaded {
-        reference: Some(reference(name)),
-        manifest_digest: digest.to_string(),
-        id: Image::from_store(&store, digest).unwrap().id(),
-    };
+    let expect = |name: &str, digest: &str| Loaded { reference: Some(reference(name)), manifest_digest: digest.to_string(), id: Image::from_store(&store, digest).unwrap().id() };
     assert_eq!(loaded, [expect("busybox", &first), expect("mybox:2", &first), expect("localhost:5000/team/app:1", &second)]);
     assert_eq!(tags(&other), tags(&store));
     for digest in [&first, &second] {
@@ -326,7 +318,8 @@ fn a_multi_platform_image_loads_as_this_machines_platform() {
     // An index with no manifest for this machine is refused, saying which it has.
     let only_elsewhere: Vec<u8> = String::from_utf8(index.clone()).unwrap().replace(&format!("\"architecture\":\"{architecture}\""), "\"architecture\":\"riscv64\"").into_bytes();
     let digest = sha256(&only_elsewhere);
-    let top = serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [{"digest": digest, "size": only_elsewhere.len(), "mediaType": "application/vnd.oci.image.index.v1+json"}]})).unwrap();
+    let top =
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [{"digest": digest, "size": only_elsewhere.len(), "mediaType": "application/vnd.oci.image.index.v1+json"}]})).unwrap();
     let name = format!("blobs/sha256/{}", &digest[7..]);
     let fresh = ImageStore::open(&dir.path().join("c")).unwrap();
     let error = load_error(&fresh, &tar_of(&[Entry::File("index.json", &top), Entry::File(&name, &only_elsewhere)]));
@@ -465,6 +458,7 @@ fn broken_archives_are_refused_clearly() {
     let bad_digest = load_error(&store, &tar_of(&[Entry::File("index.json", br#"{"manifests": [{"digest": "sha256:../../x"}]}"#)]));
     assert!(bad_digest.contains("invalid digest"), "{bad_digest}");
     let zstd = [0x28, 0xb5, 0x2f, 0xfd, 0, 0, 0];
-    let zstd_error = load_error(&store, &tar_of(&[Entry::File("l", &zstd), Entry::File("c.json", &config_for(&[sha256(&zstd)])), Entry::File("manifest.json", br#"[{"Config": "c.json", "Layers": ["l"]}]"#)]));
+    let zstd_error =
+        load_error(&store, &tar_of(&[Entry::File("l", &zstd), Entry::File("c.json", &config_for(&[sha256(&zstd)])), Entry::File("manifest.json", br#"[{"Config": "c.json", "Layers": ["l"]}]"#)]));
     assert!(zstd_error.contains("cannot check the layer l") && zstd_error.contains("zstd"), "{zstd_error}");
 }

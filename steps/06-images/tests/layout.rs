@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use step06::{Reference, ImageStore};
+use step06::{ImageStore, Reference};
 
 #[test]
 fn skopeo_and_umoci_read_an_image_carton_made() {

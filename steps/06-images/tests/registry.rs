@@ -19,7 +19,7 @@ use step06::progress::Progress;
 use step06::pull::{pull, Pulled};
 use step06::push::push;
 use step06::registry::{Client, Credentials};
-use step06::{Image, Reference, ImageStore};
+use step06::{Image, ImageStore, Reference};
 
 fn require_root() {
     assert!(nix::unistd::Uid::effective().is_root(), "these tests unpack layers: run them as root (CI does)");
@@ -161,10 +161,8 @@ fn an_index_gives_this_machines_manifest_and_no_variant_is_a_clear_error() {
     let arch = step06::image::host_architecture();
     let client = Client::new(&registry.addr, "multi", "pull,push", None);
     let index = |platforms: &[(&str, &str)]| {
-        let manifests: Vec<serde_json::Value> = platforms
-            .iter()
-            .map(|(os, arch)| serde_json::json!({"mediaType": step06::MANIFEST_TYPE, "digest": digest, "size": size, "platform": {"os": os, "architecture": arch}}))
-            .collect();
+        let manifests: Vec<serde_json::Value> =
+            platforms.iter().map(|(os, arch)| serde_json::json!({"mediaType": step06::MANIFEST_TYPE, "digest": digest, "size": size, "platform": {"os": os, "architecture": arch}})).collect();
         serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": manifests})).unwrap()
     };
     client.put_manifest("all", &index(&[("linux", "s390x"), ("linux", arch), ("windows", arch)]), "application/vnd.oci.image.index.v1+json", &Explain::off()).unwrap();

@@ -45,12 +45,7 @@ fn inspect_raw(dir: &Path, reg: &TestRegistry, creds: Option<&str>) -> Output {
 }
 
 fn ok(out: &Output, what: &str, reg: &TestRegistry) {
-    assert!(
-        out.status.success(),
-        "{what} failed: {}\nregistry stderr:\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        reg.stderr()
-    );
+    assert!(out.status.success(), "{what} failed: {}\nregistry stderr:\n{}", String::from_utf8_lossy(&out.stderr), reg.stderr());
 }
 
 /// The pushed manifest came back, and its config blob lies where `blob_data` says.
@@ -175,8 +170,7 @@ fn the_registry_checks_the_token_signature() {
     assert_eq!(reg.token_requests(), 1);
 
     let claims = token.split('.').nth(1).unwrap();
-    let claims: serde_json::Value =
-        serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(claims).unwrap()).unwrap();
     assert_eq!(claims["access"], serde_json::json!([{"type": "repository", "name": "fixture/test", "actions": ["pull"]}]));
 
     let accepted = get(&reg.addr, "/v2/", Some(&format!("Bearer {token}")));

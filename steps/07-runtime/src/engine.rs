@@ -141,7 +141,8 @@ pub fn private_containers_dir(state_root: &Path) -> Result<PrivateMount> {
     let containers = containers.canonicalize().map_err(|e| Error::runtime(format!("cannot resolve {}: {e}", containers.display())))?;
     if !is_mount_root(&containers) && holding_mount_is_shared(&containers) {
         use nix::mount::{mount, MsFlags};
-        mount(Some(&containers), &containers, None::<&str>, MsFlags::MS_BIND, None::<&str>).map_err(|errno| Error::syscall(format!("cannot bind-mount {} onto itself", containers.display()), errno))?;
+        mount(Some(&containers), &containers, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|errno| Error::syscall(format!("cannot bind-mount {} onto itself", containers.display()), errno))?;
         mount(None::<&str>, &containers, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).map_err(|errno| Error::syscall(format!("cannot make {} private", containers.display()), errno))?;
     }
     Ok(PrivateMount { containers, _lock: lock })

@@ -81,7 +81,10 @@ impl Runtime {
         let (error_reader, error_writer) = cloexec_pipe()?;
         let (pid_reader, pid_writer) = cloexec_pipe()?;
         let previous_mask = step01::container::block_forwarded_signals()?;
-        self.explain.step(|| Action::new(CHAPTER, format!("exec: a new process joins container {id}'s cgroup and namespaces"), format!("fork(); setns(open(\"/proc/{pid}/ns/*\")); clone(CLONE_PARENT)")).shell(format!("nsenter --target {pid} --all {}", exec.process.args.join(" "))));
+        self.explain.step(|| {
+            Action::new(CHAPTER, format!("exec: a new process joins container {id}'s cgroup and namespaces"), format!("fork(); setns(open(\"/proc/{pid}/ns/*\")); clone(CLONE_PARENT)"))
+                .shell(format!("nsenter --target {pid} --all {}", exec.process.args.join(" ")))
+        });
         // Safety: carton is single-threaded here (it starts no thread before exec).
         match unsafe { fork() } {
             Err(errno) => Err(Error::syscall("fork for exec", errno)),

@@ -173,7 +173,9 @@ impl Runtime {
             undo(&cgroup);
             return Err(error);
         }
-        self.explain.step(|| Action::new(CHAPTER, "created: the container's process waits at its start gate; its record is written", "write(\"state.json\")").shell(format!("cat {}/state.json", dir.display())));
+        self.explain.step(|| {
+            Action::new(CHAPTER, "created: the container's process waits at its start gate; its record is written", "write(\"state.json\")").shell(format!("cat {}/state.json", dir.display()))
+        });
         Ok(Created { running, cgroup, record })
     }
     // ANCHOR_END: create
@@ -195,7 +197,10 @@ impl Runtime {
     fn pass_gate(&self, dir: &Path, record: &Record) -> Result<()> {
         let id = &record.id;
         let fifo_path = dir.join(state::EXEC_FIFO);
-        self.explain.step(|| Action::new(CHAPTER, "start: open the exec fifo; the container's process, waiting on the other end, goes on to execve", format!("open(\"{}\", O_RDONLY); read()", fifo_path.display())).shell(format!("cat {}", fifo_path.display())));
+        self.explain.step(|| {
+            Action::new(CHAPTER, "start: open the exec fifo; the container's process, waiting on the other end, goes on to execve", format!("open(\"{}\", O_RDONLY); read()", fifo_path.display()))
+                .shell(format!("cat {}", fifo_path.display()))
+        });
         // Not blocking: should the container die before it writes, this must not wait forever.
         let mut fifo = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo_path).map_err(|e| Error::runtime(format!("cannot open {}: {e}", fifo_path.display())))?;
         loop {
@@ -228,7 +233,13 @@ impl Runtime {
         if record.status(&dir) == ContainerState::Stopped {
             return Err(Error::runtime(format!("container {id} is not running (stopped): there is nothing to signal")));
         }
-        self.explain.step(|| Action::new(CHAPTER, format!("send {signal} to the container's {}", if all { "processes" } else { "first process" }), format!("kill({}, {signal})", record.init.pid)).shell(format!("kill -{} {}", signal.as_str().trim_start_matches("SIG"), record.init.pid)));
+        self.explain.step(|| {
+            Action::new(CHAPTER, format!("send {signal} to the container's {}", if all { "processes" } else { "first process" }), format!("kill({}, {signal})", record.init.pid)).shell(format!(
+                "kill -{} {}",
+                signal.as_str().trim_start_matches("SIG"),
+                record.init.pid
+            ))
+        });
         if all {
             for pid in cgroup_of(&record).map(|c| c.processes()).unwrap_or_default() {
                 let _ = kill(pid, signal);

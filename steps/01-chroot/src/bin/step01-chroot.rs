@@ -50,9 +50,7 @@ fn main() -> ExitCode {
             println!("installed {}", path.display());
             0
         }),
-        Demo::Chroot { dir, command } => {
-            absolute(&dir).and_then(|dir| chroot::run_in_plain_chroot(&dir, &Process::new(command))).map(|exit| exit.code())
-        }
+        Demo::Chroot { dir, command } => absolute(&dir).and_then(|dir| chroot::run_in_plain_chroot(&dir, &Process::new(command))).map(|exit| exit.code()),
         Demo::Contain { explain, dir, command } => absolute(&dir).and_then(|dir| {
             let explain = Explain::when(explain);
             let spec = container::ContainerSpec::new(dir, Process::new(command));

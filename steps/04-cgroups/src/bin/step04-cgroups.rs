@@ -55,7 +55,14 @@ fn main() -> ExitCode {
     match result {
         Ok(finished) => {
             let s = &finished.stats;
-            eprintln!("step04-cgroups: cpu time {} ms; periods {}, throttled {} ({} ms); oom kills {}", s.cpu_nanoseconds / 1_000_000, s.cpu_periods, s.cpu_throttled_periods, s.cpu_throttled_nanoseconds / 1_000_000, s.oom_kills);
+            eprintln!(
+                "step04-cgroups: cpu time {} ms; periods {}, throttled {} ({} ms); oom kills {}",
+                s.cpu_nanoseconds / 1_000_000,
+                s.cpu_periods,
+                s.cpu_throttled_periods,
+                s.cpu_throttled_nanoseconds / 1_000_000,
+                s.oom_kills
+            );
             ExitCode::from(finished.exit.code() as u8)
         }
         Err(error) => {

@@ -21,7 +21,7 @@ use step01::{ContainerSpec, Explain, Result};
 use step02::{ContainerId, Options};
 use step06::progress::Progress;
 use step06::registry::Logins;
-use step06::{Image, Reference, ImageStore};
+use step06::{Image, ImageStore, Reference};
 
 #[derive(Parser)]
 #[command(about = "Chapter 6 of carton: images, their digests, and registries")]

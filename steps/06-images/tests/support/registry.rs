@@ -96,10 +96,7 @@ impl TestRegistry {
     }
 
     fn launch(auth: Auth, tls: bool) -> TestRegistry {
-        assert!(
-            Path::new(REGISTRY).exists(),
-            "{REGISTRY} not found: install docker-registry (apt-get install docker-registry)"
-        );
+        assert!(Path::new(REGISTRY).exists(), "{REGISTRY} not found: install docker-registry (apt-get install docker-registry)");
         let dir = tempfile::Builder::new().prefix("carton-registry-").tempdir().expect("temp dir");
         let storage = dir.path().join("storage");
         fs::create_dir(&storage).unwrap();
@@ -116,11 +113,7 @@ impl TestRegistry {
                 let server = TokenServer::start(user, password);
                 let bundle = dir.path().join("token-cert.pem");
                 fs::write(&bundle, &server.cert_pem).unwrap();
-                let yaml = format!(
-                    "auth:\n  token:\n    realm: http://{}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
-                    server.addr,
-                    bundle.display()
-                );
+                let yaml = format!("auth:\n  token:\n    realm: http://{}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n", server.addr, bundle.display());
                 (yaml, Some(server))
             }
         };
@@ -273,25 +266,13 @@ impl TokenServer {
         let cert = params.self_signed(&key).expect("self-signed certificate");
 
         let rng = ring::rand::SystemRandom::new();
-        let key = ring::signature::EcdsaKeyPair::from_pkcs8(
-            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
-            &key.serialize_der(),
-            &rng,
-        )
-        .expect("PKCS#8 key");
+        let key = ring::signature::EcdsaKeyPair::from_pkcs8(&ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING, &key.serialize_der(), &rng).expect("PKCS#8 key");
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let issued = Arc::new(AtomicUsize::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let signer = Signer {
-            user: user.to_string(),
-            password: password.to_string(),
-            key,
-            rng,
-            cert_der_b64: STANDARD.encode(cert.der()),
-            issued: issued.clone(),
-        };
+        let signer = Signer { user: user.to_string(), password: password.to_string(), key, rng, cert_der_b64: STANDARD.encode(cert.der()), issued: issued.clone() };
         let thread = {
             let stop = stop.clone();
             std::thread::spawn(move || {
@@ -356,10 +337,7 @@ impl Signer {
             self.issued.fetch_add(1, Ordering::SeqCst);
             ("200 OK", format!(r#"{{"token":"{token}","access_token":"{token}","expires_in":300}}"#))
         };
-        let mut head = format!(
-            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n",
-            body.len()
-        );
+        let mut head = format!("HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n", body.len());
         if status.starts_with("401") {
             head.push_str(&format!("WWW-Authenticate: Basic realm=\"{REALM}\"\r\n"));
         }
@@ -392,27 +370,16 @@ impl Signer {
                 // type:name:actions; the name may itself hold a ':' (host:port/repo).
                 let Some((kind, rest)) = scope.split_once(':') else { continue };
                 let Some((name, actions)) = rest.rsplit_once(':') else { continue };
-                let actions: Vec<String> =
-                    actions.split(',').filter(|a| !a.is_empty()).map(|a| format!("\"{}\"", json_escape(a))).collect();
-                access.push(format!(
-                    r#"{{"type":"{}","name":"{}","actions":[{}]}}"#,
-                    json_escape(kind),
-                    json_escape(name),
-                    actions.join(",")
-                ));
+                let actions: Vec<String> = actions.split(',').filter(|a| !a.is_empty()).map(|a| format!("\"{}\"", json_escape(a))).collect();
+                access.push(format!(r#"{{"type":"{}","name":"{}","actions":[{}]}}"#, json_escape(kind), json_escape(name), actions.join(",")));
             }
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
         let jti = format!("{:x}-{:x}", now.as_nanos(), self.issued.load(Ordering::SeqCst));
         let now = now.as_secs();
         let header = format!(r#"{{"typ":"JWT","alg":"ES256","x5c":["{}"]}}"#, self.cert_der_b64);
-        let claims = format!(
-            r#"{{"iss":"{ISSUER}","sub":"{}","aud":"{SERVICE}","exp":{},"nbf":{},"iat":{now},"jti":"{jti}","access":[{}]}}"#,
-            json_escape(&self.user),
-            now + 300,
-            now - 10,
-            access.join(",")
-        );
+        let claims =
+            format!(r#"{{"iss":"{ISSUER}","sub":"{}","aud":"{SERVICE}","exp":{},"nbf":{},"iat":{now},"jti":"{jti}","access":[{}]}}"#, json_escape(&self.user), now + 300, now - 10, access.join(","));
         let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
         let signature = self.key.sign(&self.rng, signing_input.as_bytes()).expect("ES256 signature");
         format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
@@ -426,15 +393,13 @@ fn percent_decode(s: &str) -> String {
     while i < bytes.len() {
         match bytes[i] {
             b'+' => out.push(b' '),
-            b'%' if i + 2 < bytes.len() => {
-                match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
-                    Ok(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    Err(_) => out.push(b'%'),
+            b'%' if i + 2 < bytes.len() => match u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"), 16) {
+                Ok(b) => {
+                    out.push(b);
+                    i += 2;
                 }
-            }
+                Err(_) => out.push(b'%'),
+            },
             b => out.push(b),
         }
         i += 1;
