@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # How long does it take to start a container, run `true`, and collect its exit status?
-# carton side by side with plain chroot, runc and crun, on the same busybox root
+# carton side by side with plain chroot, runc, crun and chapter 7's runtime on one bundle, on the same busybox root
 # filesystem, in one hyperfine run. Also reports carton's peak memory (max RSS).
 #
 #   sudo bench/start-time.sh            (needs: hyperfine; optional: runc, crun)
+#   sudo BEFORE=/path/to/an/older/carton bench/start-time.sh    (both builds in one run)
 #
 # carton runs with `--network none` (a network namespace with only lo, as `runc spec`
 # makes): the default bridge would change the host's network, and costs more (chapter 3
@@ -20,19 +21,34 @@ work=$(mktemp -d /tmp/carton-bench.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 "$bin/carton" bootstrap busybox "$work/rootfs" >/dev/null
+"$bin/carton" --root "$work/state" bootstrap busybox >/dev/null
 # The floor: util-linux creating the same namespaces and chrooting, no mounts at all.
 commands=(
   "$bin/step01-chroot chroot $work/rootfs /bin/true"
   "unshare --fork --pid --mount --uts --ipc --net chroot $work/rootfs /bin/true"
-  "$bin/carton run --network none --rootfs $work/rootfs -- /bin/true"
-  "$bin/carton run --network none --init --rootfs $work/rootfs -- /bin/true"
+  "$bin/carton --root $work/state run --rm --network none busybox true"
+  "$bin/carton --root $work/state run --network none --rootfs $work/rootfs -- /bin/true"
+  "$bin/carton --root $work/state run --network none --init --rootfs $work/rootfs -- /bin/true"
 )
-names=("plain chroot (step01-chroot chroot)" "unshare --pid --mount --uts --ipc --net + chroot" "carton run --network none" "carton run --network none --init")
+names=("plain chroot (step01-chroot chroot)" "unshare --pid --mount --uts --ipc --net + chroot" "carton run --rm --network none busybox true" "carton run --network none --rootfs" "carton run --network none --init --rootfs")
+# To compare with another build of carton in the same run: BEFORE=/path/to/old/carton.
+if [ -n "${BEFORE:-}" ]; then
+  "$BEFORE" --root "$work/before" bootstrap busybox >/dev/null
+  commands+=("$BEFORE --root $work/before run --rm --network none busybox true" "$BEFORE --root $work/before run --network none --rootfs $work/rootfs -- /bin/true")
+  names+=("BEFORE: carton run --rm --network none busybox true" "BEFORE: carton run --network none --rootfs")
+fi
 
-for runtime in runc crun; do
-  command -v "$runtime" >/dev/null || continue
+# One bundle, made by `runc spec`, run by runc, crun and carton's runtime (chapter 7).
+# On a hybrid cgroup host crun refuses the cgroup2 mount beside v1: it runs in a mount
+# namespace of its own with /sys/fs/cgroup/unified unmounted (the unshare costs a little).
+crun_prefix=""
+grep -q " /sys/fs/cgroup/unified " /proc/self/mountinfo && crun_prefix=hybrid
+for runtime in step07-runtime runc crun; do
+  if [ "$runtime" = step07-runtime ]; then runtime_bin=$bin/step07-runtime; else runtime_bin=$(command -v "$runtime" || true); fi
+  [ -n "$runtime_bin" ] || continue
   bundle=$work/bundle-$runtime
   mkdir -p "$bundle"
+  command -v runc >/dev/null || { echo "note: runc spec makes the bundles; install runc" >&2; break; }
   (cd "$bundle" && runc spec)
   # No terminal, run /bin/true, writable root (carton's is writable too).
   python3 - "$bundle/config.json" "$work/rootfs" <<'PY'
@@ -44,11 +60,16 @@ spec["process"]["args"] = ["/bin/true"]
 spec["root"] = {"path": rootfs, "readonly": False}
 json.dump(spec, open(path, "w"), indent=2)
 PY
-  if "$runtime" --root "$work/state-$runtime" run --bundle "$bundle" "bench-$runtime-$$" >/dev/null 2>&1; then
-    commands+=("$runtime --root $work/state-$runtime run --bundle $bundle bench-$runtime-$$")
-    names+=("$runtime run")
+  line="$runtime_bin --root $work/state-$runtime run --bundle $bundle bench-$runtime-$$"
+  [ "$runtime" = crun ] && [ -n "$crun_prefix" ] && line="unshare --mount --propagation private $work/crun-hybrid $line"
+  if [ "$runtime" = crun ] && [ -n "$crun_prefix" ]; then
+    printf '#!/bin/sh\numount /sys/fs/cgroup/unified\nexec "$@"\n' > "$work/crun-hybrid"; chmod +x "$work/crun-hybrid"
+  fi
+  if $line >/dev/null 2>&1; then
+    commands+=("$line")
+    names+=("$runtime run (a runc spec bundle)")
   else
-    echo "note: $runtime cannot run here ($("$runtime" --root "$work/state-$runtime" run --bundle "$bundle" "bench-$runtime-$$" 2>&1 | tail -1)); skipped" >&2
+    echo "note: $runtime cannot run here ($($line 2>&1 | tail -1)); skipped" >&2
   fi
 done
 

@@ -343,3 +343,35 @@ fn the_specs_rlimits_oom_score_no_new_privileges_user_and_root_propagation_are_a
     assert_eq!(refused.status.code(), Some(125));
     assert!(stderr(&refused).contains("unknown rootfsPropagation \"sideways\""), "{}", stderr(&refused));
 }
+
+#[test]
+fn a_run_killed_at_any_point_leaves_nothing_that_the_next_run_does_not_collect() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    assert!(carton().env("CARTON_ROOT", &state).args(["bootstrap", "busybox"]).status().unwrap().success());
+    let mut seen = std::collections::BTreeSet::new();
+    // From before the state directory exists to a running container: each kill lands elsewhere.
+    for delay in [0u64, 1, 2, 4, 8, 15, 30, 60, 120] {
+        let mut killed = carton_run_image(&state).args(["busybox", "sleep", "30"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay));
+        killed.kill().unwrap(); // SIGKILL
+        killed.wait().unwrap();
+        seen.extend(fs::read_dir(state.join("containers")).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()));
+    }
+    let next = carton_run_image(&state).args(["busybox", "true"]).output().unwrap();
+    assert!(next.status.success(), "{}", stderr(&next));
+    let left: Vec<String> = fs::read_dir(state.join("containers")).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(left.is_empty(), "state directories left: {left:?}");
+    let layers: Vec<String> = fs::read_dir(state.join("overlay/containers")).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    assert!(layers.is_empty(), "writable layers left: {layers:?}");
+    assert!(!host_mounts().iter().any(|m| m.contains(state.to_str().unwrap())), "nothing of the state root stays mounted");
+    if let Some(version) = cgroup_version() {
+        let layout = step04::Layout::detect();
+        for id in seen.iter().map(|name| name.trim_start_matches(step03::CLAIMING)) {
+            for cgroup in step04::Cgroup::at(&layout, version, id).directories() {
+                assert!(!cgroup.exists(), "the cgroup {} was collected", cgroup.display());
+            }
+        }
+    }
+}

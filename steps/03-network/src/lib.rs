@@ -366,18 +366,32 @@ pub fn run_with<H: Hooks>(
 
 /// Create container `id`'s state directory, `state_root/containers/ID`, marked with the
 /// carton process that is responsible for it: should that process die without removing
-/// it, step 07's collector does. An id in use is refused.
+/// it, step 07's collector does. The directory appears with its mark already inside (made
+/// as `.claim-ID`, then renamed), so no crash leaves one without. An id in use is refused.
 pub fn claim(state_root: &Path, id: &str) -> Result<PathBuf> {
-    let dir = state_root.join("containers").join(id);
-    fs::create_dir_all(state_root.join("containers")).map_err(|e| Error::runtime(format!("cannot create {}: {e}", state_root.join("containers").display())))?;
-    match fs::create_dir(&dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(Error::runtime(format!("the container id {id} is in use already; choose another"))),
-        Err(e) => return Err(Error::runtime(format!("cannot create the container's state directory {}: {e}", dir.display()))),
-        Ok(()) => {}
+    let containers = state_root.join("containers");
+    let (dir, staging) = (containers.join(id), containers.join(format!("{CLAIMING}{id}")));
+    let failed = |path: &Path, e: std::io::Error| Error::runtime(format!("cannot create the container's state directory {}: {e}", path.display()));
+    fs::create_dir_all(&containers).map_err(|e| failed(&containers, e))?;
+    if dir.exists() {
+        return Err(Error::runtime(format!("the container id {id} is in use already; choose another")));
     }
-    fs::write(dir.join("owner"), step01::process::UniquePid::current().to_string()).map_err(|e| Error::runtime(format!("cannot write {}: {e}", dir.join("owner").display())))?;
-    Ok(dir)
+    fs::create_dir(&staging).map_err(|e| failed(&staging, e))?;
+    let marked = fs::write(staging.join("owner"), step01::process::UniquePid::current().to_string()).map_err(|e| failed(&staging, e));
+    let renamed = marked.and_then(|()| {
+        nix::fcntl::renameat2(nix::fcntl::AT_FDCWD, &staging, nix::fcntl::AT_FDCWD, &dir, nix::fcntl::RenameFlags::RENAME_NOREPLACE).map_err(|errno| match errno {
+            nix::errno::Errno::EEXIST => Error::runtime(format!("the container id {id} is in use already; choose another")),
+            errno => Error::syscall(format!("cannot create the container's state directory {}", dir.display()), errno),
+        })
+    });
+    if renamed.is_err() {
+        let _ = fs::remove_dir_all(&staging);
+    }
+    renamed.map(|()| dir)
 }
+
+/// The prefix of a container's state directory while [`claim`] makes it.
+pub const CLAIMING: &str = ".claim-";
 
 /// Delete an interface if it exists.
 fn delete_link_named(name: &str) {

@@ -42,10 +42,12 @@ impl Bundle {
         Ok(Bundle { dir, spec })
     }
 
-    /// Write `spec` as `dir/config.json` (a new file, renamed into place whole).
+    /// Write `spec` as `dir/config.json`, in a bundle directory being made (nobody reads it
+    /// before it is complete: a killed writer's directory is collected whole).
     pub fn write(dir: &Path, spec: &Spec) -> Result<()> {
-        let json = serde_json::to_vec_pretty(spec).map_err(|e| Error::runtime(format!("cannot write the runtime spec: {e}")))?;
-        crate::state::write_atomically(&dir.join("config.json"), &json)
+        let path = dir.join("config.json");
+        let json = serde_json::to_vec(spec).map_err(|e| Error::runtime(format!("cannot write the runtime spec: {e}")))?;
+        std::fs::write(&path, json).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))
     }
 }
 // ANCHOR_END: load

@@ -232,6 +232,14 @@ pub fn collect(state_root: &Path) {
             let _ = teardown(state_root, &id);
         }
     }
+    // A carton killed inside `claim` leaves a `.claim-ID` with its owner in it.
+    if let Ok(entries) = fs::read_dir(state_root.join("containers")) {
+        for entry in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(step03::CLAIMING)) {
+            if is_abandoned(&entry.path()) {
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+    }
     step05::LayerStore::new(state_root).sweep_abandoned();
     step04::sweep_abandoned(crate::layout());
 }

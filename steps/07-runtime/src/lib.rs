@@ -278,7 +278,7 @@ impl Runtime {
             self.explain.step(|| Action::new(CHAPTER, "delete: remove the container's cgroup", "rmdir(cgroup)"));
             cgroup.remove()?;
         }
-        for file in [state::EXEC_FIFO, "state.json", state::CREATING, "lock"] {
+        for file in [state::EXEC_FIFO, "state.json", "lock"] {
             let _ = fs::remove_file(dir.join(file));
         }
         drop(locked);

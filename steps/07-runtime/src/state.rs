@@ -99,11 +99,9 @@ impl Record {
     }
 }
 
-/// The file that says a `create` is under way, and by which process.
-pub const CREATING: &str = "creating";
-
-/// A container being created: marked so under the container's lock, which is not held
-/// meanwhile (the container's process would inherit it).
+/// A container being created: the container's lock file names the creating process,
+/// written under the lock, which is then let go (the container's process would otherwise
+/// inherit it and hold it until its execve).
 pub struct Creating {
     dir: PathBuf,
 }
@@ -113,17 +111,17 @@ impl Creating {
     /// exists, or another live process is creating it. (A mark left by a killed `create`
     /// is taken over.)
     pub fn mark(dir: &Path) -> std::result::Result<Creating, ()> {
-        let _locked = lock(dir).map_err(|_| ())?;
+        let mut locked = lock_file(&dir.join("lock")).map_err(|_| ())?;
         if dir.join("state.json").exists() || Creating::in_progress(dir) {
             return Err(());
         }
-        fs::write(dir.join(CREATING), UniquePid::current().to_string()).map_err(|_| ())?;
+        std::io::Write::write_all(&mut locked, UniquePid::current().to_string().as_bytes()).map_err(|_| ())?;
         Ok(Creating { dir: dir.to_path_buf() })
     }
 
     /// Whether a live process is creating the container in `dir`.
     pub fn in_progress(dir: &Path) -> bool {
-        fs::read_to_string(dir.join(CREATING)).ok().and_then(|text| text.parse::<UniquePid>().ok()).is_some_and(|creator| creator.is_alive())
+        fs::read_to_string(dir.join("lock")).ok().and_then(|text| text.parse::<UniquePid>().ok()).is_some_and(|creator| creator.is_alive())
     }
 
     /// Created: the record replaces the mark.
@@ -135,7 +133,7 @@ impl Creating {
 
 impl Drop for Creating {
     fn drop(&mut self) {
-        let _ = fs::remove_file(self.dir.join(CREATING));
+        let _ = fs::OpenOptions::new().write(true).truncate(true).open(self.dir.join("lock"));
     }
 }
 
