@@ -58,6 +58,10 @@ pub struct CreateOptions {
     pub stdin: step02::Stdin,
 }
 
+/// The hooks the runtime composes from the spec: step 02's inside step 04's. A later step
+/// wraps them with [`Runtime::create_with`].
+pub type StepHooks = step04::Resources<step02::Isolation>;
+
 /// A container just created: its process waits at the start gate.
 pub struct Created {
     /// The container's first process, a child of this one.
@@ -107,10 +111,16 @@ impl Runtime {
     /// Create container `id` from the bundle in `bundle_dir`: everything is made, and its
     /// process waits just before execve until [`Runtime::start`].
     pub fn create(&self, id: &str, bundle_dir: &Path, options: CreateOptions) -> Result<Created> {
+        self.create_with(id, bundle_dir, options, |_, hooks| Ok(hooks))
+    }
+
+    /// [`Runtime::create`], with the hooks of steps 02 and 04 wrapped by a later step's:
+    /// `wrap` gets the spec (to read its own part: capabilities, seccomp...) and the hooks.
+    pub fn create_with<H: step01::Hooks>(&self, id: &str, bundle_dir: &Path, options: CreateOptions, wrap: impl FnOnce(&oci_spec::runtime::Spec, StepHooks) -> Result<H>) -> Result<Created> {
         check_id(id)?;
         let dir = self.container_dir(id);
         fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
-        let created = self.create_in(&dir, id, bundle_dir, options);
+        let created = self.create_in(&dir, id, bundle_dir, options, wrap);
         if created.is_err() && Record::load(&dir).ok().flatten().is_none() {
             // Nothing was created: no trace of it either (an engine's bundle stays).
             for file in [state::EXEC_FIFO, "lock"] {
@@ -121,7 +131,7 @@ impl Runtime {
         created
     }
 
-    fn create_in(&self, dir: &Path, id: &str, bundle_dir: &Path, options: CreateOptions) -> Result<Created> {
+    fn create_in<H: step01::Hooks>(&self, dir: &Path, id: &str, bundle_dir: &Path, options: CreateOptions, wrap: impl FnOnce(&oci_spec::runtime::Spec, StepHooks) -> Result<H>) -> Result<Created> {
         // Marked "creating" under the lock, which is then let go: the container's process
         // would otherwise inherit the lock and hold it until its execve.
         let creating = state::Creating::mark(dir).map_err(|()| Error::runtime(format!("the container id {id} is in use already; delete that container first, or choose another id")))?;
@@ -144,11 +154,20 @@ impl Runtime {
             None if limits.any() => return Err(Error::runtime("limits need cgroups, and this machine has no cgroup file system mounted; `carton doctor` explains what to mount")),
             None => None,
         };
-        let mut hooks = step04::Resources::new(isolation, cgroup.clone(), layout);
-        let undo = |cgroup: &Option<Rc<Cgroup>>| {
+        let undo_cgroup = |cgroup: &Option<Rc<Cgroup>>| {
             if let Some(cgroup) = cgroup {
                 let _ = cgroup.remove();
             }
+        };
+        let mut hooks = match wrap(spec, step04::Resources::new(isolation, cgroup.clone(), layout)) {
+            Ok(hooks) => hooks,
+            Err(error) => {
+                undo_cgroup(&cgroup);
+                return Err(error);
+            }
+        };
+        let undo = |cgroup: &Option<Rc<Cgroup>>| {
+            undo_cgroup(cgroup);
             let _ = fs::remove_file(dir.join(state::EXEC_FIFO));
         };
         let running = match step01::container::start(&container, &mut hooks, &self.explain) {
