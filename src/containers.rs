@@ -29,7 +29,7 @@ pub fn create(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
     let runtime = Runtime::new(state_root, Explain::when(args.explain));
     let (id, _connected) = crate::prepare_container(args, &runtime, "create")?;
     // It lives on after this process: only `rm` removes it now.
-    step07::engine::disown(state_root, id.as_str());
+    step07::engine::disown(state_root, id.as_str())?;
     print_stdout(&format!("{id}\n"));
     Ok(0)
 }
@@ -108,7 +108,8 @@ pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
     if let Some(workdir) = args.workdir {
         process.cwd = workdir;
     }
-    let exit = runtime.exec(&id, &ExecProcess { process, user, interactive: args.interactive })?;
+    let exec = ExecProcess::in_container(&bundle.spec, &bundle.dir, process, user, args.interactive)?;
+    let exit = runtime.exec(&id, &exec)?;
     Ok(exit.code() as u8)
 }
 
@@ -130,6 +131,9 @@ pub fn remove(state_root: &Path, containers: &[String], force: bool) -> anyhow::
     for name in containers {
         let id = resolve(state_root, name)?;
         let dir = runtime.container_dir(&id);
+        if step07::state::Creating::in_progress(&dir) {
+            return Err(Error::runtime(format!("container {name} is being started right now; try again in a moment")).into());
+        }
         if let Some(record) = Record::load(&dir)? {
             let status = record.status(&dir);
             if status != ContainerState::Stopped && !force {

@@ -336,10 +336,15 @@ fn main() -> ExitCode {
         eprintln!("carton: {}", not_available_yet(&format!("`carton {name}`"), chapter, "carton --help"));
         return ExitCode::from(RUNTIME_ERROR);
     }
-    let cli = match Cli::from_arg_matches(&matches) {
+    let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
     };
+    // Absolute once and for all: records shared between state roots (address leases) name
+    // a container by its state directory's path.
+    if let Ok(root) = std::path::absolute(&cli.root) {
+        cli.root = root;
+    }
     let outcome = match cli.command {
         Command::Run(args) => run(args, &cli.root),
         Command::Create(args) => containers::create(args, &cli.root),

@@ -118,7 +118,11 @@ impl ContainerSpec {
             container.rootfs_propagation = Some(crate::mounts::propagation(&propagation)?);
         }
         for entry in spec.mounts().iter().flatten() {
-            let mount = Mount::from_oci(entry)?;
+            let mut mount = Mount::from_oci(entry)?;
+            // A relative bind source is relative to the bundle, as the spec says.
+            if let Some(source) = mount.source.as_mut().filter(|s| s.is_relative() && mount.flags.contains(nix::mount::MsFlags::MS_BIND)) {
+                *source = bundle.join(&*source);
+            }
             if !mount.is_furnished() {
                 container.mounts.push(mount);
             }
@@ -239,7 +243,11 @@ impl StartReport {
 
     /// Send `error` to carton and end this process with its exit code (125, 126, 127).
     pub fn fail(self, error: Error) -> ! {
-        let _ = std::fs::File::from(self.0).write_all(&encode_error(&error));
+        if std::fs::File::from(self.0).write_all(&encode_error(&error)).is_err() {
+            // Nobody reads the report any more (a detached container's creator is gone):
+            // the container's stderr is the place left to say it.
+            eprintln!("carton: {}", error.message);
+        }
         // Safety: _exit ends this process without running the parent's atexit handlers.
         unsafe { libc::_exit(error.exit_code().into()) }
     }
@@ -526,6 +534,9 @@ fn open_gate(fifo: &Path) -> Result<OwnedFd> {
 fn wait_at_gate(gate: OwnedFd, report: &StartReport, explain: &Explain) -> Result<()> {
     explain.step(|| Action::new(CHAPTER, "created: wait at the start gate until `start` opens the exec fifo", "open(\"exec.fifo\", O_WRONLY); write(\"0\")").shell("echo 0 > exec.fifo"));
     report.created()?;
+    // While it waits, a signal (`kill` of a created container) reaches it as it would reach
+    // its command: carton's blocked set ends here, not at execve.
+    restore_mask(&SigSet::empty());
     let through = format!("/proc/self/fd/{}", gate.as_raw_fd());
     let mut fifo = std::fs::OpenOptions::new().write(true).open(&through).map_err(|e| Error::runtime(format!("cannot open the start gate: {e}")))?;
     fifo.write_all(b"0").map_err(|e| Error::runtime(format!("cannot pass the start gate: {e}")))

@@ -120,7 +120,8 @@ impl Mount {
 /// host), never following a link out of it. A missing destination is made: a directory,
 /// or an empty file when a file is bound.
 pub fn mount_in_root(root: &Path, entry: &Mount, explain: &Explain) -> Result<()> {
-    let source_is_file = entry.flags.contains(MsFlags::MS_BIND) && entry.source.as_deref().is_some_and(|s| s.is_file());
+    // A bound file, socket or device needs a file to cover; only a directory needs a directory.
+    let source_is_file = entry.flags.contains(MsFlags::MS_BIND) && entry.source.as_deref().is_some_and(|s| s.exists() && !s.is_dir());
     let target = open_in_root(root, &entry.destination, if source_is_file { Create::File } else { Create::Directory })?;
     let through = format!("/proc/self/fd/{}", target.as_raw_fd());
     let shown = entry.destination.display();
@@ -218,6 +219,17 @@ fn openat2_in_root(root: &fs::File, path: &Path) -> std::result::Result<OwnedFd,
     let relative = path.strip_prefix("/").unwrap_or(path);
     let relative = if relative.as_os_str().is_empty() { Path::new(".") } else { relative };
     let c_path = CString::new(relative.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?;
+    // EAGAIN: a rename or mount somewhere on the host raced a `..`; the kernel asks to retry.
+    for _ in 0..32 {
+        match openat2_once(root, &c_path) {
+            Err(Errno::EAGAIN) => continue,
+            other => return other,
+        }
+    }
+    Err(Errno::EAGAIN)
+}
+
+fn openat2_once(root: &fs::File, c_path: &CString) -> std::result::Result<OwnedFd, Errno> {
     // Safety: open_how is plain integers; all zeros is a valid value.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;

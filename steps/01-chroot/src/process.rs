@@ -304,6 +304,12 @@ impl UniquePid {
         Some(UniquePid { pid, start_time: start_time(pid)? })
     }
 
+    /// Whether the process is still in the process table, ended or not: a zombie is until
+    /// its parent collects it, and stays in its cgroup meanwhile.
+    pub fn exists(&self) -> bool {
+        start_time(self.pid) == Some(self.start_time)
+    }
+
     /// Whether the process still exists and has not ended (a zombie has ended: it only
     /// waits for its parent to collect its exit status).
     pub fn is_alive(&self) -> bool {

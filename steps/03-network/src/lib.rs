@@ -450,13 +450,9 @@ pub fn prune(subnet: ipam::Subnet) -> Result<Vec<String>> {
         }
         Ok(removed)
     })?;
-    // Nothing is left on the bridge: its records go too (the namespace's number may be
-    // another namespace's one day).
-    if let Some(namespace_dir) = state.parent() {
-        let _ = fs::remove_dir_all(namespace_dir);
-        // And /run/carton/networks and /run/carton, when no other namespace has records.
-        namespace_dir.ancestors().skip(1).take(2).for_each(|empty| drop(fs::remove_dir(empty)));
-    }
+    // The (empty) lease table and its lock stay: a `carton run` may be waiting for that
+    // lock right now. Records left by a namespace that is gone are reset by the next setup
+    // there (no bridge, no leases), and /run empties at reboot.
     Ok(removed)
 }
 

@@ -124,9 +124,13 @@ pub fn teardown(state_root: &Path, id: &str) -> Result<()> {
 
 /// Take the responsibility for a prepared container off this process: it lives on
 /// after it (`carton create`), and only `rm` removes it.
-pub fn disown(state_root: &Path, id: &str) {
-    let _ = fs::remove_file(state_root.join("containers").join(id).join("owner"));
+pub fn disown(state_root: &Path, id: &str) -> Result<()> {
+    let owner = state_root.join("containers").join(id).join("owner");
+    fs::write(&owner, DETACHED).map_err(|e| Error::runtime(format!("cannot write {}: {e}", owner.display())))
 }
+
+/// What `owner` says of a container no carton process is responsible for (`create`'s).
+const DETACHED: &str = "detached\n";
 
 // ANCHOR: private
 /// The state root's `containers/` as a private mount of itself when it sits on a shared
@@ -141,7 +145,7 @@ pub fn private_containers_dir(state_root: &Path) -> Result<PrivateMount> {
     let containers = containers.canonicalize().map_err(|e| Error::runtime(format!("cannot resolve {}: {e}", containers.display())))?;
     if !is_mount_root(&containers) && holding_mount_is_shared(&containers) {
         use nix::mount::{mount, MsFlags};
-        mount(Some(&containers), &containers, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        mount(Some(&containers), &containers, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
             .map_err(|errno| Error::syscall(format!("cannot bind-mount {} onto itself", containers.display()), errno))?;
         mount(None::<&str>, &containers, None::<&str>, MsFlags::MS_PRIVATE, None::<&str>).map_err(|errno| Error::syscall(format!("cannot make {} private", containers.display()), errno))?;
     }
@@ -163,15 +167,20 @@ impl Drop for PrivateMount {
 }
 // ANCHOR_END: private
 
-/// Whether something is mounted at `path` itself (one statx call; kernels before 5.8
-/// do not say, and get `false`).
+/// Whether something is mounted at `path` itself (one statx call; before Linux 5.8, which
+/// statx cannot say it, the mount table).
 fn is_mount_root(path: &Path) -> bool {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c_path) = std::ffi::CString::new(path.as_os_str().as_bytes()) else { return false };
     // Safety: statx writes into `stat`, which is large enough; the path is NUL-terminated.
     let mut stat: libc::statx = unsafe { std::mem::zeroed() };
     let done = unsafe { libc::statx(libc::AT_FDCWD, c_path.as_ptr(), libc::AT_SYMLINK_NOFOLLOW, 0, &mut stat) };
-    done == 0 && stat.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0 && stat.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0
+    if done == 0 && stat.stx_attributes_mask & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0 {
+        return stat.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
+    }
+    // Before 5.8: the mount table says.
+    let escaped = path.to_string_lossy().replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
+    fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| info.lines().any(|line| line.split(' ').nth(4) == Some(escaped.as_str())))
 }
 
 /// Whether the mount that holds `path` (canonical) passes new mounts on to other mount
@@ -248,9 +257,13 @@ pub fn collect(state_root: &Path) {
 /// when it has had neither an owner nor a runtime state for a minute (a carton killed
 /// while making it; making one takes milliseconds).
 fn is_abandoned(dir: &Path) -> bool {
-    match fs::read_to_string(dir.join("owner")).ok().and_then(|text| text.parse::<UniquePid>().ok()) {
-        Some(owner) => !owner.is_alive(),
-        None => !dir.join("state.json").exists() && dir.metadata().and_then(|m| m.modified()).is_ok_and(|made| made.elapsed().is_ok_and(|age| age.as_secs() > 60)),
+    let owner = fs::read_to_string(dir.join("owner")).unwrap_or_default();
+    if owner == DETACHED {
+        return false; // only `rm` removes it
+    }
+    match owner.parse::<UniquePid>() {
+        Ok(owner) => !owner.is_alive(),
+        Err(_) => !dir.join("state.json").exists() && dir.metadata().and_then(|m| m.modified()).is_ok_and(|made| made.elapsed().is_ok_and(|age| age.as_secs() > 60)),
     }
 }
 // ANCHOR_END: collect

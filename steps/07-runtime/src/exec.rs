@@ -39,6 +39,18 @@ pub struct ExecProcess {
     pub user: Option<User>,
     /// `-i`: keep stdin; otherwise it is /dev/null, as with `docker exec`.
     pub interactive: bool,
+    /// The container's own `rlimits` and `noNewPrivileges`: an exec'd process gets them too
+    /// (as with runc), or a set-uid program of the image would win privileges back.
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
+    pub no_new_privileges: bool,
+}
+
+impl ExecProcess {
+    /// `process` as user `user`, with the limits the container's spec gives its own process.
+    pub fn in_container(spec: &oci_spec::runtime::Spec, bundle: &std::path::Path, process: Process, user: Option<User>, interactive: bool) -> step01::Result<ExecProcess> {
+        let container = step01::ContainerSpec::from_oci(spec, bundle)?;
+        Ok(ExecProcess { process, user, interactive, rlimits: container.rlimits, no_new_privileges: container.no_new_privileges })
+    }
 }
 
 /// The namespaces joined, in order: the mount namespace last, since after it the paths of
@@ -169,8 +181,13 @@ fn command(exec: &ExecProcess, explain: &step01::Explain) -> Result<()> {
     let cwd: &PathBuf = &exec.process.cwd;
     explain.step(|| Action::new(CHAPTER, "enter the working directory", format!("chdir({cwd:?})")));
     nix::unistd::chdir(cwd).map_err(|errno| Error::runtime(format!("the working directory {} is not usable in the container: {}", cwd.display(), errno.desc())))?;
+    exec.process.set_limits(&exec.rlimits, None, explain)?;
     if let Some(user) = &exec.user {
         user.switch(explain)?;
+    }
+    // Safety: prctl with integer arguments.
+    if exec.no_new_privileges && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
+        return Err(Error::syscall("cannot set no_new_privs", Errno::last()));
     }
     Ok(())
 }

@@ -120,9 +120,12 @@ impl Runtime {
         check_id(id)?;
         let dir = self.container_dir(id);
         fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
-        let created = self.create_in(&dir, id, bundle_dir, options, wrap);
+        // Marked "creating" under the lock, which is then let go: the container's process
+        // would otherwise inherit the lock and hold it until its execve.
+        let creating = state::Creating::mark(&dir).map_err(|()| Error::runtime(format!("the container id {id} is in use already; delete that container first, or choose another id")))?;
+        let created = self.create_in(&dir, id, bundle_dir, options, wrap, creating);
         if created.is_err() && Record::load(&dir).ok().flatten().is_none() {
-            // Nothing was created: no trace of it either (an engine's bundle stays).
+            // This create made nothing: no trace of it either (an engine's bundle stays).
             for file in [state::EXEC_FIFO, "lock"] {
                 let _ = fs::remove_file(dir.join(file));
             }
@@ -131,10 +134,15 @@ impl Runtime {
         created
     }
 
-    fn create_in<H: step01::Hooks>(&self, dir: &Path, id: &str, bundle_dir: &Path, options: CreateOptions, wrap: impl FnOnce(&oci_spec::runtime::Spec, StepHooks) -> Result<H>) -> Result<Created> {
-        // Marked "creating" under the lock, which is then let go: the container's process
-        // would otherwise inherit the lock and hold it until its execve.
-        let creating = state::Creating::mark(dir).map_err(|()| Error::runtime(format!("the container id {id} is in use already; delete that container first, or choose another id")))?;
+    fn create_in<H: step01::Hooks>(
+        &self,
+        dir: &Path,
+        id: &str,
+        bundle_dir: &Path,
+        options: CreateOptions,
+        wrap: impl FnOnce(&oci_spec::runtime::Spec, StepHooks) -> Result<H>,
+        creating: state::Creating,
+    ) -> Result<Created> {
         let bundle = Bundle::load(bundle_dir)?;
         let spec = &bundle.spec;
         // Each step reads its own part of the spec.
@@ -222,7 +230,11 @@ impl Runtime {
         });
         // Not blocking: should the container die before it writes, this must not wait forever.
         let mut fifo = fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&fifo_path).map_err(|e| Error::runtime(format!("cannot open {}: {e}", fifo_path.display())))?;
+        let deadline = Instant::now() + Duration::from_secs(10);
         loop {
+            if Instant::now() > deadline {
+                return Err(Error::runtime(format!("container {id} does not answer at its start gate (did something else open {}?); delete it with --force", fifo_path.display())));
+            }
             let mut poll = [nix::poll::PollFd::new(fifo.as_fd(), nix::poll::PollFlags::POLLIN)];
             let _ = nix::poll::poll(&mut poll, nix::poll::PollTimeout::from(100u8));
             let mut byte = [0u8; 1];
@@ -288,10 +300,12 @@ impl Runtime {
                 cgroup.kill_all(&self.explain);
             }
             let _ = kill(Pid::from_raw(record.init.pid), Signal::SIGKILL);
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while record.init.is_alive() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(5));
-            }
+        }
+        // Until its parent has collected it (the host's init, for a detached container), an
+        // ended process still holds its cgroup.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while record.init.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
         }
         if let Some(cgroup) = &cgroup {
             self.explain.step(|| Action::new(CHAPTER, "delete: remove the container's cgroup", "rmdir(cgroup)"));
@@ -333,7 +347,8 @@ impl Runtime {
             }),
         };
         let stats = cgroup.as_ref().map(|cgroup| cgroup.stats());
-        let deleted = state::lock(&dir).and_then(|locked| self.remove(&dir, &record, ContainerState::Stopped, locked));
+        // Gone already if someone removed it meanwhile (`rm -f`): its exit status still counts.
+        let deleted = if dir.is_dir() { state::lock(&dir).and_then(|locked| self.remove(&dir, &record, ContainerState::Stopped, locked)) } else { Ok(()) };
         let exit = exit?;
         deleted?;
         Ok(step04::Finished { exit, stats: stats.transpose()?.unwrap_or_default() })

@@ -115,6 +115,7 @@ impl Creating {
         if dir.join("state.json").exists() || Creating::in_progress(dir) {
             return Err(());
         }
+        locked.set_len(0).map_err(|_| ())?;
         std::io::Write::write_all(&mut locked, UniquePid::current().to_string().as_bytes()).map_err(|_| ())?;
         Ok(Creating { dir: dir.to_path_buf() })
     }

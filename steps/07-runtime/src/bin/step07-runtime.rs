@@ -98,7 +98,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = Runtime::new(&cli.root, Explain::when(cli.explain));
+    let root = std::path::absolute(&cli.root).unwrap_or(cli.root);
+    let runtime = Runtime::new(&root, Explain::when(cli.explain));
     match command(&runtime, cli.command) {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
@@ -174,5 +175,5 @@ fn exec_process(runtime: &Runtime, id: &str, args: Vec<String>, cwd: Option<Path
     };
     let home = process.env_var("HOME").unwrap_or("/").to_string();
     let user = (uid != 0 || gid != 0).then_some(step02::User { uid, gid, additional_gids: Vec::new(), home });
-    Ok(ExecProcess { process, user, interactive })
+    ExecProcess::in_container(&bundle.spec, &bundle.dir, process, user, interactive)
 }
