@@ -29,6 +29,14 @@ fn status_of(root: &Path, id: &str) -> String {
     state["status"].as_str().unwrap().to_string()
 }
 
+/// Wait (10 s at most) until the container's status is `stopped`.
+fn wait_until_stopped(root: &Path, id: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while status_of(root, id) != "stopped" && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 /// A bundle in `dir/bundle` for the busybox root filesystem `rootfs`, running `command`.
 fn bundle(dir: &Path, rootfs: &Path, command: &[&str]) -> std::path::PathBuf {
     let bundle = dir.join("bundle");
@@ -79,10 +87,7 @@ fn a_bundle_is_created_started_signalled_and_deleted_each_command_its_own_proces
 
     let killed = run_runtime(&root, &["kill", "demo", "KILL"]);
     assert!(killed.status.success(), "{}", stderr(&killed));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while status_of(&root, "demo") != "stopped" && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_stopped(&root, "demo");
     assert_eq!(status_of(&root, "demo"), "stopped");
     let exec = run_runtime(&root, &["exec", "demo", "true"]);
     assert_eq!(exec.status.code(), Some(125));
@@ -148,10 +153,7 @@ fn bad_bundles_and_ids_are_refused_with_what_to_do() {
     // A created container can be killed at its gate (TERM alone would not do: the PID 1 of a
     // namespace ignores the signals it has no handler for, as a running one does).
     assert!(run_runtime(&root, &["kill", "once", "KILL"]).status.success());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while status_of(&root, "once") != "stopped" && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_stopped(&root, "once");
     assert_eq!(status_of(&root, "once"), "stopped");
     let removed = run_runtime(&root, &["delete", "once"]);
     assert!(removed.status.success(), "{}", stderr(&removed));
@@ -235,10 +237,7 @@ fn carton_bundles_run_under_runc_and_crun_as_under_carton() {
     // And under carton itself, from the same bundle.
     let started = carton().env("CARTON_ROOT", &state).args(["start", &id]).output().unwrap();
     assert!(started.status.success(), "{}", stderr(&started));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while status_of(&state, &id) != "stopped" && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    wait_until_stopped(&state, &id);
     assert_eq!(fs::read_to_string(bundle.join("output.log")).unwrap(), expected);
     let removed = carton().env("CARTON_ROOT", &state).args(["rm", &id]).output().unwrap();
     assert!(removed.status.success(), "{}", stderr(&removed));
