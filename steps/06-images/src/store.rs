@@ -280,8 +280,9 @@ pub enum Lock {
 /// The store held, until this is dropped.
 pub struct StoreLock(#[allow(dead_code)] fs::File); // the open descriptor is the lock
 
-/// Take `kind` of lock on the file `path` (made if missing), waiting for it.
-fn flock(path: &Path, kind: Lock) -> Result<fs::File> {
+/// Take `kind` of lock on the file `path` (made if missing), waiting for it; held while
+/// the returned file is open. (Step 07's container locks are these too.)
+pub fn flock(path: &Path, kind: Lock) -> Result<fs::File> {
     let file = OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(|e| Error::runtime(format!("cannot open the lock {}: {e}", path.display())))?;
     let operation = if kind == Lock::Exclusive { libc::LOCK_EX } else { libc::LOCK_SH };
     // Safety: flock on a descriptor we own; released when `file` is closed.
@@ -323,14 +324,14 @@ impl Read for Verified {
 /// Whether a write must reach the disk before it counts (an fsync costs about a
 /// millisecond here; `carton run` should not pay it for a mark that dies with the process).
 #[derive(PartialEq)]
-enum Durable {
+pub enum Durable {
     Yes,
     No,
 }
 
 /// Write `bytes` to a new file beside `path` and rename it over `path`: readers see the
-/// old file or the new one, never half of one.
-fn write_atomically(path: &Path, bytes: &[u8], durable: Durable) -> Result<()> {
+/// old file or the new one, never half of one. (Step 07's `state.json` is written so too.)
+pub fn write_atomically(path: &Path, bytes: &[u8], durable: Durable) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let mut file = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::runtime(format!("cannot write in {}: {e}", dir.display())))?;
     file.write_all(bytes).and_then(|()| if durable == Durable::Yes { file.as_file().sync_all() } else { Ok(()) }).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::ContainerState;
@@ -57,7 +56,8 @@ impl Record {
             "created": self.created,
             "annotations": self.annotations,
         });
-        write_atomically(&dir.join("state.json"), json.to_string().as_bytes())
+        // Not synced: a crash ends the container too, and the collector takes its record.
+        step06::store::write_atomically(&dir.join("state.json"), json.to_string().as_bytes(), step06::store::Durable::No)
     }
 
     /// The record in `dir`, or `None` when there is none (no such container).
@@ -148,19 +148,7 @@ pub fn lock(dir: &Path) -> Result<Locked> {
 
 /// An exclusive flock on the file at `path` (made if missing), held while the file is open.
 pub fn lock_file(path: &Path) -> Result<File> {
-    let file = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(|e| Error::runtime(format!("cannot open {}: {e}", path.display())))?;
-    // Safety: flock on a descriptor we own; released when it is closed.
-    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
-        return Err(Error::syscall(format!("lock {}", path.display()), nix::errno::Errno::last()));
-    }
-    Ok(file)
-}
-
-/// Write `bytes` to a new file beside `path` and rename it over `path`: a reader sees
-/// the old file or the new one, never half of one.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    let staging = path.with_extension("new");
-    fs::write(&staging, bytes).and_then(|()| fs::rename(&staging, path)).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))
+    step06::store::flock(path, step06::store::Lock::Exclusive)
 }
 
 /// The time now, RFC 3339 in UTC with nanoseconds, as runc's `created`.
