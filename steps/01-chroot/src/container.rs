@@ -236,6 +236,11 @@ pub struct StartReport(OwnedFd);
 const CREATED: u8 = 0;
 
 impl StartReport {
+    /// The write end of a [`cloexec_pipe`], as a report (step 07's exec reports this way too).
+    pub fn new(pipe: OwnedFd) -> StartReport {
+        StartReport(pipe)
+    }
+
     /// Tell carton that everything is ready and the child waits at the start gate.
     fn created(&self) -> Result<()> {
         (&self.0).try_clone().map(std::fs::File::from).and_then(|mut pipe| pipe.write_all(&[CREATED])).map_err(|e| Error::runtime(format!("cannot tell carton the container is created: {e}")))
@@ -558,7 +563,8 @@ fn encode_error(error: &Error) -> Vec<u8> {
     bytes
 }
 
-fn decode_error(bytes: &[u8]) -> Error {
+/// The error a non-empty start report carries.
+pub fn decode_error(bytes: &[u8]) -> Error {
     let failure = Failure::from_exit_code(bytes[0]).unwrap_or(Failure::Runtime);
     Error { failure, message: String::from_utf8_lossy(&bytes[1..]).into_owned() }
 }
@@ -586,7 +592,8 @@ fn ensure_single_threaded() -> Result<()> {
     }
 }
 
-fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
+/// A pipe whose ends close on execve: (read end, write end).
+pub fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
     pipe2(OFlag::O_CLOEXEC).map_err(|errno| Error::syscall("cannot create a pipe", errno))
 }
 

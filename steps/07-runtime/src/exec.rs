@@ -23,11 +23,11 @@ use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
 use nix::errno::Errno;
-use nix::fcntl::OFlag;
 use nix::sched::{setns, CloneFlags};
-use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult, Pid};
 use oci_spec::runtime::ContainerState;
-use step01::{Action, ContainerExit, Error, Process, Result, Running};
+use step01::container::{cloexec_pipe, decode_error};
+use step01::{Action, ContainerExit, Error, Process, Result, Running, StartReport};
 use step02::User;
 
 use crate::{cgroup_of, Runtime, CHAPTER};
@@ -99,10 +99,13 @@ impl Runtime {
         });
         // Safety: carton is single-threaded here (it starts no thread before exec).
         match unsafe { fork() } {
-            Err(errno) => Err(Error::syscall("fork for exec", errno)),
+            Err(errno) => {
+                let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&previous_mask), None);
+                Err(Error::syscall("fork for exec", errno))
+            }
             Ok(ForkResult::Child) => {
                 drop((error_reader, pid_reader));
-                joiner(self, exec, cgroup, namespaces, error_writer, pid_writer)
+                joiner(self, exec, cgroup, namespaces, StartReport::new(error_writer), pid_writer)
             }
             Ok(ForkResult::Parent { child: joiner }) => {
                 drop((error_writer, pid_writer));
@@ -117,7 +120,7 @@ impl Runtime {
                         let _ = step01::process::wait_for_exit(command);
                     }
                     let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&previous_mask), None);
-                    return Err(decode(&report, joined));
+                    return Err(if report.is_empty() { Error::runtime(format!("exec failed before its command started ({joined:?})")) } else { decode_error(&report) });
                 }
                 Running::adopt(command, previous_mask).wait()
             }
@@ -127,42 +130,35 @@ impl Runtime {
 }
 
 /// The joiner's side: into the cgroup and the namespaces, then the command. Never returns.
-fn joiner(runtime: &Runtime, exec: &ExecProcess, cgroup: Option<step04::Cgroup>, namespaces: Vec<(&str, CloneFlags, File)>, errors: OwnedFd, pid_pipe: OwnedFd) -> ! {
-    let fail = |error: Error| -> ! {
-        let mut bytes = vec![error.exit_code()];
-        bytes.extend_from_slice(error.message.as_bytes());
-        let _ = File::from(errors.try_clone().expect("a descriptor can be duplicated")).write_all(&bytes);
-        // Safety: _exit ends this forked process without running the parent's handlers.
-        unsafe { libc::_exit(error.exit_code().into()) }
-    };
+fn joiner(runtime: &Runtime, exec: &ExecProcess, cgroup: Option<step04::Cgroup>, namespaces: Vec<(&str, CloneFlags, File)>, report: StartReport, pid_pipe: OwnedFd) -> ! {
     let explain = &runtime.explain;
     if let Some(cgroup) = cgroup {
         if let Err(error) = cgroup.join(nix::unistd::getpid(), explain) {
-            fail(error)
+            report.fail(error)
         }
     }
     for (name, kind, file) in namespaces {
         explain.step(|| Action::new(CHAPTER, format!("join the container's {name} namespace"), format!("setns(open(\"/proc/PID/ns/{name}\"), {})", step01::container::flag_names(kind))));
         if let Err(errno) = setns(file, kind) {
-            fail(Error::syscall(format!("cannot join the container's {name} namespace"), errno))
+            report.fail(Error::syscall(format!("cannot join the container's {name} namespace"), errno))
         }
     }
     explain.step(|| Action::new(CHAPTER, "fork once more: only children of this process are in the PID namespace it joined", "clone(CLONE_PARENT|SIGCHLD)"));
     // Safety: raw clone without a new stack behaves as fork; this process is single-threaded.
     let child = unsafe { libc::syscall(libc::SYS_clone, (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong, 0usize, 0usize, 0usize, 0usize) };
     match Errno::result(child) {
-        Err(errno) => fail(Error::syscall("cannot fork into the container's PID namespace", errno)),
+        Err(errno) => report.fail(Error::syscall("cannot fork into the container's PID namespace", errno)),
         Ok(0) => {
             drop(pid_pipe);
             if let Err(error) = command(exec, explain) {
-                fail(error)
+                report.fail(error)
             }
-            fail(exec.process.exec(explain))
+            report.fail(exec.process.exec(explain))
         }
         Ok(pid) => {
             let _ = File::from(pid_pipe).write_all(&(pid as i32).to_ne_bytes());
-            drop(errors);
-            // Safety: as above.
+            drop(report); // the command's copy says whether its execve worked
+                          // Safety: as above.
             unsafe { libc::_exit(0) }
         }
     }
@@ -190,15 +186,4 @@ fn command(exec: &ExecProcess, explain: &step01::Explain) -> Result<()> {
         return Err(Error::syscall("cannot set no_new_privs", Errno::last()));
     }
     Ok(())
-}
-
-fn decode(report: &[u8], joined: Result<ContainerExit>) -> Error {
-    match report.split_first() {
-        Some((&code, message)) => Error { failure: step01::Failure::from_exit_code(code).unwrap_or(step01::Failure::Runtime), message: String::from_utf8_lossy(message).into_owned() },
-        None => Error::runtime(format!("exec failed before its command started ({joined:?})")),
-    }
-}
-
-fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
-    pipe2(OFlag::O_CLOEXEC).map_err(|errno| Error::syscall("cannot create a pipe", errno))
 }
