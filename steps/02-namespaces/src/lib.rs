@@ -76,11 +76,7 @@ pub fn run_with<H: Hooks>(mut spec: ContainerSpec, options: &Options, explain: &
     let mut hooks = wrap(Isolation { hostname: Some(hostname), init: options.init, user: options.user.clone(), stdin });
 
     let running = container::start(&spec, &mut hooks, explain)?;
-    let pid = running.pid;
-    explain.step(|| {
-        Action::new(CHAPTER, format!("the container runs; its PID 1 is host process {pid}, its namespaces are /proc/{pid}/ns/*"), format!("setns(open(\"/proc/{pid}/ns/...\"), 0)"))
-            .shell(format!("nsenter --target {pid} --all sh"))
-    });
+    explain_running(running.pid, explain);
     let relay = attach_terminal(console, options.interactive, &running);
     let exit = match relay {
         Ok(_) => running.wait(),
@@ -94,6 +90,14 @@ pub fn run_with<H: Hooks>(mut spec: ContainerSpec, options: &Options, explain: &
     exit
 }
 // ANCHOR_END: run
+
+/// Say, with `--explain`, where the running container is to be found (step 07's `run` too).
+pub fn explain_running(pid: nix::unistd::Pid, explain: &Explain) {
+    explain.step(|| {
+        Action::new(CHAPTER, format!("the container runs; its PID 1 is host process {pid}, its namespaces are /proc/{pid}/ns/*"), format!("setns(open(\"/proc/{pid}/ns/...\"), 0)"))
+            .shell(format!("nsenter --target {pid} --all sh"))
+    });
+}
 
 /// The environment Docker adds: HOSTNAME, and TERM when there is a terminal (unless set).
 pub fn docker_env(process: &mut step01::Process, hostname: &str, tty: bool) -> Result<()> {

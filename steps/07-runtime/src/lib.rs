@@ -337,10 +337,7 @@ impl Runtime {
             }
             // confirm_exec reaps the container when its command could not run.
             Ok(kept) => running.confirm_exec().and_then(|running| {
-                self.explain.step(|| {
-                    Action::new(step02::CHAPTER, format!("the container runs; its PID 1 is host process {pid}, its namespaces are /proc/{pid}/ns/*"), format!("setns(open(\"/proc/{pid}/ns/...\"), 0)"))
-                        .shell(format!("nsenter --target {pid} --all sh"))
-                });
+                step02::explain_running(pid, &self.explain);
                 let exit = running.wait();
                 drop(kept); // the last output, then the user's terminal as it was
                 exit
