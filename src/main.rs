@@ -472,7 +472,7 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
     spec.set_annotations(Some(annotations));
     if let step07::engine::Root::Directory(dir) = &root {
         // Refused before anything (the bridge, a cgroup) is made for it.
-        step01::ContainerSpec::new(dir.clone(), step01::Process { args: vec!["-".into()], env: Vec::new(), cwd: "/".into() }).validate()?;
+        step01::container::check_root(dir)?;
     }
     step07::engine::collect(state_root);
     let connected = step07::engine::prepare(state_root, id.as_str(), root, spec, &network, explain)?;

@@ -134,10 +134,7 @@ impl ContainerSpec {
     /// Check everything that can be checked before a process exists, and return the
     /// root filesystem with every symbolic link resolved: the path the child mounts.
     pub fn validate(&self) -> Result<PathBuf> {
-        let rootfs = &self.rootfs;
-        if !rootfs.is_absolute() {
-            return Err(Error::runtime(format!("the root filesystem path {rootfs:?} must be absolute")));
-        }
+        let resolved = check_root(&self.rootfs)?;
         if !self.namespaces.contains(CloneFlags::CLONE_NEWNS) {
             // Without its own mount namespace the child would mount over the host's /proc and /dev.
             return Err(Error::runtime("a container needs its own mount namespace (CLONE_NEWNS)"));
@@ -145,22 +142,31 @@ impl ContainerSpec {
         if let Some(both) = self.join.iter().find(|joined| self.namespaces.intersects(joined.kind)) {
             return Err(Error::runtime(format!("the child cannot both create and join a namespace ({})", flag_names(both.kind))));
         }
-        let resolved = match std::fs::canonicalize(rootfs) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::runtime(format!("the root filesystem {} does not exist; make one with `carton bootstrap busybox {}`", rootfs.display(), rootfs.display())))
-            }
-            Err(e) => return Err(Error::runtime(format!("cannot read the root filesystem {}: {e}", rootfs.display()))),
-            Ok(resolved) => resolved,
-        };
-        if !resolved.is_dir() {
-            return Err(Error::runtime(format!("the root filesystem {} is not a directory; give the directory that should become / in the container", rootfs.display())));
-        }
-        if resolved.parent().is_none() {
-            return Err(Error::runtime(format!("the root filesystem {} is the host's own /; give a separate directory", rootfs.display())));
-        }
         self.process.validate()?;
         Ok(resolved)
     }
+}
+
+/// Check that `rootfs` can be a container's root: an absolute path to a directory that is
+/// not the host's own `/`. Returns it with every symbolic link resolved.
+pub fn check_root(rootfs: &Path) -> Result<PathBuf> {
+    if !rootfs.is_absolute() {
+        return Err(Error::runtime(format!("the root filesystem path {rootfs:?} must be absolute")));
+    }
+    let resolved = match std::fs::canonicalize(rootfs) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(Error::runtime(format!("the root filesystem {} does not exist; make one with `carton bootstrap busybox {}`", rootfs.display(), rootfs.display())))
+        }
+        Err(e) => return Err(Error::runtime(format!("cannot read the root filesystem {}: {e}", rootfs.display()))),
+        Ok(resolved) => resolved,
+    };
+    if !resolved.is_dir() {
+        return Err(Error::runtime(format!("the root filesystem {} is not a directory; give the directory that should become / in the container", rootfs.display())));
+    }
+    if resolved.parent().is_none() {
+        return Err(Error::runtime(format!("the root filesystem {} is the host's own /; give a separate directory", rootfs.display())));
+    }
+    Ok(resolved)
 }
 
 // ANCHOR: hooks
