@@ -179,8 +179,7 @@ fn is_mount_root(path: &Path) -> bool {
         return stat.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
     }
     // Before 5.8: the mount table says.
-    let escaped = path.to_string_lossy().replace('\\', "\\134").replace(' ', "\\040").replace('\t', "\\011").replace('\n', "\\012");
-    fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| info.lines().any(|line| line.split(' ').nth(4) == Some(escaped.as_str())))
+    mount_table().iter().any(|(point, _)| point == path)
 }
 
 /// Whether the mount that holds `path` (canonical) passes new mounts on to other mount
@@ -201,19 +200,23 @@ fn holding_mount_is_shared(path: &Path) -> bool {
 }
 
 fn read_holding_mount_is_shared(path: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else { return false };
-    let unescape = |field: &str| field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\");
     // The last mount listed at the longest mount point above `path` is the one it is on.
-    let mut holder: Option<(usize, bool)> = None;
-    for line in info.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(point) = fields.get(4).map(|f| PathBuf::from(unescape(f))) else { continue };
-        if path.starts_with(&point) && holder.is_none_or(|(length, _)| point.as_os_str().len() >= length) {
+    mount_table().into_iter().filter(|(point, _)| path.starts_with(point)).max_by_key(|(point, _)| point.as_os_str().len()).is_some_and(|(_, shared)| shared)
+}
+
+/// This mount namespace's mounts, in /proc/self/mountinfo's order: each mount point
+/// (unescaped) and whether it is shared (`shared:N`).
+fn mount_table() -> Vec<(PathBuf, bool)> {
+    let unescape = |field: &str| field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\");
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|line| {
+            let fields: Vec<&str> = line.split(' ').collect();
+            let point = PathBuf::from(unescape(fields.get(4)?));
             let shared = fields.iter().skip(6).take_while(|f| **f != "-").any(|f| f.starts_with("shared:"));
-            holder = Some((point.as_os_str().len(), shared));
-        }
-    }
-    holder.is_some_and(|(_, shared)| shared)
+            Some((point, shared))
+        })
+        .collect()
 }
 
 // ANCHOR: collect
