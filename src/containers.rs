@@ -27,7 +27,7 @@ pub fn create(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
         return Err(Error::runtime(format!("-p with create: {later}")).into());
     }
     let runtime = Runtime::new(state_root, Explain::when(args.explain));
-    let (id, _connected) = crate::prepare_container(args, &runtime, "create")?;
+    let (id, _connected, _limits) = crate::prepare_container(args, &runtime, "create")?;
     // It lives on after this process: only `rm` removes it now.
     step07::engine::disown(state_root, id.as_str())?;
     print_stdout(&format!("{id}\n"));

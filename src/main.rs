@@ -400,8 +400,7 @@ fn print_stdout(text: &str) {
 fn run(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
     let runtime = step07::Runtime::new(state_root, Explain::when(args.explain));
     let (tty, interactive) = (args.tty, args.interactive);
-    let memory_limit = args.limits.parse()?.memory;
-    let (id, connected) = prepare_container(args, &runtime, "run")?;
+    let (id, connected, limits) = prepare_container(args, &runtime, "run")?;
     let explain = &runtime.explain;
     let (console, stdin) = step02::attach_stdio(tty, interactive)?;
     let (published, address) = (connected.published, connected.address);
@@ -417,16 +416,16 @@ fn run(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
     if finished.oom_killed() {
         // Docker shows this as `"OOMKilled": true` in `docker inspect`.
         let whom = if finished.exit.code() == 128 + libc::SIGKILL { "the container" } else { "a process of the container" };
-        let limit = memory_limit.map_or(String::new(), |bytes| format!(" (its --memory limit is {} MiB)", bytes >> 20));
+        let limit = limits.memory.map_or(String::new(), |bytes| format!(" (its --memory limit is {} MiB)", bytes >> 20));
         eprintln!("carton: OOM killed: the kernel's out-of-memory killer ended {whom}{limit}");
     }
     Ok(finished.exit.code() as u8)
 }
 
 /// What `run` and `create` share: the flags become a bundle under `containers/ID/` (the
-/// image's root mounted, the network made, config.json written). Returns the new id and
-/// what the network setup made.
-fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &str) -> anyhow::Result<(step02::ContainerId, step03::Connected)> {
+/// image's root mounted, the network made, config.json written). Returns the new id, what
+/// the network setup made, and the limits asked for.
+fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &str) -> anyhow::Result<(step02::ContainerId, step03::Connected, step04::Limits)> {
     if let Some((flag, chapter)) = args.planned.first_used() {
         return Err(step01::Error::runtime(not_available_yet(flag, chapter, &format!("carton {command} --help"))).into());
     }
@@ -476,7 +475,7 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
     }
     step07::engine::collect(state_root);
     let connected = step07::engine::prepare(state_root, id.as_str(), root, spec, &network, explain)?;
-    Ok((id, connected))
+    Ok((id, connected, limits))
 }
 
 /// The container `carton run` asked for, as an OCI runtime spec: `process` with `-e`, `-w`
