@@ -465,7 +465,7 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
         step07::engine::Root::Directory(_) => Vec::new(),
     };
     let id = step02::ContainerId::random()?;
-    let (mut spec, _options, network) = container_spec(*args, process, &passwd_root, &id, &limits)?;
+    let mut spec = container_spec(*args, process, &passwd_root, &id, &limits)?;
     let mut annotations = spec.annotations().clone().unwrap_or_default();
     annotations.extend(image_annotations);
     spec.set_annotations(Some(annotations));
@@ -474,21 +474,14 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
         step01::container::check_root(dir)?;
     }
     step07::engine::collect(state_root);
-    let connected = step07::engine::prepare(state_root, id.as_str(), root, spec, &network, explain)?;
+    let connected = step07::engine::prepare(state_root, id.as_str(), root, spec, explain)?;
     Ok((id, connected, limits))
 }
 
 /// The container `carton run` asked for, as an OCI runtime spec: `process` with `-e`, `-w`
 /// and `-u` applied (users are looked up in `passwd_root`'s /etc/passwd), then each step's
-/// part written by that step. Also returns step 02's options (for the terminal) and step
-/// 03's network (made outside the runtime).
-fn container_spec(
-    args: RunArgs,
-    mut process: Process,
-    passwd_root: &Path,
-    id: &step02::ContainerId,
-    limits: &step04::Limits,
-) -> step01::Result<(oci_spec::runtime::Spec, step02::Options, step03::NetworkOptions)> {
+/// part written by that step.
+fn container_spec(args: RunArgs, mut process: Process, passwd_root: &Path, id: &step02::ContainerId, limits: &step04::Limits) -> step01::Result<oci_spec::runtime::Spec> {
     let user = args.user.as_deref().map(|spec| step02::User::resolve(spec, passwd_root)).transpose()?;
     if let Some(user) = &user {
         process.set_env(&format!("HOME={}", user.home))?; // before -e, which may set another
@@ -506,8 +499,6 @@ fn container_spec(
     }
     process.validate()?;
     let options = step02::Options { hostname: args.hostname, init: args.init, user, interactive: args.interactive, tty: args.tty, ..step02::Options::new(id.clone()) };
-    step02::validate_hostname(&options.effective_hostname())?;
-    step02::docker_env(&mut process, &options.effective_hostname(), options.tty)?;
     let network = step03::NetworkOptions {
         mode: args.network.as_deref().map_or(Ok(step03::Mode::Bridge), str::parse)?,
         ports: args.publish.iter().map(|p| step03::ports::PortMapping::parse(p)).collect::<step01::Result<_>>()?,
@@ -518,17 +509,11 @@ fn container_spec(
     if !network.ports.is_empty() && network.mode != step03::Mode::Bridge {
         return Err(step01::Error::runtime("-p publishes a port of the container's own address: it needs --network bridge"));
     }
-    let mut spec = step07::engine::base_spec(&process, Path::new("rootfs"))?;
+    let mut spec = step01::container::base_spec(&process, Path::new("rootfs"))?;
     step02::oci::write(&options, &mut spec)?;
-    step07::engine::write_resources(&mut spec, id.as_str(), limits)?;
-    // carton's own extras, which the spec has no field for, as crun keeps its `run.oci.*`.
-    let mut annotations = spec.annotations().clone().unwrap_or_default();
-    annotations.insert("org.carton.network".to_string(), args.network.unwrap_or_else(|| "bridge".to_string()));
-    if !args.publish.is_empty() {
-        annotations.insert("org.carton.ports".to_string(), args.publish.join(","));
-    }
-    spec.set_annotations(Some(annotations));
-    Ok((spec, options, network))
+    network.write_oci(&mut spec);
+    step04::oci::write(&mut spec, id.as_str(), limits)?;
+    Ok(spec)
 }
 
 fn network_prune(state_root: &Path) -> anyhow::Result<u8> {

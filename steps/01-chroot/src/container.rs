@@ -147,6 +147,30 @@ impl ContainerSpec {
     }
 }
 
+// ANCHOR: base_spec
+/// The OCI spec of a container running `process` on `root` (relative to the bundle, or
+/// absolute), with the default file systems every container gets and only this step's
+/// mount namespace: each later step writes its own part into it (`step02::oci::write`,
+/// `NetworkOptions::write_oci`, `step04::oci::write`), and reads it back in its `run`.
+pub fn base_spec(process: &Process, root: &Path) -> Result<oci_spec::runtime::Spec> {
+    let spec = serde_json::json!({
+        "ociVersion": oci_spec::runtime::VERSION,
+        "root": {"path": root, "readonly": false},
+        "process": {"args": process.args, "env": process.env, "cwd": process.cwd, "user": {"uid": 0, "gid": 0}, "terminal": false},
+        "mounts": oci_spec::runtime::get_default_mounts(),
+        "linux": {"namespaces": [{"type": "mount"}]},
+    });
+    serde_json::from_value(spec).map_err(|e| Error::runtime(format!("cannot make the runtime spec: {e}")))
+}
+// ANCHOR_END: base_spec
+
+/// Point `spec`'s `root.path` at `path`: a root a later step made (an overlay, a copy).
+pub fn set_root_path(spec: &mut oci_spec::runtime::Spec, path: PathBuf) {
+    let mut root = spec.root().clone().unwrap_or_default();
+    root.set_path(path);
+    spec.set_root(Some(root));
+}
+
 /// Check that `rootfs` can be a container's root: an absolute path to a directory that is
 /// not the host's own `/`. Returns it with every symbolic link resolved.
 pub fn check_root(rootfs: &Path) -> Result<PathBuf> {

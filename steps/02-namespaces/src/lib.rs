@@ -17,7 +17,10 @@ pub mod oci;
 pub mod tty;
 pub mod user;
 
+use std::path::{Path, PathBuf};
+
 use nix::sched::CloneFlags;
+use oci_spec::runtime::Spec;
 use step01::container::{self, ContainerSpec};
 use step01::{Action, Chapter, ContainerExit, Explain, Hooks, Result};
 
@@ -60,24 +63,50 @@ impl Options {
     }
 }
 
-/// Run a container with step 01's root and this step's namespaces; wait for it.
-pub fn run(spec: ContainerSpec, options: &Options, explain: &Explain) -> Result<ContainerExit> {
-    run_with(spec, options, explain, |isolation| isolation)
+/// What every step's `run` takes besides the spec, which says everything about the
+/// container itself: which container it is, where its state lives, how it is wired to
+/// this process, whether to explain.
+pub struct Context {
+    /// The container's id: it names its state directory, its cgroup, its veth.
+    pub id: ContainerId,
+    /// Where containers keep their state while they exist (chapter 3 on).
+    pub state_root: PathBuf,
+    /// `-i`: the container reads this process's stdin (otherwise /dev/null, as with Docker).
+    pub interactive: bool,
+    pub explain: Explain,
+}
+
+impl Context {
+    /// A new container with a random id, its state under `$CARTON_ROOT` (default
+    /// `/var/lib/carton`), stdin not attached.
+    pub fn new(explain: Explain) -> Result<Context> {
+        let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
+        // Absolute: the paths made under it are mounted from inside the container's root.
+        let state_root = std::path::absolute(&state_root).map_err(|e| step01::Error::runtime(format!("CARTON_ROOT {}: {e}", state_root.display())))?;
+        Ok(Context { id: ContainerId::random()?, state_root, interactive: false, explain })
+    }
+}
+
+/// Run the container `spec` describes, with step 01's root and this step's namespaces;
+/// wait for it.
+pub fn run(spec: &Spec, context: &Context) -> Result<ContainerExit> {
+    run_with(spec, context, |isolation| isolation)
 }
 
 // ANCHOR: run
 /// [`run`], with this step's hooks wrapped by a later step's (`wrap` receives them).
-pub fn run_with<H: Hooks>(mut spec: ContainerSpec, options: &Options, explain: &Explain, wrap: impl FnOnce(Isolation) -> H) -> Result<ContainerExit> {
-    let hostname = options.effective_hostname();
-    validate_hostname(&hostname)?;
-    spec.namespaces |= NAMESPACES;
-    docker_env(&mut spec.process, &hostname, options.tty)?;
-    let (console, stdin) = attach_stdio(options.tty, options.interactive)?;
-    let mut hooks = wrap(Isolation { hostname: Some(hostname), init: options.init, user: options.user.clone(), stdin });
+pub fn run_with<H: Hooks>(spec: &Spec, context: &Context, wrap: impl FnOnce(Isolation) -> H) -> Result<ContainerExit> {
+    // Each step reads its own part of the spec. (A relative root is the current
+    // directory's, as with runc run in its default bundle, `.`.)
+    let mut container = ContainerSpec::from_oci(spec, Path::new("."))?;
+    oci::read_namespaces(spec, &mut container)?;
+    let tty = spec.process().as_ref().and_then(|process| process.terminal()).unwrap_or(false);
+    let (console, stdin) = attach_stdio(tty, context.interactive)?;
+    let mut hooks = wrap(oci::isolation_from_oci(spec, stdin)?);
 
-    let running = container::start(&spec, &mut hooks, explain)?;
-    explain_running(running.pid, explain);
-    let relay = attach_terminal(console, options.interactive, &running);
+    let running = container::start(&container, &mut hooks, &context.explain)?;
+    explain_running(running.pid, &context.explain);
+    let relay = attach_terminal(console, context.interactive, &running);
     let exit = match relay {
         Ok(_) => running.wait(),
         Err(error) => {
@@ -99,16 +128,6 @@ pub fn explain_running(pid: nix::unistd::Pid, explain: &Explain) {
     });
 }
 
-/// The environment Docker adds: HOSTNAME, and TERM when there is a terminal (unless set).
-pub fn docker_env(process: &mut step01::Process, hostname: &str, tty: bool) -> Result<()> {
-    for (key, value, wanted) in [("HOSTNAME", hostname, true), ("TERM", "xterm", tty)] {
-        if wanted && process.env_var(key).is_none() {
-            process.set_env(&format!("{key}={value}"))?;
-        }
-    }
-    Ok(())
-}
-
 /// How a container run from a terminal gets its input: a console socket for `-t` (carton
 /// keeps one end, the child makes its terminal and sends the master back on the other),
 /// carton's own stdin for `-i`, `/dev/null` otherwise.
@@ -127,4 +146,3 @@ pub fn attach_terminal(console: Option<std::os::unix::net::UnixStream>, interact
     let master = tty::receive_master(&socket)?;
     tty::Relay::start(master, interactive, running.pid).map(Some)
 }
-// ANCHOR_END: run

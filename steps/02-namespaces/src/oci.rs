@@ -64,13 +64,15 @@ pub fn isolation_from_oci(spec: &Spec, stdin: Stdin) -> Result<Isolation> {
 }
 // ANCHOR_END: isolation_from_oci
 
+// ANCHOR: write
 /// Write what `docker run`'s options of this step mean into `spec`: the namespaces this
 /// step creates (added to step 01's mount namespace), the hostname, the user, the
-/// terminal, `--init`.
+/// terminal, `--init`, and the variables Docker adds (`HOSTNAME`, and `TERM` with a
+/// terminal, unless set).
 pub fn write(options: &Options, spec: &mut Spec) -> Result<()> {
     let hostname = options.effective_hostname();
     crate::validate_hostname(&hostname)?;
-    spec.set_hostname(Some(hostname));
+    spec.set_hostname(Some(hostname.clone()));
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
     for typ in [LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount] {
@@ -84,6 +86,13 @@ pub fn write(options: &Options, spec: &mut Spec) -> Result<()> {
         process.set_user(oci_user);
     }
     process.set_terminal(Some(options.tty));
+    let mut env = process.env().clone().unwrap_or_default();
+    for (key, value, wanted) in [("HOSTNAME", hostname.as_str(), true), ("TERM", "xterm", options.tty)] {
+        if wanted && !env.iter().any(|entry| entry.split_once('=').is_some_and(|(name, _)| name == key)) {
+            env.push(format!("{key}={value}"));
+        }
+    }
+    process.set_env(Some(env));
     spec.set_process(Some(process));
     if options.init {
         let mut annotations = spec.annotations().clone().unwrap_or_default();
@@ -92,6 +101,7 @@ pub fn write(options: &Options, spec: &mut Spec) -> Result<()> {
     }
     Ok(())
 }
+// ANCHOR_END: write
 
 /// Add a namespace of type `typ` (replacing one of the same type), for this step and later ones.
 pub fn add_namespace(namespaces: &mut Vec<LinuxNamespace>, typ: LinuxNamespaceType, path: Option<std::path::PathBuf>) {

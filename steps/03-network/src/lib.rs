@@ -19,16 +19,17 @@ pub mod ipam;
 pub mod nat;
 pub mod netlink;
 pub mod netns;
+pub mod oci;
 pub mod ports;
 
 use std::fs;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
-use nix::sched::CloneFlags;
 use nix::unistd::Pid;
-use step01::container::JoinedNamespace;
+use oci_spec::runtime::Spec;
 use step01::{Action, Chapter, ContainerExit, ContainerSpec, Error, Explain, Hooks, Result};
+use step02::Context;
 
 pub use files::HostEntry;
 
@@ -325,37 +326,27 @@ pub fn network_state() -> Result<PathBuf> {
     Ok(PathBuf::from("/run/carton/networks").join(format!("netns-{}-{}", namespace.dev(), namespace.ino())).join(BRIDGE))
 }
 
-/// Run a container with steps 01–02 and this step's network; wait for it. The
-/// container's files and its pinned network namespace live in
-/// `state_root/containers/ID/` while it runs.
-pub fn run(spec: ContainerSpec, options: &step02::Options, network: &NetworkOptions, state_root: &Path, explain: &Explain) -> Result<ContainerExit> {
-    run_with(spec, options, network, state_root, explain, |networking| networking)
+/// Run the container `spec` describes with steps 01–02 and the network its annotations
+/// ask for; wait for it. The container's files and its pinned network namespace live in
+/// `STATE_ROOT/containers/ID/` while it runs.
+pub fn run(spec: &Spec, context: &Context) -> Result<ContainerExit> {
+    run_with(spec, context, |networking| networking)
 }
 
 // ANCHOR: run
 /// [`run`], with this step's hooks wrapped by a later step's (`wrap` receives them).
-pub fn run_with<H: Hooks>(
-    mut spec: ContainerSpec,
-    options: &step02::Options,
-    network: &NetworkOptions,
-    state_root: &Path,
-    explain: &Explain,
-    wrap: impl FnOnce(Networking<step02::Isolation>) -> H,
-) -> Result<ContainerExit> {
+pub fn run_with<H: Hooks>(spec: &Spec, context: &Context, wrap: impl FnOnce(Networking<step02::Isolation>) -> H) -> Result<ContainerExit> {
     // Everything that can be refused is refused before the host's network is touched.
-    spec.validate()?;
-    step02::validate_hostname(&options.effective_hostname())?;
-    let id = options.id.as_str();
-    let dir = claim(state_root, id)?;
-    let result = setup(&dir, id, &options.effective_hostname(), network, explain).and_then(|connected| {
-        if let Some(netns) = &connected.netns {
-            spec.join.push(JoinedNamespace { kind: CloneFlags::CLONE_NEWNET, path: netns.clone() });
-        }
-        for mount in files::oci_mounts(&connected.files) {
-            spec.mounts.push(step01::mounts::Mount::from_oci(&mount)?);
-        }
+    ContainerSpec::from_oci(spec, Path::new("."))?.validate()?;
+    let network = NetworkOptions::from_oci(spec)?;
+    let (id, explain) = (context.id.as_str(), &context.explain);
+    let hostname = spec.hostname().clone().unwrap_or_else(|| context.id.short().to_string());
+    let dir = claim(&context.state_root, id)?;
+    let result = setup(&dir, id, &hostname, &network, explain).and_then(|connected| {
+        let mut spec = spec.clone();
+        connected.write_oci(&mut spec); // the namespace to join, the files to mount
         let (published, address) = (connected.published, connected.address);
-        step02::run_with(spec, options, explain, |inner| wrap(Networking { inner, published, address }))
+        step02::run_with(&spec, context, |inner| wrap(Networking { inner, published, address }))
     });
     // Nothing outlives the container here: step 07 keeps containers.
     teardown(&dir, id);

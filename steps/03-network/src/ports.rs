@@ -66,13 +66,28 @@ impl PortMapping {
     }
 }
 
-impl std::fmt::Display for PortMapping {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let protocol = match self.protocol {
+impl PortMapping {
+    /// The mapping as `-p` takes it, in full (`0.0.0.0:8088:80/tcp`; no host port: any).
+    pub fn to_flag(&self) -> String {
+        let host_port = if self.host_port == 0 { String::new() } else { self.host_port.to_string() };
+        let host_ip = match self.host_ip {
+            IpAddr::V6(ip) => format!("[{ip}]"),
+            IpAddr::V4(ip) => ip.to_string(),
+        };
+        format!("{host_ip}:{host_port}:{}/{}", self.container_port, self.protocol_name())
+    }
+
+    fn protocol_name(&self) -> &'static str {
+        match self.protocol {
             Protocol::Tcp => "tcp",
             Protocol::Udp => "udp",
-        };
-        write!(f, "{} -> {}/{protocol}", SocketAddr::new(self.host_ip, self.host_port), self.container_port)
+        }
+    }
+}
+
+impl std::fmt::Display for PortMapping {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} -> {}/{}", SocketAddr::new(self.host_ip, self.host_port), self.container_port, self.protocol_name())
     }
 }
 

@@ -64,6 +64,12 @@ impl Layout {
         Layout::from_mountinfo(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
     }
 
+    /// This machine's layout, detected once per process (each command is one).
+    pub fn detected() -> &'static Layout {
+        static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
+        LAYOUT.get_or_init(Layout::detect)
+    }
+
     /// Read the layout from `/proc/self/mountinfo` text.
     pub fn from_mountinfo(mountinfo: &str) -> Layout {
         let mut hierarchies = Vec::new();

@@ -25,8 +25,10 @@ use std::rc::Rc;
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
 use step01::rootfs::mount_point;
 use step01::{Action, Chapter, ContainerExit, ContainerSpec, Error, Explain, Hooks, Result};
+use step02::Context;
 
 pub use cgroup::Cgroup;
 pub use layout::{Layout, Version};
@@ -56,12 +58,12 @@ impl Finished {
 pub struct Resources<H: Hooks> {
     inner: H,
     cgroup: Option<Rc<Cgroup>>,
-    layout: Rc<Layout>,
+    layout: &'static Layout,
 }
 
 impl<H: Hooks> Resources<H> {
     /// Put the container into `cgroup` (none: unmeasured), around the hooks `inner`.
-    pub fn new(inner: H, cgroup: Option<Rc<Cgroup>>, layout: Rc<Layout>) -> Resources<H> {
+    pub fn new(inner: H, cgroup: Option<Rc<Cgroup>>, layout: &'static Layout) -> Resources<H> {
         Resources { inner, cgroup, layout }
     }
 }
@@ -87,7 +89,7 @@ impl<H: Hooks> Hooks for Resources<H> {
     fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
         if self.cgroup.is_some() {
             enter_cgroup_namespace(explain)?;
-            mount_cgroups(rootfs, &self.layout, explain)?;
+            mount_cgroups(rootfs, self.layout, explain)?;
         }
         self.inner.child_before_pivot(spec, rootfs, explain)
     }
@@ -138,29 +140,17 @@ fn mount_cgroups(rootfs: &Path, layout: &Layout, explain: &Explain) -> Result<()
 // ANCHOR_END: namespace
 
 // ANCHOR: run
-/// Run a container with steps 01–03 and this step's limits; wait for it. Its cgroup
-/// `carton/ID` exists while it runs, and is removed after its last measurement.
-pub fn run(spec: ContainerSpec, options: &step02::Options, network: &step03::NetworkOptions, limits: &Limits, state_root: &Path, explain: &Explain) -> Result<Finished> {
-    run_with(spec, options, network, limits, state_root, explain, |resources| resources)
+/// Run the container `spec` describes with steps 01–03 and this step's limits; wait for
+/// it. Its cgroup exists while it runs, and is removed after its last measurement.
+pub fn run(spec: &Spec, context: &Context) -> Result<Finished> {
+    run_with(spec, context, |resources| resources)
 }
 
 /// [`run`], with this step's hooks wrapped by a later step's (`wrap` receives them).
-pub fn run_with<H: Hooks>(
-    spec: ContainerSpec,
-    options: &step02::Options,
-    network: &step03::NetworkOptions,
-    limits: &Limits,
-    state_root: &Path,
-    explain: &Explain,
-    wrap: impl FnOnce(Resources<step03::Networking<step02::Isolation>>) -> H,
-) -> Result<Finished> {
-    let layout = Rc::new(Layout::detect());
-    let cgroup = match layout.version() {
-        Some(_) => Some(Rc::new(Cgroup::create(&layout, options.id.as_str(), limits, explain)?)),
-        None if limits.any() => return Err(Error::runtime("limits need cgroups, and this machine has no cgroup file system mounted; `carton doctor` explains what to mount")),
-        None => None, // no limits asked for: run unmeasured rather than not at all
-    };
-    let exit = step03::run_with(spec, options, network, state_root, explain, |inner| wrap(Resources { inner, cgroup: cgroup.clone(), layout: layout.clone() }));
+pub fn run_with<H: Hooks>(spec: &Spec, context: &Context, wrap: impl FnOnce(Resources<step03::Networking<step02::Isolation>>) -> H) -> Result<Finished> {
+    let layout = Layout::detected();
+    let cgroup = oci::create_cgroup(spec, context.id.as_str(), layout, &context.explain)?.map(|(cgroup, _path)| Rc::new(cgroup));
+    let exit = step03::run_with(spec, context, |inner| wrap(Resources::new(inner, cgroup.clone(), layout)));
     let Some(cgroup) = cgroup else { return exit.map(|exit| Finished { exit, stats: Stats::default() }) };
     let stats = cgroup.stats();
     // Should a process linger past the 2 seconds `remove` waits, the cgroup is empty by

@@ -4,15 +4,53 @@
 //! here in the spec's: bytes, CFS microseconds, shares, weights, device numbers. The
 //! runtime reads them back into [`Limits`], which [`crate::Cgroup::create`] applies.
 
-use oci_spec::runtime::{LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, LinuxThrottleDevice, LinuxThrottleDeviceBuilder};
-use step01::{Error, Result};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{
+    LinuxBlockIoBuilder, LinuxCpuBuilder, LinuxMemoryBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResources, LinuxResourcesBuilder, LinuxThrottleDevice, LinuxThrottleDeviceBuilder, Spec,
+};
+use step01::{Error, Explain, Result};
 
 use crate::limits::{CpuQuota, DeviceRate, Limits, Swap};
+use crate::{Cgroup, Layout};
 
 /// Where carton puts a container's cgroup, relative to each hierarchy's root.
 pub fn cgroups_path(id: &str) -> String {
     format!("/{}/{id}", crate::cgroup::PARENT)
 }
+
+/// Write what `docker run`'s limits mean into `spec`: the resources, the cgroup's path
+/// (`/carton/ID`), and a cgroup namespace.
+pub fn write(spec: &mut Spec, id: &str, limits: &Limits) -> Result<()> {
+    let mut linux = spec.linux().clone().unwrap_or_default();
+    linux.set_resources(Some(limits.to_oci()?));
+    linux.set_cgroups_path(Some(PathBuf::from(cgroups_path(id))));
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    step02::oci::add_namespace(&mut namespaces, LinuxNamespaceType::Cgroup, None);
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
+    Ok(())
+}
+
+// ANCHOR: create_from_oci
+/// The cgroup `spec` asks for, made with its limits, and its path (`linux.cgroupsPath`, by
+/// default `/carton/ID`). On a machine without cgroups a container that asks for no limit
+/// runs unmeasured (`None`) rather than not at all. The fields this step cannot apply yet
+/// are named on stderr, never silently dropped.
+pub fn create_cgroup(spec: &Spec, id: &str, layout: &Layout, explain: &Explain) -> Result<Option<(Cgroup, String)>> {
+    let linux = spec.linux().as_ref();
+    let (limits, not_applied) = linux.and_then(|l| l.resources().as_ref()).map_or((Limits::default(), Vec::new()), Limits::from_oci);
+    for field in not_applied {
+        eprintln!("carton: warning: config.json sets {field}, which carton does not apply yet");
+    }
+    let path = linux.and_then(|l| l.cgroups_path().as_ref()).map_or_else(|| cgroups_path(id), |p| p.display().to_string());
+    match layout.version() {
+        Some(_) => Ok(Some((Cgroup::create_at(layout, Path::new(&path), &limits, explain)?, path))),
+        None if limits.any() => Err(Error::runtime("limits need cgroups, and this machine has no cgroup file system mounted; `carton doctor` explains what to mount")),
+        None => Ok(None),
+    }
+}
+// ANCHOR_END: create_from_oci
 
 fn built<T, E: std::fmt::Display>(part: &str, result: std::result::Result<T, E>) -> Result<T> {
     result.map_err(|e| Error::runtime(format!("cannot write linux.resources.{part}: {e}")))

@@ -21,8 +21,11 @@ use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use nix::mount::{mount, MsFlags};
+use oci_spec::runtime::Spec;
 use sha2::{Digest, Sha256};
+use step01::container::set_root_path;
 use step01::{Action, Chapter, ContainerSpec, Error, Explain, Hooks, Result};
+use step02::Context;
 
 pub use store::{ContainerLayer, Layer, LayerStore};
 
@@ -172,36 +175,34 @@ impl std::str::FromStr for Driver {
     }
 }
 
+/// A container's root made of layers: the image's `lowers` (the bottom one first) under
+/// the writable layer `name`, kept in `store` by `driver`.
+pub struct LayeredRoot<'a> {
+    pub store: &'a LayerStore,
+    pub driver: Driver,
+    pub lowers: &'a [Layer],
+    pub name: &'a str,
+}
+
 // ANCHOR: run
-/// Run a container whose root is `lowers` (the image's layers, the bottom one first)
-/// under the writable layer `name`, with steps 01–04; wait for it. The writable layer
-/// stays afterwards, for a diff, a commit or another run. (Every step's options, as
-/// `docker run` takes them all at once.)
-#[allow(clippy::too_many_arguments)]
-pub fn run(
-    mut spec: ContainerSpec,
-    options: &step02::Options,
-    network: &step03::NetworkOptions,
-    limits: &step04::Limits,
-    state_root: &Path,
-    store: &LayerStore,
-    driver: Driver,
-    lowers: &[Layer],
-    name: &str,
-    explain: &Explain,
-) -> Result<step04::Finished> {
+/// Run the container `spec` describes on `root` with steps 01–04 (this step's part of
+/// the spec is `root.path`: it is set to the merged layers); wait for it. The writable
+/// layer stays afterwards, for a diff, a commit or another run.
+pub fn run(spec: &Spec, root: &LayeredRoot, context: &Context) -> Result<step04::Finished> {
+    let LayeredRoot { store, driver, lowers, name } = *root;
+    let mut spec = spec.clone();
     if driver == Driver::Vfs {
         same_driver(store, name, driver)?;
-        spec.rootfs = store.copy_root(name, lowers, explain)?;
-        return step04::run(spec, options, network, limits, state_root, explain);
+        set_root_path(&mut spec, store.copy_root(name, lowers, &context.explain)?);
+        return step04::run(&spec, context);
     }
     refuse_overlay_on_overlay(&store.root)?;
     same_driver(store, name, driver)?;
     let container = store.container(name)?;
     let top_first: Vec<Layer> = lowers.iter().rev().cloned().collect();
     let mount_options = store.mount_options(&top_first, &container)?;
-    spec.rootfs = container.merged.clone();
-    step04::run_with(spec, options, network, limits, state_root, explain, |inner| Layered { inner, store_root: store.root.clone(), options: mount_options })
+    set_root_path(&mut spec, container.merged.clone());
+    step04::run_with(&spec, context, |inner| Layered { inner, store_root: store.root.clone(), options: mount_options })
 }
 // ANCHOR_END: run
 

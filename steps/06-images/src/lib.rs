@@ -182,24 +182,17 @@ pub fn zstd_refused() -> Error {
 }
 
 // ANCHOR: run
-/// `carton run IMAGE`: the prepared image's layers under a writable layer of the
-/// container's own, with steps 01–04; wait for it. Nothing outlives a container yet
-/// (kept containers come with chapter 7): its writable layer goes when it ends.
-pub fn run(
-    prepared: Prepared,
-    spec: step01::ContainerSpec,
-    options: &step02::Options,
-    network: &step03::NetworkOptions,
-    limits: &step04::Limits,
-    state_root: &Path,
-    explain: &step01::Explain,
-) -> Result<step04::Finished> {
-    let layers = step05::LayerStore::new(state_root);
-    let name = options.id.as_str();
+/// `carton run IMAGE`: the container `spec` describes (its process, from the image), on
+/// the prepared image's layers under a writable layer of its own, with steps 01–05; wait
+/// for it. Its writable layer goes when it ends (kept containers come with chapter 7).
+pub fn run(prepared: Prepared, spec: &oci_spec::runtime::Spec, context: &step02::Context) -> Result<step04::Finished> {
+    let layers = step05::LayerStore::new(&context.state_root);
+    let name = context.id.as_str();
+    let root = step05::LayeredRoot { store: &layers, driver: step05::Driver::Overlay, lowers: &prepared.lowers, name };
     // The store stays held (shared) while the container runs, so that an `rmi` waits
     // instead of taking its layers away underneath. (carton's own containers, which
     // outlive any one process, are marked in use instead: see step 07.)
-    let finished = step05::run(spec, options, network, limits, state_root, &layers, step05::Driver::Overlay, &prepared.lowers, name, explain);
+    let finished = step05::run(spec, &root, context);
     drop(prepared.held);
     let removed = layers.remove_container(name);
     let finished = finished?;

@@ -17,40 +17,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::Spec;
-use serde_json::json;
 use step01::process::UniquePid;
-use step01::{Error, Explain, Process, Result};
+use step01::{Error, Explain, Result};
 
 use crate::{check_id, state, Runtime};
-
-// ANCHOR: base_spec
-/// The spec of a container running `process` on `root` (relative to the bundle, or
-/// absolute), with the default file systems every container gets and only step 01's mount
-/// namespace: each later step writes its own part into it (`step02::oci::write`,
-/// `Limits::to_oci`, `Connected::write_oci`).
-pub fn base_spec(process: &Process, root: &Path) -> Result<Spec> {
-    let spec = json!({
-        "ociVersion": oci_spec::runtime::VERSION,
-        "root": {"path": root, "readonly": false},
-        "process": {"args": process.args, "env": process.env, "cwd": process.cwd, "user": {"uid": 0, "gid": 0}, "terminal": false},
-        "mounts": oci_spec::runtime::get_default_mounts(),
-        "linux": {"namespaces": [{"type": "mount"}]},
-    });
-    serde_json::from_value(spec).map_err(|e| Error::runtime(format!("cannot make the runtime spec: {e}")))
-}
-// ANCHOR_END: base_spec
-
-/// Step 04's part: the limits, the cgroup's path, and a cgroup namespace.
-pub fn write_resources(spec: &mut Spec, id: &str, limits: &step04::Limits) -> Result<()> {
-    let mut linux = spec.linux().clone().unwrap_or_default();
-    linux.set_resources(Some(limits.to_oci()?));
-    linux.set_cgroups_path(Some(PathBuf::from(step04::oci::cgroups_path(id))));
-    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-    step02::oci::add_namespace(&mut namespaces, oci_spec::runtime::LinuxNamespaceType::Cgroup, None);
-    linux.set_namespaces(Some(namespaces));
-    spec.set_linux(Some(linux));
-    Ok(())
-}
 
 /// Where a new container's root filesystem comes from.
 pub enum Root {
@@ -64,7 +34,7 @@ pub enum Root {
 /// Make container `id`'s bundle in `containers/ID/`: its root, its network, and
 /// `config.json` from `spec` (which lacks only what is made here). Returns what the
 /// network setup made (the ports to relay). On failure, nothing is left.
-pub fn prepare(state_root: &Path, id: &str, root: Root, mut spec: Spec, network: &step03::NetworkOptions, explain: &Explain) -> Result<step03::Connected> {
+pub fn prepare(state_root: &Path, id: &str, root: Root, mut spec: Spec, explain: &Explain) -> Result<step03::Connected> {
     check_id(id)?;
     let dir = {
         let _private = private_containers_dir(state_root)?;
@@ -82,11 +52,9 @@ pub fn prepare(state_root: &Path, id: &str, root: Root, mut spec: Spec, network:
                 PathBuf::from("rootfs")
             }
         };
-        let mut root = spec.root().clone().unwrap_or_default();
-        root.set_path(root_path);
-        spec.set_root(Some(root));
+        step01::container::set_root_path(&mut spec, root_path);
         let hostname = spec.hostname().clone().unwrap_or_default();
-        let connected = step03::setup(&dir, id, &hostname, network, explain)?;
+        let connected = step03::setup(&dir, id, &hostname, &step03::NetworkOptions::from_oci(&spec)?, explain)?;
         connected.write_oci(&mut spec);
         crate::Bundle::write(&dir, &spec)?;
         Ok(connected)
@@ -235,9 +203,9 @@ pub fn collect(state_root: &Path) {
             }
             if dir.join("state.json").exists() {
                 let _ = runtime.delete(&id, true);
-            } else if let Some(version) = crate::layout().version() {
+            } else if let Some(version) = step04::Layout::detected().version() {
                 // Killed before the runtime recorded it: its cgroup is at the usual place.
-                let cgroup = step04::Cgroup::at(crate::layout(), version, &id);
+                let cgroup = step04::Cgroup::at(step04::Layout::detected(), version, &id);
                 cgroup.kill_all(&Explain::off());
                 let _ = cgroup.remove();
             }
@@ -253,7 +221,7 @@ pub fn collect(state_root: &Path) {
         }
     }
     step05::LayerStore::new(state_root).sweep_abandoned();
-    step04::sweep_abandoned(crate::layout());
+    step04::sweep_abandoned(step04::Layout::detected());
 }
 
 /// A container directory is abandoned when the carton responsible for it is gone, or

@@ -33,7 +33,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::ContainerState;
 use step01::process::UniquePid;
 use step01::{Action, Chapter, ContainerSpec, Error, Explain, Result, Running};
-use step04::{Cgroup, Layout, Limits};
+use step04::{Cgroup, Layout};
 
 pub use bundle::Bundle;
 pub use state::Record;
@@ -149,18 +149,12 @@ impl Runtime {
         let mut container = ContainerSpec::from_oci(spec, &bundle.dir)?;
         step02::oci::read_namespaces(spec, &mut container)?;
         let isolation = step02::oci::isolation_from_oci(spec, options.stdin)?;
-        let (limits, not_applied) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()).map_or((Limits::default(), Vec::new()), Limits::from_oci);
-        for field in not_applied {
-            eprintln!("carton: warning: config.json sets {field}, which carton does not apply yet");
-        }
         container.die_with_carton = options.attached;
         container.start_gate = Some(make_fifo(&dir.join(state::EXEC_FIFO))?);
-        let cgroups_path = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()).map_or_else(|| step04::oci::cgroups_path(id), |p| p.display().to_string());
-        let layout = Rc::new(layout().clone());
-        let cgroup = match layout.version() {
-            Some(_) => Some(Rc::new(Cgroup::create_at(&layout, Path::new(&cgroups_path), &limits, &self.explain)?)),
-            None if limits.any() => return Err(Error::runtime("limits need cgroups, and this machine has no cgroup file system mounted; `carton doctor` explains what to mount")),
-            None => None,
+        let layout = Layout::detected();
+        let (cgroup, cgroups_path) = match step04::oci::create_cgroup(spec, id, layout, &self.explain)? {
+            Some((cgroup, path)) => (Some(Rc::new(cgroup)), Some(path)),
+            None => (None, None),
         };
         let undo_cgroup = |cgroup: &Option<Rc<Cgroup>>| {
             if let Some(cgroup) = cgroup {
@@ -190,7 +184,7 @@ impl Runtime {
             id: id.to_string(),
             bundle: bundle.dir.clone(),
             init: UniquePid::of(pid.as_raw()).unwrap_or(UniquePid { pid: pid.as_raw(), start_time: 0 }),
-            cgroups_path: cgroup.as_ref().map(|_| cgroups_path),
+            cgroups_path,
             created: state::now_rfc3339(),
             annotations: spec.annotations().clone().unwrap_or_default(),
         };
@@ -374,15 +368,9 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
 
 /// The container's cgroup, as its record names it.
 fn cgroup_of(record: &Record) -> Option<Cgroup> {
-    let layout = layout();
+    let layout = Layout::detected();
     let version = layout.version()?;
     Some(Cgroup::at_path(layout, version, Path::new(record.cgroups_path.as_deref()?)))
-}
-
-/// This machine's cgroup layout, read once per process (each command is one).
-pub fn layout() -> &'static Layout {
-    static LAYOUT: std::sync::OnceLock<Layout> = std::sync::OnceLock::new();
-    LAYOUT.get_or_init(Layout::detect)
 }
 
 fn no_such_container(id: &str) -> Error {

@@ -9,8 +9,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use step01::{ContainerSpec, Explain, Process};
-use step02::{ContainerId, Options};
+use step01::container::base_spec;
+use step01::{Explain, Process};
+use step02::{Context, Options};
 
 #[derive(Parser)]
 #[command(about = "Chapter 2 of carton: a world of its own (PID, UTS and IPC namespaces)")]
@@ -37,11 +38,14 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = ContainerId::random().and_then(|id| {
+    let result = Context::new(Explain::when(cli.explain)).and_then(|context| {
+        let context = Context { interactive: cli.interactive, ..context };
         let rootfs = std::path::absolute(&cli.dir).map_err(|e| step01::Error::runtime(format!("{}: {e}", cli.dir.display())))?;
-        let options = Options { hostname: cli.hostname, init: cli.init, interactive: cli.interactive, tty: cli.tty, ..Options::new(id) };
-        let explain = Explain::when(cli.explain);
-        step02::run(ContainerSpec::new(rootfs, Process::new(cli.command)), &options, &explain)
+        // The container, as an OCI runtime spec: chapter 1's part, then this chapter's.
+        let mut spec = base_spec(&Process::new(cli.command), &rootfs)?;
+        let options = Options { hostname: cli.hostname, init: cli.init, tty: cli.tty, ..Options::new(context.id.clone()) };
+        step02::oci::write(&options, &mut spec)?;
+        step02::run(&spec, &context)
     });
     match result {
         Ok(exit) => ExitCode::from(exit.code() as u8),

@@ -10,8 +10,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use step01::{ContainerSpec, Explain, Process};
-use step02::{ContainerId, Options};
+use step01::container::base_spec;
+use step01::{Explain, Process};
+use step02::{Context, Options};
 use step03::{HostEntry, NetworkOptions};
 
 #[derive(Parser)]
@@ -48,10 +49,12 @@ fn main() -> ExitCode {
             ports: cli.publish.iter().map(|p| step03::ports::PortMapping::parse(p)).collect::<step01::Result<_>>()?,
         };
         let rootfs = std::path::absolute(&cli.dir).map_err(|e| step01::Error::runtime(format!("{}: {e}", cli.dir.display())))?;
-        let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
-        let explain = Explain::when(cli.explain);
-        let spec = ContainerSpec::new(rootfs, Process::new(cli.command.clone()));
-        step03::run(spec, &Options::new(ContainerId::random()?), &network, &state_root, &explain)
+        let context = Context::new(Explain::when(cli.explain))?;
+        // The container as an OCI runtime spec: chapters 1 and 2's parts, then this one's.
+        let mut spec = base_spec(&Process::new(cli.command.clone()), &rootfs)?;
+        step02::oci::write(&Options::new(context.id.clone()), &mut spec)?;
+        network.write_oci(&mut spec);
+        step03::run(&spec, &context)
     })();
     match result {
         Ok(exit) => ExitCode::from(exit.code() as u8),

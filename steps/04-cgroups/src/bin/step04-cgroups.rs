@@ -10,9 +10,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use step01::{ContainerSpec, Explain, Process};
-use step02::{ContainerId, Options};
-use step03::{Mode, NetworkOptions};
+use step01::{Explain, Process};
+use step02::Context;
 use step04::{limits, Limits};
 
 #[derive(Parser)]
@@ -46,11 +45,11 @@ fn main() -> ExitCode {
             ..Limits::default()
         };
         let rootfs = std::path::absolute(&cli.dir).map_err(|e| step01::Error::runtime(format!("{}: {e}", cli.dir.display())))?;
-        let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
-        let explain = Explain::when(cli.explain);
-        let spec = ContainerSpec::new(rootfs, Process::new(cli.command.clone()));
-        let network = NetworkOptions { mode: Mode::None, ..NetworkOptions::new() };
-        step04::run(spec, &Options::new(ContainerId::random()?), &network, &limits, &state_root, &explain)
+        let context = Context::new(Explain::when(cli.explain))?;
+        // The container as an OCI runtime spec: chapters 1 to 3's parts, then the limits.
+        let mut spec = step03::oci::isolated_spec(&Process::new(cli.command.clone()), &rootfs, &context)?;
+        step04::oci::write(&mut spec, context.id.as_str(), &limits)?;
+        step04::run(&spec, &context)
     })();
     match result {
         Ok(finished) => {

@@ -11,12 +11,12 @@
 //! Containers run with `--network none`. State lives under $CARTON_ROOT/overlay.
 //! `--storage-driver vfs` copies the layers instead of mounting them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use step01::{ContainerSpec, Error, Explain, Process};
-use step02::{ContainerId, Options};
+use step01::{Error, Explain, Process};
+use step02::Context;
 use step05::LayerStore;
 
 #[derive(Parser)]
@@ -60,9 +60,14 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
-    let store = LayerStore::new(&state_root);
-    let explain = Explain::when(cli.explain);
+    let context = match Context::new(Explain::when(cli.explain)) {
+        Ok(context) => context,
+        Err(error) => {
+            eprintln!("step05-overlay: {error}");
+            return ExitCode::from(error.exit_code());
+        }
+    };
+    let (store, explain) = (LayerStore::new(&context.state_root), &context.explain);
     let layers = |digests: &[String]| -> step01::Result<Vec<step05::Layer>> {
         digests.iter().map(|d| store.layer(d).ok_or_else(|| Error::runtime(format!("no layer {d} in {}; store one with `step05-overlay import DIR`", store.root.display())))).collect()
     };
@@ -74,14 +79,15 @@ fn main() -> ExitCode {
                 tar.follow_symlinks(false);
                 tar.append_dir_all(".", dir).map_err(|e| Error::runtime(format!("cannot read {}: {e}", dir.display())))?;
                 let bytes = tar.into_inner().map_err(|e| Error::runtime(format!("cannot make the layer: {e}")))?;
-                println!("{}", store.add_layer(bytes.as_slice(), &explain)?.digest);
+                println!("{}", store.add_layer(bytes.as_slice(), explain)?.digest);
                 Ok(0)
             }
             Command::Run { name, layers: digests, command } => {
                 let lowers = layers(digests)?;
-                let spec = ContainerSpec::new(PathBuf::from("/"), Process::new(command.clone())); // the root is the layers'
-                let network = step03::NetworkOptions { mode: step03::Mode::None, ..step03::NetworkOptions::new() };
-                let finished = step05::run(spec, &Options::new(ContainerId::random()?), &network, &step04::Limits::default(), &state_root, &store, driver, &lowers, name, &explain)?;
+                // The root is the layers' (step05::run sets root.path).
+                let spec = step03::oci::isolated_spec(&Process::new(command.clone()), Path::new("/"), &context)?;
+                let root = step05::LayeredRoot { store: &store, driver, lowers: &lowers, name };
+                let finished = step05::run(&spec, &root, &context)?;
                 Ok(finished.exit.code() as u8)
             }
             Command::Diff { name, layers: digests } => {

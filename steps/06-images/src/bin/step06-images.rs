@@ -13,12 +13,12 @@
 //! OCI image layout; unpacked layers are step 05's, under `overlay/`.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use step01::{ContainerSpec, Explain, Result};
-use step02::{ContainerId, Options};
+use step01::{Explain, Result};
+use step02::Context;
 use step06::progress::Progress;
 use step06::registry::Logins;
 use step06::{Image, ImageStore, Reference};
@@ -62,9 +62,9 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let state_root = std::env::var_os("CARTON_ROOT").map_or_else(|| PathBuf::from("/var/lib/carton"), PathBuf::from);
-    let explain = Explain::when(cli.explain);
     let result = (|| -> Result<u8> {
+        let context = Context::new(Explain::when(cli.explain))?;
+        let (state_root, explain) = (&context.state_root, &context.explain);
         let store = ImageStore::open(&state_root)?;
         let stdout = |bytes: &[u8]| {
             let mut out = std::io::stdout().lock();
@@ -101,10 +101,9 @@ fn main() -> ExitCode {
             Command::Run { image, command } => {
                 let prepared = step06::prepare(&state_root, &Reference::parse(&image)?, &explain)?;
                 let process = prepared.image.process(&command, None)?;
-                let spec = ContainerSpec::new(PathBuf::from("/"), process); // the root is the layers'
-                let options = Options::new(ContainerId::random()?);
-                let network = step03::NetworkOptions { mode: step03::Mode::None, ..step03::NetworkOptions::new() };
-                let finished = step06::run(prepared, spec, &options, &network, &step04::Limits::default(), &state_root, &explain)?;
+                // The root is the layers' (step 05 sets root.path).
+                let spec = step03::oci::isolated_spec(&process, Path::new("/"), &context)?;
+                let finished = step06::run(prepared, &spec, &context)?;
                 return Ok(finished.exit.code() as u8);
             }
         }

@@ -130,7 +130,7 @@ fn command(runtime: &Runtime, command: Command) -> step01::Result<u8> {
         Command::Run { bundle, id } => runtime.run(&id, &bundle, step02::Stdin::Inherit, |_| Ok(())).map(|finished| finished.exit.code() as u8),
         Command::Spec { rootfs, command } => {
             let command = if command.is_empty() { vec!["sh".to_string()] } else { command };
-            let mut spec = step07::engine::base_spec(&Process::new(command), &rootfs)?;
+            let mut spec = step01::container::base_spec(&Process::new(command), &rootfs)?;
             let mut options = step02::Options::new(step02::ContainerId::random()?);
             options.hostname = Some("carton".to_string());
             step02::oci::write(&options, &mut spec)?;
