@@ -449,7 +449,7 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
             let prepared = step06::prepare(state_root, &reference, explain)?;
             let process = prepared.image.process(&args.command[1..], args.entrypoint.as_deref())?;
             let passwd_root = prepared.passwd_root().to_path_buf();
-            (step07::engine::Root::Image(prepared), process, passwd_root)
+            (step07::engine::Root::Image(Box::new(prepared)), process, passwd_root)
         }
     };
     let image_user = match &root {

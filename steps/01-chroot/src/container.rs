@@ -273,7 +273,7 @@ impl StartReport {
 
     /// Tell carton that everything is ready and the child waits at the start gate.
     fn created(&self) -> Result<()> {
-        (&self.0).try_clone().map(std::fs::File::from).and_then(|mut pipe| pipe.write_all(&[CREATED])).map_err(|e| Error::runtime(format!("cannot tell carton the container is created: {e}")))
+        self.0.try_clone().map(std::fs::File::from).and_then(|mut pipe| pipe.write_all(&[CREATED])).map_err(|e| Error::runtime(format!("cannot tell carton the container is created: {e}")))
     }
 
     /// Send `error` to carton and end this process with its exit code (125, 126, 127).

@@ -21,7 +21,7 @@ use crate::explain::{Action, Explain};
 use crate::CHAPTER;
 
 /// The destinations furnished by the steps themselves, whatever options the spec gives.
-pub const FURNISHED: [&str; 7] = ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"];
+pub(crate) const FURNISHED: [&str; 7] = ["/proc", "/dev", "/dev/pts", "/dev/shm", "/dev/mqueue", "/sys", "/sys/fs/cgroup"];
 
 /// One entry of the spec's `mounts`, with its options read into mount(2)'s terms.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -109,7 +109,7 @@ impl Mount {
     }
 
     /// Whether a step furnishes this destination itself (see [`FURNISHED`]).
-    pub fn is_furnished(&self) -> bool {
+    pub(crate) fn is_furnished(&self) -> bool {
         FURNISHED.iter().any(|dir| self.destination == Path::new(dir))
     }
 }

@@ -67,7 +67,7 @@ impl Process {
 
     /// Go to the working directory, creating it if the image lacks it (Docker does too).
     /// Called right after pivot_root, so the process already stands at `/`.
-    pub fn enter_workdir(&self, explain: &Explain) -> Result<()> {
+    pub(crate) fn enter_workdir(&self, explain: &Explain) -> Result<()> {
         if self.cwd == Path::new("/") {
             return Ok(());
         }

@@ -26,7 +26,7 @@ pub fn enter_root(rootfs: &Path, explain: &Explain) -> Result<()> {
 
 /// Everything before the switch, once mounts are private: the new root, fully furnished,
 /// still under the host's `/`.
-pub fn prepare_root(rootfs: &Path, explain: &Explain) -> Result<()> {
+pub(crate) fn prepare_root(rootfs: &Path, explain: &Explain) -> Result<()> {
     bind_onto_itself(rootfs, explain)?;
     mount_proc(rootfs, explain)?;
     mount_dev(rootfs, explain)?;
@@ -138,7 +138,7 @@ fn mount_sys(rootfs: &Path, explain: &Explain) -> Result<()> {
 
 /// `root.readonly`: the root filesystem's own mount becomes read-only (the mounts on
 /// it, /proc, /dev and the others, keep their own flags).
-pub fn make_read_only(rootfs: &Path, explain: &Explain) -> Result<()> {
+pub(crate) fn make_read_only(rootfs: &Path, explain: &Explain) -> Result<()> {
     mount_explained(
         explain,
         "make the root filesystem read-only",
@@ -148,7 +148,7 @@ pub fn make_read_only(rootfs: &Path, explain: &Explain) -> Result<()> {
 }
 
 /// `linux.rootfsPropagation`: how mounts travel between the container's `/` and its copies.
-pub fn set_root_propagation(propagation: MsFlags, explain: &Explain) -> Result<()> {
+pub(crate) fn set_root_propagation(propagation: MsFlags, explain: &Explain) -> Result<()> {
     mount_explained(
         explain,
         "set the propagation of the container's /",
@@ -160,7 +160,7 @@ pub fn set_root_propagation(propagation: MsFlags, explain: &Explain) -> Result<(
 // ANCHOR: pivot
 /// Swap the root of the mount namespace, then cut the old root off entirely.
 /// Unlike chroot, no path leads back: the host's filesystem is no longer mounted here.
-pub fn pivot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
+pub(crate) fn pivot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
     explain.step(|| Action::new(CHAPTER, "go into the new root", format!("chdir({rootfs:?})")).shell(format!("cd {}", quoted(rootfs))));
     chdir(rootfs).map_err(|errno| Error::syscall(format!("cannot enter {}", rootfs.display()), errno))?;
 

@@ -46,7 +46,7 @@ pub fn run(command: Pid) -> ! {
 /// In the command's process, before execve: its own process group, in the foreground
 /// of the terminal if there is one, so that Ctrl-C reaches the command once, not both
 /// it and the init (which would pass it on a second time).
-pub fn become_foreground_job() {
+pub(crate) fn become_foreground_job() {
     let me = getpid();
     let _ = setpgid(me, me);
     let mut ttou = SigSet::empty();

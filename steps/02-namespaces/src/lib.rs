@@ -19,8 +19,7 @@ pub mod user;
 
 use std::path::{Path, PathBuf};
 
-use nix::sched::CloneFlags;
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use step01::container::{self, ContainerSpec};
 use step01::{Action, Chapter, ContainerExit, Explain, Hooks, Result};
 
@@ -32,8 +31,9 @@ pub use user::User;
 pub const CHAPTER: Chapter = Chapter { number: 2, title: "a world of its own — namespaces" };
 
 // ANCHOR: namespaces
-/// The namespaces this step adds to step 01's mount namespace, in the same clone.
-pub const NAMESPACES: CloneFlags = CloneFlags::CLONE_NEWPID.union(CloneFlags::CLONE_NEWUTS).union(CloneFlags::CLONE_NEWIPC);
+/// The namespaces this step adds to step 01's mount namespace, made in the same clone
+/// (`CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC`).
+pub const NAMESPACES: [LinuxNamespaceType; 3] = [LinuxNamespaceType::Pid, LinuxNamespaceType::Uts, LinuxNamespaceType::Ipc];
 // ANCHOR_END: namespaces
 
 /// The `docker run` options this step implements.

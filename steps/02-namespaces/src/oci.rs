@@ -75,7 +75,7 @@ pub fn write(options: &Options, spec: &mut Spec) -> Result<()> {
     spec.set_hostname(Some(hostname.clone()));
     let mut linux = spec.linux().clone().unwrap_or_default();
     let mut namespaces = linux.namespaces().clone().unwrap_or_default();
-    for typ in [LinuxNamespaceType::Pid, LinuxNamespaceType::Ipc, LinuxNamespaceType::Uts, LinuxNamespaceType::Mount] {
+    for typ in crate::NAMESPACES.into_iter().chain([LinuxNamespaceType::Mount]) {
         add_namespace(&mut namespaces, typ, None);
     }
     linux.set_namespaces(Some(namespaces));

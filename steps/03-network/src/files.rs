@@ -44,7 +44,7 @@ pub struct Names<'a> {
 /// `/etc/hosts`: the host's own with `--network host` (it shares the host's addresses),
 /// otherwise localhost and, on the bridge, the container's own name and address. Then
 /// `--add-host` lines.
-pub fn hosts_file(names: &Names, host_hosts: &str) -> String {
+pub(crate) fn hosts_file(names: &Names, host_hosts: &str) -> String {
     let mut text = match names.mode {
         Mode::Host => host_hosts.to_string(),
         Mode::None | Mode::Bridge => "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
@@ -71,7 +71,7 @@ pub fn hosts_file(names: &Names, host_hosts: &str) -> String {
 /// a container's own network. In their place come the servers systemd-resolved itself
 /// asks (`upstream`, from /run/systemd/resolve/resolv.conf), as Docker does. `--dns`
 /// replaces the nameservers. With `--network host` the loopback ones work, so they stay.
-pub fn resolv_conf(names: &Names, host_resolv: &str, upstream: &str) -> String {
+pub(crate) fn resolv_conf(names: &Names, host_resolv: &str, upstream: &str) -> String {
     let mut text = String::new();
     let mut dropped = Vec::new();
     for line in host_resolv.lines() {
@@ -118,11 +118,11 @@ pub fn write(dir: &Path, names: &Names) -> Result<()> {
 
 // ANCHOR: bind
 /// The files each container gets at `/etc`.
-pub const FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
+pub(crate) const FILES: [&str; 3] = ["hostname", "hosts", "resolv.conf"];
 
 /// The three files, as entries of the spec's `mounts`: bind mounts over the image's own,
 /// which step 01 makes inside the container's root like any other mount.
-pub fn oci_mounts(dir: &Path) -> Vec<oci_spec::runtime::Mount> {
+pub(crate) fn oci_mounts(dir: &Path) -> Vec<oci_spec::runtime::Mount> {
     FILES
         .iter()
         .map(|name| {

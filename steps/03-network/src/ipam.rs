@@ -111,7 +111,7 @@ impl Ipam {
     }
 
     /// [`Ipam::allocate`] inside [`Ipam::locked`], for callers that change more under the lock.
-    pub fn allocate_in(&self, leases: &mut Vec<(Ipv4Addr, Holder)>, holder: &Path) -> Result<Lease> {
+    pub(crate) fn allocate_in(&self, leases: &mut Vec<(Ipv4Addr, Holder)>, holder: &Path) -> Result<Lease> {
         forget_stale(leases);
         let free = self.subnet.hosts().find(|candidate| leases.iter().all(|(taken, _)| taken != candidate));
         let address = free.ok_or_else(|| Error::runtime(format!("no free address left in {}/{}", self.subnet.network, self.subnet.prefix)))?;

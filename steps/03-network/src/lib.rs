@@ -16,8 +16,8 @@
 pub mod counters;
 pub mod files;
 pub mod ipam;
-pub mod nat;
-pub mod netlink;
+pub(crate) mod nat;
+pub(crate) mod netlink;
 pub mod netns;
 pub mod oci;
 pub mod ports;

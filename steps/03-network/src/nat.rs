@@ -19,7 +19,7 @@ use crate::ipam::Subnet;
 use crate::{BRIDGE, CHAPTER};
 
 /// carton's nftables table (family `ip`).
-pub const TABLE: &str = "carton";
+pub(crate) const TABLE: &str = "carton";
 
 // ANCHOR: masquerade
 /// The whole table, rewritten each time: creating it, deleting it and creating it again

@@ -16,11 +16,11 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use step01::{Error, Result};
 
 /// The loopback interface is always number 1 in a network namespace.
-pub const LOOPBACK_INDEX: u32 = 1;
+pub(crate) const LOOPBACK_INDEX: u32 = 1;
 
 // ANCHOR: link_up
 /// `ip link set dev <index> up`: set the IFF_UP flag of one interface.
-pub fn set_link_up(index: u32) -> Result<()> {
+pub(crate) fn set_link_up(index: u32) -> Result<()> {
     let mut link = LinkMessage::default();
     link.header.index = index;
     link.header.flags = LinkFlags::Up;
@@ -30,12 +30,12 @@ pub fn set_link_up(index: u32) -> Result<()> {
 // ANCHOR_END: link_up
 
 /// The index of the interface called `name`, if there is one.
-pub fn link_index(name: &str) -> Result<Option<u32>> {
+pub(crate) fn link_index(name: &str) -> Result<Option<u32>> {
     Ok(find_link(name)?.map(|found| found.header.index))
 }
 
 /// The index of the bridge (or other controller) the interface `name` is plugged into.
-pub fn link_controller(name: &str) -> Result<Option<u32>> {
+pub(crate) fn link_controller(name: &str) -> Result<Option<u32>> {
     let found = find_link(name)?;
     Ok(found.and_then(|link| {
         link.attributes.iter().find_map(|attribute| match attribute {
@@ -58,7 +58,7 @@ fn find_link(name: &str) -> Result<Option<LinkMessage>> {
 
 // ANCHOR: bridge
 /// `ip link add NAME type bridge`: a virtual switch.
-pub fn create_bridge(name: &str) -> Result<()> {
+pub(crate) fn create_bridge(name: &str) -> Result<()> {
     let mut link = LinkMessage::default();
     link.attributes.push(LinkAttribute::IfName(name.to_string()));
     link.attributes.push(LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Bridge)]));
@@ -67,7 +67,7 @@ pub fn create_bridge(name: &str) -> Result<()> {
 
 /// `ip link add HOST_END type veth peer name PEER_END netns FILE`: a virtual cable whose
 /// far end is born straight inside the network namespace `netns`.
-pub fn create_veth(host_end: &str, peer_end: &str, netns: BorrowedFd) -> Result<()> {
+pub(crate) fn create_veth(host_end: &str, peer_end: &str, netns: BorrowedFd) -> Result<()> {
     let mut peer = LinkMessage::default();
     peer.attributes.push(LinkAttribute::IfName(peer_end.to_string()));
     peer.attributes.push(LinkAttribute::NetNsFd(netns.as_raw_fd()));
@@ -78,7 +78,7 @@ pub fn create_veth(host_end: &str, peer_end: &str, netns: BorrowedFd) -> Result<
 }
 
 /// `ip link set dev INDEX master BRIDGE`: plug a cable into the switch.
-pub fn set_controller(index: u32, bridge: u32) -> Result<()> {
+pub(crate) fn set_controller(index: u32, bridge: u32) -> Result<()> {
     let mut link = LinkMessage::default();
     link.header.index = index;
     link.attributes.push(LinkAttribute::Controller(bridge));
@@ -86,7 +86,7 @@ pub fn set_controller(index: u32, bridge: u32) -> Result<()> {
 }
 
 /// `ip addr add ADDRESS/PREFIX dev INDEX`.
-pub fn add_address(index: u32, address: Ipv4Addr, prefix: u8) -> Result<()> {
+pub(crate) fn add_address(index: u32, address: Ipv4Addr, prefix: u8) -> Result<()> {
     let mut message = AddressMessage::default();
     message.header.family = AddressFamily::Inet;
     message.header.prefix_len = prefix;
@@ -97,7 +97,7 @@ pub fn add_address(index: u32, address: Ipv4Addr, prefix: u8) -> Result<()> {
 }
 
 /// `ip route add default via GATEWAY`.
-pub fn add_default_route(gateway: Ipv4Addr) -> Result<()> {
+pub(crate) fn add_default_route(gateway: Ipv4Addr) -> Result<()> {
     let mut route = RouteMessage::default();
     route.header.address_family = AddressFamily::Inet;
     route.header.table = RouteHeader::RT_TABLE_MAIN;
@@ -110,7 +110,7 @@ pub fn add_default_route(gateway: Ipv4Addr) -> Result<()> {
 // ANCHOR_END: bridge
 
 /// `ip link del dev INDEX`.
-pub fn delete_link(index: u32) -> Result<()> {
+pub(crate) fn delete_link(index: u32) -> Result<()> {
     let mut link = LinkMessage::default();
     link.header.index = index;
     request(RouteNetlinkMessage::DelLink(link), 0)

@@ -22,7 +22,7 @@ use crate::CHAPTER;
 const OWN_NAMESPACE: &str = "/proc/thread-self/ns/net";
 
 /// A network namespace pinned at a path; its descriptor keeps it alive while carton holds it.
-pub struct NamedNetns {
+pub(crate) struct NamedNetns {
     pub path: PathBuf,
     file: File,
 }
@@ -67,15 +67,10 @@ impl NamedNetns {
     pub fn fd(&self) -> BorrowedFd<'_> {
         self.file.as_fd()
     }
-
-    /// Unpin the namespace; it goes when its last process has gone too.
-    pub fn remove(self) {
-        unpin(&self.path);
-    }
 }
 
 /// Remove the pin at `path` (the namespace of a container whose carton was killed, too).
-pub fn unpin(path: &Path) {
+pub(crate) fn unpin(path: &Path) {
     // Detached: a `nsenter` still inside keeps the namespace, not the mount. Never through
     // a symbolic link planted in the state directory.
     let _ = umount2(path, MntFlags::MNT_DETACH | MntFlags::UMOUNT_NOFOLLOW);

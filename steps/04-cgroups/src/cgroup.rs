@@ -23,7 +23,7 @@ use crate::stats::Stats;
 use crate::CHAPTER;
 
 /// The directory under each hierarchy's root that holds carton's cgroups.
-pub const PARENT: &str = "carton";
+pub(crate) const PARENT: &str = "carton";
 
 /// The v2 controllers carton switches on for its cgroups.
 const V2_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
@@ -194,9 +194,9 @@ impl Cgroup {
         let dirs = match version {
             Version::V2 => {
                 let root = layout.v2_mount.clone().unwrap_or_default();
-                V2_CONTROLLERS.iter().map(|c| (c.to_string(), root.join(&name))).collect()
+                V2_CONTROLLERS.iter().map(|c| (c.to_string(), root.join(name))).collect()
             }
-            Version::V1 => layout.hierarchies.iter().flat_map(|h| h.controllers.iter().map(|c| (c.clone(), h.path.join(&name)))).collect(),
+            Version::V1 => layout.hierarchies.iter().flat_map(|h| h.controllers.iter().map(|c| (c.clone(), h.path.join(name)))).collect(),
         };
         Cgroup { version, dirs }
     }

@@ -141,7 +141,8 @@ impl Layout {
     }
 
     /// The root of the v1 hierarchy that holds `controller`.
-    pub fn hierarchy_of(&self, controller: &str) -> Option<&Path> {
+    #[cfg(test)]
+    fn hierarchy_of(&self, controller: &str) -> Option<&Path> {
         self.hierarchies.iter().find(|h| h.controllers.iter().any(|c| c == controller)).map(|h| h.path.as_path())
     }
 }

@@ -30,8 +30,8 @@ use nix::unistd::{fchownat, linkat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags
 use step01::{Error, Result};
 
 /// The prefix of a whiteout's name, and the opaque marker's whole name.
-pub const WHITEOUT_PREFIX: &str = ".wh.";
-pub const OPAQUE_MARKER: &str = ".wh..wh..opq";
+pub(crate) const WHITEOUT_PREFIX: &str = ".wh.";
+pub(crate) const OPAQUE_MARKER: &str = ".wh..wh..opq";
 /// The extended attribute overlayfs reads for an opaque directory.
 pub const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 
@@ -248,7 +248,7 @@ fn bad_layer(why: impl std::fmt::Display) -> Error {
 
 /// What a path in an overlay upper directory is, as far as layers care.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum UpperKind {
+pub(crate) enum UpperKind {
     /// overlay's whiteout, a character device 0:0: the file was deleted.
     Whiteout,
     /// A directory marked opaque: what the lowers had in it is hidden.
@@ -259,7 +259,7 @@ pub enum UpperKind {
 }
 
 /// Read what `path` (in an upper directory) is, without following a link.
-pub fn upper_kind(path: &Path) -> std::io::Result<UpperKind> {
+pub(crate) fn upper_kind(path: &Path) -> std::io::Result<UpperKind> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};
     let meta = std::fs::symlink_metadata(path)?;
     Ok(if meta.file_type().is_char_device() && meta.rdev() == 0 {

@@ -73,7 +73,7 @@ pub fn changes(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<Change>> {
 /// says anything about it or a directory above it decides. A whiteout, a file or a link
 /// where a directory above it should be hides it; an opaque directory above it hides the
 /// layers below. Nothing here follows a symbolic link.
-pub fn in_lowers(lowers: &[PathBuf], relative: &Path) -> bool {
+pub(crate) fn in_lowers(lowers: &[PathBuf], relative: &Path) -> bool {
     let mut above: Vec<&Path> = relative.ancestors().skip(1).filter(|a| !a.as_os_str().is_empty()).collect();
     above.reverse(); // the shallowest first
     for lower in lowers {

@@ -244,7 +244,7 @@ impl LayerStore {
     // ANCHOR: mount_options
     /// overlayfs's options for `lowers` (the highest first) under `container`'s layer,
     /// relative to the store's root: the mounting process stands there.
-    pub fn mount_options(&self, lowers: &[Layer], container: &ContainerLayer) -> Result<String> {
+    pub(crate) fn mount_options(&self, lowers: &[Layer], container: &ContainerLayer) -> Result<String> {
         let relative = |path: &Path| path.strip_prefix(&self.root).unwrap_or(path).display().to_string();
         let lowerdir = std::iter::once(relative(&container.init)).chain(lowers.iter().map(|layer| format!("l/{}", layer.link))).collect::<Vec<_>>().join(":");
         // The features that would keep a change outside the upper directory's plain files

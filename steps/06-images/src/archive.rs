@@ -43,9 +43,9 @@ use crate::store::{ImageStore, REF_NAME};
 use crate::{CONFIG_TYPE, LAYER_TYPE, MANIFEST_TYPE};
 
 /// The annotation containerd (and so Docker) reads for an image's full name.
-pub const CONTAINERD_NAME: &str = "io.containerd.image.name";
+pub(crate) const CONTAINERD_NAME: &str = "io.containerd.image.name";
 /// The media type of a layer that is a plain tar.
-pub const PLAIN_LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
+pub(crate) const PLAIN_LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar";
 const INDEX_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 const DOCKER_LIST_TYPE: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
 

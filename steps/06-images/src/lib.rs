@@ -37,7 +37,7 @@ pub const CHAPTER: step01::Chapter = step01::Chapter { number: 6, title: "images
 /// The media types of an OCI image's parts.
 pub const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const CONFIG_TYPE: &str = "application/vnd.oci.image.config.v1+json";
-pub const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
+pub(crate) const LAYER_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 // ANCHOR: image_from_dir
 /// Make a one-layer image from the directory `rootfs` (as `docker import` does with a
@@ -320,7 +320,7 @@ fn needed(store: &ImageStore) -> Result<(HashSet<String>, HashSet<String>)> {
 /// Delete those of `blobs` (stored by a pull or load that then failed) that no image
 /// needs. Waits until no other carton is storing an image, so none of them is one that
 /// another pull is about to tag.
-pub fn take_back(store: &ImageStore, blobs: &[String]) -> Result<()> {
+pub(crate) fn take_back(store: &ImageStore, blobs: &[String]) -> Result<()> {
     let _lock = store.lock(store::Lock::Exclusive)?;
     let (needed, _) = needed(store)?;
     for digest in blobs.iter().filter(|d| !needed.contains(*d)) {

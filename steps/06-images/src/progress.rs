@@ -93,7 +93,7 @@ pub struct BlobProgress<'a> {
 
 impl BlobProgress<'_> {
     /// `n` more bytes went through.
-    pub fn advance(&self, n: u64, status: &'static str) {
+    pub(crate) fn advance(&self, n: u64, status: &'static str) {
         if let Some(bar) = &self.bar {
             bar.set_message(status);
             bar.inc(n);

@@ -19,7 +19,7 @@ use crate::store::ImageStore;
 use crate::CHAPTER;
 
 /// How many layers download at once (Docker's default, `max-concurrent-downloads`).
-pub const PARALLEL_DOWNLOADS: usize = 3;
+pub(crate) const PARALLEL_DOWNLOADS: usize = 3;
 
 /// The largest image config carton reads (Docker's own limit is 8 MiB).
 const MAX_CONFIG: u64 = 8 << 20;

@@ -34,7 +34,7 @@ use crate::reference::DOCKER_HUB;
 use crate::CHAPTER;
 
 /// What we accept as a manifest, in the order we prefer.
-pub const MANIFEST_TYPES: [&str; 4] = [
+pub(crate) const MANIFEST_TYPES: [&str; 4] = [
     "application/vnd.oci.image.index.v1+json",
     "application/vnd.oci.image.manifest.v1+json",
     "application/vnd.docker.distribution.manifest.list.v2+json",
@@ -42,7 +42,7 @@ pub const MANIFEST_TYPES: [&str; 4] = [
 ];
 
 /// Whether a manifest media type is an index (a list of per-platform manifests).
-pub fn is_index(media_type: &str) -> bool {
+pub(crate) fn is_index(media_type: &str) -> bool {
     media_type == MANIFEST_TYPES[0] || media_type == MANIFEST_TYPES[2]
 }
 
@@ -50,7 +50,7 @@ pub fn is_index(media_type: &str) -> bool {
 /// is at `registry-1.docker.io`. Plain HTTP only for this machine (`localhost`,
 /// `127.0.0.1`, `[::1]`) and registries named in `CARTON_INSECURE_REGISTRIES`
 /// (comma-separated `host:port`), as Docker's `insecure-registries`.
-pub fn base_url(registry: &str) -> String {
+pub(crate) fn base_url(registry: &str) -> String {
     let host = if registry == DOCKER_HUB { "registry-1.docker.io" } else { registry };
     let name = host.rsplit_once(':').filter(|(_, port)| port.chars().all(|c| c.is_ascii_digit())).map_or(host, |(name, _)| name);
     let local = matches!(name, "localhost" | "127.0.0.1" | "[::1]");
@@ -126,7 +126,7 @@ impl Client {
     }
 
     /// `/v2/REPOSITORY/WHAT` as a full URL.
-    pub fn url(&self, what: &str) -> String {
+    pub(crate) fn url(&self, what: &str) -> String {
         format!("{}/v2/{}/{what}", self.base, self.repository)
     }
 
@@ -466,7 +466,7 @@ fn registry_error(reply: &Reply) -> String {
 // ANCHOR: challenge
 /// `Bearer realm="https://auth.example/token",service="registry",scope="repository:a:pull,push"`
 /// → ("Bearer", {realm, service, scope}). Values may be quoted and hold commas.
-pub fn parse_challenge(header: &str) -> (String, BTreeMap<String, String>) {
+pub(crate) fn parse_challenge(header: &str) -> (String, BTreeMap<String, String>) {
     let header = header.trim();
     let (scheme, mut rest) = header.split_once(' ').unwrap_or((header, ""));
     let mut params = BTreeMap::new();

@@ -27,10 +27,10 @@ pub struct ImageStore {
 }
 
 /// The annotation an OCI image layout's index uses for a tag.
-pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+pub(crate) const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// carton's annotation on a tag that came from (or went to) a registry: the name by
 /// digest there, `REGISTRY/REPOSITORY@sha256:…`, which `docker inspect` calls a RepoDigest.
-pub const REPO_DIGEST: &str = "io.carton.repo-digest";
+pub(crate) const REPO_DIGEST: &str = "io.carton.repo-digest";
 
 impl ImageStore {
     /// The store under `state_root`, made (empty) if it is not there.
@@ -55,7 +55,7 @@ impl ImageStore {
     /// Remove what a carton killed in the middle of a write left behind: temporary blob
     /// files (`blobs/sha256/.tmp*`) and `load`'s staging directories (`.load-*`). Only
     /// those older than an hour: a younger one may belong to a carton still at work.
-    pub fn sweep_leftovers(&self) {
+    pub(crate) fn sweep_leftovers(&self) {
         let old = |entry: &fs::DirEntry| entry.metadata().and_then(|m| m.modified()).is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() > 3600));
         let places = [(self.root.join("blobs").join("sha256"), ".tmp"), (self.root.clone(), ".load-")];
         for (dir, prefix) in places {
@@ -69,7 +69,7 @@ impl ImageStore {
     }
 
     /// Where the blob `digest` lives (whether it is there or not).
-    pub fn blob_path(&self, digest: &str) -> Result<PathBuf> {
+    pub(crate) fn blob_path(&self, digest: &str) -> Result<PathBuf> {
         let digest = parse_digest(digest)?;
         Ok(self.root.join("blobs").join("sha256").join(&digest["sha256:".len()..]))
     }
@@ -82,7 +82,7 @@ impl ImageStore {
     /// Store the bytes of `content` as the blob `expected` (or, with `None`, under
     /// whatever digest they have). Returns the digest and the size. Bytes that do not
     /// match the expected digest are refused, and nothing is stored.
-    pub fn put_blob(&self, mut content: impl Read, expected: Option<&str>) -> Result<(String, u64)> {
+    pub(crate) fn put_blob(&self, mut content: impl Read, expected: Option<&str>) -> Result<(String, u64)> {
         let dir = self.root.join("blobs").join("sha256");
         let mut staging = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::runtime(format!("cannot write in {}: {e}", dir.display())))?;
         let mut hash = Sha256::new();
@@ -113,7 +113,7 @@ impl ImageStore {
     /// The blob, `size` bytes, as a stream (a layer can be larger than memory), checked as
     /// it is read: the read that completes it fails if its bytes do not match its digest,
     /// so whoever consumes it (an unpacker, an upload) stops before using a changed blob.
-    pub fn open_blob(&self, digest: &str, size: u64) -> Result<Verified> {
+    pub(crate) fn open_blob(&self, digest: &str, size: u64) -> Result<Verified> {
         let path = self.blob_path(digest)?;
         let file = fs::File::open(&path).map_err(|e| Error::runtime(format!("the store has no blob {digest} ({e})")))?;
         Ok(Verified { file, path, digest: digest.to_string(), size, read: 0, hash: Sha256::new() })
@@ -162,7 +162,7 @@ impl ImageStore {
     // ANCHOR_END: tag
 
     /// Note that the tag `name` is known to a registry as `repo_digest`.
-    pub fn set_repo_digest(&self, name: &str, repo_digest: &str) -> Result<()> {
+    pub(crate) fn set_repo_digest(&self, name: &str, repo_digest: &str) -> Result<()> {
         self.with_index(|index| {
             for entry in index["manifests"].as_array_mut().into_iter().flatten() {
                 if entry["annotations"][REF_NAME].as_str() == Some(name) {
@@ -184,7 +184,7 @@ impl ImageStore {
     }
 
     /// Remove the tag `name`; returns whether there was one.
-    pub fn untag(&self, name: &str) -> Result<bool> {
+    pub(crate) fn untag(&self, name: &str) -> Result<bool> {
         let mut removed = false;
         self.with_index(|index| {
             if let Some(manifests) = index["manifests"].as_array_mut() {
@@ -226,7 +226,7 @@ impl ImageStore {
     }
 
     /// Delete the blob `digest`, if it is there.
-    pub fn remove_blob(&self, digest: &str) {
+    pub(crate) fn remove_blob(&self, digest: &str) {
         if let Ok(path) = self.blob_path(digest) {
             let _ = fs::remove_file(path);
         }
@@ -293,7 +293,7 @@ pub fn flock(path: &Path, kind: Lock) -> Result<fs::File> {
 }
 
 /// A blob being read from the store, checked against its digest and size as it goes.
-pub struct Verified {
+pub(crate) struct Verified {
     file: fs::File,
     path: PathBuf,
     digest: String,

@@ -25,7 +25,7 @@ use crate::{check_id, state, Runtime};
 /// Where a new container's root filesystem comes from.
 pub enum Root {
     /// An image, its layers unpacked: mounted as an overlay at `containers/ID/rootfs`.
-    Image(step06::Prepared),
+    Image(Box<step06::Prepared>),
     /// A directory used as it is (`--rootfs`).
     Directory(PathBuf),
 }

@@ -122,7 +122,7 @@ impl Runtime {
         fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
         // Marked "creating" under the lock, which is then let go: the container's process
         // would otherwise inherit the lock and hold it until its execve.
-        let creating = state::Creating::mark(&dir).map_err(|()| Error::runtime(format!("the container id {id} is in use already; delete that container first, or choose another id")))?;
+        let creating = state::Creating::mark(&dir, id)?;
         let created = self.create_in(&dir, id, bundle_dir, options, wrap, creating);
         if created.is_err() && Record::load(&dir).ok().flatten().is_none() {
             // This create made nothing: no trace of it either (an engine's bundle stays).

@@ -107,16 +107,16 @@ pub struct Creating {
 }
 
 impl Creating {
-    /// Mark `dir` as being created by this process. `Err` when the id is in use: a state
-    /// exists, or another live process is creating it. (A mark left by a killed `create`
-    /// is taken over.)
-    pub fn mark(dir: &Path) -> std::result::Result<Creating, ()> {
-        let mut locked = lock_file(&dir.join("lock")).map_err(|_| ())?;
+    /// Mark `dir`, container `id`'s, as being created by this process. Refused when the
+    /// id is in use: a state exists, or another live process is creating it. (A mark left
+    /// by a killed `create` is taken over.)
+    pub fn mark(dir: &Path, id: &str) -> Result<Creating> {
+        let mut locked = lock_file(&dir.join("lock"))?;
         if dir.join("state.json").exists() || Creating::in_progress(dir) {
-            return Err(());
+            return Err(Error::runtime(format!("the container id {id} is in use already; delete that container first, or choose another id")));
         }
-        locked.set_len(0).map_err(|_| ())?;
-        std::io::Write::write_all(&mut locked, UniquePid::current().to_string().as_bytes()).map_err(|_| ())?;
+        let marked = locked.set_len(0).and_then(|()| std::io::Write::write_all(&mut locked, UniquePid::current().to_string().as_bytes()));
+        marked.map_err(|e| Error::runtime(format!("cannot mark {} as being created: {e}", dir.display())))?;
         Ok(Creating { dir: dir.to_path_buf() })
     }
 

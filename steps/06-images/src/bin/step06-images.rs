@@ -65,7 +65,7 @@ fn main() -> ExitCode {
     let result = (|| -> Result<u8> {
         let context = Context::new(Explain::when(cli.explain))?;
         let (state_root, explain) = (&context.state_root, &context.explain);
-        let store = ImageStore::open(&state_root)?;
+        let store = ImageStore::open(state_root)?;
         let stdout = |bytes: &[u8]| {
             let mut out = std::io::stdout().lock();
             let _ = out.write_all(bytes).and_then(|()| out.write_all(b"\n"));
@@ -90,16 +90,16 @@ fn main() -> ExitCode {
             }
             Command::Pull { name } => {
                 let reference = Reference::parse(&name)?;
-                let credentials = Logins::new(&state_root).get(&reference.registry);
-                step06::pull::pull(&state_root, &reference, credentials, &Progress::to_stdout(), &explain)?;
+                let credentials = Logins::new(state_root).get(&reference.registry);
+                step06::pull::pull(state_root, &reference, credentials, &Progress::to_stdout(), explain)?;
             }
             Command::Push { name } => {
                 let reference = Reference::parse(&name)?;
-                let credentials = Logins::new(&state_root).get(&reference.registry);
-                step06::push::push(&state_root, &reference, credentials, step06::push::CHUNK, &Progress::to_stdout(), &explain)?;
+                let credentials = Logins::new(state_root).get(&reference.registry);
+                step06::push::push(state_root, &reference, credentials, step06::push::CHUNK, &Progress::to_stdout(), explain)?;
             }
             Command::Run { image, command } => {
-                let prepared = step06::prepare(&state_root, &Reference::parse(&image)?, &explain)?;
+                let prepared = step06::prepare(state_root, &Reference::parse(&image)?, explain)?;
                 let process = prepared.image.process(&command, None)?;
                 // The root is the layers' (step 05 sets root.path).
                 let spec = step03::oci::isolated_spec(&process, Path::new("/"), &context)?;
