@@ -32,11 +32,14 @@ fn pid_uts_ipc_mount_and_network_namespaces_are_new() {
 fn ps_inside_lists_only_the_container_and_pid_1_is_the_command() {
     require_root();
     let (_dir, rootfs) = fresh_rootfs();
-    let text = stdout(&run_in(&rootfs, &[], &["sh", "-c", "ps -o pid,args | tail -n +2"]));
-    let lines: Vec<&str> = text.lines().map(str::trim).collect();
-    // sh itself, ps, and tail: nothing of the host.
-    assert_eq!(lines.len(), 3, "{lines:?}");
+    // `; true` keeps sh from exec'ing ps in its place, so the table holds exactly two
+    // processes (a pipeline would race: ps may read /proc before sh forked the other side).
+    let text = stdout(&run_in(&rootfs, &[], &["sh", "-c", "ps -o pid,args; true"]));
+    let lines: Vec<&str> = text.lines().skip(1).map(str::trim).collect();
+    // sh itself and ps: nothing of the host.
+    assert_eq!(lines.len(), 2, "{lines:?}");
     assert!(lines[0].starts_with("1 sh -c ps -o pid,args"), "{lines:?}");
+    assert!(lines[1].starts_with("2 ") && lines[1].contains("ps"), "{lines:?}");
     let text = stdout(&run_in(&rootfs, &["--init"], &["ps", "-o", "pid,args"]));
     let lines: Vec<&str> = text.lines().skip(1).map(str::trim).collect();
     assert_eq!(lines.len(), 2, "init and the command: {lines:?}");
