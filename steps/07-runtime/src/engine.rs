@@ -194,30 +194,24 @@ fn mount_table() -> Vec<(PathBuf, bool)> {
 /// made, and empty cgroups nobody owns. Run before carton makes anything new.
 pub fn collect(state_root: &Path) {
     let runtime = Runtime::new(state_root, Explain::off());
-    if let Ok(entries) = fs::read_dir(state_root.join("containers")) {
-        let is_container = |entry: &fs::DirEntry| entry.file_type().is_ok_and(|t| t.is_dir()) && entry.file_name().to_str().is_some_and(|id| check_id(id).is_ok());
-        for entry in entries.flatten().filter(is_container) {
-            let (dir, id) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
-            if !is_abandoned(&dir) {
-                continue;
-            }
+    for entry in fs::read_dir(state_root.join("containers")).into_iter().flatten().flatten() {
+        let (dir, name) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) || !is_abandoned(&dir) {
+            continue;
+        }
+        if name.starts_with(step03::CLAIMING) {
+            // A carton killed inside `claim` leaves a `.claim-ID` with its owner in it.
+            let _ = fs::remove_dir_all(&dir);
+        } else if check_id(&name).is_ok() {
             if dir.join("state.json").exists() {
-                let _ = runtime.delete(&id, true);
+                let _ = runtime.delete(&name, true);
             } else if let Some(version) = step04::Layout::detected().version() {
                 // Killed before the runtime recorded it: its cgroup is at the usual place.
-                let cgroup = step04::Cgroup::at(step04::Layout::detected(), version, &id);
+                let cgroup = step04::Cgroup::at(step04::Layout::detected(), version, &name);
                 cgroup.kill_all(&Explain::off());
                 let _ = cgroup.remove();
             }
-            let _ = teardown(state_root, &id);
-        }
-    }
-    // A carton killed inside `claim` leaves a `.claim-ID` with its owner in it.
-    if let Ok(entries) = fs::read_dir(state_root.join("containers")) {
-        for entry in entries.flatten().filter(|e| e.file_name().to_string_lossy().starts_with(step03::CLAIMING)) {
-            if is_abandoned(&entry.path()) {
-                let _ = fs::remove_dir_all(entry.path());
-            }
+            let _ = teardown(state_root, &name);
         }
     }
     step05::LayerStore::new(state_root).sweep_abandoned();
