@@ -71,6 +71,14 @@ const PROPAGATION_OPTIONS: [(&str, MsFlags); 8] = [
     ("runbindable", MsFlags::MS_UNBINDABLE.union(MsFlags::MS_REC)),
 ];
 
+/// This process's `/proc/self/mountinfo` as it was when first asked: for questions about
+/// mounts carton does not change while it runs (where the cgroup hierarchies are, whether
+/// the mount that holds the state root is shared), asked by several steps at start.
+pub fn mountinfo_at_start() -> &'static str {
+    static TEXT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TEXT.get_or_init(|| crate::process::read_kernel_file("/proc/self/mountinfo").unwrap_or_default())
+}
+
 /// A propagation option by name (`rslave`), as `linux.rootfsPropagation` gives it.
 pub fn propagation(name: &str) -> Result<MsFlags> {
     PROPAGATION_OPTIONS

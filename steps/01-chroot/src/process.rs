@@ -296,7 +296,19 @@ pub struct UniquePid {
 impl UniquePid {
     /// This process.
     pub fn current() -> UniquePid {
-        UniquePid::of(std::process::id() as i32).unwrap_or(UniquePid { pid: std::process::id() as i32, start_time: 0 })
+        // Asked several times per command; a forked child is another process, so the
+        // answer kept is only used while the pid is still the one it was read for.
+        static CURRENT: std::sync::Mutex<Option<UniquePid>> = std::sync::Mutex::new(None);
+        let pid = std::process::id() as i32;
+        let mut kept = CURRENT.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        match *kept {
+            Some(current) if current.pid == pid => current,
+            _ => {
+                let current = UniquePid::of(pid).unwrap_or(UniquePid { pid, start_time: 0 });
+                *kept = Some(current);
+                current
+            }
+        }
     }
 
     /// Process `pid`, if it exists.
@@ -320,9 +332,19 @@ impl UniquePid {
 }
 
 fn start_time(pid: i32) -> Option<u64> {
-    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let stat = read_kernel_file(format!("/proc/{pid}/stat")).ok()?;
     // After the command name, which is in parentheses and may contain spaces.
     stat.rsplit_once(") ")?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A file the kernel makes up as it is read (`/proc`, `/sys`), read whole in as few
+/// calls as it takes: such files say their size is 0, so `fs::read_to_string` starts with
+/// tiny reads and grows, a dozen calls for a mount table. On the start path, that counts.
+pub fn read_kernel_file(path: impl AsRef<Path>) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::with_capacity(16 * 1024);
+    fs::File::open(path)?.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 impl std::fmt::Display for UniquePid {

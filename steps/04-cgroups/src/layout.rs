@@ -61,7 +61,7 @@ const V1_CONTROLLERS: [&str; 14] = ["blkio", "cpu", "cpuacct", "cpuset", "device
 impl Layout {
     /// This machine's layout.
     pub fn detect() -> Layout {
-        Layout::from_mountinfo(&fs::read_to_string("/proc/self/mountinfo").unwrap_or_default())
+        Layout::from_mountinfo(step01::mounts::mountinfo_at_start())
     }
 
     /// This machine's layout, detected once per process (each command is one).

@@ -85,8 +85,8 @@ pub fn mount_overlay(store_root: &Path, options: &str, target: &Path, explain: &
 /// containerd's snapshotter does). The bundle's `root.path` points there.
 pub fn mount_container_root(store: &LayerStore, lowers: &[Layer], name: &str, target: &Path, explain: &Explain) -> Result<()> {
     refuse_overlay_on_overlay(&store.root)?;
-    same_driver(store, name, Driver::Overlay)?;
     let container = store.container(name)?;
+    same_driver(&container, Driver::Overlay)?;
     let top_first: Vec<Layer> = lowers.iter().rev().cloned().collect();
     let options = store.mount_options(&top_first, &container)?;
     std::fs::create_dir_all(target).map_err(|e| Error::runtime(format!("cannot create {}: {e}", target.display())))?;
@@ -192,13 +192,13 @@ pub fn run(spec: &Spec, root: &LayeredRoot, context: &Context) -> Result<step04:
     let LayeredRoot { store, driver, lowers, name } = *root;
     let mut spec = spec.clone();
     if driver == Driver::Vfs {
-        same_driver(store, name, driver)?;
+        same_driver(&store.container(name)?, driver)?;
         set_root_path(&mut spec, store.copy_root(name, lowers, &context.explain)?);
         return step04::run(&spec, context);
     }
     refuse_overlay_on_overlay(&store.root)?;
-    same_driver(store, name, driver)?;
     let container = store.container(name)?;
+    same_driver(&container, driver)?;
     let top_first: Vec<Layer> = lowers.iter().rev().cloned().collect();
     let mount_options = store.mount_options(&top_first, &container)?;
     set_root_path(&mut spec, container.merged.clone());
@@ -216,8 +216,8 @@ fn existing(store: &LayerStore, name: &str) -> Result<()> {
 
 /// A container layer is kept in one driver's way (an upper directory, or a full copy):
 /// the first use records which, and a later one with the other driver is refused.
-fn same_driver(store: &LayerStore, name: &str, driver: Driver) -> Result<()> {
-    let record = store.container(name)?.upper.with_file_name("driver");
+fn same_driver(layer: &ContainerLayer, driver: Driver) -> Result<()> {
+    let (name, record) = (&layer.name, layer.upper.with_file_name("driver"));
     let wanted = match driver {
         Driver::Overlay => "overlay",
         Driver::Vfs => "vfs",
@@ -247,9 +247,9 @@ fn refuse_overlay_on_overlay(store_root: &Path) -> Result<()> {
 /// What container `name` changed over `lowers` (the bottom one first).
 pub fn changes(store: &LayerStore, driver: Driver, name: &str, lowers: &[Layer]) -> Result<Vec<diff::Change>> {
     existing(store, name)?;
-    same_driver(store, name, driver)?;
-    let top_first: Vec<PathBuf> = lowers.iter().rev().map(|l| l.dir.clone()).collect();
     let layer = store.container(name)?;
+    same_driver(&layer, driver)?;
+    let top_first: Vec<PathBuf> = lowers.iter().rev().map(|l| l.dir.clone()).collect();
     match driver {
         Driver::Overlay => diff::changes(&layer.upper, &top_first),
         // The init layer is a lower too: its mount points are not the container's changes.
@@ -260,8 +260,8 @@ pub fn changes(store: &LayerStore, driver: Driver, name: &str, lowers: &[Layer])
 /// `docker commit`'s layer for container `name`, whichever driver made it.
 pub fn commit_container(store: &LayerStore, driver: Driver, name: &str, lowers: &[Layer], out: &Path, gzip: bool) -> Result<Committed> {
     existing(store, name)?;
-    same_driver(store, name, driver)?;
     let layer = store.container(name)?;
+    same_driver(&layer, driver)?;
     match driver {
         Driver::Overlay => commit(&layer.upper, out, gzip),
         Driver::Vfs => {

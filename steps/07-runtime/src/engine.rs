@@ -147,37 +147,24 @@ fn is_mount_root(path: &Path) -> bool {
         return stat.stx_attributes & libc::STATX_ATTR_MOUNT_ROOT as u64 != 0;
     }
     // Before 5.8: the mount table says.
-    mount_table().iter().any(|(point, _)| point == path)
+    let now = step01::process::read_kernel_file("/proc/self/mountinfo").unwrap_or_default();
+    mount_table(&now).iter().any(|(point, _)| point == path)
 }
 
 /// Whether the mount that holds `path` (canonical) passes new mounts on to other mount
 /// namespaces (`shared:N` in /proc/self/mountinfo, as systemd makes `/`). A private one (or
 /// `path` itself, made private earlier) needs nothing more.
 fn holding_mount_is_shared(path: &Path) -> bool {
-    // Asked twice per command (making a container, removing it) about one state root.
-    static ANSWER: std::sync::Mutex<Option<(PathBuf, bool)>> = std::sync::Mutex::new(None);
-    let mut answer = ANSWER.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    match &*answer {
-        Some((asked, shared)) if asked == path => *shared,
-        _ => {
-            let shared = read_holding_mount_is_shared(path);
-            *answer = Some((path.to_path_buf(), shared));
-            shared
-        }
-    }
-}
-
-fn read_holding_mount_is_shared(path: &Path) -> bool {
     // The last mount listed at the longest mount point above `path` is the one it is on.
-    mount_table().into_iter().filter(|(point, _)| path.starts_with(point)).max_by_key(|(point, _)| point.as_os_str().len()).is_some_and(|(_, shared)| shared)
+    mount_table(step01::mounts::mountinfo_at_start()).into_iter().filter(|(point, _)| path.starts_with(point)).max_by_key(|(point, _)| point.as_os_str().len()).is_some_and(|(_, shared)| shared)
 }
 
-/// This mount namespace's mounts, in /proc/self/mountinfo's order: each mount point
-/// (unescaped) and whether it is shared (`shared:N`).
-fn mount_table() -> Vec<(PathBuf, bool)> {
+/// The mounts of a /proc/self/mountinfo text, in its order: each mount point (unescaped)
+/// and whether it is shared (`shared:N`).
+fn mount_table(mountinfo: &str) -> Vec<(PathBuf, bool)> {
     let unescape = |field: &str| field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\");
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    info.lines()
+    mountinfo
+        .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();
             let point = PathBuf::from(unescape(fields.get(4)?));
