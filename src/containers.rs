@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use oci_spec::runtime::ContainerState;
-use step01::{Error, Explain, Process};
+use step01::{Error, Explain};
 use step07::exec::ExecProcess;
 use step07::{CreateOptions, Record, Runtime};
 
@@ -48,7 +48,7 @@ pub fn start(state_root: &Path, containers: &[String]) -> anyhow::Result<u8> {
             Some(_) => runtime.start(&id)?,
             None => {
                 let output = fs::OpenOptions::new().create(true).append(true).open(dir.join(OUTPUT)).map_err(|e| Error::runtime(format!("cannot open {}: {e}", dir.join(OUTPUT).display())))?;
-                let created = with_output_to(&output, || runtime.create(&id, &dir, CreateOptions { attached: false, stdin: step02::Stdin::Null }))?;
+                let created = with_output_to(&output, || runtime.create(&id, &dir, CreateOptions::new(false, step02::Stdin::Null)))?;
                 created.running.detach(); // no monitor yet: the host's init reaps it
                 runtime.start(&id)?;
             }
@@ -90,25 +90,17 @@ pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
         return Err(Error::runtime(format!("container {} is not running (created, never started): `carton start` it first", args.container)).into());
     }
     let bundle = step07::Bundle::load(&dir)?;
-    let container = bundle.spec.process().clone().unwrap_or_default();
-    let mut process = Process { args: args.command, env: container.env().clone().unwrap_or_default(), cwd: container.cwd().clone() };
-    let user = match &args.user {
-        Some(spec) => {
-            let root = bundle.dir.join(bundle.spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default());
-            let user = step02::User::resolve(spec, &root)?;
-            process.set_env(&format!("HOME={}", user.home))?;
-            Some(user)
-        }
-        None => Some(step02::User { uid: container.user().uid(), gid: container.user().gid(), additional_gids: container.user().additional_gids().clone().unwrap_or_default(), home: String::new() }),
-    };
-    let user = user.filter(|u| u.uid != 0 || u.gid != 0 || !u.additional_gids.is_empty());
-    for assignment in &args.env {
-        process.set_env(assignment)?;
+    let mut process = bundle.spec.process().clone().unwrap_or_default();
+    step07::exec::change_process(&mut process, args.command, args.workdir, &[])?;
+    if let Some(spec) = &args.user {
+        let root = bundle.dir.join(bundle.spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default());
+        step07::exec::set_user(&mut process, &step02::User::resolve(spec, &root)?)?;
     }
-    if let Some(workdir) = args.workdir {
-        process.cwd = workdir;
-    }
-    let exec = ExecProcess::in_container(&bundle.spec, &bundle.dir, process, user, args.interactive)?;
+    // -e last: it wins over the user's HOME, as with Docker.
+    let args_now = process.args().clone().unwrap_or_default();
+    step07::exec::change_process(&mut process, args_now, None, &args.env)?;
+    let mut exec = ExecProcess::from_oci(&bundle.spec, &bundle.dir, &process)?;
+    exec.interactive = args.interactive;
     let exit = runtime.exec(&id, &exec)?;
     Ok(exit.code() as u8)
 }

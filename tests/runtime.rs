@@ -97,7 +97,7 @@ fn a_bundle_is_created_started_signalled_and_deleted_each_command_its_own_proces
     assert!(!root.join("containers/demo").exists(), "nothing of it is left");
     let gone = run_runtime(&root, &["state", "demo"]);
     assert_eq!(gone.status.code(), Some(125));
-    assert!(stderr(&gone).contains("there is no container demo"), "{}", stderr(&gone));
+    assert!(stderr(&gone).contains("container demo does not exist"), "{}", stderr(&gone));
     if let Some(version) = cgroup_version() {
         let layout = step04::Layout::detect();
         for dir in step04::Cgroup::at(&layout, version, "demo").directories() {

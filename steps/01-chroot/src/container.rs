@@ -71,6 +71,10 @@ pub struct ContainerSpec {
     pub no_new_privileges: bool,
     /// `linux.rootfsPropagation`: the propagation of the container's `/` (private by default).
     pub rootfs_propagation: Option<nix::mount::MsFlags>,
+    /// runc's `--no-pivot`: move the root over `/` and chroot, for a host whose own root is
+    /// an initramfs (where pivot_root cannot work). Weaker: the old root stays reachable
+    /// to a process that can escape a chroot.
+    pub no_pivot: bool,
 }
 
 /// An existing namespace, named by a file (`/proc/PID/ns/net`, or a bind mount of one).
@@ -96,6 +100,7 @@ impl ContainerSpec {
             oom_score_adj: None,
             no_new_privileges: false,
             rootfs_propagation: None,
+            no_pivot: false,
         }
     }
 
@@ -106,7 +111,7 @@ impl ContainerSpec {
     pub fn from_oci(spec: &oci_spec::runtime::Spec, bundle: &Path) -> Result<ContainerSpec> {
         let root = spec.root().as_ref().ok_or_else(|| Error::runtime("config.json has no \"root\": say which directory becomes the container's / (\"root\": {\"path\": \"rootfs\"})"))?;
         let oci_process = spec.process().as_ref().ok_or_else(|| Error::runtime("config.json has no \"process\": say what to run (\"process\": {\"args\": [\"sh\"], \"cwd\": \"/\"})"))?;
-        let process = Process { args: oci_process.args().clone().unwrap_or_default(), env: oci_process.env().clone().unwrap_or_default(), cwd: oci_process.cwd().clone() };
+        let process = Process { args: oci_process.args().clone().unwrap_or_default(), env: oci_process.env().clone().unwrap_or_default(), cwd: oci_process.cwd().clone(), preserve_fds: 0 };
         let mut container = ContainerSpec::new(bundle.join(root.path()), process);
         container.readonly_root = root.readonly().unwrap_or(false);
         for rlimit in oci_process.rlimits().iter().flatten() {
@@ -482,7 +487,11 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
         if spec.readonly_root {
             rootfs::make_read_only(rootfs, explain)?;
         }
-        rootfs::pivot_into(rootfs, explain)?;
+        if spec.no_pivot {
+            rootfs::move_into(rootfs, explain)?;
+        } else {
+            rootfs::pivot_into(rootfs, explain)?;
+        }
         if let Some(propagation) = spec.rootfs_propagation {
             rootfs::set_root_propagation(propagation, explain)?;
         }

@@ -28,12 +28,15 @@ pub struct Process {
     pub env: Vec<String>,
     /// Absolute path inside the container; created if missing, as Docker does.
     pub cwd: PathBuf,
+    /// How many descriptors after stderr (3, 4, ...) the command gets on purpose (runc's
+    /// `--preserve-fds`: sockets an engine hands on); every other one is closed at execve.
+    pub preserve_fds: u32,
 }
 
 impl Process {
     /// A process with Docker's defaults: `PATH` and `HOME` (root's) set, working directory `/`.
     pub fn new(args: Vec<String>) -> Self {
-        Process { args, env: vec![format!("PATH={DEFAULT_PATH}"), "HOME=/root".into()], cwd: PathBuf::from("/") }
+        Process { args, env: vec![format!("PATH={DEFAULT_PATH}"), "HOME=/root".into()], cwd: PathBuf::from("/"), preserve_fds: 0 }
     }
 
     /// Set one variable from `KEY=VALUE`, replacing an earlier value of `KEY`.
@@ -99,7 +102,7 @@ impl Process {
                 .shell(format!("exec {}", self.args.iter().map(|a| shell_quote(a)).collect::<Vec<_>>().join(" ")))
         });
         reset_signals();
-        close_inherited_fds();
+        close_inherited_fds(3 + self.preserve_fds);
         let errno = nix::unistd::execve(&path, &argv, &envp).unwrap_err();
         exec_error(&program, errno)
     }
@@ -184,18 +187,19 @@ fn cstrings(strings: &[String]) -> std::result::Result<Vec<CString>, std::ffi::N
     strings.iter().map(|s| CString::new(s.as_bytes())).collect()
 }
 
-/// Mark every descriptor above stderr close-on-exec, so nothing carton inherited (an
-/// open directory of the host, a socket) reaches the command. runc once leaked one such
-/// descriptor, and a container could walk from it to the host's files (CVE-2024-21626).
-fn close_inherited_fds() {
+/// Mark every descriptor from `first` on close-on-exec (all above stderr, but those handed
+/// on on purpose), so nothing carton inherited (an open directory of the host, a socket)
+/// reaches the command. runc once leaked one such descriptor, and a container could walk
+/// from it to the host's files (CVE-2024-21626).
+fn close_inherited_fds(first: u32) {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // Safety: close_range only changes flags on this process's descriptors.
-    if unsafe { libc::syscall(libc::SYS_close_range, 3 as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) } == 0 {
+    if unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, CLOSE_RANGE_CLOEXEC) } == 0 {
         return;
     }
     // Kernels before 5.11: one descriptor at a time.
     let Ok(entries) = fs::read_dir("/proc/self/fd") else { return };
-    for fd in entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).filter(|fd| *fd > 2) {
+    for fd in entries.flatten().filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok()).filter(|fd| *fd >= first as i32) {
         // Safety: setting FD_CLOEXEC on a descriptor number is harmless even if it is stale.
         unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }

@@ -178,6 +178,16 @@ pub(crate) fn pivot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
 }
 // ANCHOR_END: pivot
 
+/// Without pivot_root (`--no-pivot`): move the new root's mount over `/` and chroot into
+/// it, as runc does for hosts that boot from an initramfs.
+pub(crate) fn move_into(rootfs: &Path, explain: &Explain) -> Result<()> {
+    explain.step(|| Action::new(CHAPTER, "move the new root over / and chroot into it (no pivot_root)", "mount(rootfs, \"/\", MS_MOVE); chroot(\".\")").shell("mount --move . / && chroot ."));
+    chdir(rootfs).map_err(|errno| Error::syscall(format!("cannot enter {}", rootfs.display()), errno))?;
+    nix::mount::mount(Some("."), "/", None::<&str>, nix::mount::MsFlags::MS_MOVE, None::<&str>).map_err(|errno| Error::syscall(format!("cannot move {} over /", rootfs.display()), errno))?;
+    nix::unistd::chroot(".").map_err(|errno| Error::syscall("cannot chroot into the new root", errno))?;
+    chdir("/").map_err(|errno| Error::syscall("cannot enter the new /", errno))
+}
+
 /// `dir/name`, created when the root filesystem lacks it (as runc does). A symbolic
 /// link there is refused: the mount would follow it, possibly out of the root filesystem.
 pub fn mount_point(dir: &Path, name: &str) -> Result<std::path::PathBuf> {

@@ -59,7 +59,7 @@ impl Hooks for Isolation {
 
         match &self.stdin {
             Stdin::Inherit => Ok(()),
-            Stdin::Terminal { console, size } => tty::open_as_stdio(console, *size, self.user.as_ref().map(|u| (u.uid, u.gid)), explain),
+            Stdin::Terminal { console, size } => tty::open_as_stdio(console, *size, self.user.as_ref().map(|u| (u.uid, u.gid)), true, explain),
             Stdin::Null => {
                 explain.step(|| Action::new(CHAPTER, "no -i: stdin is /dev/null, as with Docker", "dup2(open(\"/dev/null\"), 0)").shell("exec </dev/null"));
                 let null = File::open("/dev/null").map_err(|e| Error::runtime(format!("cannot open /dev/null: {e}")))?;

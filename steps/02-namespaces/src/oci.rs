@@ -54,15 +54,20 @@ pub fn isolation_from_oci(spec: &Spec, stdin: Stdin) -> Result<Isolation> {
     if process.terminal() == Some(true) && !matches!(stdin, Stdin::Terminal { .. }) {
         return Err(Error::runtime("config.json asks for a terminal (process.terminal), and no console was given to put it on; run it attached (carton run -t), or set \"terminal\": false"));
     }
-    let home = process.env().iter().flatten().rev().find_map(|entry| entry.strip_prefix("HOME=")).unwrap_or("/");
-    let oci_user = process.user();
-    let user = User { uid: oci_user.uid(), gid: oci_user.gid(), additional_gids: oci_user.additional_gids().clone().unwrap_or_default(), home: home.to_string() };
-    // Root with no extra groups is who the child is already: nothing to switch.
-    let user = Some(user).filter(|u| u.uid != 0 || u.gid != 0 || !u.additional_gids.is_empty());
+    let user = user_from_oci(process);
     let init = spec.annotations().as_ref().and_then(|a| a.get(INIT_ANNOTATION)).is_some_and(|value| value == "true");
     Ok(Isolation { hostname: spec.hostname().clone(), init, user, stdin })
 }
 // ANCHOR_END: isolation_from_oci
+
+/// The user `process` runs as; `None` for root with no extra groups, who the child is
+/// already (nothing to switch).
+pub fn user_from_oci(process: &oci_spec::runtime::Process) -> Option<User> {
+    let home = process.env().iter().flatten().rev().find_map(|entry| entry.strip_prefix("HOME=")).unwrap_or("/");
+    let oci_user = process.user();
+    let user = User { uid: oci_user.uid(), gid: oci_user.gid(), additional_gids: oci_user.additional_gids().clone().unwrap_or_default(), home: home.to_string() };
+    Some(user).filter(|u| u.uid != 0 || u.gid != 0 || !u.additional_gids.is_empty())
+}
 
 // ANCHOR: write
 /// Write what `docker run`'s options of this step mean into `spec`: the namespaces this

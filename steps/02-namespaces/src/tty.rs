@@ -27,7 +27,9 @@ use crate::CHAPTER;
 // ANCHOR: child_pty
 /// In the container, after its `/dev/pts` is mounted: open a new terminal pair, make
 /// the slave this process's controlling terminal and stdio, send the master to carton.
-pub fn open_as_stdio(console: &UnixStream, size: Option<libc::winsize>, owner: Option<(u32, u32)>, explain: &Explain) -> Result<()> {
+/// The container's first process also makes it `/dev/console` (`as_console`); an exec'd
+/// one must not, the container has its console already.
+pub fn open_as_stdio(console: &UnixStream, size: Option<libc::winsize>, owner: Option<(u32, u32)>, as_console: bool, explain: &Explain) -> Result<()> {
     explain.step(|| Action::new(CHAPTER, "open a new pseudo-terminal from the container's own /dev/pts", "open(\"/dev/ptmx\", O_RDWR|O_NOCTTY)"));
     let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY).map_err(|e| Error::syscall("open /dev/ptmx", e))?;
     grantpt(&master).and_then(|()| unlockpt(&master)).map_err(|e| Error::syscall("unlock the pseudo-terminal", e))?;
@@ -53,7 +55,7 @@ pub fn open_as_stdio(console: &UnixStream, size: Option<libc::winsize>, owner: O
     dup2_stdin(&slave).and_then(|()| dup2_stdout(&slave)).and_then(|()| dup2_stderr(&slave)).map_err(|e| Error::syscall("dup2", e))?;
     // /dev/console is the terminal, as in Docker: some programs write there.
     let console_path = "/dev/console";
-    if File::create(console_path).is_ok() {
+    if as_console && File::create(console_path).is_ok() {
         let _ = mount(Some(slave_path.as_str()), console_path, None::<&str>, MsFlags::MS_BIND, None::<&str>);
     }
 

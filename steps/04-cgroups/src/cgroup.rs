@@ -297,6 +297,14 @@ impl Cgroup {
     }
     // ANCHOR_END: freeze
 
+    /// Whether the cgroup is frozen (paused), as the kernel says.
+    pub fn is_frozen(&self) -> bool {
+        match self.version {
+            Version::V1 => fs::read_to_string(self.dir("freezer").join("freezer.state")).is_ok_and(|state| state.trim() == "FROZEN"),
+            Version::V2 => fs::read_to_string(self.directories()[0].join("cgroup.events")).is_ok_and(|events| events.lines().any(|line| line.trim() == "frozen 1")),
+        }
+    }
+
     /// Remove the cgroup's directories, and any cgroup made inside them. The kernel
     /// refuses while a process is inside, and the last ones may take a moment to go after
     /// the container's PID 1 has ended.

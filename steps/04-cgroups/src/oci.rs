@@ -141,9 +141,7 @@ impl Limits {
                 not_applied.push("linux.resources.blockIO (weightDevice, iops)");
             }
         }
-        if resources.devices().as_ref().is_some_and(|devices| !devices.is_empty()) {
-            not_applied.push("linux.resources.devices (comes with the security step)");
-        }
+        // linux.resources.devices is the security step's (step 08 reads it).
         if resources.hugepage_limits().is_some() || resources.network().is_some() || resources.rdma().is_some() || resources.unified().is_some() {
             not_applied.push("linux.resources (hugepageLimits, network, rdma, unified)");
         }
@@ -184,8 +182,10 @@ mod tests {
 
     #[test]
     fn fields_that_cannot_be_applied_are_named() {
-        let resources: LinuxResources = serde_json::from_str(r#"{"devices": [{"allow": false, "access": "rwm"}], "memory": {"reservation": 1}}"#).unwrap();
+        let resources: LinuxResources = serde_json::from_str(r#"{"devices": [{"allow": false, "access": "rwm"}], "memory": {"reservation": 1}, "hugepageLimits": []}"#).unwrap();
         let (_, not_applied) = Limits::from_oci(&resources);
+        // The device rules are the security step's to name, not this one's.
         assert_eq!(not_applied.len(), 2, "{not_applied:?}");
+        assert!(not_applied.iter().all(|field| !field.contains("devices")), "{not_applied:?}");
     }
 }

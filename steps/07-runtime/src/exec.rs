@@ -43,13 +43,86 @@ pub struct ExecProcess {
     /// (as with runc), or a set-uid program of the image would win privileges back.
     pub rlimits: Vec<(libc::__rlimit_resource_t, u64, u64)>,
     pub no_new_privileges: bool,
+    /// Whether the process lives on when this one ends (`runc exec -d`: an engine's
+    /// monitor, a subreaper, takes it over); otherwise it dies with the caller.
+    pub detached: bool,
+    /// `-t` with a console socket: a terminal made in the container, its master end sent
+    /// over this socket (as for the container's own process).
+    pub console: Option<std::os::unix::net::UnixStream>,
+    /// What a later step does around the user switch (the security step's capabilities).
+    pub security: Option<Box<dyn ExecSecurity>>,
+}
+
+/// A later step's part in an exec'd process: just before the user switch (still root),
+/// and just after it (the last thing before execve).
+pub trait ExecSecurity {
+    fn before_user(&self, explain: &step01::Explain) -> Result<()>;
+    fn after_user(&self, explain: &step01::Explain) -> Result<()>;
 }
 
 impl ExecProcess {
-    /// `process` as user `user`, with the limits the container's spec gives its own process.
-    pub fn in_container(spec: &oci_spec::runtime::Spec, bundle: &std::path::Path, process: Process, user: Option<User>, interactive: bool) -> step01::Result<ExecProcess> {
-        let container = step01::ContainerSpec::from_oci(spec, bundle)?;
-        Ok(ExecProcess { process, user, interactive, rlimits: container.rlimits, no_new_privileges: container.no_new_privileges })
+    /// The process `process` describes (the container's own changed by exec's options, or
+    /// an engine's `exec --process FILE`), in the container of `spec` and `bundle`: its
+    /// arguments, environment, working directory, user, limits and no_new_privs. Its stdin
+    /// is the caller's.
+    pub fn from_oci(spec: &oci_spec::runtime::Spec, bundle: &std::path::Path, process: &oci_spec::runtime::Process) -> step01::Result<ExecProcess> {
+        let mut with_process = spec.clone();
+        with_process.set_process(Some(process.clone()));
+        let container = step01::ContainerSpec::from_oci(&with_process, bundle)?;
+        let user = step02::oci::user_from_oci(process);
+        Ok(ExecProcess {
+            process: container.process,
+            user,
+            interactive: true,
+            rlimits: container.rlimits,
+            no_new_privileges: container.no_new_privileges,
+            detached: false,
+            console: None,
+            security: None,
+        })
+    }
+}
+
+/// Exec's usual options applied to a copy of the container's `process`: the command, the
+/// working directory, variables added (`KEY=VALUE`, replacing the container's).
+pub fn change_process(process: &mut oci_spec::runtime::Process, args: Vec<String>, cwd: Option<PathBuf>, env: &[String]) -> Result<()> {
+    let mut changed = Process { args, env: process.env().clone().unwrap_or_default(), cwd: cwd.unwrap_or(process.cwd().clone()), preserve_fds: 0 };
+    for assignment in env {
+        changed.set_env(assignment)?;
+    }
+    process.set_args(Some(changed.args));
+    process.set_env(Some(changed.env));
+    process.set_cwd(changed.cwd);
+    Ok(())
+}
+
+/// Run `process` as `user` instead (and with its HOME, when known).
+pub fn set_user(process: &mut oci_spec::runtime::Process, user: &User) -> Result<()> {
+    let mut oci_user = oci_spec::runtime::User::default();
+    oci_user.set_uid(user.uid);
+    oci_user.set_gid(user.gid);
+    oci_user.set_additional_gids(Some(user.additional_gids.clone()).filter(|gids| !gids.is_empty()));
+    process.set_user(oci_user);
+    if !user.home.is_empty() {
+        change_process(process, process.args().clone().unwrap_or_default(), None, &[format!("HOME={}", user.home)])?;
+    }
+    Ok(())
+}
+
+/// runc's `--user UID[:GID]`: numbers only (no file of the container is read).
+pub fn numeric_user(text: &str) -> Result<User> {
+    let (uid, gid) = text.split_once(':').unwrap_or((text, "0"));
+    let bad = || Error::runtime(format!("invalid --user {text:?}: give UID[:GID] as numbers"));
+    Ok(User { uid: uid.parse().map_err(|_| bad())?, gid: gid.parse().map_err(|_| bad())?, additional_gids: Vec::new(), home: String::new() })
+}
+
+impl Runtime {
+    /// The bundle of container `id` and a copy of its `process`, for an exec to change.
+    pub fn container_process(&self, id: &str) -> Result<(crate::Bundle, oci_spec::runtime::Process)> {
+        let state = self.state(id)?;
+        let bundle = crate::Bundle::load(std::path::Path::new(state["bundle"].as_str().unwrap_or_default()))?;
+        let process = bundle.spec.process().clone().unwrap_or_default();
+        Ok((bundle, process))
     }
 }
 
@@ -69,6 +142,12 @@ impl Runtime {
     /// Run `exec` in container `id` and wait for it; its exit code comes back. The
     /// container goes on when it ends.
     pub fn exec(&self, id: &str, exec: &ExecProcess) -> Result<ContainerExit> {
+        self.exec_spawn(id, exec)?.wait()
+    }
+
+    /// Start `exec` in container `id`: returns once its command runs (a child of this
+    /// process, to be waited for or detached), or with the reason it cannot.
+    pub fn exec_spawn(&self, id: &str, exec: &ExecProcess) -> Result<Running> {
         let (dir, locked, record) = self.existing(id)?;
         if record.status(&dir) != ContainerState::Running {
             return Err(Error::runtime(format!("container {id} is not running ({}): exec needs a running container", record.status(&dir))));
@@ -122,7 +201,7 @@ impl Runtime {
                     let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&previous_mask), None);
                     return Err(if report.is_empty() { Error::runtime(format!("exec failed before its command started ({joined:?})")) } else { decode_error(&report) });
                 }
-                Running::adopt(command, previous_mask).wait()
+                Ok(Running::adopt(command, previous_mask))
             }
         }
     }
@@ -166,8 +245,13 @@ fn joiner(runtime: &Runtime, exec: &ExecProcess, cgroup: Option<step04::Cgroup>,
 
 /// In the command's process, before execve: its stdin, its working directory, its user.
 fn command(exec: &ExecProcess, explain: &step01::Explain) -> Result<()> {
-    step01::container::die_with_parent();
-    if !exec.interactive {
+    if !exec.detached {
+        step01::container::die_with_parent();
+    }
+    if let Some(console) = &exec.console {
+        let owner = exec.user.as_ref().map(|user| (user.uid, user.gid));
+        step02::tty::open_as_stdio(console, None, owner, false, explain)?;
+    } else if !exec.interactive {
         let null = File::open("/dev/null").map_err(|e| Error::runtime(format!("cannot open /dev/null: {e}")))?;
         // Safety: dup2 onto descriptor 0 of this process.
         if unsafe { libc::dup2(null.as_raw_fd(), 0) } < 0 {
@@ -178,6 +262,9 @@ fn command(exec: &ExecProcess, explain: &step01::Explain) -> Result<()> {
     explain.step(|| Action::new(CHAPTER, "enter the working directory", format!("chdir({cwd:?})")));
     nix::unistd::chdir(cwd).map_err(|errno| Error::runtime(format!("the working directory {} is not usable in the container: {}", cwd.display(), errno.desc())))?;
     exec.process.set_limits(&exec.rlimits, None, explain)?;
+    if let Some(security) = &exec.security {
+        security.before_user(explain)?;
+    }
     if let Some(user) = &exec.user {
         user.switch(explain)?;
     }
@@ -185,5 +272,8 @@ fn command(exec: &ExecProcess, explain: &step01::Explain) -> Result<()> {
     if exec.no_new_privileges && unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
         return Err(Error::syscall("cannot set no_new_privs", Errno::last()));
     }
-    Ok(())
+    match &exec.security {
+        Some(security) => security.after_user(explain),
+        None => Ok(()),
+    }
 }

@@ -56,6 +56,16 @@ pub struct CreateOptions {
     pub attached: bool,
     /// Its stdin (and terminal, for `process.terminal`).
     pub stdin: step02::Stdin,
+    /// runc's `--no-pivot` (see [`step01::ContainerSpec::no_pivot`]).
+    pub no_pivot: bool,
+    /// runc's `--preserve-fds N`: descriptors 3 to 3+N-1 reach the container's process.
+    pub preserve_fds: u32,
+}
+
+impl CreateOptions {
+    pub fn new(attached: bool, stdin: step02::Stdin) -> CreateOptions {
+        CreateOptions { attached, stdin, no_pivot: false, preserve_fds: 0 }
+    }
 }
 
 /// The hooks the runtime composes from the spec: step 02's inside step 04's. A later step
@@ -150,6 +160,8 @@ impl Runtime {
         step02::oci::read_namespaces(spec, &mut container)?;
         let isolation = step02::oci::isolation_from_oci(spec, options.stdin)?;
         container.die_with_carton = options.attached;
+        container.no_pivot = options.no_pivot;
+        container.process.preserve_fds = options.preserve_fds;
         container.start_gate = Some(make_fifo(&dir.join(state::EXEC_FIFO))?);
         let layout = Layout::detected();
         let (cgroup, cgroups_path) = match step04::oci::create_cgroup(spec, id, layout, &self.explain)? {
@@ -274,6 +286,33 @@ impl Runtime {
     }
     // ANCHOR_END: kill
 
+    /// The host PIDs of the container's processes (its cgroup's; without one, its first).
+    pub fn processes(&self, id: &str) -> Result<Vec<i32>> {
+        let (_dir, _locked, record) = self.existing(id)?;
+        Ok(match cgroup_of(&record) {
+            Some(cgroup) => cgroup.processes().iter().map(|pid| pid.as_raw()).collect(),
+            None => vec![record.init.pid],
+        })
+    }
+
+    // ANCHOR: pause
+    /// Freeze every process of a running container where it stands (`pause`), or thaw a
+    /// paused one (`resume`): step 04's freezer.
+    pub fn set_paused(&self, id: &str, paused: bool) -> Result<()> {
+        let (dir, _locked, record) = self.existing(id)?;
+        let verb = if paused { "pause" } else { "resume" };
+        let status = record.status(&dir);
+        if status != ContainerState::Running {
+            return Err(Error::runtime(format!("container {id} is {status}: only a running container can {verb}")));
+        }
+        if record.is_paused() == paused {
+            return Err(Error::runtime(format!("container {id} is {} already", if paused { "paused" } else { "running (not paused)" })));
+        }
+        let cgroup = cgroup_of(&record).ok_or_else(|| Error::runtime(format!("container {id} has no cgroup: it cannot {verb} without the freezer")))?;
+        cgroup.set_frozen(paused, &self.explain)
+    }
+    // ANCHOR_END: pause
+
     // ANCHOR: delete
     /// Remove what `create` made: the cgroup, the fifo, the state. A created or running
     /// container is refused unless `force`, which kills it first.
@@ -299,6 +338,8 @@ impl Runtime {
         // ended process still holds its cgroup.
         let deadline = Instant::now() + Duration::from_secs(10);
         while record.init.exists() && Instant::now() < deadline {
+            // When the caller is that parent (a create that failed after the fact), collect it.
+            let _ = nix::sys::wait::waitpid(Pid::from_raw(record.init.pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
             std::thread::sleep(Duration::from_millis(5));
         }
         if let Some(cgroup) = &cgroup {
@@ -320,7 +361,19 @@ impl Runtime {
     /// and before it starts (a terminal's relay, published ports); what it returns is kept
     /// until the container has ended. Returns how it ended, with its last measurements.
     pub fn run<T>(&self, id: &str, bundle: &Path, stdin: step02::Stdin, between: impl FnOnce(&Running) -> Result<T>) -> Result<step04::Finished> {
-        let Created { running, cgroup, record } = self.create(id, bundle, CreateOptions { attached: true, stdin })?;
+        self.run_with(id, bundle, CreateOptions::new(true, stdin), |_, hooks| Ok(hooks), between)
+    }
+
+    /// [`Runtime::run`], with the hooks wrapped by a later step's (as [`Runtime::create_with`]).
+    pub fn run_with<H: step01::Hooks, T>(
+        &self,
+        id: &str,
+        bundle: &Path,
+        options: CreateOptions,
+        wrap: impl FnOnce(&oci_spec::runtime::Spec, StepHooks) -> Result<H>,
+        between: impl FnOnce(&Running) -> Result<T>,
+    ) -> Result<step04::Finished> {
+        let Created { running, cgroup, record } = self.create_with(id, bundle, options, wrap)?;
         let (pid, dir) = (running.pid, self.container_dir(id));
         // The container is this process's child, and its record is known: no need to read it back.
         let exit = match between(&running).and_then(|kept| self.pass_gate(&dir, &record).map(|()| kept)) {
@@ -367,14 +420,14 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
 }
 
 /// The container's cgroup, as its record names it.
-fn cgroup_of(record: &Record) -> Option<Cgroup> {
+pub fn cgroup_of(record: &Record) -> Option<Cgroup> {
     let layout = Layout::detected();
     let version = layout.version()?;
     Some(Cgroup::at_path(layout, version, Path::new(record.cgroups_path.as_deref()?)))
 }
 
 fn no_such_container(id: &str) -> Error {
-    Error::runtime(format!("there is no container {id} (the runtime's `list` shows the containers there are)"))
+    Error::runtime(format!("container {id} does not exist (the runtime's `list` shows the containers there are)"))
 }
 
 /// Make the exec fifo (replacing a stale one).

@@ -81,13 +81,20 @@ impl Record {
         }))
     }
 
+    /// Whether the running container is frozen (`pause`): runc's extra status, `paused`,
+    /// which the spec's four do not have.
+    pub fn is_paused(&self) -> bool {
+        crate::cgroup_of(self).is_some_and(|cgroup| cgroup.is_frozen())
+    }
+
     /// The state as the runtime spec shows it (`runc state`'s JSON): no pid once stopped.
     pub fn to_oci(&self, dir: &Path) -> serde_json::Value {
         let status = self.status(dir);
+        let shown = if status == ContainerState::Running && self.is_paused() { "paused".to_string() } else { status.to_string() };
         let mut state = json!({
             "ociVersion": oci_spec::runtime::VERSION,
             "id": self.id,
-            "status": status.to_string(),
+            "status": shown,
             "bundle": self.bundle,
             "annotations": self.annotations,
             "created": self.created,

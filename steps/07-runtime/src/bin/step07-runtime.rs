@@ -112,7 +112,7 @@ fn main() -> ExitCode {
 fn command(runtime: &Runtime, command: Command) -> step01::Result<u8> {
     match command {
         Command::Create { bundle, id } => {
-            let created = runtime.create(&id, &bundle, CreateOptions { attached: false, stdin: step02::Stdin::Inherit })?;
+            let created = runtime.create(&id, &bundle, CreateOptions::new(false, step02::Stdin::Inherit))?;
             created.running.detach(); // the container lives on; whoever outlives us reaps it
             Ok(0)
         }
@@ -124,7 +124,13 @@ fn command(runtime: &Runtime, command: Command) -> step01::Result<u8> {
         Command::Kill { id, signal, all } => runtime.kill(&id, step07::parse_signal(&signal)?, all).map(|()| 0),
         Command::Delete { force, id } => runtime.delete(&id, force).map(|()| 0),
         Command::Exec { cwd, env, user, interactive, id, command } => {
-            let exec = exec_process(runtime, &id, command, cwd, &env, user.as_deref(), interactive)?;
+            let (bundle, mut process) = runtime.container_process(&id)?;
+            step07::exec::change_process(&mut process, command, cwd, &env)?;
+            if let Some(user) = user {
+                step07::exec::set_user(&mut process, &step07::exec::numeric_user(&user)?)?;
+            }
+            let mut exec = ExecProcess::from_oci(&bundle.spec, &bundle.dir, &process)?;
+            exec.interactive = interactive;
             runtime.exec(&id, &exec).map(|exit| exit.code() as u8)
         }
         Command::Run { bundle, id } => runtime.run(&id, &bundle, step02::Stdin::Inherit, |_| Ok(())).map(|finished| finished.exit.code() as u8),
@@ -153,27 +159,4 @@ fn command(runtime: &Runtime, command: Command) -> step01::Result<u8> {
             Ok(0)
         }
     }
-}
-
-/// The process to exec: the container's environment, working directory and user (from
-/// its bundle), changed by the options.
-fn exec_process(runtime: &Runtime, id: &str, args: Vec<String>, cwd: Option<PathBuf>, env: &[String], user: Option<&str>, interactive: bool) -> step01::Result<ExecProcess> {
-    let state = runtime.state(id)?;
-    let bundle = step07::Bundle::load(Path::new(state["bundle"].as_str().unwrap_or_default()))?;
-    let container = bundle.spec.process().clone().unwrap_or_default();
-    let mut process = Process { args, env: container.env().clone().unwrap_or_default(), cwd: cwd.unwrap_or(container.cwd().clone()) };
-    for assignment in env {
-        process.set_env(assignment)?;
-    }
-    let (uid, gid) = match user {
-        Some(text) => {
-            let (uid, gid) = text.split_once(':').unwrap_or((text, "0"));
-            let bad = || step01::Error::runtime(format!("invalid --user {text:?}: give UID[:GID] as numbers"));
-            (uid.parse().map_err(|_| bad())?, gid.parse().map_err(|_| bad())?)
-        }
-        None => (container.user().uid(), container.user().gid()),
-    };
-    let home = process.env_var("HOME").unwrap_or("/").to_string();
-    let user = (uid != 0 || gid != 0).then_some(step02::User { uid, gid, additional_gids: Vec::new(), home });
-    ExecProcess::in_container(&bundle.spec, &bundle.dir, process, user, interactive)
 }

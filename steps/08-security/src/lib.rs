@@ -1,0 +1,161 @@
+//! # Step 08 — security: what a root process in a container may not do
+//!
+//! The container's process is root, and until now it was root with every power root has on
+//! the host: it could load kernel modules, mount the host's disk, change the host's kernel
+//! settings. This step takes those powers away, as the OCI spec describes and runc does:
+//!
+//! - [`capabilities`]: the five capability sets of `process.capabilities` (the bounding set
+//!   cut before the user switch, the others set after it);
+//! - [`paths`]: `linux.maskedPaths` hidden, `linux.readonlyPaths` read-only;
+//! - [`sysctl`]: `linux.sysctl`, only for settings of the container's own namespaces.
+//!
+//! They plug into the start sequence as one more layer of hooks, [`Security`], around the
+//! hooks of steps 02 and 04, and into `exec` through [`step07::exec::ExecSecurity`].
+//! seccomp and the device rules come with the next part of this step; until then a spec
+//! that asks for them is warned about ([`unapplied`]), never silently obeyed in part.
+
+pub mod capabilities;
+pub mod paths;
+pub mod sysctl;
+
+use nix::sched::CloneFlags;
+use oci_spec::runtime::Spec;
+use step01::container::Hooks;
+use step01::{Chapter, ContainerSpec, Explain, Result};
+
+pub use capabilities::{CapSet, Capabilities};
+
+pub const CHAPTER: Chapter = Chapter { number: 8, title: "Security: capabilities, masked paths, sysctls" };
+
+// ANCHOR: security
+/// The security settings of one container, applied around the hooks of the steps before.
+pub struct Security<H: Hooks> {
+    inner: H,
+    /// `None`: the spec gives no `process.capabilities`, and the process keeps root's.
+    capabilities: Option<Capabilities>,
+    masked: Vec<String>,
+    readonly: Vec<String>,
+    sysctl: Vec<(String, String)>,
+}
+
+impl<H: Hooks> Hooks for Security<H> {
+    fn inner(&self) -> Option<&dyn Hooks> {
+        Some(&self.inner)
+    }
+
+    fn inner_mut(&mut self) -> Option<&mut dyn Hooks> {
+        Some(&mut self.inner)
+    }
+
+    /// After pivot_root, still root with every capability: the kernel settings (while
+    /// `/proc/sys` may be written), the read-only and masked paths, the bounding set.
+    fn child_after_root(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
+        self.inner.child_after_root(spec, explain)?;
+        for (key, value) in &self.sysctl {
+            sysctl::write(key, value, explain)?;
+        }
+        for path in &self.readonly {
+            paths::make_read_only(path, explain)?;
+        }
+        for path in &self.masked {
+            paths::mask(path, explain)?;
+        }
+        match &self.capabilities {
+            Some(caps) => capabilities::drop_bounding(caps.bounding, explain),
+            None => Ok(()),
+        }
+    }
+
+    /// After the user switch, just before the command: the capability sets.
+    fn child_after_user(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
+        self.inner.child_after_user(spec, explain)?;
+        match &self.capabilities {
+            Some(caps) => capabilities::apply(caps, explain),
+            None => Ok(()),
+        }
+    }
+}
+// ANCHOR_END: security
+
+/// What a caller is told about the spec's security settings before the container starts.
+pub struct Reading<H: Hooks> {
+    pub security: Security<H>,
+    /// Parts of the spec that are not applied: each a line for the log and stderr.
+    pub warnings: Vec<String>,
+}
+
+// ANCHOR: from_oci
+/// Read this step's part of `spec` around `inner`, the hooks of the steps before.
+/// A sysctl of the host is refused here, before anything is made.
+pub fn from_oci<H: Hooks>(spec: &Spec, inner: H) -> Result<Reading<H>> {
+    let process = spec.process().as_ref();
+    let linux = spec.linux().as_ref();
+    let mut warnings = unapplied(spec);
+    let capabilities = match process.and_then(|p| p.capabilities().as_ref()) {
+        None => None,
+        Some(caps) => {
+            let (reachable, left_out) = Capabilities::from_oci(caps)?.within_reach();
+            warnings.extend(left_out);
+            Some(reachable)
+        }
+    };
+    let own = own_namespaces(spec);
+    let mut settings: Vec<(String, String)> = linux.and_then(|l| l.sysctl().clone()).unwrap_or_default().into_iter().collect();
+    settings.sort();
+    for (key, _) in &settings {
+        sysctl::check(key, own)?;
+    }
+    let list = |paths: Option<&Vec<String>>| paths.cloned().unwrap_or_default();
+    let security = Security { inner, capabilities, masked: list(linux.and_then(|l| l.masked_paths().as_ref())), readonly: list(linux.and_then(|l| l.readonly_paths().as_ref())), sysctl: settings };
+    Ok(Reading { security, warnings })
+}
+// ANCHOR_END: from_oci
+
+/// The namespaces the container does not share with the host: each one the spec lists,
+/// made new or joined by path (another container's).
+fn own_namespaces(spec: &Spec) -> CloneFlags {
+    use oci_spec::runtime::LinuxNamespaceType as Kind;
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    namespaces.iter().fold(CloneFlags::empty(), |own, namespace| {
+        own | match namespace.typ() {
+            Kind::Network => CloneFlags::CLONE_NEWNET,
+            Kind::Ipc => CloneFlags::CLONE_NEWIPC,
+            Kind::Uts => CloneFlags::CLONE_NEWUTS,
+            _ => CloneFlags::empty(),
+        }
+    })
+}
+
+/// The parts of `spec` carton reads but cannot apply yet, each named: seccomp and the
+/// device rules (the next part of this step), user namespaces' id mappings (rootless).
+pub fn unapplied(spec: &Spec) -> Vec<String> {
+    let mut warnings = Vec::new();
+    let Some(linux) = spec.linux() else { return warnings };
+    if linux.seccomp().is_some() {
+        warnings.push("linux.seccomp is not applied yet: the container's system calls are not filtered".to_string());
+    }
+    if linux.resources().as_ref().and_then(|r| r.devices().as_ref()).is_some_and(|rules| !rules.is_empty()) {
+        warnings.push("linux.resources.devices is not applied yet: the container may use any device node it can make".to_string());
+    }
+    if linux.devices().as_ref().is_some_and(|devices| !devices.is_empty()) {
+        warnings.push("linux.devices is not applied yet: only the default devices (null, zero, full, random, urandom, tty) are made".to_string());
+    }
+    if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
+        warnings.push("linux.uidMappings/gidMappings are not applied yet (no user namespace): ids inside are the host's".to_string());
+    }
+    warnings
+}
+
+// ANCHOR: exec
+/// An exec'd process gets the capabilities of the spec's (or exec's) `process`, in the
+/// same order as the container's own.
+impl step07::exec::ExecSecurity for Capabilities {
+    fn before_user(&self, explain: &Explain) -> Result<()> {
+        capabilities::drop_bounding(self.bounding, explain)
+    }
+
+    fn after_user(&self, explain: &Explain) -> Result<()> {
+        capabilities::apply(self, explain)
+    }
+}
+// ANCHOR_END: exec
