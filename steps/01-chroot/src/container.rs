@@ -226,6 +226,13 @@ pub trait Hooks {
         self.inner().map_or(Ok(()), |inner| inner.child_mount_root(spec, rootfs, explain))
     }
 
+    /// In the child, once the new root's `/dev` is mounted and before `/sys`: the place for
+    /// the file systems a later step keeps under `/dev` (step 02's `/dev/mqueue`), so that
+    /// every mount comes in the order the OCI spec lists them. `rootfs` is the new root.
+    fn child_under_dev(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
+        self.inner().map_or(Ok(()), |inner| inner.child_under_dev(spec, rootfs, explain))
+    }
+
     /// In the child, when the new root is furnished but the host's files are still in
     /// reach, just before pivot_root: the place for mounts that bring host files in
     /// (`/etc/hosts`, volumes). `rootfs` is the new root's path on the host.
@@ -479,7 +486,7 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
         umask(Mode::from_bits_truncate(0o022));
         rootfs::make_mounts_private(explain)?;
         hooks.child_mount_root(spec, rootfs, explain)?;
-        rootfs::prepare_root(rootfs, explain)?;
+        rootfs::prepare_root(rootfs, explain, || hooks.child_under_dev(spec, rootfs, explain))?;
         for mount in &spec.mounts {
             mount_in_root(rootfs, mount, explain)?;
         }

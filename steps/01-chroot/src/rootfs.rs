@@ -20,16 +20,17 @@ use crate::CHAPTER;
 /// Make `rootfs` this mount namespace's `/`, with fresh `/proc`, `/dev` and `/sys`.
 pub fn enter_root(rootfs: &Path, explain: &Explain) -> Result<()> {
     make_mounts_private(explain)?;
-    prepare_root(rootfs, explain)?;
+    prepare_root(rootfs, explain, || Ok(()))?;
     pivot_into(rootfs, explain)
 }
 
 /// Everything before the switch, once mounts are private: the new root, fully furnished,
-/// still under the host's `/`.
-pub(crate) fn prepare_root(rootfs: &Path, explain: &Explain) -> Result<()> {
+/// still under the host's `/`. `under_dev` mounts what later steps keep under `/dev`.
+pub(crate) fn prepare_root(rootfs: &Path, explain: &Explain, under_dev: impl FnOnce() -> Result<()>) -> Result<()> {
     bind_onto_itself(rootfs, explain)?;
     mount_proc(rootfs, explain)?;
     mount_dev(rootfs, explain)?;
+    under_dev()?;
     mount_sys(rootfs, explain)
 }
 // ANCHOR_END: enter_root

@@ -3,6 +3,7 @@
 use std::fs::{self, File};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
+use std::path::Path;
 
 use nix::mount::{mount, MsFlags};
 use nix::unistd::{fork, sethostname, ForkResult};
@@ -41,21 +42,26 @@ impl Hooks for Isolation {
         Ok(())
     }
 
+    // ANCHOR: child_under_dev
+    /// POSIX message queues belong to the IPC namespace; their file system shows them.
+    fn child_under_dev(&self, _spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
+        let target = rootfs.join("dev/mqueue");
+        fs::create_dir_all(&target).map_err(|e| Error::runtime(format!("cannot create /dev/mqueue: {e}")))?;
+        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+        explain.step(|| {
+            Action::new(CHAPTER, "mount the message-queue file system of the container's IPC namespace", "mount(\"mqueue\", \"/dev/mqueue\", \"mqueue\", MS_NOSUID|MS_NODEV|MS_NOEXEC, NULL)")
+                .shell("mount -t mqueue mqueue /dev/mqueue")
+        });
+        mount(Some("mqueue"), &target, Some("mqueue"), flags, None::<&str>).map_err(|e| Error::syscall("mount /dev/mqueue", e))
+    }
+    // ANCHOR_END: child_under_dev
+
     // ANCHOR: child_after_root
     fn child_after_root(&self, _spec: &ContainerSpec, explain: &Explain) -> Result<()> {
         if let Some(name) = &self.hostname {
             explain.step(|| Action::new(CHAPTER, "set the hostname, in the container's own UTS namespace", format!("sethostname({name:?}, {})", name.len())).shell(format!("hostname {name}")));
             sethostname(name).map_err(|e| Error::syscall(format!("cannot set the hostname {name:?}"), e))?;
         }
-
-        // POSIX message queues belong to the IPC namespace; their file system shows them.
-        fs::create_dir_all("/dev/mqueue").map_err(|e| Error::runtime(format!("cannot create /dev/mqueue: {e}")))?;
-        let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-        explain.step(|| {
-            Action::new(CHAPTER, "mount the message-queue file system of the container's IPC namespace", "mount(\"mqueue\", \"/dev/mqueue\", \"mqueue\", MS_NOSUID|MS_NODEV|MS_NOEXEC, NULL)")
-                .shell("mount -t mqueue mqueue /dev/mqueue")
-        });
-        mount(Some("mqueue"), "/dev/mqueue", Some("mqueue"), flags, None::<&str>).map_err(|e| Error::syscall("mount /dev/mqueue", e))?;
 
         match &self.stdin {
             Stdin::Inherit => Ok(()),

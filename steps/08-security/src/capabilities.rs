@@ -108,6 +108,7 @@ impl Capabilities {
         Ok(Capabilities { bounding: set(caps.bounding())?, effective: set(caps.effective())?, permitted: set(caps.permitted())?, inheritable: set(caps.inheritable())?, ambient: set(caps.ambient())? })
     }
 
+    // ANCHOR: within_reach
     /// The same sets without what cannot be given, and a warning for each part left out
     /// (as runc does): capabilities newer than this kernel or missing from the bounding set
     /// carton itself runs with (asking for them would fail the whole start), and ambient
@@ -131,6 +132,7 @@ impl Capabilities {
         }
         (reachable, warnings)
     }
+    // ANCHOR_END: within_reach
 }
 
 /// The bounding set this process has (what it can hand on at most).

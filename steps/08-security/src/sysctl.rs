@@ -9,6 +9,7 @@ use step01::{Action, Error, Explain, Result};
 
 use crate::CHAPTER;
 
+// ANCHOR: namespaced
 /// The namespace that holds setting `key`, if any.
 pub fn namespace_of(key: &str) -> Option<CloneFlags> {
     const IPC: [&str; 8] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
@@ -32,6 +33,7 @@ pub fn check(key: &str, own: CloneFlags) -> Result<()> {
         None => Err(Error::runtime(format!("sysctl {key} is not namespaced: writing it from a container would change the whole host; set it on the host instead"))),
     }
 }
+// ANCHOR_END: namespaced
 
 // ANCHOR: write
 /// Write one setting, inside the container (its `/proc` is mounted).
