@@ -241,6 +241,15 @@ struct LimitFlags {
     /// Limit writes to a device, e.g. /dev/sda:1mb (bytes per second)
     #[arg(long = "device-write-bps", value_name = "DEVICE:RATE")]
     device_write_bps: Vec<String>,
+    /// A soft memory limit, reclaimed down to under memory pressure, e.g. 256m
+    #[arg(long = "memory-reservation", value_name = "BYTES")]
+    memory_reservation: Option<String>,
+    /// How eagerly the container's memory is swapped out, 0 to 100 (cgroup v1 only)
+    #[arg(long = "memory-swappiness", value_name = "0-100")]
+    memory_swappiness: Option<String>,
+    /// At the memory limit, let processes wait instead of being killed (cgroup v1 only)
+    #[arg(long = "oom-kill-disable")]
+    oom_kill_disable: bool,
 }
 
 impl LimitFlags {
@@ -259,6 +268,9 @@ impl LimitFlags {
             blkio_weight: self.blkio_weight.as_deref().map(parse_blkio_weight).transpose()?,
             device_read_bps: self.device_read_bps.iter().map(|rate| parse_device_rate("--device-read-bps", rate)).collect::<step01::Result<_>>()?,
             device_write_bps: self.device_write_bps.iter().map(|rate| parse_device_rate("--device-write-bps", rate)).collect::<step01::Result<_>>()?,
+            memory_reservation: self.memory_reservation.as_deref().map(parse_memory).transpose()?,
+            memory_swappiness: self.memory_swappiness.as_deref().map(parse_memory_swappiness).transpose()?,
+            oom_kill_disable: self.oom_kill_disable,
         })
     }
 }

@@ -196,7 +196,7 @@ pub fn run(command: Command, runtime: &Runtime, log: &Log) -> Result<u8> {
         }
         Command::Start { id } => start(runtime, log, &id).map(|()| 0),
         Command::State { id } => {
-            println!("{}", serde_json::to_string_pretty(&runtime.state(&id)?).unwrap_or_default());
+            print(&serde_json::to_string_pretty(&runtime.state(&id)?).unwrap_or_default());
             Ok(0)
         }
         Command::Kill { all, id, signal } => runtime.kill(&id, step07::parse_signal(&signal)?, all).map(|()| 0),
@@ -209,13 +209,19 @@ pub fn run(command: Command, runtime: &Runtime, log: &Log) -> Result<u8> {
         Command::List { format, quiet } => list(runtime, format, quiet),
         Command::Spec { bundle, rootless } => write_default_spec(&bundle, rootless).map(|()| 0),
         Command::Features => {
-            println!("{}", serde_json::to_string_pretty(&features()).unwrap_or_default());
+            print(&serde_json::to_string_pretty(&features()).unwrap_or_default());
             Ok(0)
         }
         Command::Update { .. } => Err(not_supported("update", "change the limits by deleting and creating the container again")),
         Command::Events { .. } => Err(not_supported("events", "read the numbers from the container's cgroup, or use `carton stats`")),
         Command::Checkpoint { .. } | Command::Restore { .. } => Err(not_supported("checkpoint/restore", "carton has no CRIU support")),
     }
+}
+
+/// One line on stdout; a reader that went away (`state ID | head -1`) is not an error.
+fn print(text: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout(), "{text}");
 }
 
 fn not_supported(command: &str, instead: &str) -> Error {
@@ -278,8 +284,13 @@ fn start(runtime: &Runtime, log: &Log, id: &str) -> Result<()> {
 }
 
 /// `delete`, then the poststop hooks (their failure is a warning: the container is gone).
+/// With `force`, a container that is gone already is no error: engines delete twice
+/// (containerd's shim after containerd), and runc answers that with success.
 fn delete(runtime: &Runtime, log: &Log, id: &str, force: bool) -> Result<()> {
-    let state = runtime.state(id)?;
+    let state = match runtime.state(id) {
+        Err(_) if force && !runtime.container_dir(id).join("state.json").exists() => return Ok(()),
+        state => state?,
+    };
     let bundle = Bundle::load(Path::new(state["bundle"].as_str().unwrap_or_default())).ok();
     runtime.delete(id, force)?;
     if let Some(bundle) = bundle {
@@ -424,7 +435,7 @@ fn ps(runtime: &Runtime, id: &str, format: Format, ps_args: Vec<String>) -> Resu
     }
     let pids = runtime.processes(id)?;
     if format == Format::Json {
-        println!("{}", serde_json::to_string(&pids).unwrap_or_default());
+        print(&serde_json::to_string(&pids).unwrap_or_default());
         return Ok(0);
     }
     let args = if ps_args.is_empty() { vec!["-ef".to_string()] } else { ps_args };
@@ -433,9 +444,9 @@ fn ps(runtime: &Runtime, id: &str, format: Format, ps_args: Vec<String>) -> Resu
     let mut lines = text.lines();
     let header = lines.next().unwrap_or_default();
     let column = header.split_whitespace().position(|name| name == "PID").ok_or_else(|| Error::runtime("ps printed no PID column: give ps options that show it"))?;
-    println!("{header}");
+    print(header);
     for line in lines.filter(|line| line.split_whitespace().nth(column).and_then(|pid| pid.parse::<i32>().ok()).is_some_and(|pid| pids.contains(&pid))) {
-        println!("{line}");
+        print(line);
     }
     Ok(0)
 }
@@ -444,21 +455,22 @@ fn ps(runtime: &Runtime, id: &str, format: Format, ps_args: Vec<String>) -> Resu
 fn list(runtime: &Runtime, format: Format, quiet: bool) -> Result<u8> {
     let states: Vec<serde_json::Value> = runtime.list().iter().filter_map(|id| runtime.state(id).ok()).collect();
     if quiet {
-        states.iter().for_each(|state| println!("{}", state["id"].as_str().unwrap_or_default()));
+        states.iter().for_each(|state| print(state["id"].as_str().unwrap_or_default()));
     } else if format == Format::Json {
-        println!("{}", serde_json::to_string(&states).unwrap_or_default());
+        print(&serde_json::to_string(&states).unwrap_or_default());
     } else {
-        println!("{:<24} {:<8} {:<10} {:<40} CREATED", "ID", "PID", "STATUS", "BUNDLE");
+        print(&format!("{:<24} {:<8} {:<10} {:<40} CREATED", "ID", "PID", "STATUS", "BUNDLE"));
         for state in &states {
             let field = |key: &str| state[key].as_str().unwrap_or_default().to_string();
-            println!("{:<24} {:<8} {:<10} {:<40} {}", field("id"), state["pid"].as_i64().unwrap_or(0), field("status"), field("bundle"), field("created"));
+            print(&format!("{:<24} {:<8} {:<10} {:<40} {}", field("id"), state["pid"].as_i64().unwrap_or(0), field("status"), field("bundle"), field("created")));
         }
     }
     Ok(0)
 }
 
-/// `spec`: runc's default config.json (a shell in `rootfs`, with a terminal, the default
-/// mounts, masked paths and the three capabilities runc keeps), named for carton.
+/// `spec`: a default config.json like runc's (a shell in `rootfs`, the default mounts,
+/// masked and read-only paths, the capabilities runc keeps), named for carton; unlike
+/// runc's, without a terminal (an engine that wants one says so).
 fn write_default_spec(bundle: &Path, rootless: bool) -> Result<()> {
     if rootless {
         return Err(Error::runtime("rootless specs are not supported yet (planned: the rootless chapter)"));

@@ -101,6 +101,25 @@ fn run_one(kind: Kind, hook: &Hook, state: &serde_json::Value, inside: Option<i3
         }
     }
     let mut child = command.spawn().map_err(|e| Error::runtime(format!("cannot run the {shown}: {e}")))?;
+    // Its output is read while it runs (a hook that writes more than a pipe holds would
+    // otherwise wait forever); the start of it is kept for an error message.
+    let drain = |stream: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut kept = Vec::new();
+            if let Some(mut stream) = stream {
+                let mut buffer = [0u8; 8192];
+                while let Ok(n) = stream.read(&mut buffer) {
+                    if n == 0 {
+                        break;
+                    }
+                    kept.extend_from_slice(&buffer[..n.min(4096usize.saturating_sub(kept.len()))]);
+                }
+            }
+            String::from_utf8_lossy(&kept).trim().to_string()
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let stderr = drain(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
     // The state, then end-of-file: a hook may read its stdin to the end.
     if let Some(mut stdin) = child.stdin.take() {
         let _ = stdin.write_all(state.to_string().as_bytes());
@@ -119,16 +138,11 @@ fn run_one(kind: Kind, hook: &Hook, state: &serde_json::Value, inside: Option<i3
             Err(e) => return Err(Error::runtime(format!("cannot wait for the {shown}: {e}"))),
         }
     };
+    let said: Vec<String> = [stdout, stderr].into_iter().filter_map(|reader| reader.join().ok()).filter(|text| !text.is_empty()).collect();
     if status.success() {
         return Ok(());
     }
-    let mut said = String::new();
-    for stream in [child.stdout.take().map(|s| Box::new(s) as Box<dyn Read>), child.stderr.take().map(|s| Box::new(s) as Box<dyn Read>)].into_iter().flatten() {
-        let mut text = String::new();
-        let _ = stream.take(4096).read_to_string(&mut text);
-        said.push_str(text.trim());
-    }
-    let said = if said.is_empty() { String::new() } else { format!(": {said}") };
+    let said = if said.is_empty() { String::new() } else { format!(": {}", said.join(" ")) };
     Err(Error::runtime(format!("the {shown} failed ({status}){said}")))
 }
 // ANCHOR_END: run

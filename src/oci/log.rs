@@ -27,8 +27,13 @@ impl Log {
         self.write("error", message);
     }
 
+    /// A warning goes to the log when there is one, else to stderr: an engine hands
+    /// `create` the container's own stdio, and a warning there would end up in the
+    /// container's logs (as runc, which does the same).
     pub fn warn(&self, message: &str) {
-        eprintln!("carton-oci: warning: {message}");
+        if self.file.is_none() {
+            eprintln!("carton-oci: warning: {message}");
+        }
         self.write("warning", message);
     }
 

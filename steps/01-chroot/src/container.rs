@@ -415,6 +415,7 @@ pub fn start(spec: &ContainerSpec, hooks: &mut dyn Hooks, explain: &Explain) -> 
     let previous_mask = block(&forwarded_signals_and_sigchld())?;
 
     explain.step(|| Action::new(CHAPTER, "create the child process in new namespaces", format!("clone({}|SIGCHLD)", flag_names(spec.namespaces))).shell(unshare_equivalent(spec.namespaces)));
+    let _joined = PidNamespaceForChildren::join(&spec.join, explain)?;
     // Safety: carton is single-threaded here (checked above), so the child may run ordinary Rust code.
     match unsafe { fork_into_namespaces(spec.namespaces) } {
         Err(errno) => {
@@ -532,11 +533,36 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
 }
 // ANCHOR_END: child
 
+/// A PID namespace named by path is joined by the parent, just before the clone: setns
+/// with CLONE_NEWPID changes where this process's children go, not the process itself.
+/// Dropped (in the parent), it puts this process's children back in its own namespace.
+struct PidNamespaceForChildren(Option<std::fs::File>);
+
+impl PidNamespaceForChildren {
+    fn join(joined: &[JoinedNamespace], explain: &Explain) -> Result<PidNamespaceForChildren> {
+        let Some(JoinedNamespace { path, .. }) = joined.iter().find(|j| j.kind == CloneFlags::CLONE_NEWPID) else { return Ok(PidNamespaceForChildren(None)) };
+        let own = std::fs::File::open("/proc/self/ns/pid").map_err(|e| Error::runtime(format!("cannot open /proc/self/ns/pid: {e}")))?;
+        explain.step(|| Action::new(CHAPTER, format!("the child will be born in the PID namespace pinned at {}", path.display()), "setns(open(path), CLONE_NEWPID)"));
+        let theirs = std::fs::File::open(path).map_err(|e| Error::runtime(format!("cannot open the namespace {}: {e}", path.display())))?;
+        nix::sched::setns(theirs, CloneFlags::CLONE_NEWPID).map_err(|errno| Error::syscall(format!("cannot join the PID namespace {}", path.display()), errno))?;
+        Ok(PidNamespaceForChildren(Some(own)))
+    }
+}
+
+impl Drop for PidNamespaceForChildren {
+    fn drop(&mut self) {
+        if let Some(own) = self.0.take() {
+            let _ = nix::sched::setns(own, CloneFlags::CLONE_NEWPID);
+        }
+    }
+}
+
 // ANCHOR: join_namespaces
 /// Enter the namespaces the spec names by path, before anything is mounted: `/sys`
-/// shows the network devices of the namespace it is mounted from.
+/// shows the network devices of the namespace it is mounted from. (A PID namespace was
+/// joined for the child by its parent.)
 fn join_namespaces(joined: &[JoinedNamespace], explain: &Explain) -> Result<()> {
-    for JoinedNamespace { kind, path } in joined {
+    for JoinedNamespace { kind, path } in joined.iter().filter(|j| j.kind != CloneFlags::CLONE_NEWPID) {
         let shown = path.display();
         explain.step(|| {
             Action::new(CHAPTER, format!("join the namespace pinned at {shown}"), format!("setns(open(\"{shown}\"), {})", flag_names(*kind)))

@@ -36,11 +36,17 @@ pub fn read_namespaces(spec: &Spec, container: &mut ContainerSpec) -> Result<()>
         };
         match namespace.path() {
             None => container.namespaces |= kind,
-            Some(_) if matches!(kind, CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID) => {
-                return Err(Error::runtime(format!("joining an existing {} namespace by path is not supported; let the container have its own", namespace.typ())));
+            Some(_) if kind == CloneFlags::CLONE_NEWNS => {
+                return Err(Error::runtime("joining an existing mount namespace by path is not supported: the container's root is mounted in a mount namespace of its own"));
             }
             Some(path) => container.join.push(JoinedNamespace { kind, path: path.clone() }),
         }
+    }
+    // Without one, mounting the root and pivot_root would change the host's own mounts.
+    if !container.namespaces.contains(CloneFlags::CLONE_NEWNS) {
+        return Err(Error::runtime(
+            "config.json lists no mount namespace: carton always gives a container its own (it mounts the root filesystem there); add {\"type\": \"mount\"} to linux.namespaces",
+        ));
     }
     Ok(())
 }

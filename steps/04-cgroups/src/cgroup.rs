@@ -77,6 +77,16 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
             out.push(Setting { if_missing, ..set("memory", file, value) });
         }
     }
+    if let Some(reservation) = limits.memory_reservation {
+        out.push(set("memory", if v2 { "memory.low" } else { "memory.soft_limit_in_bytes" }, reservation));
+    }
+    // v2 has neither: the kernel decides swapping per system, and never pauses at the limit.
+    if let Some(swappiness) = limits.memory_swappiness.filter(|_| !v2) {
+        out.push(set("memory", "memory.swappiness", swappiness));
+    }
+    if limits.oom_kill_disable && !v2 {
+        out.push(set("memory", "memory.oom_control", 1));
+    }
     if let Some(cpus) = limits.cpus {
         if v2 {
             out.push(set("cpu", "cpu.max", format!("{} {}", cpus.quota_us, cpus.period_us)));
@@ -221,15 +231,16 @@ impl Cgroup {
         }
         if self.version == Version::V1 {
             // A new v1 cpuset has no CPUs and no memory nodes, and refuses processes until
-            // it has both: copy them from the parent, at each level carton made.
+            // it has both: copy them from the parent, top down, at each level still empty
+            // (an engine's cgroupsPath may be several levels deep).
             let cpuset = self.dir("cpuset");
-            if let Some(parent) = cpuset.parent() {
-                for dir in [parent, cpuset] {
-                    for file in ["cpuset.cpus", "cpuset.mems"] {
-                        if fs::read_to_string(dir.join(file)).unwrap_or_default().trim().is_empty() {
-                            if let Ok(inherited) = fs::read_to_string(dir.parent().unwrap_or(dir).join(file)) {
-                                write(&dir.join(file), inherited.trim(), explain)?;
-                            }
+            let mut levels: Vec<&Path> = cpuset.ancestors().take_while(|dir| dir.join("cpuset.cpus").exists()).collect();
+            levels.reverse();
+            for dir in levels.into_iter().skip(1) {
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    if fs::read_to_string(dir.join(file)).unwrap_or_default().trim().is_empty() {
+                        if let Ok(inherited) = fs::read_to_string(dir.parent().unwrap_or(dir).join(file)) {
+                            write(&dir.join(file), inherited.trim(), explain)?;
                         }
                     }
                 }
@@ -446,6 +457,9 @@ mod tests {
             blkio_weight: Some(300),
             device_read_bps: vec![DeviceRate { major: 8, minor: 0, bytes_per_second: 1 << 20 }],
             device_write_bps: vec![DeviceRate { major: 8, minor: 0, bytes_per_second: 2 << 20 }],
+            memory_reservation: Some(16 << 20),
+            memory_swappiness: Some(10),
+            oom_kill_disable: true,
         }
     }
 
@@ -461,6 +475,9 @@ mod tests {
             [
                 "memory/memory.limit_in_bytes = 33554432",
                 "memory/memory.memsw.limit_in_bytes = 50331648",
+                "memory/memory.soft_limit_in_bytes = 16777216",
+                "memory/memory.swappiness = 10",
+                "memory/memory.oom_control = 1",
                 "cpu/cpu.cfs_period_us = 100000",
                 "cpu/cpu.cfs_quota_us = 20000",
                 "cpu/cpu.shares = 512",
@@ -480,6 +497,7 @@ mod tests {
             [
                 "memory/memory.max = 33554432",
                 "memory/memory.swap.max = 16777216",
+                "memory/memory.low = 16777216",
                 "cpu/cpu.max = 20000 100000",
                 "cpu/cpu.weight = 20",
                 "cpuset/cpuset.cpus = 0",

@@ -59,12 +59,23 @@ pub struct Resources<H: Hooks> {
     inner: H,
     cgroup: Option<Rc<Cgroup>>,
     layout: &'static Layout,
+    namespace: CgroupNamespace,
+}
+
+/// The spec's `cgroup` namespace: a new one (carton's own containers), one joined by path,
+/// or none listed (the container sees the host's cgroup tree, as runc does then).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupNamespace {
+    New,
+    Join(std::path::PathBuf),
+    Host,
 }
 
 impl<H: Hooks> Resources<H> {
-    /// Put the container into `cgroup` (none: unmeasured), around the hooks `inner`.
-    pub fn new(inner: H, cgroup: Option<Rc<Cgroup>>, layout: &'static Layout) -> Resources<H> {
-        Resources { inner, cgroup, layout }
+    /// Put the container into `cgroup` (none: unmeasured), around the hooks `inner`, with
+    /// the cgroup namespace the spec asks for.
+    pub fn new(inner: H, cgroup: Option<Rc<Cgroup>>, layout: &'static Layout, namespace: CgroupNamespace) -> Resources<H> {
+        Resources { inner, cgroup, layout, namespace }
     }
 }
 
@@ -88,7 +99,11 @@ impl<H: Hooks> Hooks for Resources<H> {
 
     fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &Path, explain: &Explain) -> Result<()> {
         if self.cgroup.is_some() {
-            enter_cgroup_namespace(explain)?;
+            match &self.namespace {
+                CgroupNamespace::New => enter_cgroup_namespace(explain)?,
+                CgroupNamespace::Join(path) => join_cgroup_namespace(path, explain)?,
+                CgroupNamespace::Host => {}
+            }
             mount_cgroups(rootfs, self.layout, explain)?;
         }
         self.inner.child_before_pivot(spec, rootfs, explain)
@@ -103,6 +118,13 @@ impl<H: Hooks> Hooks for Resources<H> {
 fn enter_cgroup_namespace(explain: &Explain) -> Result<()> {
     explain.step(|| Action::new(CHAPTER, "a cgroup namespace: the container's own cgroup becomes its /", "unshare(CLONE_NEWCGROUP)").shell("unshare --cgroup"));
     unshare(CloneFlags::CLONE_NEWCGROUP).map_err(|errno| Error::syscall("cannot create a cgroup namespace", errno))
+}
+
+/// The cgroup namespace at `path` (another container's), joined instead of a new one.
+fn join_cgroup_namespace(path: &Path, explain: &Explain) -> Result<()> {
+    explain.step(|| Action::new(CHAPTER, format!("join the cgroup namespace pinned at {}", path.display()), "setns(open(path), CLONE_NEWCGROUP)"));
+    let file = std::fs::File::open(path).map_err(|e| Error::runtime(format!("cannot open the cgroup namespace {}: {e}", path.display())))?;
+    nix::sched::setns(file, CloneFlags::CLONE_NEWCGROUP).map_err(|errno| Error::syscall(format!("cannot join the cgroup namespace {}", path.display()), errno))
 }
 
 /// The container's cgroups at `/sys/fs/cgroup`, read-only: mounted from inside the new
@@ -150,7 +172,8 @@ pub fn run(spec: &Spec, context: &Context) -> Result<Finished> {
 pub fn run_with<H: Hooks>(spec: &Spec, context: &Context, wrap: impl FnOnce(Resources<step03::Networking<step02::Isolation>>) -> H) -> Result<Finished> {
     let layout = Layout::detected();
     let cgroup = oci::create_cgroup(spec, context.id.as_str(), layout, &context.explain)?.map(|(cgroup, _path)| Rc::new(cgroup));
-    let exit = step03::run_with(spec, context, |inner| wrap(Resources::new(inner, cgroup.clone(), layout)));
+    let namespace = oci::cgroup_namespace(spec);
+    let exit = step03::run_with(spec, context, |inner| wrap(Resources::new(inner, cgroup.clone(), layout, namespace)));
     let Some(cgroup) = cgroup else { return exit.map(|exit| Finished { exit, stats: Stats::default() }) };
     let stats = cgroup.stats();
     // Should a process linger past the 2 seconds `remove` waits, the cgroup is empty by

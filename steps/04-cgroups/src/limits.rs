@@ -43,6 +43,12 @@ pub struct Limits {
     pub blkio_weight: Option<u16>,
     pub device_read_bps: Vec<DeviceRate>,
     pub device_write_bps: Vec<DeviceRate>,
+    /// `--memory-reservation`: a soft limit, what the kernel reclaims down to under pressure.
+    pub memory_reservation: Option<u64>,
+    /// `--memory-swappiness` (0 to 100): how eagerly its pages are swapped out (v1 only).
+    pub memory_swappiness: Option<u64>,
+    /// `--oom-kill-disable`: at the limit, processes wait instead of being killed (v1 only).
+    pub oom_kill_disable: bool,
 }
 
 /// The smallest memory limit Docker accepts: below it not even a shell starts.
@@ -155,6 +161,14 @@ pub fn parse_pids_limit(text: &str) -> Result<Option<u64>> {
         Ok(limit) if limit > 0 => Ok(Some(limit as u64)),
         Ok(0 | -1) => Ok(None),
         _ => Err(Error::runtime(format!("invalid --pids-limit {text:?}: give a number of processes, e.g. 100 (-1 for no limit)"))),
+    }
+}
+
+/// `--memory-swappiness`: 0 (swap only when it must) to 100 (as eagerly as the host).
+pub fn parse_memory_swappiness(text: &str) -> Result<u64> {
+    match text.trim().parse::<u64>() {
+        Ok(swappiness) if swappiness <= 100 => Ok(swappiness),
+        _ => Err(Error::runtime(format!("invalid --memory-swappiness {text:?}: give a number from 0 to 100"))),
     }
 }
 

@@ -32,6 +32,15 @@ pub fn write(spec: &mut Spec, id: &str, limits: &Limits) -> Result<()> {
     Ok(())
 }
 
+/// The cgroup namespace the spec lists (see [`crate::CgroupNamespace`]).
+pub fn cgroup_namespace(spec: &Spec) -> crate::CgroupNamespace {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    match namespaces.iter().find(|namespace| namespace.typ() == LinuxNamespaceType::Cgroup) {
+        None => crate::CgroupNamespace::Host,
+        Some(namespace) => namespace.path().clone().map_or(crate::CgroupNamespace::New, crate::CgroupNamespace::Join),
+    }
+}
+
 // ANCHOR: create_from_oci
 /// The cgroup `spec` asks for, made with its limits, and its path (`linux.cgroupsPath`, by
 /// default `/carton/ID`). On a machine without cgroups a container that asks for no limit
@@ -42,6 +51,9 @@ pub fn create_cgroup(spec: &Spec, id: &str, layout: &Layout, explain: &Explain) 
     let (limits, not_applied) = linux.and_then(|l| l.resources().as_ref()).map_or((Limits::default(), Vec::new()), Limits::from_oci);
     for field in not_applied {
         eprintln!("carton: warning: config.json sets {field}, which carton does not apply yet");
+    }
+    if layout.version() == Some(crate::Version::V2) && (limits.memory_swappiness.is_some() || limits.oom_kill_disable) {
+        eprintln!("carton: warning: cgroup v2 has no memory swappiness and no way to disable the OOM killer: those settings are ignored, as Docker does");
     }
     let path = linux.and_then(|l| l.cgroups_path().as_ref()).map_or_else(|| cgroups_path(id), |p| p.display().to_string());
     match layout.version() {
@@ -69,10 +81,19 @@ impl Limits {
     /// The limits in the spec's terms (`docker run -m 512m` → `"memory": {"limit": 536870912}`).
     pub fn to_oci(&self) -> Result<LinuxResources> {
         let mut resources = LinuxResourcesBuilder::default();
-        if self.memory.is_some() || self.memory_swap.is_some() {
+        if self.memory.is_some() || self.memory_swap.is_some() || self.memory_reservation.is_some() || self.memory_swappiness.is_some() || self.oom_kill_disable {
             let mut memory = LinuxMemoryBuilder::default();
             if let Some(limit) = self.memory {
                 memory = memory.limit(limit as i64);
+            }
+            if let Some(reservation) = self.memory_reservation {
+                memory = memory.reservation(reservation as i64);
+            }
+            if let Some(swappiness) = self.memory_swappiness {
+                memory = memory.swappiness(swappiness);
+            }
+            if self.oom_kill_disable {
+                memory = memory.disable_oom_killer(true);
             }
             match self.effective_swap() {
                 Some(Swap::Unlimited) => memory = memory.swap(-1),
@@ -116,8 +137,11 @@ impl Limits {
         if let Some(memory) = resources.memory() {
             limits.memory = memory.limit().filter(|limit| *limit > 0).map(|limit| limit as u64);
             limits.memory_swap = memory.swap().map(|swap| if swap < 0 { Swap::Unlimited } else { Swap::Total(swap as u64) });
-            if memory.reservation().is_some() || memory.swappiness().is_some() || memory.kernel().is_some() || memory.kernel_tcp().is_some() {
-                not_applied.push("linux.resources.memory (reservation, swappiness, kernel)");
+            limits.memory_reservation = memory.reservation().filter(|bytes| *bytes > 0).map(|bytes| bytes as u64);
+            limits.memory_swappiness = memory.swappiness();
+            limits.oom_kill_disable = memory.disable_oom_killer().unwrap_or(false);
+            if memory.kernel().is_some() || memory.kernel_tcp().is_some() {
+                not_applied.push("linux.resources.memory (kernel, kernelTCP: gone from Linux since 6.x)");
             }
         }
         if let Some(cpu) = resources.cpu() {
@@ -165,6 +189,9 @@ mod tests {
             blkio_weight: Some(300),
             device_read_bps: vec![DeviceRate { major: 7, minor: 0, bytes_per_second: 1 << 20 }],
             device_write_bps: vec![],
+            memory_reservation: Some(32 << 20),
+            memory_swappiness: Some(0),
+            oom_kill_disable: true,
         };
         let resources = limits.to_oci().unwrap();
         let json = serde_json::to_value(&resources).unwrap();
@@ -182,7 +209,7 @@ mod tests {
 
     #[test]
     fn fields_that_cannot_be_applied_are_named() {
-        let resources: LinuxResources = serde_json::from_str(r#"{"devices": [{"allow": false, "access": "rwm"}], "memory": {"reservation": 1}, "hugepageLimits": []}"#).unwrap();
+        let resources: LinuxResources = serde_json::from_str(r#"{"devices": [{"allow": false, "access": "rwm"}], "memory": {"kernel": 1}, "hugepageLimits": []}"#).unwrap();
         let (_, not_applied) = Limits::from_oci(&resources);
         // The device rules are the security step's to name, not this one's.
         assert_eq!(not_applied.len(), 2, "{not_applied:?}");

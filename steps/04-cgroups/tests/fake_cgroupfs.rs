@@ -20,6 +20,7 @@ fn limits() -> Limits {
         blkio_weight: Some(500),
         device_read_bps: vec![DeviceRate { major: 8, minor: 0, bytes_per_second: 1 << 20 }],
         device_write_bps: vec![DeviceRate { major: 8, minor: 16, bytes_per_second: 3 << 20 }],
+        ..Limits::default()
     }
 }
 

@@ -173,7 +173,7 @@ impl Runtime {
                 let _ = cgroup.remove();
             }
         };
-        let mut hooks = match wrap(spec, step04::Resources::new(isolation, cgroup.clone(), layout)) {
+        let mut hooks = match wrap(spec, step04::Resources::new(isolation, cgroup.clone(), layout, step04::oci::cgroup_namespace(spec))) {
             Ok(hooks) => hooks,
             Err(error) => {
                 undo_cgroup(&cgroup);

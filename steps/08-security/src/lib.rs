@@ -7,7 +7,8 @@
 //! - [`capabilities`]: the five capability sets of `process.capabilities` (the bounding set
 //!   cut before the user switch, the others set after it);
 //! - [`paths`]: `linux.maskedPaths` hidden, `linux.readonlyPaths` read-only;
-//! - [`sysctl`]: `linux.sysctl`, only for settings of the container's own namespaces.
+//! - [`sysctl`]: `linux.sysctl`, only for settings of the container's own namespaces;
+//! - [`devices`]: the device nodes of `linux.devices`.
 //!
 //! They plug into the start sequence as one more layer of hooks, [`Security`], around the
 //! hooks of steps 02 and 04, and into `exec` through [`step07::exec::ExecSecurity`].
@@ -15,6 +16,7 @@
 //! that asks for them is warned about ([`unapplied`]), never silently obeyed in part.
 
 pub mod capabilities;
+pub mod devices;
 pub mod paths;
 pub mod sysctl;
 
@@ -36,6 +38,7 @@ pub struct Security<H: Hooks> {
     masked: Vec<String>,
     readonly: Vec<String>,
     sysctl: Vec<(String, String)>,
+    devices: Vec<oci_spec::runtime::LinuxDevice>,
 }
 
 impl<H: Hooks> Hooks for Security<H> {
@@ -45,6 +48,12 @@ impl<H: Hooks> Hooks for Security<H> {
 
     fn inner_mut(&mut self) -> Option<&mut dyn Hooks> {
         Some(&mut self.inner)
+    }
+
+    /// The new root furnished, before pivot_root: the spec's device nodes.
+    fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &std::path::Path, explain: &Explain) -> Result<()> {
+        self.inner.child_before_pivot(spec, rootfs, explain)?;
+        self.devices.iter().try_for_each(|device| devices::make(rootfs, device, explain))
     }
 
     /// After pivot_root, still root with every capability: the kernel settings (while
@@ -106,7 +115,14 @@ pub fn from_oci<H: Hooks>(spec: &Spec, inner: H) -> Result<Reading<H>> {
         sysctl::check(key, own)?;
     }
     let list = |paths: Option<&Vec<String>>| paths.cloned().unwrap_or_default();
-    let security = Security { inner, capabilities, masked: list(linux.and_then(|l| l.masked_paths().as_ref())), readonly: list(linux.and_then(|l| l.readonly_paths().as_ref())), sysctl: settings };
+    let security = Security {
+        inner,
+        capabilities,
+        masked: list(linux.and_then(|l| l.masked_paths().as_ref())),
+        readonly: list(linux.and_then(|l| l.readonly_paths().as_ref())),
+        sysctl: settings,
+        devices: linux.and_then(|l| l.devices().clone()).unwrap_or_default(),
+    };
     Ok(Reading { security, warnings })
 }
 // ANCHOR_END: from_oci
@@ -136,9 +152,6 @@ pub fn unapplied(spec: &Spec) -> Vec<String> {
     }
     if linux.resources().as_ref().and_then(|r| r.devices().as_ref()).is_some_and(|rules| !rules.is_empty()) {
         warnings.push("linux.resources.devices is not applied yet: the container may use any device node it can make".to_string());
-    }
-    if linux.devices().as_ref().is_some_and(|devices| !devices.is_empty()) {
-        warnings.push("linux.devices is not applied yet: only the default devices (null, zero, full, random, urandom, tty) are made".to_string());
     }
     if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
         warnings.push("linux.uidMappings/gidMappings are not applied yet (no user namespace): ids inside are the host's".to_string());

@@ -12,6 +12,8 @@ use crate::CHAPTER;
 // ANCHOR: namespaced
 /// The namespace that holds setting `key`, if any.
 pub fn namespace_of(key: &str) -> Option<CloneFlags> {
+    let dotted = key.replace('/', ".");
+    let key = dotted.as_str();
     const IPC: [&str; 8] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
     if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
         Some(CloneFlags::CLONE_NEWIPC)
@@ -38,7 +40,9 @@ pub fn check(key: &str, own: CloneFlags) -> Result<()> {
 // ANCHOR: write
 /// Write one setting, inside the container (its `/proc` is mounted).
 pub fn write(key: &str, value: &str, explain: &Explain) -> Result<()> {
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    // `net.ipv4.ip_forward`, or already as a path (`net/ipv4/conf/eth0.1/forwarding`: an
+    // interface name may hold a dot, which only this spelling keeps).
+    let path = if key.contains('/') { format!("/proc/sys/{key}") } else { format!("/proc/sys/{}", key.replace('.', "/")) };
     explain.step(|| Action::new(CHAPTER, format!("set {key} = {value} in the container's namespaces"), format!("write(\"{path}\", \"{value}\")")).shell(format!("sysctl -w {key}={value}")));
     std::fs::write(&path, value).map_err(|e| Error::runtime(format!("cannot set sysctl {key} ({path}): {e}")))
 }

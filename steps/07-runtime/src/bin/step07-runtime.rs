@@ -140,10 +140,11 @@ fn command(runtime: &Runtime, command: Command) -> step01::Result<u8> {
             let mut options = step02::Options::new(step02::ContainerId::random()?);
             options.hostname = Some("carton".to_string());
             step02::oci::write(&options, &mut spec)?;
-            // A network namespace of its own, with only lo (as `runc spec` makes).
+            // A network namespace of its own, with only lo, and a cgroup namespace (as `runc spec` makes).
             let mut linux = spec.linux().clone().unwrap_or_default();
             let mut namespaces = linux.namespaces().clone().unwrap_or_default();
             step02::oci::add_namespace(&mut namespaces, oci_spec::runtime::LinuxNamespaceType::Network, None);
+            step02::oci::add_namespace(&mut namespaces, oci_spec::runtime::LinuxNamespaceType::Cgroup, None);
             linux.set_namespaces(Some(namespaces));
             spec.set_linux(Some(linux));
             if Path::new("config.json").exists() {
