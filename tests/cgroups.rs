@@ -151,13 +151,16 @@ fn each_limit_lands_in_its_own_versions_files() {
     // A block device both kinds of test machine have: loop devices exist without a backing file.
     let (major, minor) = (7, 0);
     assert!(std::path::Path::new("/sys/dev/block/7:0").exists(), "this test needs /dev/loop0 (the loop driver)");
-    let flags = ["-m", "64m", "--memory-swap", "96m", "--cpus", "0.5", "--cpu-shares", "512", "--pids-limit", "40", "--device-write-bps", "/dev/loop0:1mb"];
+    let flags = ["-m", "64m", "--memory-swap", "96m", "--memory-reservation", "32m", "--memory-swappiness", "10", "--oom-kill-disable"];
+    let flags = [&flags[..], &["--cpus", "0.5", "--cpu-shares", "512", "--pids-limit", "40", "--device-write-bps", "/dev/loop0:1mb"]].concat();
     let (files, expected): (Vec<String>, Vec<String>) = match cgroup_version() {
         Some(Version::V1) => {
             let files = [
                 ("memory", "memory.limit_in_bytes", "67108864".to_string()),
                 // v1 counts memory and swap together, as Docker's flag does: 96 MiB.
                 ("memory", "memory.memsw.limit_in_bytes", "100663296".to_string()),
+                ("memory", "memory.soft_limit_in_bytes", "33554432".to_string()),
+                ("memory", "memory.swappiness", "10".to_string()),
                 ("cpu", "cpu.cfs_quota_us", "50000".to_string()),
                 ("cpu", "cpu.cfs_period_us", "100000".to_string()),
                 ("cpu", "cpu.shares", "512".to_string()),
@@ -171,6 +174,8 @@ fn each_limit_lands_in_its_own_versions_files() {
                 ("memory.max", "67108864".to_string()),
                 // v2's file holds the swap alone: 96 MiB - 64 MiB.
                 ("memory.swap.max", "33554432".to_string()),
+                // v2 has no swappiness and never pauses at the limit: those two are ignored.
+                ("memory.low", "33554432".to_string()),
                 ("cpu.max", "50000 100000".to_string()),
                 // shares 2..262144 onto weight 1..10000: 1 + (512 - 2) * 9999 / 262142 = 20.
                 ("cpu.weight", "20".to_string()),

@@ -19,7 +19,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::Value;
 
-const OCI: &str = "/tmp/wrap-oci.sh"; // EXPERIMENT
+const OCI: &str = env!("CARGO_BIN_EXE_carton-oci");
 /// carton-oci's default state root: podman calls its runtime without `--root`.
 const OCI_DEFAULT_ROOT: &str = "/run/carton-oci";
 /// The name `carton save` gives busybox in the archive, which both engines keep.
@@ -584,8 +584,15 @@ fn containerd_runs_execs_pauses_kills_and_deletes_containers_with_carton_oci() {
 
     let log = containerd.finish();
     // The shim's cleanup, as a task goes, is `runc delete --force ID` after the delete: runc
-    // answers 0 for a container that is already gone, and the shim logs anything else.
-    for line in log.lines().filter(|line| line.contains("failed to remove runc container")) {
+    // answers 0 for a container that is already gone, and the shim logs anything else —
+    // except a race of containerd's own: its `shim delete` waits for the runtime with
+    // go-runc's default monitor while its SIGCHLD reaper (wait4(-1)) runs alongside; when the
+    // reaper wins, go-runc's wait fails with ECHILD and it reports "exit status 255" with no
+    // output, whatever the runtime returned (runc too, about one shim in five: traced with
+    // tracefs). carton-oci fails with 1 and says why on stderr, which the shim quotes;
+    // tests/oci.rs checks the forced delete of a deleted container directly.
+    let reaper_race = r#"did not terminate successfully: exit status 255: \""#;
+    for line in log.lines().filter(|line| line.contains("failed to remove runc container") && !line.contains(reaper_race)) {
         differences.push(format!("`delete --force` of a container already deleted must succeed, as runc's does; containerd logged: {line}"));
     }
     assert!(differences.is_empty(), "carton-oci differs from runc where containerd sees it: {differences:#?}");
