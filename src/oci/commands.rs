@@ -270,7 +270,7 @@ fn start(runtime: &Runtime, log: &Log, id: &str) -> Result<()> {
     if state["status"] != "created" {
         return runtime.start(id); // says why not
     }
-    let bundle = Bundle::load(Path::new(state["bundle"].as_str().unwrap_or_default()))?;
+    let bundle = runtime.bundle_of(id)?;
     let pid = state["pid"].as_i64().map(|pid| pid as i32);
     if let Err(error) = hooks::run(Kind::StartContainer, &bundle.spec, &state, pid) {
         let _ = runtime.delete(id, true);
@@ -291,7 +291,7 @@ fn delete(runtime: &Runtime, log: &Log, id: &str, force: bool) -> Result<()> {
         Err(_) if force && !runtime.container_dir(id).join("state.json").exists() => return Ok(()),
         state => state?,
     };
-    let bundle = Bundle::load(Path::new(state["bundle"].as_str().unwrap_or_default())).ok();
+    let bundle = runtime.bundle_of(id).ok();
     runtime.delete(id, force)?;
     if let Some(bundle) = bundle {
         let mut state = state;

@@ -49,8 +49,31 @@ impl Bundle {
         let json = serde_json::to_vec(spec).map_err(|e| Error::runtime(format!("cannot write the runtime spec: {e}")))?;
         std::fs::write(&path, json).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))
     }
+
+    /// Keep `spec` as created in the container's state directory `state_dir`.
+    pub fn write_as_created(state_dir: &Path, spec: &Spec) -> Result<()> {
+        let json = serde_json::to_vec(spec).map_err(|e| Error::runtime(format!("cannot write the runtime spec: {e}")))?;
+        let path = state_dir.join(AS_CREATED);
+        std::fs::write(&path, json).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))
+    }
+
+    /// The bundle at `dir` with the spec its container was created with: the copy in
+    /// `state_dir` when the bundle is elsewhere, else the bundle's own config.json.
+    pub fn as_created(state_dir: &Path, dir: &Path) -> Result<Bundle> {
+        let copy = state_dir.join(AS_CREATED);
+        match std::fs::read_to_string(&copy) {
+            Ok(text) => {
+                let spec = serde_json::from_str(&text).map_err(|e| Error::runtime(format!("{} is damaged ({e}); `delete --force` removes the container", copy.display())))?;
+                Ok(Bundle { dir: dir.to_path_buf(), spec })
+            }
+            Err(_) => Bundle::load(dir),
+        }
+    }
 }
 // ANCHOR_END: load
+
+/// The copy of an engine's config.json kept beside the container's state.
+pub const AS_CREATED: &str = "spec-as-created.json";
 
 /// The spec's versions this runtime reads: 1.x, as runc and crun (the format has only
 /// grown compatibly since 1.0.0).

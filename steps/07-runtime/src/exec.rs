@@ -119,8 +119,7 @@ pub fn numeric_user(text: &str) -> Result<User> {
 impl Runtime {
     /// The bundle of container `id` and a copy of its `process`, for an exec to change.
     pub fn container_process(&self, id: &str) -> Result<(crate::Bundle, oci_spec::runtime::Process)> {
-        let state = self.state(id)?;
-        let bundle = crate::Bundle::load(std::path::Path::new(state["bundle"].as_str().unwrap_or_default()))?;
+        let bundle = self.bundle_of(id)?;
         let process = bundle.spec.process().clone().unwrap_or_default();
         Ok((bundle, process))
     }

@@ -136,7 +136,7 @@ impl Runtime {
         let created = self.create_in(&dir, id, bundle_dir, options, wrap, creating);
         if created.is_err() && Record::load(&dir).ok().flatten().is_none() {
             // This create made nothing: no trace of it either (an engine's bundle stays).
-            for file in [state::EXEC_FIFO, "lock"] {
+            for file in [state::EXEC_FIFO, bundle::AS_CREATED, "lock"] {
                 let _ = fs::remove_file(dir.join(file));
             }
             let _ = fs::remove_dir(&dir);
@@ -154,6 +154,11 @@ impl Runtime {
         creating: state::Creating,
     ) -> Result<Created> {
         let bundle = Bundle::load(bundle_dir)?;
+        // The spec as created: an engine may change its config.json afterwards, and that
+        // must not change the container (exec, hooks and delete read this copy).
+        if bundle.dir != dir {
+            Bundle::write_as_created(dir, &bundle.spec)?;
+        }
         let spec = &bundle.spec;
         // Each step reads its own part of the spec.
         let mut container = ContainerSpec::from_oci(spec, &bundle.dir)?;
@@ -256,6 +261,13 @@ impl Runtime {
     }
     // ANCHOR_END: start
 
+    /// Container `id`'s bundle with its spec as it was created (not as its config.json
+    /// may say now).
+    pub fn bundle_of(&self, id: &str) -> Result<Bundle> {
+        let (dir, _locked, record) = self.existing(id)?;
+        Bundle::as_created(&dir, &record.bundle)
+    }
+
     /// The state as the runtime spec defines it (`runc state`'s JSON).
     pub fn state(&self, id: &str) -> Result<serde_json::Value> {
         let (dir, _locked, record) = self.existing(id)?;
@@ -346,7 +358,7 @@ impl Runtime {
             self.explain.step(|| Action::new(CHAPTER, "delete: remove the container's cgroup", "rmdir(cgroup)"));
             cgroup.remove()?;
         }
-        for file in [state::EXEC_FIFO, "state.json", "lock"] {
+        for file in [state::EXEC_FIFO, "state.json", bundle::AS_CREATED, "lock"] {
             let _ = fs::remove_file(dir.join(file));
         }
         drop(locked);
