@@ -271,6 +271,7 @@ impl LimitFlags {
             memory_reservation: self.memory_reservation.as_deref().map(parse_memory).transpose()?,
             memory_swappiness: self.memory_swappiness.as_deref().map(parse_memory_swappiness).transpose()?,
             oom_kill_disable: self.oom_kill_disable,
+            ..step04::Limits::default()
         })
     }
 }

@@ -86,6 +86,12 @@ pub struct JoinedNamespace {
 }
 
 impl ContainerSpec {
+    /// Whether the container has a mount namespace of its own (new, or joined by path);
+    /// without one it shares the caller's, as the OCI spec allows and runc does.
+    pub fn has_own_mount_namespace(&self) -> bool {
+        self.namespaces.contains(CloneFlags::CLONE_NEWNS) || self.join.iter().any(|joined| joined.kind == CloneFlags::CLONE_NEWNS)
+    }
+
     pub fn new(rootfs: PathBuf, process: Process) -> Self {
         ContainerSpec {
             rootfs,
@@ -140,10 +146,8 @@ impl ContainerSpec {
     /// root filesystem with every symbolic link resolved: the path the child mounts.
     pub fn validate(&self) -> Result<PathBuf> {
         let resolved = check_root(&self.rootfs)?;
-        if !self.namespaces.contains(CloneFlags::CLONE_NEWNS) {
-            // Without its own mount namespace the child would mount over the host's /proc and /dev.
-            return Err(Error::runtime("a container needs its own mount namespace (CLONE_NEWNS)"));
-        }
+        // Without a mount namespace of its own (a spec may ask for that) every mount is
+        // still made below `rootfs`, and the child chroots instead of pivot_root.
         if let Some(both) = self.join.iter().find(|joined| self.namespaces.intersects(joined.kind)) {
             return Err(Error::runtime(format!("the child cannot both create and join a namespace ({})", flag_names(both.kind))));
         }
@@ -485,7 +489,12 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
         join_namespaces(&spec.join, explain)?;
         explain.step(|| Action::new(CHAPTER, "new files get mode 644 and directories 755, whatever carton's umask was", "umask(022)").shell("umask 022"));
         umask(Mode::from_bits_truncate(0o022));
-        rootfs::make_mounts_private(explain)?;
+        // A spec may leave the mount namespace out: the container then shares the caller's,
+        // whose mounts must not change propagation, and whose root must not be pivoted.
+        let own_mounts = spec.has_own_mount_namespace();
+        if own_mounts {
+            rootfs::make_mounts_private(explain)?;
+        }
         hooks.child_mount_root(spec, rootfs, explain)?;
         rootfs::prepare_root(rootfs, explain, || hooks.child_under_dev(spec, rootfs, explain))?;
         for mount in &spec.mounts {
@@ -495,7 +504,9 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
         if spec.readonly_root {
             rootfs::make_read_only(rootfs, explain)?;
         }
-        if spec.no_pivot {
+        if !own_mounts {
+            rootfs::chroot_into(rootfs, explain)?;
+        } else if spec.no_pivot {
             rootfs::move_into(rootfs, explain)?;
         } else {
             rootfs::pivot_into(rootfs, explain)?;
@@ -755,8 +766,10 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(dir.path(), &link).unwrap();
         assert_eq!(ContainerSpec::new(link, process.clone()).validate().unwrap(), dir.path().canonicalize().unwrap());
+        // A spec may leave the mount namespace out (the child chroots then, as runc does).
         let mut no_mount_namespace = ContainerSpec::new(dir.path().to_path_buf(), process);
+        assert!(no_mount_namespace.has_own_mount_namespace());
         no_mount_namespace.namespaces = CloneFlags::empty();
-        assert!(no_mount_namespace.validate().unwrap_err().message.contains("CLONE_NEWNS"));
+        assert!(no_mount_namespace.validate().is_ok() && !no_mount_namespace.has_own_mount_namespace());
     }
 }

@@ -189,6 +189,15 @@ pub(crate) fn move_into(rootfs: &Path, explain: &Explain) -> Result<()> {
     chdir("/").map_err(|errno| Error::syscall("cannot enter the new /", errno))
 }
 
+/// In the caller's own mount namespace (a spec without one): chroot, as runc does then.
+/// pivot_root there would move the root of every process of that namespace.
+pub(crate) fn chroot_into(rootfs: &Path, explain: &Explain) -> Result<()> {
+    explain.step(|| Action::new(CHAPTER, "no mount namespace of its own: chroot into the new root (pivot_root would move everyone's)", "chroot(rootfs)").shell(format!("chroot {}", quoted(rootfs))));
+    chdir(rootfs).map_err(|errno| Error::syscall(format!("cannot enter {}", rootfs.display()), errno))?;
+    nix::unistd::chroot(".").map_err(|errno| Error::syscall("cannot chroot into the new root", errno))?;
+    chdir("/").map_err(|errno| Error::syscall("cannot enter the new /", errno))
+}
+
 /// `dir/name`, created when the root filesystem lacks it (as runc does). A symbolic
 /// link there is refused: the mount would follow it, possibly out of the root filesystem.
 pub fn mount_point(dir: &Path, name: &str) -> Result<std::path::PathBuf> {

@@ -49,8 +49,8 @@ impl Hooks for Isolation {
         fs::create_dir_all(&target).map_err(|e| Error::runtime(format!("cannot create /dev/mqueue: {e}")))?;
         let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
         explain.step(|| {
-            Action::new(CHAPTER, "mount the message-queue file system of the container's IPC namespace", "mount(\"mqueue\", \"/dev/mqueue\", \"mqueue\", MS_NOSUID|MS_NODEV|MS_NOEXEC, NULL)")
-                .shell("mount -t mqueue mqueue /dev/mqueue")
+            Action::new(CHAPTER, "mount the message-queue file system of the container's IPC namespace", format!("mount(\"mqueue\", {target:?}, \"mqueue\", MS_NOSUID|MS_NODEV|MS_NOEXEC, NULL)"))
+                .shell(format!("mount -t mqueue mqueue {}", target.display()))
         });
         mount(Some("mqueue"), &target, Some("mqueue"), flags, None::<&str>).map_err(|e| Error::syscall("mount /dev/mqueue", e))
     }

@@ -19,8 +19,9 @@ pub const INIT_ANNOTATION: &str = "org.carton.init";
 /// is an existing namespace the child joins. (`cgroup` is step 04's: it is made after
 /// the child is in its cgroup.)
 pub fn read_namespaces(spec: &Spec, container: &mut ContainerSpec) -> Result<()> {
-    let Some(namespaces) = spec.linux().as_ref().and_then(|linux| linux.namespaces().as_ref()) else { return Ok(()) };
+    // No list at all means what an empty one does: every namespace is the runtime's own.
     container.namespaces = CloneFlags::empty();
+    let Some(namespaces) = spec.linux().as_ref().and_then(|linux| linux.namespaces().as_ref()) else { return Ok(()) };
     for namespace in namespaces {
         let kind = match namespace.typ() {
             LinuxNamespaceType::Mount => CloneFlags::CLONE_NEWNS,
@@ -36,17 +37,8 @@ pub fn read_namespaces(spec: &Spec, container: &mut ContainerSpec) -> Result<()>
         };
         match namespace.path() {
             None => container.namespaces |= kind,
-            Some(_) if kind == CloneFlags::CLONE_NEWNS => {
-                return Err(Error::runtime("joining an existing mount namespace by path is not supported: the container's root is mounted in a mount namespace of its own"));
-            }
             Some(path) => container.join.push(JoinedNamespace { kind, path: path.clone() }),
         }
-    }
-    // Without one, mounting the root and pivot_root would change the host's own mounts.
-    if !container.namespaces.contains(CloneFlags::CLONE_NEWNS) {
-        return Err(Error::runtime(
-            "config.json lists no mount namespace: carton always gives a container its own (it mounts the root filesystem there); add {\"type\": \"mount\"} to linux.namespaces",
-        ));
     }
     Ok(())
 }

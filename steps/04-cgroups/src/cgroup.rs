@@ -33,7 +33,7 @@ const V2_CONTROLLERS: [&str; 5] = ["cpu", "cpuset", "io", "memory", "pids"];
 pub struct Setting {
     /// The controller the file belongs to: in v1, the hierarchy it lives in.
     pub controller: &'static str,
-    pub file: &'static str,
+    pub file: std::borrow::Cow<'static, str>,
     pub value: String,
     /// Another file, and its value, for kernels that offer that one instead.
     pub alternative: Option<(&'static str, String)>,
@@ -50,8 +50,8 @@ pub enum IfMissing {
     Skip,
 }
 
-fn set(controller: &'static str, file: &'static str, value: impl ToString) -> Setting {
-    Setting { controller, file, value: value.to_string(), alternative: None, if_missing: IfMissing::Refuse }
+fn set(controller: &'static str, file: impl Into<std::borrow::Cow<'static, str>>, value: impl ToString) -> Setting {
+    Setting { controller, file: file.into(), value: value.to_string(), alternative: None, if_missing: IfMissing::Refuse }
 }
 
 // ANCHOR: settings
@@ -113,6 +113,18 @@ pub fn settings(version: Version, limits: &Limits) -> Vec<Setting> {
             Setting { alternative: Some(("blkio.bfq.weight", weight.to_string())), ..set("blkio", "blkio.weight", weight) }
         });
     }
+    // What an engine's spec may ask for beyond Docker's flags: network classes and
+    // priorities (v1 only; v2 has no such controllers), huge page limits.
+    if let Some(class_id) = limits.net_class_id {
+        out.push(set("net_cls", "net_cls.classid", class_id));
+    }
+    for (interface, priority) in &limits.net_priorities {
+        out.push(set("net_prio", "net_prio.ifpriomap", format!("{interface} {priority}")));
+    }
+    for (page_size, bytes) in &limits.hugepage_limits {
+        let file = if v2 { format!("hugetlb.{page_size}.max") } else { format!("hugetlb.{page_size}.limit_in_bytes") };
+        out.push(set("hugetlb", file, bytes));
+    }
     for (rates, v1_file, v2_key) in [(&limits.device_read_bps, "blkio.throttle.read_bps_device", "rbps"), (&limits.device_write_bps, "blkio.throttle.write_bps_device", "wbps")] {
         for rate in rates {
             let device = format!("{}:{}", rate.major, rate.minor);
@@ -173,7 +185,7 @@ impl Cgroup {
         let made = cgroup.make_directories(explain).and_then(|()| {
             for setting in &settings {
                 let dir = cgroup.dir(setting.controller);
-                let offered = std::iter::once((setting.file, &setting.value)).chain(setting.alternative.iter().map(|(file, value)| (*file, value)));
+                let offered = std::iter::once((setting.file.as_ref(), &setting.value)).chain(setting.alternative.iter().map(|(file, value)| (*file, value)));
                 match offered.map(|(file, value)| (dir.join(file), value)).find(|(file, _)| file.exists()) {
                     Some((file, value)) => write(&file, value, explain)?,
                     None if setting.if_missing == IfMissing::Skip => {}
@@ -372,7 +384,7 @@ fn depth_first(dir: PathBuf) -> Vec<PathBuf> {
 
 /// The error for a setting whose file the kernel does not offer in `dir`.
 fn missing(setting: &Setting, dir: &Path) -> Error {
-    let files = std::iter::once(setting.file).chain(setting.alternative.as_ref().map(|(file, _)| *file)).collect::<Vec<_>>().join(" or ");
+    let files = std::iter::once(setting.file.as_ref()).chain(setting.alternative.as_ref().map(|(file, _)| *file)).collect::<Vec<_>>().join(" or ");
     let why = match setting.controller {
         "blkio" | "io" => "I/O weights need the BFQ scheduler (or io.cost) on the disk; run without --blkio-weight",
         "memory" => "this kernel does not account swap (boot it with swapaccount=1, or run without --memory-swap)",
@@ -460,6 +472,7 @@ mod tests {
             memory_reservation: Some(16 << 20),
             memory_swappiness: Some(10),
             oom_kill_disable: true,
+            ..Limits::default()
         }
     }
 

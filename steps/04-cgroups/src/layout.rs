@@ -84,9 +84,12 @@ impl Layout {
             }
             match *fstype {
                 // The one at /sys/fs/cgroup wins over any other mount of it.
-                "cgroup2" if v2_mount.as_deref() != Some(Path::new("/sys/fs/cgroup")) => v2_mount = Some(PathBuf::from(mount_point)),
+                "cgroup2" if v2_mount.is_none() || Path::new(mount_point) == Path::new("/sys/fs/cgroup") => v2_mount = Some(PathBuf::from(mount_point)),
                 "cgroup" => {
-                    let controllers: Vec<String> = options.split(',').filter(|o| V1_CONTROLLERS.contains(o)).map(String::from).collect();
+                    // The first mount of a hierarchy is the host's: a later one is a copy
+                    // (a container sharing this mount namespace mounts its own view below its root).
+                    let seen = |controller: &&str| hierarchies.iter().any(|h: &Hierarchy| h.controllers.iter().any(|c| c == controller));
+                    let controllers: Vec<String> = options.split(',').filter(|o| V1_CONTROLLERS.contains(o) && !seen(o)).map(String::from).collect();
                     if !controllers.is_empty() {
                         hierarchies.push(Hierarchy { path: PathBuf::from(mount_point), controllers });
                     }

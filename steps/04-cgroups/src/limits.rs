@@ -49,6 +49,12 @@ pub struct Limits {
     pub memory_swappiness: Option<u64>,
     /// `--oom-kill-disable`: at the limit, processes wait instead of being killed (v1 only).
     pub oom_kill_disable: bool,
+    /// The spec's `network.classID`: the class tag of the container's packets (v1 net_cls).
+    pub net_class_id: Option<u32>,
+    /// The spec's `network.priorities`: (interface, priority) (v1 net_prio).
+    pub net_priorities: Vec<(String, u32)>,
+    /// The spec's `hugepageLimits`: (page size such as `2MB`, bytes).
+    pub hugepage_limits: Vec<(String, u64)>,
 }
 
 /// The smallest memory limit Docker accepts: below it not even a shell starts.

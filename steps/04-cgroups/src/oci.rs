@@ -166,8 +166,13 @@ impl Limits {
             }
         }
         // linux.resources.devices is the security step's (step 08 reads it).
-        if resources.hugepage_limits().is_some() || resources.network().is_some() || resources.rdma().is_some() || resources.unified().is_some() {
-            not_applied.push("linux.resources (hugepageLimits, network, rdma, unified)");
+        if let Some(network) = resources.network() {
+            limits.net_class_id = network.class_id();
+            limits.net_priorities = network.priorities().iter().flatten().map(|p| (p.name().clone(), p.priority())).collect();
+        }
+        limits.hugepage_limits = resources.hugepage_limits().iter().flatten().map(|h| (h.page_size().clone(), h.limit().max(0) as u64)).collect();
+        if resources.rdma().is_some() || resources.unified().is_some() {
+            not_applied.push("linux.resources (rdma, unified)");
         }
         (limits, not_applied)
     }
@@ -192,6 +197,7 @@ mod tests {
             memory_reservation: Some(32 << 20),
             memory_swappiness: Some(0),
             oom_kill_disable: true,
+            ..Limits::default()
         };
         let resources = limits.to_oci().unwrap();
         let json = serde_json::to_value(&resources).unwrap();
@@ -209,10 +215,18 @@ mod tests {
 
     #[test]
     fn fields_that_cannot_be_applied_are_named() {
-        let resources: LinuxResources = serde_json::from_str(r#"{"devices": [{"allow": false, "access": "rwm"}], "memory": {"kernel": 1}, "hugepageLimits": []}"#).unwrap();
-        let (_, not_applied) = Limits::from_oci(&resources);
+        let resources: LinuxResources = serde_json::from_str(
+            r#"{"devices": [{"allow": false, "access": "rwm"}], "memory": {"kernel": 1}, "rdma": {}, "hugepageLimits": [{"pageSize": "2MB", "limit": 1048576}], "network": {"classID": 7, "priorities": [{"name": "eth0", "priority": 5}]}}"#,
+        )
+        .unwrap();
+        let (limits, not_applied) = Limits::from_oci(&resources);
         // The device rules are the security step's to name, not this one's.
         assert_eq!(not_applied.len(), 2, "{not_applied:?}");
         assert!(not_applied.iter().all(|field| !field.contains("devices")), "{not_applied:?}");
+        // Network classes and huge pages are applied (or refused, without their controller).
+        assert_eq!((limits.net_class_id, &limits.net_priorities[..]), (Some(7), &[("eth0".to_string(), 5)][..]));
+        assert_eq!(limits.hugepage_limits, [("2MB".to_string(), 1 << 20)]);
+        let files: Vec<String> = crate::cgroup::settings(crate::Version::V1, &limits).iter().map(|s| format!("{}/{} = {}", s.controller, s.file, s.value)).collect();
+        assert_eq!(files, ["net_cls/net_cls.classid = 7", "net_prio/net_prio.ifpriomap = eth0 5", "hugetlb/hugetlb.2MB.limit_in_bytes = 1048576"]);
     }
 }

@@ -159,6 +159,11 @@ fn holding_mount_is_shared(path: &Path) -> bool {
     mount_table(step01::mounts::mountinfo_at_start()).into_iter().filter(|(point, _)| path.starts_with(point)).max_by_key(|(point, _)| point.as_os_str().len()).is_some_and(|(_, shared)| shared)
 }
 
+/// The mount points of a /proc/self/mountinfo text, in its order.
+pub(crate) fn mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    mount_table(mountinfo).into_iter().map(|(point, _)| point).collect()
+}
+
 /// The mounts of a /proc/self/mountinfo text, in its order: each mount point (unescaped)
 /// and whether it is shared (`shared:N`).
 fn mount_table(mountinfo: &str) -> Vec<(PathBuf, bool)> {

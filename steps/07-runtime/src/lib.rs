@@ -354,6 +354,7 @@ impl Runtime {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(record.init.pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
             std::thread::sleep(Duration::from_millis(5));
         }
+        unmount_shared_namespace_mounts(dir, record);
         if let Some(cgroup) = &cgroup {
             self.explain.step(|| Action::new(CHAPTER, "delete: remove the container's cgroup", "rmdir(cgroup)"));
             cgroup.remove()?;
@@ -429,6 +430,28 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
     let upper = text.to_ascii_uppercase();
     let name = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
     name.parse().map_err(|_| bad())
+}
+
+/// A container without a mount namespace of its own mounted its `/proc`, `/dev`, ... in
+/// the caller's, below its root, and its root onto itself: they outlive it there (runc
+/// leaves them), so delete takes them down, deepest first, and that one bind of the root
+/// (an engine's own mount of it, underneath, stays).
+fn unmount_shared_namespace_mounts(dir: &Path, record: &Record) {
+    let Ok(bundle) = Bundle::as_created(dir, &record.bundle) else { return };
+    let namespaces = bundle.spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
+    if namespaces.iter().any(|namespace| namespace.typ() == oci_spec::runtime::LinuxNamespaceType::Mount) {
+        return;
+    }
+    let Some(root) = bundle.spec.root().as_ref().map(|root| bundle.dir.join(root.path())) else { return };
+    let root = root.canonicalize().unwrap_or(root);
+    let mountinfo = step01::process::read_kernel_file("/proc/self/mountinfo").unwrap_or_default();
+    let mut below: Vec<PathBuf> = engine::mount_points(&mountinfo).into_iter().filter(|point| point.starts_with(&root) && *point != root).collect();
+    below.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
+    below.dedup();
+    below.push(root);
+    for point in below {
+        let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW);
+    }
 }
 
 /// The container's cgroup, as its record names it.
