@@ -42,6 +42,10 @@ fn runc_spec_bundle(dir: &Path, edit: impl FnOnce(&mut Value)) -> PathBuf {
     busybox_rootfs(&bundle);
     let mut config: Value = serde_json::from_str(&fs::read_to_string(bundle.join("config.json")).unwrap()).unwrap();
     config["process"]["terminal"] = json!(false);
+    // A cgroup of its own per bundle: ids like "first" are per --root, cgroups per machine,
+    // and two runs of these tests at once must not share one.
+    let unique: String = bundle.to_string_lossy().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    config["linux"]["cgroupsPath"] = json!(format!("/carton/oci-test{unique}"));
     edit(&mut config);
     fs::write(bundle.join("config.json"), config.to_string()).unwrap();
     bundle
