@@ -281,6 +281,10 @@ impl Podman {
         for cgroup in cgroup_dirs(&self.cgroup_parent) {
             remove_cgroup_tree(&cgroup);
         }
+        // podman calls carton-oci without --root: its default state directory, gone again when
+        // empty (removing a directory fails while anything is in it, a user's containers say).
+        let _ = fs::remove_dir(Path::new(OCI_DEFAULT_ROOT).join("containers"));
+        let _ = fs::remove_dir(OCI_DEFAULT_ROOT);
         let left = leftovers(&dir, Path::new(OCI_DEFAULT_ROOT), &self.cgroup_parent);
         if left.is_empty() {
             if let Err(e) = self.dir.take().unwrap().close() {
