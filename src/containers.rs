@@ -49,6 +49,7 @@ pub fn start(state_root: &Path, containers: &[String]) -> anyhow::Result<u8> {
             None => {
                 let output = fs::OpenOptions::new().create(true).append(true).open(dir.join(OUTPUT)).map_err(|e| Error::runtime(format!("cannot open {}: {e}", dir.join(OUTPUT).display())))?;
                 let created = with_output_to(&output, || runtime.create(&id, &dir, CreateOptions::new(false, step02::Stdin::Null)))?;
+                created.warnings.iter().for_each(|warning| eprintln!("carton: warning: {warning}"));
                 created.running.detach(); // no monitor yet: the host's init reaps it
                 runtime.start(&id)?;
             }

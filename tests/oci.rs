@@ -268,11 +268,15 @@ fn sysctls_of_the_containers_namespaces_are_set_and_the_hosts_refused() {
     let bundle = runc_spec_bundle(dir.path(), |config| {
         set_args(config, "cat /proc/sys/net/ipv4/ip_local_port_range /proc/sys/kernel/shmmni");
         config["linux"]["sysctl"] = json!({"net.ipv4.ip_local_port_range": "40000\t41000", "kernel.shmmni": "1234"});
+        config["linux"]["resources"]["rdma"] = json!({});
     });
     let root = dir.path().join("state");
     let out = oci(&root).args(["run", "--bundle"]).arg(&bundle).arg("sysctl").output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "40000\t41000\n1234\n");
+    // Step 04's own unapplied fields are logged like step 08's, not written to the container's stderr.
+    assert!(!stderr(&out).contains("does not apply yet"), "{}", stderr(&out));
+    assert!(fs::read_to_string(root.join("log.json")).unwrap().contains("linux.resources (rdma, unified)"));
     assert_ne!(fs::read_to_string("/proc/sys/kernel/shmmni").unwrap(), "1234\n", "the host's own value is untouched");
     let host = runc_spec_bundle(&dir.path().join("host"), |config| {
         config["linux"]["sysctl"] = json!({"vm.overcommit_ratio": "51"});

@@ -244,6 +244,7 @@ fn create_container(runtime: &Runtime, log: &Log, id: &str, args: &CreateArgs, a
     };
     let options = CreateOptions { attached, stdin, no_pivot: args.no_pivot, preserve_fds: args.preserve_fds };
     let created = runtime.create_with(id, &bundle.dir, options, |spec, hooks| secured(spec, hooks, log))?;
+    created.warnings.iter().for_each(|warning| log.warn(warning));
     let mut state = runtime.state(id)?;
     state["status"] = "creating".into();
     let made = [Kind::Prestart, Kind::CreateRuntime, Kind::CreateContainer].into_iter().try_for_each(|kind| hooks::run(kind, &bundle.spec, &state, None));
@@ -320,6 +321,7 @@ fn run_container(runtime: &Runtime, log: &Log, id: &str, args: &CreateArgs, deta
         let bundle = Bundle::load(&args.bundle)?;
         let options = CreateOptions { attached: true, stdin: console, no_pivot: args.no_pivot, preserve_fds: args.preserve_fds };
         let created = runtime.create_with(id, &bundle.dir, options, |spec, hooks| secured(spec, hooks, log))?;
+        created.warnings.iter().for_each(|warning| log.warn(warning));
         (ours, created)
     } else {
         (None, create_container(runtime, log, id, args, true)?)

@@ -171,6 +171,7 @@ pub fn run(spec: &Spec, context: &Context) -> Result<Finished> {
 /// [`run`], with this step's hooks wrapped by a later step's (`wrap` receives them).
 pub fn run_with<H: Hooks>(spec: &Spec, context: &Context, wrap: impl FnOnce(Resources<step03::Networking<step02::Isolation>>) -> H) -> Result<Finished> {
     let layout = Layout::detected();
+    oci::unapplied(spec, layout).iter().for_each(|warning| eprintln!("carton: warning: {warning}"));
     let cgroup = oci::create_cgroup(spec, context.id.as_str(), layout, &context.explain)?.map(|(cgroup, _path)| Rc::new(cgroup));
     let namespace = oci::cgroup_namespace(spec);
     let exit = step03::run_with(spec, context, |inner| wrap(Resources::new(inner, cgroup.clone(), layout, namespace)));

@@ -41,20 +41,25 @@ pub fn cgroup_namespace(spec: &Spec) -> crate::CgroupNamespace {
     }
 }
 
+/// What of `spec`'s resources this machine does not apply, each a sentence for a warning.
+pub fn unapplied(spec: &Spec, layout: &Layout) -> Vec<String> {
+    let Some(resources) = spec.linux().as_ref().and_then(|l| l.resources().as_ref()) else { return Vec::new() };
+    let (limits, not_applied) = Limits::from_oci(resources);
+    let mut warnings: Vec<String> = not_applied.into_iter().map(|field| format!("config.json sets {field}, which carton does not apply yet")).collect();
+    if layout.version() == Some(crate::Version::V2) && (limits.memory_swappiness.is_some() || limits.oom_kill_disable) {
+        warnings.push("cgroup v2 has no memory swappiness and no way to disable the OOM killer: those settings are ignored, as Docker does".to_string());
+    }
+    warnings
+}
+
 // ANCHOR: create_from_oci
 /// The cgroup `spec` asks for, made with its limits, and its path (`linux.cgroupsPath`, by
 /// default `/carton/ID`). On a machine without cgroups a container that asks for no limit
-/// runs unmeasured (`None`) rather than not at all. The fields this step cannot apply yet
-/// are named on stderr, never silently dropped.
+/// runs unmeasured (`None`) rather than not at all. The fields this step cannot apply are
+/// named by [`unapplied`], for the caller to say (never silently dropped).
 pub fn create_cgroup(spec: &Spec, id: &str, layout: &Layout, explain: &Explain) -> Result<Option<(Cgroup, String)>> {
     let linux = spec.linux().as_ref();
-    let (limits, not_applied) = linux.and_then(|l| l.resources().as_ref()).map_or((Limits::default(), Vec::new()), Limits::from_oci);
-    for field in not_applied {
-        eprintln!("carton: warning: config.json sets {field}, which carton does not apply yet");
-    }
-    if layout.version() == Some(crate::Version::V2) && (limits.memory_swappiness.is_some() || limits.oom_kill_disable) {
-        eprintln!("carton: warning: cgroup v2 has no memory swappiness and no way to disable the OOM killer: those settings are ignored, as Docker does");
-    }
+    let (limits, _) = linux.and_then(|l| l.resources().as_ref()).map_or((Limits::default(), Vec::new()), Limits::from_oci);
     let path = linux.and_then(|l| l.cgroups_path().as_ref()).map_or_else(|| cgroups_path(id), |p| p.display().to_string());
     match layout.version() {
         Some(_) => Ok(Some((Cgroup::create_at(layout, Path::new(&path), &limits, explain)?, path))),

@@ -80,6 +80,9 @@ pub struct Created {
     pub cgroup: Option<Rc<Cgroup>>,
     /// Its record, as `state.json` holds it.
     pub record: Record,
+    /// What of its spec this runtime read but could not apply, for the caller to say
+    /// (an engine's log, a person's terminal).
+    pub warnings: Vec<String>,
 }
 
 /// The ids the runtime accepts: a directory name, as runc's (letters, digits, `_+-.`).
@@ -214,7 +217,7 @@ impl Runtime {
         self.explain.step(|| {
             Action::new(CHAPTER, "created: the container's process waits at its start gate; its record is written", "write(\"state.json\")").shell(format!("cat {}/state.json", dir.display()))
         });
-        Ok(Created { running, cgroup, record })
+        Ok(Created { running, cgroup, record, warnings: step04::oci::unapplied(spec, layout) })
     }
     // ANCHOR_END: create
 
@@ -386,7 +389,8 @@ impl Runtime {
         wrap: impl FnOnce(&oci_spec::runtime::Spec, StepHooks) -> Result<H>,
         between: impl FnOnce(&Running) -> Result<T>,
     ) -> Result<step04::Finished> {
-        let Created { running, cgroup, record } = self.create_with(id, bundle, options, wrap)?;
+        let Created { running, cgroup, record, warnings } = self.create_with(id, bundle, options, wrap)?;
+        warnings.iter().for_each(|warning| eprintln!("carton: warning: {warning}"));
         let (pid, dir) = (running.pid, self.container_dir(id));
         // The container is this process's child, and its record is known: no need to read it back.
         let exit = match between(&running).and_then(|kept| self.pass_gate(&dir, &record).map(|()| kept)) {

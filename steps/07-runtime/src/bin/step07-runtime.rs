@@ -113,6 +113,7 @@ fn command(runtime: &Runtime, command: Command) -> step01::Result<u8> {
     match command {
         Command::Create { bundle, id } => {
             let created = runtime.create(&id, &bundle, CreateOptions::new(false, step02::Stdin::Inherit))?;
+            created.warnings.iter().for_each(|warning| eprintln!("step07-runtime: warning: {warning}"));
             created.running.detach(); // the container lives on; whoever outlives us reaps it
             Ok(0)
         }
