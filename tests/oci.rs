@@ -353,3 +353,22 @@ fn device_nodes_are_made_and_a_pid_namespace_is_joined_by_path() {
     // Its mode, owner and numbers (in hexadecimal: 10:229).
     assert!(text.ends_with("crw-r----- 1000 100 a:e5\n"), "the device node: {text}");
 }
+
+#[test]
+fn a_foreground_run_with_a_terminal_relays_it_and_still_runs_the_hooks_and_writes_the_pid_file() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("hook-ran");
+    let bundle = runc_spec_bundle(dir.path(), |config| {
+        config["process"]["terminal"] = json!(true);
+        set_args(config, "tty; exit 4");
+        config["hooks"] = json!({"createRuntime": [{"path": "/bin/sh", "args": ["sh", "-c", format!("touch {}", marker.display())]}]});
+    });
+    let root = dir.path().join("state");
+    let pid_file = dir.path().join("pid");
+    let out = oci(&root).args(["run", "--bundle"]).arg(&bundle).arg("--pid-file").arg(&pid_file).arg("fg").output().unwrap();
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stdout(&out).contains("/dev/pts/0"), "the container's terminal, relayed: {}", stdout(&out));
+    assert!(marker.exists(), "the createRuntime hook ran");
+    assert!(fs::read_to_string(&pid_file).unwrap().parse::<i32>().is_ok(), "the pid file was written");
+}

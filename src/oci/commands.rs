@@ -190,7 +190,7 @@ pub fn run(command: Command, runtime: &Runtime, log: &Log) -> Result<u8> {
     match command {
         Command::Create { create, id } => {
             log.debug(&format!("create {id} from {}", create.bundle.display()));
-            let created = create_container(runtime, log, &id, &create, false)?;
+            let (created, _) = create_container(runtime, log, &id, &create, false)?;
             created.running.detach(); // it lives on; the engine's monitor (a subreaper) takes it
             Ok(0)
         }
@@ -231,16 +231,19 @@ fn not_supported(command: &str, instead: &str) -> Error {
 // ANCHOR: create
 /// `create`: the container made by step 07, with step 08's security settings around the
 /// steps' hooks; then the hooks of the spec that run during create; then the PID file.
-fn create_container(runtime: &Runtime, log: &Log, id: &str, args: &CreateArgs, attached: bool) -> Result<step07::Created> {
+/// `attached` (a foreground `run`) with a terminal and no console socket of the engine's:
+/// the socket pair is this process's, and the end to relay the terminal from comes back.
+fn create_container(runtime: &Runtime, log: &Log, id: &str, args: &CreateArgs, attached: bool) -> Result<(step07::Created, Option<UnixStream>)> {
     let bundle = Bundle::load(&args.bundle)?;
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
-    let stdin = match (&args.console_socket, terminal) {
-        (Some(socket), true) => step02::Stdin::Terminal { console: connect(socket)?, size: None },
+    let (relay_end, stdin) = match (&args.console_socket, terminal) {
+        (Some(socket), true) => (None, step02::Stdin::Terminal { console: connect(socket)?, size: None }),
         (Some(_), false) => return Err(Error::runtime("--console-socket was given, and the spec's process.terminal is false: give the socket only with a terminal")),
-        (None, true) if !attached => {
+        (None, true) if attached => step02::attach_stdio(true, true)?,
+        (None, true) => {
             return Err(Error::runtime("the spec's process.terminal is true and no --console-socket was given: the terminal's master end would have nowhere to go"));
         }
-        (None, _) => step02::Stdin::Inherit,
+        (None, false) => (None, step02::Stdin::Inherit),
     };
     let options = CreateOptions { attached, stdin, no_pivot: args.no_pivot, preserve_fds: args.preserve_fds };
     let created = runtime.create_with(id, &bundle.dir, options, |spec, hooks| secured(spec, hooks, log))?;
@@ -253,7 +256,7 @@ fn create_container(runtime: &Runtime, log: &Log, id: &str, args: &CreateArgs, a
         let _ = runtime.delete(id, true);
         return Err(error);
     }
-    Ok(created)
+    Ok((created, relay_end))
 }
 // ANCHOR_END: create
 
@@ -307,25 +310,13 @@ fn delete(runtime: &Runtime, log: &Log, id: &str, force: bool) -> Result<()> {
 /// `run`: create and start; with --detach return, otherwise wait (relaying a terminal if
 /// the spec asks for one), delete, and exit with the container's code.
 fn run_container(runtime: &Runtime, log: &Log, id: &str, args: &CreateArgs, detach: bool, keep: bool) -> Result<u8> {
-    let terminal = Bundle::load(&args.bundle)?.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let (created, relay_end) = create_container(runtime, log, id, args, !detach)?;
     if detach {
-        let created = create_container(runtime, log, id, args, false)?;
         let pid = created.running.detach();
         start(runtime, log, id)?;
         log.debug(&format!("container {id} runs as PID {pid}"));
         return Ok(0);
     }
-    // Attached, with a terminal and no socket of the engine's: the pair is ours, and we relay.
-    let (relay_end, created) = if terminal && args.console_socket.is_none() {
-        let (ours, console) = step02::attach_stdio(true, true)?;
-        let bundle = Bundle::load(&args.bundle)?;
-        let options = CreateOptions { attached: true, stdin: console, no_pivot: args.no_pivot, preserve_fds: args.preserve_fds };
-        let created = runtime.create_with(id, &bundle.dir, options, |spec, hooks| secured(spec, hooks, log))?;
-        created.warnings.iter().for_each(|warning| log.warn(warning));
-        (ours, created)
-    } else {
-        (None, create_container(runtime, log, id, args, true)?)
-    };
     let step07::Created { running, .. } = created;
     let relay = match step02::attach_terminal(relay_end, true, &running) {
         Ok(relay) => relay,
