@@ -98,8 +98,7 @@ pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
         step07::exec::set_user(&mut process, &step02::User::resolve(spec, &root)?)?;
     }
     // -e last: it wins over the user's HOME, as with Docker.
-    let args_now = process.args().clone().unwrap_or_default();
-    step07::exec::change_process(&mut process, args_now, None, &args.env)?;
+    step07::exec::add_env(&mut process, &args.env)?;
     let mut exec = ExecProcess::from_oci(&bundle.spec, &bundle.dir, &process)?;
     exec.interactive = args.interactive;
     let exit = runtime.exec(&id, &exec)?;

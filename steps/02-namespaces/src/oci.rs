@@ -58,6 +58,11 @@ pub fn isolation_from_oci(spec: &Spec, stdin: Stdin) -> Result<Isolation> {
 }
 // ANCHOR_END: isolation_from_oci
 
+/// `user` as the spec's `process.user` (what [`user_from_oci`] reads back).
+pub fn user_to_oci(user: &User) -> Result<oci_spec::runtime::User> {
+    UserBuilder::default().uid(user.uid).gid(user.gid).additional_gids(user.additional_gids.clone()).build().map_err(|e| Error::runtime(format!("cannot write the user: {e}")))
+}
+
 /// The user `process` runs as; `None` for root with no extra groups, who the child is
 /// already (nothing to switch).
 pub fn user_from_oci(process: &oci_spec::runtime::Process) -> Option<User> {
@@ -85,8 +90,7 @@ pub fn write(options: &Options, spec: &mut Spec) -> Result<()> {
     spec.set_linux(Some(linux));
     let mut process = spec.process().clone().ok_or_else(|| Error::runtime("the spec has no process to run"))?;
     if let Some(user) = &options.user {
-        let oci_user = UserBuilder::default().uid(user.uid).gid(user.gid).additional_gids(user.additional_gids.clone()).build().map_err(|e| Error::runtime(format!("cannot write the user: {e}")))?;
-        process.set_user(oci_user);
+        process.set_user(user_to_oci(user)?);
     }
     process.set_terminal(Some(options.tty));
     let mut env = process.env().clone().unwrap_or_default();

@@ -45,16 +45,12 @@ impl Bundle {
     /// Write `spec` as `dir/config.json`, in a bundle directory being made (nobody reads it
     /// before it is complete: a killed writer's directory is collected whole).
     pub fn write(dir: &Path, spec: &Spec) -> Result<()> {
-        let path = dir.join("config.json");
-        let json = serde_json::to_vec(spec).map_err(|e| Error::runtime(format!("cannot write the runtime spec: {e}")))?;
-        std::fs::write(&path, json).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))
+        write_spec(&dir.join("config.json"), spec)
     }
 
     /// Keep `spec` as created in the container's state directory `state_dir`.
     pub fn write_as_created(state_dir: &Path, spec: &Spec) -> Result<()> {
-        let json = serde_json::to_vec(spec).map_err(|e| Error::runtime(format!("cannot write the runtime spec: {e}")))?;
-        let path = state_dir.join(AS_CREATED);
-        std::fs::write(&path, json).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))
+        write_spec(&state_dir.join(AS_CREATED), spec)
     }
 
     /// The bundle at `dir` with the spec its container was created with: the copy in
@@ -71,6 +67,11 @@ impl Bundle {
     }
 }
 // ANCHOR_END: load
+
+fn write_spec(path: &Path, spec: &Spec) -> Result<()> {
+    let json = serde_json::to_vec(spec).map_err(|e| Error::runtime(format!("cannot write the runtime spec: {e}")))?;
+    std::fs::write(path, json).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))
+}
 
 /// The copy of an engine's config.json kept beside the container's state.
 pub const AS_CREATED: &str = "spec-as-created.json";

@@ -86,25 +86,28 @@ impl ExecProcess {
 /// Exec's usual options applied to a copy of the container's `process`: the command, the
 /// working directory, variables added (`KEY=VALUE`, replacing the container's).
 pub fn change_process(process: &mut oci_spec::runtime::Process, args: Vec<String>, cwd: Option<PathBuf>, env: &[String]) -> Result<()> {
-    let mut changed = Process { args, env: process.env().clone().unwrap_or_default(), cwd: cwd.unwrap_or(process.cwd().clone()), preserve_fds: 0 };
-    for assignment in env {
+    process.set_args(Some(args));
+    if let Some(cwd) = cwd {
+        process.set_cwd(cwd);
+    }
+    add_env(process, env)
+}
+
+/// Add variables (`KEY=VALUE`) to `process`'s environment, each replacing one of its name.
+pub fn add_env(process: &mut oci_spec::runtime::Process, assignments: &[String]) -> Result<()> {
+    let mut changed = Process { env: process.env().clone().unwrap_or_default(), ..Process::new(Vec::new()) };
+    for assignment in assignments {
         changed.set_env(assignment)?;
     }
-    process.set_args(Some(changed.args));
     process.set_env(Some(changed.env));
-    process.set_cwd(changed.cwd);
     Ok(())
 }
 
 /// Run `process` as `user` instead (and with its HOME, when known).
 pub fn set_user(process: &mut oci_spec::runtime::Process, user: &User) -> Result<()> {
-    let mut oci_user = oci_spec::runtime::User::default();
-    oci_user.set_uid(user.uid);
-    oci_user.set_gid(user.gid);
-    oci_user.set_additional_gids(Some(user.additional_gids.clone()).filter(|gids| !gids.is_empty()));
-    process.set_user(oci_user);
+    process.set_user(step02::oci::user_to_oci(user)?);
     if !user.home.is_empty() {
-        change_process(process, process.args().clone().unwrap_or_default(), None, &[format!("HOME={}", user.home)])?;
+        add_env(process, &[format!("HOME={}", user.home)])?;
     }
     Ok(())
 }
