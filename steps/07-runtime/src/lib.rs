@@ -207,6 +207,7 @@ impl Runtime {
             cgroups_path,
             created: state::now_rfc3339(),
             annotations: spec.annotations().clone().unwrap_or_default(),
+            shared_mount_root: (!container.has_own_mount_namespace()).then(|| container.rootfs.canonicalize().unwrap_or(container.rootfs.clone())),
         };
         if let Err(error) = creating.finish(&record) {
             let _ = kill(pid, Signal::SIGKILL);
@@ -357,7 +358,7 @@ impl Runtime {
             let _ = nix::sys::wait::waitpid(Pid::from_raw(record.init.pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
             std::thread::sleep(Duration::from_millis(5));
         }
-        unmount_shared_namespace_mounts(dir, record);
+        unmount_shared_namespace_mounts(record);
         if let Some(cgroup) = &cgroup {
             self.explain.step(|| Action::new(CHAPTER, "delete: remove the container's cgroup", "rmdir(cgroup)"));
             cgroup.remove()?;
@@ -440,19 +441,13 @@ pub fn parse_signal(text: &str) -> Result<Signal> {
 /// the caller's, below its root, and its root onto itself: they outlive it there (runc
 /// leaves them), so delete takes them down, deepest first, and that one bind of the root
 /// (an engine's own mount of it, underneath, stays).
-fn unmount_shared_namespace_mounts(dir: &Path, record: &Record) {
-    let Ok(bundle) = Bundle::as_created(dir, &record.bundle) else { return };
-    let namespaces = bundle.spec.linux().as_ref().and_then(|l| l.namespaces().clone()).unwrap_or_default();
-    if namespaces.iter().any(|namespace| namespace.typ() == oci_spec::runtime::LinuxNamespaceType::Mount) {
-        return;
-    }
-    let Some(root) = bundle.spec.root().as_ref().map(|root| bundle.dir.join(root.path())) else { return };
-    let root = root.canonicalize().unwrap_or(root);
+fn unmount_shared_namespace_mounts(record: &Record) {
+    let Some(root) = &record.shared_mount_root else { return };
     let mountinfo = step01::process::read_kernel_file("/proc/self/mountinfo").unwrap_or_default();
-    let mut below: Vec<PathBuf> = engine::mount_points(&mountinfo).into_iter().filter(|point| point.starts_with(&root) && *point != root).collect();
+    let mut below: Vec<PathBuf> = engine::mount_points(&mountinfo).into_iter().filter(|point| point.starts_with(root) && point != root).collect();
+    // One unmount per listed mount: two stacked at one path take two.
     below.sort_by_key(|point| std::cmp::Reverse(point.components().count()));
-    below.dedup();
-    below.push(root);
+    below.push(root.clone());
     for point in below {
         let _ = nix::mount::umount2(&point, nix::mount::MntFlags::MNT_DETACH | nix::mount::MntFlags::UMOUNT_NOFOLLOW);
     }

@@ -24,6 +24,9 @@ pub struct Record {
     /// RFC 3339, UTC.
     pub created: String,
     pub annotations: HashMap<String, String>,
+    /// Its root, when it has no mount namespace of its own: its mounts are then in the
+    /// runtime's, below that root, and `delete` takes them down.
+    pub shared_mount_root: Option<PathBuf>,
 }
 
 // ANCHOR: status
@@ -55,6 +58,7 @@ impl Record {
             "cgroupsPath": self.cgroups_path,
             "created": self.created,
             "annotations": self.annotations,
+            "sharedMountRoot": self.shared_mount_root,
         });
         // Not synced: a crash ends the container too, and the collector takes its record.
         step06::store::write_atomically(&dir.join("state.json"), json.to_string().as_bytes(), step06::store::Durable::No)
@@ -78,6 +82,7 @@ impl Record {
             cgroups_path: json["cgroupsPath"].as_str().map(str::to_string),
             created: text_of("created")?,
             annotations: serde_json::from_value(json["annotations"].clone()).unwrap_or_default(),
+            shared_mount_root: json["sharedMountRoot"].as_str().map(PathBuf::from),
         }))
     }
 
@@ -177,6 +182,7 @@ mod tests {
             cgroups_path: Some("/carton/c1".into()),
             created: now_rfc3339(),
             annotations: HashMap::from([("a".to_string(), "b".to_string())]),
+            shared_mount_root: Some("/b/rootfs".into()),
         };
         record.save(dir.path()).unwrap();
         assert_eq!(Record::load(dir.path()).unwrap().unwrap(), record);
