@@ -86,13 +86,13 @@ fn run_one(kind: Kind, hook: &Hook, state: &serde_json::Value, inside: Option<i3
     command.env_clear().envs(hook.env().iter().flatten().filter_map(|entry| entry.split_once('=')));
     command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     if let Some(pid) = inside {
-        let namespaces = open_namespaces(pid)?;
+        let namespaces = step07::exec::namespaces_of(pid)?;
         // Safety: between fork and exec only setns, which is async-signal-safe, on
         // descriptors opened before the fork.
         unsafe {
             command.pre_exec(move || {
-                for (file, kind) in &namespaces {
-                    if libc::setns(file.as_raw_fd(), *kind) != 0 {
+                for (_, kind, file) in &namespaces {
+                    if libc::setns(file.as_raw_fd(), kind.bits()) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
@@ -146,18 +146,3 @@ fn run_one(kind: Kind, hook: &Hook, state: &serde_json::Value, inside: Option<i3
     Err(Error::runtime(format!("the {shown} failed ({status}){said}")))
 }
 // ANCHOR_END: run
-
-/// The namespaces of process `pid` that differ from this process's, the mount namespace
-/// last (after it, the host's /proc is out of reach).
-fn open_namespaces(pid: i32) -> Result<Vec<(std::fs::File, libc::c_int)>> {
-    use std::os::unix::fs::MetadataExt;
-    let kinds = [("ipc", libc::CLONE_NEWIPC), ("uts", libc::CLONE_NEWUTS), ("net", libc::CLONE_NEWNET), ("pid", libc::CLONE_NEWPID), ("cgroup", libc::CLONE_NEWCGROUP), ("mnt", libc::CLONE_NEWNS)];
-    let mut opened = Vec::new();
-    for (name, kind) in kinds {
-        let (theirs, ours) = (format!("/proc/{pid}/ns/{name}"), format!("/proc/self/ns/{name}"));
-        if std::fs::metadata(&theirs).ok().map(|m| m.ino()) != std::fs::metadata(&ours).ok().map(|m| m.ino()) {
-            opened.push((std::fs::File::open(&theirs).map_err(|e| Error::runtime(format!("cannot open {theirs}: {e}")))?, kind));
-        }
-    }
-    Ok(opened)
-}

@@ -139,6 +139,24 @@ const JOINED: [(&str, CloneFlags); 6] = [
     ("mnt", CloneFlags::CLONE_NEWNS),
 ];
 
+// ANCHOR: namespaces_of
+/// The namespaces of process `pid` that are not this process's, each opened through
+/// `/proc/PID/ns/`, the mount namespace last (for a joiner, and for an OCI hook that runs
+/// in the container's namespaces).
+pub fn namespaces_of(pid: i32) -> Result<Vec<(&'static str, CloneFlags, File)>> {
+    let mut namespaces = Vec::new();
+    for (name, kind) in JOINED {
+        let (theirs, ours) = (format!("/proc/{pid}/ns/{name}"), format!("/proc/self/ns/{name}"));
+        let same = std::fs::metadata(&theirs).ok().map(|m| m.ino()) == std::fs::metadata(&ours).ok().map(|m| m.ino());
+        if !same {
+            let file = File::open(&theirs).map_err(|e| Error::runtime(format!("cannot open {theirs}: {e}")))?;
+            namespaces.push((name, kind, file));
+        }
+    }
+    Ok(namespaces)
+}
+// ANCHOR_END: namespaces_of
+
 impl Runtime {
     // ANCHOR: exec
     /// Run `exec` in container `id` and wait for it; its exit code comes back. The
@@ -157,15 +175,7 @@ impl Runtime {
         drop(locked); // an exec may last long; other commands go on meanwhile
         exec.process.validate()?;
         let pid = record.init.pid;
-        let mut namespaces = Vec::new();
-        for (name, kind) in JOINED {
-            let (theirs, ours) = (format!("/proc/{pid}/ns/{name}"), format!("/proc/self/ns/{name}"));
-            let same = std::fs::metadata(&theirs).ok().map(|m| m.ino()) == std::fs::metadata(&ours).ok().map(|m| m.ino());
-            if !same {
-                let file = File::open(&theirs).map_err(|e| Error::runtime(format!("cannot open {theirs}: {e}")))?;
-                namespaces.push((name, kind, file));
-            }
-        }
+        let namespaces = namespaces_of(pid)?;
         // Opened by PID: still the container's process (not a newcomer with its PID)?
         if !record.init.is_alive() {
             return Err(Error::runtime(format!("container {id} stopped")));
