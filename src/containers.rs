@@ -48,7 +48,7 @@ pub fn start(state_root: &Path, containers: &[String]) -> anyhow::Result<u8> {
             Some(_) => runtime.start(&id)?,
             None => {
                 let output = fs::OpenOptions::new().create(true).append(true).open(dir.join(OUTPUT)).map_err(|e| Error::runtime(format!("cannot open {}: {e}", dir.join(OUTPUT).display())))?;
-                let created = with_output_to(&output, || runtime.create(&id, &dir, CreateOptions::new(false, step02::Stdin::Null)))?;
+                let created = with_output_to(&output, || runtime.create_with(&id, &dir, CreateOptions::new(false, step02::Stdin::Null), crate::secured))?;
                 created.warnings.iter().for_each(|warning| eprintln!("carton: warning: {warning}"));
                 created.running.detach(); // no monitor yet: the host's init reaps it
                 runtime.start(&id)?;
@@ -84,6 +84,9 @@ pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
     if args.tty {
         return Err(Error::runtime("exec -t comes with the lifecycle chapter (planned), whose monitor relays terminals; use -i, or `carton run -it`").into());
     }
+    // The new process joins a PID namespace with the container's processes in it: it must
+    // not run the host's carton binary where they can reach it (CVE-2019-5736).
+    step08::exe::reexec_sealed()?;
     let runtime = Runtime::new(state_root, Explain::when(args.explain));
     let id = resolve(state_root, &args.container)?;
     let dir = runtime.container_dir(&id);
@@ -101,6 +104,17 @@ pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
     step07::exec::add_env(&mut process, &args.env)?;
     let mut exec = ExecProcess::from_oci(&bundle.spec, &bundle.dir, &process)?;
     exec.interactive = args.interactive;
+    // The container's capabilities and seccomp filter. With -u, the user's: root gets the
+    // container's bounding set, anyone else no capability in use (as `docker exec -u`).
+    let capabilities = process.capabilities().as_ref().map(step08::Capabilities::from_oci).transpose()?.map(|caps| caps.within_reach().0);
+    let capabilities = match (capabilities, &args.user) {
+        (Some(caps), Some(_)) => {
+            let in_use = if process.user().uid() == 0 { caps.bounding } else { step08::CapSet(0) };
+            Some(step08::Capabilities { effective: in_use, permitted: in_use, ..caps })
+        }
+        (caps, _) => caps,
+    };
+    exec.security = Some(Box::new(step08::ExecPolicy::new(&bundle.spec, capabilities, process.no_new_privileges().unwrap_or(false))?));
     let exit = runtime.exec(&id, &exec)?;
     Ok(exit.code() as u8)
 }

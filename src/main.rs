@@ -197,6 +197,8 @@ struct RunArgs {
     dns: Vec<String>,
     #[command(flatten)]
     limits: LimitFlags,
+    #[command(flatten)]
+    security: SecurityFlags,
     /// Print each kernel-level action as it happens, with its shell equivalent
     #[arg(long)]
     explain: bool,
@@ -274,6 +276,51 @@ impl LimitFlags {
             ..step04::Limits::default()
         })
     }
+}
+
+/// Docker's security flags (chapter 8): by default a container gets Docker's capabilities,
+/// seccomp profile, masked paths and device rules.
+#[derive(Args)]
+struct SecurityFlags {
+    /// Every capability, no seccomp filter, no masked paths, every device: the container can take over the host
+    #[arg(long)]
+    privileged: bool,
+    /// Add a capability (NET_ADMIN, CAP_SYS_PTRACE, ... or ALL)
+    #[arg(long = "cap-add", value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability (or ALL)
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    cap_drop: Vec<String>,
+    /// seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges
+    #[arg(long = "security-opt", value_name = "OPTION")]
+    security_opt: Vec<String>,
+    /// Give the container a host device: HOST[:CONTAINER][:rwm]
+    #[arg(long = "device", value_name = "DEVICE")]
+    devices: Vec<String>,
+    /// Mount the container's root filesystem read-only
+    #[arg(long = "read-only")]
+    read_only: bool,
+}
+
+impl SecurityFlags {
+    fn options(&self) -> step08::docker::SecurityOptions {
+        step08::docker::SecurityOptions {
+            privileged: self.privileged,
+            cap_add: self.cap_add.clone(),
+            cap_drop: self.cap_drop.clone(),
+            security_opt: self.security_opt.clone(),
+            devices: self.devices.clone(),
+            read_only: self.read_only,
+        }
+    }
+}
+
+/// Step 08's security settings around the steps' hooks, for carton's own containers; what
+/// it cannot apply is said on stderr.
+pub(crate) fn secured(spec: &oci_spec::runtime::Spec, hooks: step07::StepHooks) -> step01::Result<step08::Security<step07::StepHooks>> {
+    let reading = step08::from_oci(spec, hooks)?;
+    reading.warnings.iter().for_each(|warning| eprintln!("carton: warning: {warning}"));
+    Ok(reading.security)
 }
 
 /// Docker's `run` flags that later chapters implement. They are parsed (and hidden from
@@ -417,7 +464,8 @@ fn run(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
     let explain = &runtime.explain;
     let (console, stdin) = step02::attach_stdio(tty, interactive)?;
     let (published, address) = (connected.published, connected.address);
-    let finished = runtime.run(id.as_str(), &runtime.container_dir(id.as_str()), stdin, |running| {
+    let options = step07::CreateOptions::new(true, stdin);
+    let finished = runtime.run_with(id.as_str(), &runtime.container_dir(id.as_str()), options, secured, |running| {
         if let Some(address) = address {
             step03::relay(published, address, explain);
         }
@@ -526,6 +574,7 @@ fn container_spec(args: RunArgs, mut process: Process, passwd_root: &Path, id: &
     step02::oci::write(&options, &mut spec)?;
     network.write_oci(&mut spec);
     step04::oci::write(&mut spec, id.as_str(), limits)?;
+    step08::docker::write(&args.security.options(), &mut spec)?;
     Ok(spec)
 }
 

@@ -159,16 +159,6 @@ fn bad_bundles_and_ids_are_refused_with_what_to_do() {
     assert!(removed.status.success(), "{}", stderr(&removed));
 }
 
-/// `carton create` then `carton start ID`, the container's id as printed.
-fn create_and_start(state: &Path, args: &[&str]) -> String {
-    let created = carton().env("CARTON_ROOT", state).arg("create").args(args).output().unwrap();
-    assert!(created.status.success(), "create: {}", stderr(&created));
-    let id = stdout(&created).trim().to_string();
-    let started = carton().env("CARTON_ROOT", state).args(["start", &id[..12]]).output().unwrap();
-    assert!(started.status.success(), "start: {}", stderr(&started));
-    id
-}
-
 #[test]
 fn exec_joins_the_containers_namespaces_cgroup_and_root_and_the_container_goes_on() {
     require_root();

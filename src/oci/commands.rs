@@ -235,6 +235,9 @@ fn not_supported(command: &str, instead: &str) -> Error {
 /// the socket pair is this process's, and the end to relay the terminal from comes back.
 fn create_container(runtime: &Runtime, log: &Log, id: &str, args: &CreateArgs, attached: bool) -> Result<(step07::Created, Option<UnixStream>)> {
     let bundle = Bundle::load(&args.bundle)?;
+    if joins_a_pid_namespace(&bundle.spec) {
+        step08::exe::reexec_sealed()?; // others live there already (a pod's): as for exec
+    }
     let terminal = bundle.spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     let (relay_end, stdin) = match (&args.console_socket, terminal) {
         (Some(socket), true) => (None, step02::Stdin::Terminal { console: connect(socket)?, size: None }),
@@ -259,6 +262,11 @@ fn create_container(runtime: &Runtime, log: &Log, id: &str, args: &CreateArgs, a
     Ok((created, relay_end))
 }
 // ANCHOR_END: create
+
+fn joins_a_pid_namespace(spec: &Spec) -> bool {
+    let namespaces = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref());
+    namespaces.into_iter().flatten().any(|ns| ns.typ() == oci_spec::runtime::LinuxNamespaceType::Pid && ns.path().is_some())
+}
 
 /// Step 08 around the steps' hooks; what it cannot apply yet is said, not skipped silently.
 fn secured(spec: &Spec, hooks: step07::StepHooks, log: &Log) -> Result<step08::Security<step07::StepHooks>> {
@@ -338,6 +346,9 @@ fn run_container(runtime: &Runtime, log: &Log, id: &str, args: &CreateArgs, deta
 /// `exec`: the process from `--process` (an engine's) or the container's own changed by
 /// the flags; its capabilities by step 08; detached or waited for.
 fn exec(runtime: &Runtime, log: &Log, args: ExecArgs) -> Result<u8> {
+    // The new process joins a PID namespace with the container's processes in it: it must
+    // not run the host's carton binary where they can reach it (CVE-2019-5736).
+    step08::exe::reexec_sealed()?;
     let (bundle, mut process) = runtime.container_process(&args.id)?;
     if let Some(file) = &args.process {
         let text = std::fs::read_to_string(file).map_err(|e| Error::runtime(format!("cannot read the process file {}: {e}", file.display())))?;
@@ -363,7 +374,9 @@ fn exec(runtime: &Runtime, log: &Log, args: ExecArgs) -> Result<u8> {
     let mut exec = ExecProcess::from_oci(&bundle.spec, &bundle.dir, &process)?;
     exec.process.preserve_fds = args.preserve_fds;
     exec.detached = args.detach;
-    exec.security = exec_capabilities(&process, &args.cap, log)?.map(|caps| Box::new(caps) as Box<dyn step07::exec::ExecSecurity>);
+    let capabilities = exec_capabilities(&process, &args.cap, log)?;
+    let no_new_privileges = process.no_new_privileges().unwrap_or(false);
+    exec.security = Some(Box::new(step08::ExecPolicy::new(&bundle.spec, capabilities, no_new_privileges)?));
     let terminal = process.terminal().unwrap_or(false);
     let mut relay_end = None;
     match (&args.console_socket, terminal) {

@@ -141,3 +141,14 @@ pub fn cgroup_version() -> Option<step04::Version> {
     }
     found
 }
+
+/// `carton create ARGS` then `carton start ID` with the state in `state`: the container's
+/// id as printed.
+pub fn create_and_start(state: &Path, args: &[&str]) -> String {
+    let created = carton().env("CARTON_ROOT", state).arg("create").args(args).stdin(Stdio::null()).output().unwrap();
+    assert!(created.status.success(), "create: {}", stderr(&created));
+    let id = stdout(&created).trim().to_string();
+    let started = carton().env("CARTON_ROOT", state).args(["start", &id[..12]]).stdin(Stdio::null()).output().unwrap();
+    assert!(started.status.success(), "start: {}", stderr(&started));
+    id
+}

@@ -77,7 +77,7 @@ fn mount_proc(rootfs: &Path, explain: &Explain) -> Result<()> {
 // ANCHOR: dev
 /// The devices a program may expect: name, major, minor. Nothing else of the host's
 /// `/dev` (disks, the console, the kernel's memory) is there.
-const DEVICES: [(&str, u64, u64); 6] = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+pub const DEVICES: [(&str, u64, u64); 6] = [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
 
 /// The links every Linux system has in `/dev`. (Not `core -> /proc/kcore`: that is the
 /// kernel's memory, which Docker hides and carton does not offer.)

@@ -105,6 +105,11 @@ impl Hooks for Isolation {
                 report.fail(spec.process.exec(explain))
             }
             Ok(ForkResult::Parent { child }) => {
+                // The init runs carton's binary for the container's whole life, where its
+                // processes can see it: not dumpable, so /proc/1/exe and /proc/1/mem stay
+                // closed to them without CAP_SYS_PTRACE (CVE-2019-5736, chapter 8).
+                // Safety: prctl with integer arguments.
+                unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
                 drop(report); // the command's copy tells carton whether execve worked
                               // The init never calls execve, so close-on-exec never closes anything it
                               // inherited from carton: close it all (an open host directory would be a way

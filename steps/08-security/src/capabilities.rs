@@ -61,6 +61,12 @@ pub const NAMES: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
+/// Docker's default set: the 14 capabilities a container's root keeps (CHOWN, DAC_OVERRIDE,
+/// FOWNER, FSETID, KILL, SETGID, SETUID, SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT,
+/// MKNOD, AUDIT_WRITE, SETFCAP): enough to install packages and run servers, nothing that
+/// reaches past the container (no SYS_ADMIN, NET_ADMIN, SYS_MODULE, SYS_PTRACE, ...).
+pub const DOCKER_DEFAULT: CapSet = CapSet(0xa804_25fb);
+
 /// A set of capabilities, one bit each (bit N is capability N), as the kernel keeps them.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct CapSet(pub u64);
@@ -136,7 +142,7 @@ impl Capabilities {
 }
 
 /// The bounding set this process has (what it can hand on at most).
-fn own_bounding_set() -> u64 {
+pub fn own_bounding_set() -> u64 {
     // Safety: PR_CAPBSET_READ takes a capability number and returns 1, 0 or -1.
     (0..NAMES.len()).filter(|cap| unsafe { libc::prctl(libc::PR_CAPBSET_READ, *cap as libc::c_ulong, 0, 0, 0) } == 1).fold(0, |set, cap| set | 1 << cap)
 }

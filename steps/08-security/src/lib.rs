@@ -8,26 +8,35 @@
 //!   cut before the user switch, the others set after it);
 //! - [`paths`]: `linux.maskedPaths` hidden, `linux.readonlyPaths` read-only;
 //! - [`sysctl`]: `linux.sysctl`, only for settings of the container's own namespaces;
-//! - [`devices`]: the device nodes of `linux.devices`.
+//! - [`devices`]: the device nodes of `linux.devices`;
+//! - [`device_rules`]: `linux.resources.devices`, which nodes may be opened (the cgroup);
+//! - [`seccomp`]: `linux.seccomp`, a filter on the system calls themselves;
+//! - [`docker`]: what Docker's defaults and flags (`--cap-add`, `--privileged`,
+//!   `--security-opt`, `--device`, `--read-only`) write into a spec.
 //!
 //! They plug into the start sequence as one more layer of hooks, [`Security`], around the
-//! hooks of steps 02 and 04, and into `exec` through [`step07::exec::ExecSecurity`].
-//! seccomp and the device rules come with the next part of this step; until then a spec
-//! that asks for them is warned about ([`unapplied`]), never silently obeyed in part.
+//! hooks of steps 02 and 04, and into `exec` through [`step07::exec::ExecSecurity`]. What
+//! carton cannot apply (user namespaces' id mappings, until the rootless chapter) is warned
+//! about ([`unapplied`]), never silently obeyed in part.
 
 pub mod capabilities;
+pub mod device_rules;
 pub mod devices;
+pub mod docker;
+pub mod exe;
 pub mod paths;
+pub mod probe;
+pub mod seccomp;
 pub mod sysctl;
 
 use nix::sched::CloneFlags;
 use oci_spec::runtime::Spec;
 use step01::container::Hooks;
-use step01::{Chapter, ContainerSpec, Explain, Result};
+use step01::{Chapter, ContainerSpec, Error, Explain, Result};
 
 pub use capabilities::{CapSet, Capabilities};
 
-pub const CHAPTER: Chapter = Chapter { number: 8, title: "Security: capabilities, masked paths, sysctls" };
+pub const CHAPTER: Chapter = Chapter { number: 8, title: "Security: capabilities, seccomp, masked paths, devices" };
 
 // ANCHOR: security
 /// The security settings of one container, applied around the hooks of the steps before.
@@ -39,6 +48,12 @@ pub struct Security<H: Hooks> {
     readonly: Vec<String>,
     sysctl: Vec<(String, String)>,
     devices: Vec<oci_spec::runtime::LinuxDevice>,
+    /// `linux.resources.devices`, put on the cgroup at `cgroups_path`.
+    device_rules: Vec<oci_spec::runtime::LinuxDeviceCgroup>,
+    cgroups_path: Option<std::path::PathBuf>,
+    seccomp: Option<seccomp::Filter>,
+    /// `process.noNewPrivileges`: decides when the seccomp filter is loaded.
+    no_new_privileges: bool,
 }
 
 impl<H: Hooks> Hooks for Security<H> {
@@ -50,10 +65,19 @@ impl<H: Hooks> Hooks for Security<H> {
         Some(&mut self.inner)
     }
 
-    /// The new root furnished, before pivot_root: the spec's device nodes.
+    /// The new root furnished, before pivot_root: the spec's device nodes, then the device
+    /// rules on the container's cgroup (as runc sets them once the root is ready: its own
+    /// nodes are made by then). The host's cgroup file system is still in reach here.
     fn child_before_pivot(&self, spec: &ContainerSpec, rootfs: &std::path::Path, explain: &Explain) -> Result<()> {
         self.inner.child_before_pivot(spec, rootfs, explain)?;
-        self.devices.iter().try_for_each(|device| devices::make(rootfs, device, explain))
+        self.devices.iter().try_for_each(|device| devices::make(rootfs, device, explain))?;
+        if self.device_rules.is_empty() {
+            return Ok(());
+        }
+        let layout = step04::Layout::detected();
+        let version = layout.version().ok_or_else(|| Error::runtime("linux.resources.devices needs cgroups, and this machine has none mounted"))?;
+        let path = self.cgroups_path.clone().ok_or_else(|| Error::runtime("linux.resources.devices needs the container's cgroup: give linux.cgroupsPath"))?;
+        device_rules::restrict(&step04::Cgroup::at_path(layout, version, &path), &self.device_rules, explain)
     }
 
     /// After pivot_root, still root with every capability: the kernel settings (while
@@ -69,18 +93,28 @@ impl<H: Hooks> Hooks for Security<H> {
         for path in &self.masked {
             paths::mask(path, explain)?;
         }
-        match &self.capabilities {
-            Some(caps) => capabilities::drop_bounding(caps.bounding, explain),
-            None => Ok(()),
+        if let Some(caps) = &self.capabilities {
+            capabilities::drop_bounding(caps.bounding, explain)?;
+        }
+        // Without no_new_privs the kernel takes a filter only from a process with
+        // CAP_SYS_ADMIN: now, before the user switch and capset take it away (runc's order).
+        match &self.seccomp {
+            Some(filter) if !self.no_new_privileges => seccomp::load(filter, explain),
+            _ => Ok(()),
         }
     }
 
-    /// After the user switch, just before the command: the capability sets.
+    /// After the user switch, just before the command: the capability sets, then (with
+    /// no_new_privs) the seccomp filter, as late as possible: the fewer calls carton still
+    /// makes under it, the fewer a profile must allow.
     fn child_after_user(&self, spec: &ContainerSpec, explain: &Explain) -> Result<()> {
         self.inner.child_after_user(spec, explain)?;
-        match &self.capabilities {
-            Some(caps) => capabilities::apply(caps, explain),
-            None => Ok(()),
+        if let Some(caps) = &self.capabilities {
+            capabilities::apply(caps, explain)?;
+        }
+        match &self.seccomp {
+            Some(filter) if self.no_new_privileges => seccomp::load(filter, explain),
+            _ => Ok(()),
         }
     }
 }
@@ -122,6 +156,10 @@ pub fn from_oci<H: Hooks>(spec: &Spec, inner: H) -> Result<Reading<H>> {
         readonly: list(linux.and_then(|l| l.readonly_paths().as_ref())),
         sysctl: settings,
         devices: linux.and_then(|l| l.devices().clone()).unwrap_or_default(),
+        device_rules: device_rules::with_runtimes_own(linux.and_then(|l| l.resources().as_ref()).and_then(|r| r.devices().clone()).unwrap_or_default()),
+        cgroups_path: linux.and_then(|l| l.cgroups_path().clone()),
+        seccomp: linux.and_then(|l| l.seccomp().as_ref()).map(seccomp::Filter::from_oci).transpose()?,
+        no_new_privileges: process.and_then(|p| p.no_new_privileges()).unwrap_or(false),
     };
     Ok(Reading { security, warnings })
 }
@@ -142,17 +180,11 @@ fn own_namespaces(spec: &Spec) -> CloneFlags {
     })
 }
 
-/// The parts of `spec` carton reads but cannot apply yet, each named: seccomp and the
-/// device rules (the next part of this step), user namespaces' id mappings (rootless).
+/// The parts of `spec` carton reads but cannot apply yet, each named: user namespaces'
+/// id mappings (the rootless chapter).
 pub fn unapplied(spec: &Spec) -> Vec<String> {
     let mut warnings = Vec::new();
     let Some(linux) = spec.linux() else { return warnings };
-    if linux.seccomp().is_some() {
-        warnings.push("linux.seccomp is not applied yet: the container's system calls are not filtered".to_string());
-    }
-    if linux.resources().as_ref().and_then(|r| r.devices().as_ref()).is_some_and(|rules| !rules.is_empty()) {
-        warnings.push("linux.resources.devices is not applied yet: the container may use any device node it can make".to_string());
-    }
     if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty()) || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty()) {
         warnings.push("linux.uidMappings/gidMappings are not applied yet (no user namespace): ids inside are the host's".to_string());
     }
@@ -160,15 +192,41 @@ pub fn unapplied(spec: &Spec) -> Vec<String> {
 }
 
 // ANCHOR: exec
-/// An exec'd process gets the capabilities of the spec's (or exec's) `process`, in the
-/// same order as the container's own.
-impl step07::exec::ExecSecurity for Capabilities {
+/// What an exec'd process gets: the capabilities of the spec's (or exec's) `process` and
+/// the container's seccomp filter, in the same order as the container's own process.
+pub struct ExecPolicy {
+    pub capabilities: Option<Capabilities>,
+    pub seccomp: Option<seccomp::Filter>,
+    pub no_new_privileges: bool,
+}
+
+impl ExecPolicy {
+    /// The policy of the container `spec` describes, with `capabilities` for the process.
+    pub fn new(spec: &Spec, capabilities: Option<Capabilities>, no_new_privileges: bool) -> Result<ExecPolicy> {
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()).map(seccomp::Filter::from_oci).transpose()?;
+        Ok(ExecPolicy { capabilities, seccomp, no_new_privileges })
+    }
+}
+
+impl step07::exec::ExecSecurity for ExecPolicy {
     fn before_user(&self, explain: &Explain) -> Result<()> {
-        capabilities::drop_bounding(self.bounding, explain)
+        if let Some(caps) = &self.capabilities {
+            capabilities::drop_bounding(caps.bounding, explain)?;
+        }
+        match &self.seccomp {
+            Some(filter) if !self.no_new_privileges => seccomp::load(filter, explain),
+            _ => Ok(()),
+        }
     }
 
     fn after_user(&self, explain: &Explain) -> Result<()> {
-        capabilities::apply(self, explain)
+        if let Some(caps) = &self.capabilities {
+            capabilities::apply(caps, explain)?;
+        }
+        match &self.seccomp {
+            Some(filter) if self.no_new_privileges => seccomp::load(filter, explain),
+            _ => Ok(()),
+        }
     }
 }
 // ANCHOR_END: exec

@@ -3,7 +3,11 @@
 //! ```text
 //! step08-security caps [PID]                 the five capability sets of a process, by name
 //! step08-security run [--bundle DIR] ID      chapter 7's run, with the spec's capabilities,
-//!                                            masked and read-only paths and sysctls applied
+//!                                            seccomp, masked and read-only paths, sysctls,
+//!                                            devices applied
+//! step08-security seccomp [PROFILE.json]     the BPF program a profile compiles to (default:
+//!                                            Docker's, for Docker's 14 capabilities)
+//! step08-security devices                    the eBPF program of Docker's device rules
 //! ```
 
 use std::path::PathBuf;
@@ -14,7 +18,7 @@ use step01::Explain;
 use step07::Runtime;
 
 #[derive(Parser)]
-#[command(about = "Chapter 8 of carton: capabilities, masked and read-only paths, sysctls")]
+#[command(about = "Chapter 8 of carton: capabilities, seccomp, masked and read-only paths, devices, sysctls")]
 struct Cli {
     /// Where the containers' state lives
     #[arg(long, global = true, env = "CARTON_ROOT", default_value = "/var/lib/carton", value_name = "DIR")]
@@ -39,6 +43,13 @@ enum Command {
         bundle: PathBuf,
         id: String,
     },
+    /// Print the BPF program a seccomp profile compiles to (default: Docker's)
+    Seccomp {
+        /// A profile in Docker's or OCI's JSON format
+        profile: Option<PathBuf>,
+    },
+    /// Print the eBPF program of Docker's device rules (what cgroup v2 runs on each open)
+    Devices,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +57,11 @@ fn main() -> ExitCode {
     let explain = Explain::when(cli.explain);
     let result = match cli.command {
         Command::Caps { pid } => show_caps(&pid).map(|()| 0),
+        Command::Seccomp { profile } => show_seccomp(profile).map(|()| 0),
+        Command::Devices => step08::device_rules::ebpf_program(&step08::device_rules::docker_default()).map(|program| {
+            print!("{}", step08::device_rules::disassemble(&program));
+            0
+        }),
         Command::Run { bundle, id } => {
             let root = std::path::absolute(&cli.root).unwrap_or(cli.root);
             let runtime = Runtime::new(&root, explain);
@@ -71,6 +87,21 @@ fn main() -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
+}
+
+fn show_seccomp(profile: Option<PathBuf>) -> step01::Result<()> {
+    use step08::seccomp::{bpf, profile::Profile};
+    let profile = match profile {
+        None => step08::seccomp::profile::docker_default(),
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| step01::Error::runtime(format!("cannot read {}: {e}", path.display())))?;
+            Profile::parse(&text, &path.display().to_string())?
+        }
+    };
+    let arch = bpf::native_arch()?;
+    let program = bpf::compile(&profile.resolve(step08::capabilities::DOCKER_DEFAULT, arch)?, arch)?;
+    print!("{}", bpf::disassemble(&program, arch));
+    Ok(())
 }
 
 fn show_caps(pid: &str) -> step01::Result<()> {
