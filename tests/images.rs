@@ -116,6 +116,66 @@ fn a_root_filesystem_tarball_is_imported_as_an_image() {
     assert!(stderr(&out).contains("not a tar archive"), "{}", stderr(&out));
 }
 
+/// A tar archive holding one entry, made by hand: `kind` is the tar type flag.
+fn one_entry_tar(name: &str, kind: tar::EntryType, link: Option<&str>, device: Option<(u32, u32)>) -> Vec<u8> {
+    let mut header = tar::Header::new_gnu();
+    header.set_path(name).ok(); // set_path refuses `..`: written raw below instead
+    header.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+    header.set_entry_type(kind);
+    header.set_size(0);
+    header.set_mode(0o644);
+    if let Some(link) = link {
+        header.as_old_mut().linkname[..link.len()].copy_from_slice(link.as_bytes());
+    }
+    if let Some((major, minor)) = device {
+        header.set_device_major(major).unwrap();
+        header.set_device_minor(minor).unwrap();
+    }
+    header.set_cksum();
+    let mut tar = tar::Builder::new(Vec::new());
+    tar.append(&header, std::io::empty()).unwrap();
+    tar.into_inner().unwrap()
+}
+
+#[test]
+fn import_refuses_at_once_what_run_would_refuse_and_says_why_in_words() {
+    require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    for (name, tar, says) in [
+        ("dotdot", one_entry_tar("../escape", tar::EntryType::Regular, None, None), "../escape climbs out of the layer with .."),
+        ("device", one_entry_tar("dev/sda", tar::EntryType::Block, None, Some((8, 0))), "dev/sda is a device node"),
+        ("hardlink", one_entry_tar("passwd", tar::EntryType::Link, Some("../../etc/passwd"), None), "passwd is a hard link to ../../etc/passwd, outside the layer"),
+    ] {
+        let file = dir.path().join(format!("{name}.tar"));
+        fs::write(&file, tar).unwrap();
+        let out = carton().env("CARTON_ROOT", &state).arg("import").arg(&file).arg(format!("bad:{name}")).output().unwrap();
+        assert_eq!(out.status.code(), Some(125), "{name}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{name}: {}", stderr(&out));
+        let images = carton().env("CARTON_ROOT", &state).args(["images", "-q"]).output().unwrap();
+        assert_eq!(stdout(&images), "", "{name}: nothing was stored");
+    }
+    // Random bytes: a message in words, not the bytes the tar reader quotes.
+    let random: Vec<u8> = (0..3000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let file = dir.path().join("random.tar");
+    fs::write(&file, random).unwrap();
+    let out = carton().env("CARTON_ROOT", &state).arg("import").arg(&file).arg("random").output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(stderr(&out), "carton: not a tar archive (plain or gzip), or a damaged one\n");
+    // An archive whose manifest lists no image says so.
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_gnu();
+    header.set_size(3);
+    header.set_mode(0o644);
+    header.set_cksum();
+    tar.append_data(&mut header, "manifest.json", &b"[]\n"[..]).unwrap();
+    let file = dir.path().join("empty.tar");
+    fs::write(&file, tar.into_inner().unwrap()).unwrap();
+    let out = carton().env("CARTON_ROOT", &state).args(["load", "-i"]).arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("nothing to load: the archive lists no image"), "{}", stderr(&out));
+}
+
 #[test]
 fn an_image_a_running_container_uses_keeps_its_last_name_unless_forced() {
     require_root();

@@ -314,7 +314,9 @@ fn bad_input_and_unsupported_commands_are_clear_errors_in_the_log_with_exit_1() 
     assert!(stdout(&version).starts_with("carton-oci ") && stdout(&version).contains("spec: 1."), "{}", stdout(&version));
     let features: Value = serde_json::from_slice(&run_oci(&root, &["features"]).stdout).unwrap();
     assert!(features["hooks"].as_array().unwrap().iter().any(|h| h == "createRuntime"), "{features}");
-    assert_eq!(features["linux"]["seccomp"]["enabled"], false, "it says what it cannot do");
+    assert_eq!(features["linux"]["seccomp"]["enabled"], true, "{features}");
+    assert!(!features["linux"]["seccomp"]["actions"].as_array().unwrap().iter().any(|a| a == "SCMP_ACT_NOTIFY"), "no seccomp agent: {features}");
+    assert_eq!(features["linux"]["apparmor"]["enabled"], false, "it says what it cannot do");
     // `spec` writes a bundle's config.json that carton-oci itself runs.
     let bundle = dir.path().join("made");
     fs::create_dir_all(&bundle).unwrap();

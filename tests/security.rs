@@ -232,3 +232,31 @@ fn the_runtime_binary_cannot_be_reopened_for_writing_from_inside_cve_2019_5736()
         assert_eq!(line, erofs, "the runtime's binary was reachable for writing: {report}");
     }
 }
+
+#[test]
+fn no_host_descriptor_or_directory_leaks_into_the_container_or_an_exec_cve_2024_21626() {
+    require_root();
+    let state = state_with_busybox();
+    // Each process lists its descriptors (ls's own directory handle is the 4th) and its
+    // working directory: 0, 1, 2 and the container's own /.
+    let script = "ls /proc/self/fd | tr '\\n' ' '; echo; readlink /proc/self/cwd";
+    let out = sh(state.path(), &[], script);
+    assert_eq!(stdout(&out), "0 1 2 3 \n/\n", "{}", stderr(&out));
+    let id = create_and_start(state.path(), &["--network", "none", "busybox", "sleep", "30"]);
+    let exec = carton().env("CARTON_ROOT", state.path()).args(["exec", "-w", "/tmp", &id, "sh", "-c", script]).stdin(Stdio::null()).output().unwrap();
+    assert_eq!(stdout(&exec), "0 1 2 3 \n/tmp\n", "{}", stderr(&exec));
+    let removed = carton().env("CARTON_ROOT", state.path()).args(["rm", "-f", &id]).output().unwrap();
+    assert!(removed.status.success(), "{}", stderr(&removed));
+}
+
+#[test]
+fn the_init_has_the_containers_restrictions_and_is_not_dumpable() {
+    require_root();
+    let state = state_with_busybox();
+    // PID 1 is carton's init (carton's binary): same capabilities and filter as the command,
+    // and its /proc/1/exe closed to the container's processes, which lack CAP_SYS_PTRACE.
+    let out = sh(state.path(), &["--init"], "grep -E '^(CapEff|Seccomp):' /proc/1/status; readlink /proc/1/exe 2>&1 || echo DENIED");
+    let text = stdout(&out);
+    assert_eq!((field(&text, "CapEff:"), field(&text, "Seccomp:")), (DOCKER_CAPS, "2"), "{text}{}", stderr(&out));
+    assert!(text.trim_end().ends_with("DENIED"), "{text}");
+}

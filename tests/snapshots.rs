@@ -26,12 +26,16 @@ fn explain_trace_of_a_run() {
     });
 }
 
-/// The trace with chapter 4's steps left out: which cgroup files exist, and how many
-/// hierarchies there are, depend on the machine (v1 or v2, its CPUs, whether carton's
-/// cgroup parent exists yet). tests/cgroups.rs checks those steps on this machine.
+/// The trace with what depends on the machine left out: chapter 4's steps (which cgroup
+/// files exist, and how many hierarchies there are: v1 or v2, its CPUs, whether carton's
+/// cgroup parent exists yet), and, of chapter 8, how the device rules are put on the cgroup
+/// (files on v1, an eBPF program on v2) and which masked paths this kernel has. tests/cgroups.rs
+/// and tests/security.rs check those on this machine.
 fn without_cgroup_steps(trace: &str) -> String {
     let mut kept = String::new();
     let mut in_chapter_4 = false;
+    let mut skipping_step = false;
+    let mut hid_paths = false;
     for line in trace.lines() {
         if line.starts_with("[explain] ── ") {
             in_chapter_4 = line.contains("chapter 4:");
@@ -40,7 +44,20 @@ fn without_cgroup_steps(trace: &str) -> String {
                 continue;
             }
         }
-        if !in_chapter_4 {
+        if line.starts_with("[explain] ") {
+            skipping_step = false;
+            if line.starts_with("[explain] device rules for the container's cgroup") {
+                kept += "[explain] device rules for the container's cgroup: [devices files on v1, an eBPF program on v2]\n";
+                skipping_step = true;
+            } else if line.starts_with("[explain] hide the ") {
+                if !hid_paths {
+                    kept += "[explain] hide the masked paths this kernel has\n";
+                }
+                hid_paths = true;
+                skipping_step = true;
+            }
+        }
+        if !in_chapter_4 && !skipping_step {
             kept += line;
             kept += "\n";
         }

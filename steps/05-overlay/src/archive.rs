@@ -137,7 +137,8 @@ fn write_entry(root: &OwnedFd, parent: &OwnedFd, name: &OsStr, path: &Path, entr
         }
         tar::EntryType::Link => {
             let target = entry.link_name().ok().flatten().ok_or_else(|| bad_layer(format!("{} is a hard link without a target", path.display())))?;
-            let target = inside(&target)?.ok_or_else(|| bad_layer(format!("{} is a hard link to the layer's root", path.display())))?;
+            let outside = || bad_layer(format!("{} is a hard link to {}, outside the layer: a layer may link only to its own files", path.display(), target.display()));
+            let target = inside(&target).map_err(|_| outside())?.ok_or_else(|| bad_layer(format!("{} is a hard link to the layer's root", path.display())))?;
             let (target_parent, target_name) = split(&target);
             let from = walk(root, target_parent, false)?;
             // Without AT_SYMLINK_FOLLOW: a link to a symbolic link links the link itself.

@@ -140,6 +140,9 @@ pub fn load(store: &ImageStore, input: impl Read) -> Result<Vec<Loaded>> {
     } else {
         return Err(Error::runtime("not an image archive: it has neither manifest.json (the format of `docker save`) nor index.json (an OCI image layout)"));
     };
+    if images.is_empty() {
+        return Err(Error::runtime("nothing to load: the archive lists no image (its manifest.json or index.json is empty)"));
+    }
 
     // 3. Store each image's blobs, verified once more on their way in, then name it.
     let _lock = store.lock(crate::store::Lock::Shared)?; // until tagged: `rmi` must not collect these blobs

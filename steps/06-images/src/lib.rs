@@ -66,17 +66,32 @@ pub fn import(store: &ImageStore, tarball: impl std::io::Read, reference: &Refer
         bytes = plain;
     }
     // Refuse what is not a tar before it becomes an image.
+    let not_tar = |e: std::io::Error| Error::runtime(format!("not a tar archive (plain or gzip), or a damaged one{}", readable_detail(&e.to_string())));
     let mut archive = tar::Archive::new(bytes.as_slice());
-    let entries = archive.entries().map_err(|e| Error::runtime(format!("not a tar archive: {e}")))?;
     let mut count = 0;
-    for entry in entries {
-        entry.map_err(|e| Error::runtime(format!("not a tar archive (or a damaged one): {e}")))?;
+    for entry in archive.entries().map_err(not_tar)? {
+        entry.map_err(not_tar)?;
         count += 1;
     }
     if count == 0 {
         return Err(Error::runtime("the tarball holds no files: give a root filesystem as a tar archive"));
     }
+    // Refuse what `run` would refuse (a name climbing out with `..`, a device node, a link
+    // leading out of the layer), now rather than at the first run: unpacked once, aside.
+    let scratch = tempfile::Builder::new().prefix(".import-").tempdir_in(&store.root).map_err(|e| Error::runtime(format!("cannot make a scratch directory in {}: {e}", store.root.display())))?;
+    step05::archive::apply(bytes.as_slice(), scratch.path(), step05::archive::Target::Merged)?;
+    drop(scratch);
     image_from_tar(store, &bytes, reference, &[], "carton import")
+}
+
+/// `: DETAIL` when the tar reader's message is plain text; nothing when it quotes the
+/// damaged bytes (random input would fill the terminal with them).
+fn readable_detail(detail: &str) -> String {
+    if detail.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
+        format!(": {detail}")
+    } else {
+        String::new()
+    }
 }
 
 // ANCHOR: image_from_tar
