@@ -317,7 +317,7 @@ impl SecurityFlags {
 
 /// Step 08's security settings around the steps' hooks, for carton's own containers; what
 /// it cannot apply is said on stderr.
-pub(crate) fn secured(spec: &oci_spec::runtime::Spec, hooks: step07::StepHooks) -> step01::Result<step08::Security<step07::StepHooks>> {
+pub(crate) fn secured(spec: &oci_spec::runtime::Spec, hooks: step07::StepHooks) -> step01::Result<step08::Security> {
     let reading = step08::from_oci(spec, hooks)?;
     reading.warnings.iter().for_each(|warning| eprintln!("carton: warning: {warning}"));
     Ok(reading.security)

@@ -208,7 +208,7 @@ fn the_runtime_binary_cannot_be_reopened_for_writing_from_inside_cve_2019_5736()
         command.env("CARTON_ROOT", &state).stdin(Stdio::null());
         command
     };
-    let created = carton().args(["create", "--network", "none", "--rootfs"]).arg(&rootfs).args(["--", "/bin/probe", "hunt", "3000"]).output().unwrap();
+    let created = carton().args(["create", "--network", "none", "--rootfs"]).arg(&rootfs).args(["--", "/bin/probe", "hunt", "/stop-hunting", "60000"]).output().unwrap();
     assert!(created.status.success(), "{}", stderr(&created));
     let id = stdout(&created).trim().to_string();
     assert!(carton().args(["start", &id]).output().unwrap().status.success());
@@ -216,8 +216,11 @@ fn the_runtime_binary_cannot_be_reopened_for_writing_from_inside_cve_2019_5736()
         let exec = carton().args(["exec", &id, "/bin/evil"]).output().unwrap();
         assert_ne!(exec.status.code(), Some(0), "the script ran carton's binary, which refuses its arguments");
     }
+    // Every carton process has ended: the attacker may try its descriptors now (a file of
+    // the root filesystem, which the container sees through its overlay).
+    std::fs::write(rootfs.join("stop-hunting"), "").unwrap();
     let output = state.join("containers").join(&id).join("output.log");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     while !std::fs::read_to_string(&output).unwrap_or_default().contains("seen=") && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(100));
     }

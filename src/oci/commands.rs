@@ -269,7 +269,7 @@ fn joins_a_pid_namespace(spec: &Spec) -> bool {
 }
 
 /// Step 08 around the steps' hooks; what it cannot apply yet is said, not skipped silently.
-fn secured(spec: &Spec, hooks: step07::StepHooks, log: &Log) -> Result<step08::Security<step07::StepHooks>> {
+fn secured(spec: &Spec, hooks: step07::StepHooks, log: &Log) -> Result<step08::Security> {
     let reading = step08::from_oci(spec, hooks)?;
     reading.warnings.iter().for_each(|warning| log.warn(warning));
     Ok(reading.security)

@@ -77,6 +77,12 @@ impl<H: Hooks> Resources<H> {
     pub fn new(inner: H, cgroup: Option<Rc<Cgroup>>, layout: &'static Layout, namespace: CgroupNamespace) -> Resources<H> {
         Resources { inner, cgroup, layout, namespace }
     }
+
+    /// The container's cgroup, for a later step that adds to it (the security step's device
+    /// rules): the one at the spec's `cgroupsPath`, or carton's default path for the id.
+    pub fn cgroup(&self) -> Option<&Cgroup> {
+        self.cgroup.as_deref()
+    }
 }
 
 impl<H: Hooks> Hooks for Resources<H> {

@@ -4,12 +4,12 @@
 //! `probe NAME...`: makes the system calls Docker's profile refuses and prints what the
 //! kernel answered, one `name=ERRNO` line each (0: the call worked).
 //!
-//! `probe hunt MILLIS`: the CVE-2019-5736 attacker. For MILLIS milliseconds it watches the
-//! container's processes for one whose `/proc/PID/exe` is neither busybox nor itself (the
-//! runtime's binary, while it runs in the container) and keeps an `O_PATH` descriptor of
-//! it; then it tries to reopen each for writing, as the exploit did once the runtime had
-//! ended, and prints `seen=N` and one `reopen=ERRNO` line each (0: it could have written the
-//! runtime's binary; it writes nothing).
+//! `probe hunt STOP_FILE MILLIS`: the CVE-2019-5736 attacker. Until STOP_FILE exists (at
+//! most MILLIS milliseconds) it watches the container's processes for one whose
+//! `/proc/PID/exe` is neither busybox nor itself (the runtime's binary, while it runs in the
+//! container) and keeps an `O_PATH` descriptor of it; then, the runtime's processes gone, it
+//! tries to reopen each for writing, as the exploit did, and prints `seen=N` and one
+//! `reopen=ERRNO` line each (0: it could have written the runtime's binary; it writes nothing).
 
 use std::ffi::c_long;
 
@@ -38,7 +38,7 @@ mod nr {
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("hunt") {
-        return hunt(args.get(1).and_then(|ms| ms.parse().ok()).unwrap_or(1000));
+        return hunt(args.get(1).map_or("/tmp/stop", String::as_str), args.get(2).and_then(|ms| ms.parse().ok()).unwrap_or(10_000));
     }
     for name in args {
         // Safety: each call passes integers (or a null pointer with size 0) only.
@@ -61,12 +61,12 @@ fn main() {
     }
 }
 
-fn hunt(millis: u64) {
+fn hunt(stop_file: &str, millis: u64) {
     use std::os::unix::fs::OpenOptionsExt;
     let me = std::process::id().to_string();
     let until = std::time::Instant::now() + std::time::Duration::from_millis(millis);
     let mut caught: Vec<(String, std::fs::File)> = Vec::new();
-    while std::time::Instant::now() < until && caught.len() < 64 {
+    while std::time::Instant::now() < until && caught.len() < 64 && !std::path::Path::new(stop_file).exists() {
         let Ok(entries) = std::fs::read_dir("/proc") else { return };
         for entry in entries.flatten() {
             let pid = entry.file_name().to_string_lossy().into_owned();
@@ -83,8 +83,9 @@ fn hunt(millis: u64) {
             }
         }
     }
-    // The runtime's processes are gone now: what the exploit did next.
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    // The runtime's processes are gone now (the caller says so with STOP_FILE): what the
+    // exploit did next.
+    std::thread::sleep(std::time::Duration::from_millis(300));
     println!("seen={}", caught.len());
     for (_, file) in &caught {
         use std::os::fd::AsRawFd;

@@ -40,23 +40,22 @@ pub const CHAPTER: Chapter = Chapter { number: 8, title: "Security: capabilities
 
 // ANCHOR: security
 /// The security settings of one container, applied around the hooks of the steps before.
-pub struct Security<H: Hooks> {
-    inner: H,
+pub struct Security {
+    inner: step07::StepHooks,
     /// `None`: the spec gives no `process.capabilities`, and the process keeps root's.
     capabilities: Option<Capabilities>,
     masked: Vec<String>,
     readonly: Vec<String>,
     sysctl: Vec<(String, String)>,
     devices: Vec<oci_spec::runtime::LinuxDevice>,
-    /// `linux.resources.devices`, put on the cgroup at `cgroups_path`.
+    /// `linux.resources.devices`, put on the container's cgroup (step 04's).
     device_rules: Vec<oci_spec::runtime::LinuxDeviceCgroup>,
-    cgroups_path: Option<std::path::PathBuf>,
     seccomp: Option<seccomp::Filter>,
     /// `process.noNewPrivileges`: decides when the seccomp filter is loaded.
     no_new_privileges: bool,
 }
 
-impl<H: Hooks> Hooks for Security<H> {
+impl Hooks for Security {
     fn inner(&self) -> Option<&dyn Hooks> {
         Some(&self.inner)
     }
@@ -74,10 +73,8 @@ impl<H: Hooks> Hooks for Security<H> {
         if self.device_rules.is_empty() {
             return Ok(());
         }
-        let layout = step04::Layout::detected();
-        let version = layout.version().ok_or_else(|| Error::runtime("linux.resources.devices needs cgroups, and this machine has none mounted"))?;
-        let path = self.cgroups_path.clone().ok_or_else(|| Error::runtime("linux.resources.devices needs the container's cgroup: give linux.cgroupsPath"))?;
-        device_rules::restrict(&step04::Cgroup::at_path(layout, version, &path), &self.device_rules, explain)
+        let cgroup = self.inner.cgroup().ok_or_else(|| Error::runtime("linux.resources.devices needs cgroups, and this machine has none mounted"))?;
+        device_rules::restrict(cgroup, &self.device_rules, explain)
     }
 
     /// After pivot_root, still root with every capability: the kernel settings (while
@@ -121,8 +118,8 @@ impl<H: Hooks> Hooks for Security<H> {
 // ANCHOR_END: security
 
 /// What a caller is told about the spec's security settings before the container starts.
-pub struct Reading<H: Hooks> {
-    pub security: Security<H>,
+pub struct Reading {
+    pub security: Security,
     /// Parts of the spec that are not applied: each a line for the log and stderr.
     pub warnings: Vec<String>,
 }
@@ -130,7 +127,7 @@ pub struct Reading<H: Hooks> {
 // ANCHOR: from_oci
 /// Read this step's part of `spec` around `inner`, the hooks of the steps before.
 /// A sysctl of the host is refused here, before anything is made.
-pub fn from_oci<H: Hooks>(spec: &Spec, inner: H) -> Result<Reading<H>> {
+pub fn from_oci(spec: &Spec, inner: step07::StepHooks) -> Result<Reading> {
     let process = spec.process().as_ref();
     let linux = spec.linux().as_ref();
     let mut warnings = unapplied(spec);
@@ -157,7 +154,6 @@ pub fn from_oci<H: Hooks>(spec: &Spec, inner: H) -> Result<Reading<H>> {
         sysctl: settings,
         devices: linux.and_then(|l| l.devices().clone()).unwrap_or_default(),
         device_rules: device_rules::with_runtimes_own(linux.and_then(|l| l.resources().as_ref()).and_then(|r| r.devices().clone()).unwrap_or_default()),
-        cgroups_path: linux.and_then(|l| l.cgroups_path().clone()),
         seccomp: linux.and_then(|l| l.seccomp().as_ref()).map(seccomp::Filter::from_oci).transpose()?,
         no_new_privileges: process.and_then(|p| p.no_new_privileges()).unwrap_or(false),
     };
