@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Regenerate src/seccomp/syscalls.rs: the system call numbers of x86_64 and aarch64, by
 # name, from the kernel's UAPI headers (Debian: linux-libc-dev). A seccomp filter compares
-# numbers; profiles name calls, so the compiler needs this table. Run from this directory.
+# numbers; profiles name calls, so the compiler needs this table (sorted by name: it is
+# searched on every start). Run from this directory.
 set -euo pipefail
 x86=/usr/include/x86_64-linux-gnu/asm/unistd_64.h
 generic=/usr/include/asm-generic/unistd.h
-table() { # NAME, then "name number" lines on stdin
+table() { # NAME, then "name number" lines on stdin; sorted by name (bytes), for binary search
   echo "pub const $1: &[(&str, u32)] = &["
-  sort -u | sort -k2 -n | awk '{printf "    (\"%s\", %s),\n", $1, $2}'
+  LC_ALL=C sort -u -k1,1 | awk '{printf "    (\"%s\", %s),\n", $1, $2}'
   echo "];"
 }
 {
