@@ -141,8 +141,13 @@ impl Capabilities {
     // ANCHOR_END: within_reach
 }
 
-/// The bounding set this process has (what it can hand on at most).
+/// The bounding set this process has (what it can hand on at most), asked once.
 pub fn own_bounding_set() -> u64 {
+    static OWN: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *OWN.get_or_init(read_own_bounding_set)
+}
+
+fn read_own_bounding_set() -> u64 {
     // Safety: PR_CAPBSET_READ takes a capability number and returns 1, 0 or -1.
     (0..NAMES.len()).filter(|cap| unsafe { libc::prctl(libc::PR_CAPBSET_READ, *cap as libc::c_ulong, 0, 0, 0) } == 1).fold(0, |set, cap| set | 1 << cap)
 }

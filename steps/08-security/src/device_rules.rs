@@ -99,9 +99,15 @@ pub fn restrict(cgroup: &Cgroup, rules: &[LinuxDeviceCgroup], explain: &Explain)
                 )
                 .shell(format!("echo a > {}/devices.deny; echo 'c 1:3 rwm' > {}/devices.allow; ...", dir.display(), dir.display()))
             });
+            // Each file opened once; the kernel takes one rule per write.
+            let open = |name: &str| {
+                let path = dir.join(name);
+                std::fs::OpenOptions::new().append(true).open(&path).map_err(|e| Error::runtime(format!("cannot open {}: {e}", path.display())))
+            };
+            let (mut allow, mut deny) = (open("devices.allow")?, open("devices.deny")?);
             for rule in rules {
-                let file = dir.join(if rule.allow() { "devices.allow" } else { "devices.deny" });
-                step04::cgroup::write(&file, &v1_line(rule), &Explain::off())?;
+                let (file, name) = if rule.allow() { (&mut allow, "devices.allow") } else { (&mut deny, "devices.deny") };
+                std::io::Write::write_all(file, v1_line(rule).as_bytes()).map_err(|e| Error::runtime(format!("cannot write {:?} to {}: {e}", v1_line(rule), dir.join(name).display())))?;
             }
             Ok(())
         }

@@ -116,7 +116,8 @@ pub fn write(options: &SecurityOptions, spec: &mut Spec) -> Result<()> {
         linux.set_masked_paths(Some(MASKED.iter().map(|p| p.to_string()).collect()));
         linux.set_readonly_paths(Some(READ_ONLY.iter().map(|p| p.to_string()).collect()));
     }
-    let mut rules = if options.privileged { vec![allow_all()] } else { device_rules::docker_default() };
+    // --privileged: no rule at all, which is every device (a cgroup's devices start open).
+    let mut rules = if options.privileged { Vec::new() } else { device_rules::docker_default() };
     let mut nodes = linux.devices().clone().unwrap_or_default();
     for device in &options.devices {
         let (node, rule) = device_option(device)?;
@@ -124,7 +125,7 @@ pub fn write(options: &SecurityOptions, spec: &mut Spec) -> Result<()> {
         rules.push(rule);
     }
     let mut resources = linux.resources().clone().unwrap_or_default();
-    resources.set_devices(Some(rules));
+    resources.set_devices((!rules.is_empty()).then_some(rules));
     linux.set_resources(Some(resources));
     linux.set_devices((!nodes.is_empty()).then_some(nodes));
     spec.set_linux(Some(linux));
@@ -163,12 +164,6 @@ pub const READ_ONLY: [&str; 5] = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/s
 fn read_profile(path: &Path) -> Result<Profile> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::runtime(format!("cannot read the seccomp profile {}: {e}", path.display())))?;
     Profile::parse(&text, &path.display().to_string())
-}
-
-fn allow_all() -> LinuxDeviceCgroup {
-    let mut rule = LinuxDeviceCgroup::default();
-    rule.set_allow(true).set_typ(Some(LinuxDeviceType::A)).set_access(Some("rwm".into()));
-    rule
 }
 
 /// `--device HOST[:CONTAINER][:PERMISSIONS]`: the node made in the container with the host

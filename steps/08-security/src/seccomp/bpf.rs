@@ -222,32 +222,90 @@ fn calls(seccomp: &LinuxSeccomp, arch: Arch, default: u32) -> Result<Vec<Call>> 
 /// killed; each system call the profile names gets its rules; everything else the default.
 pub fn compile(seccomp: &LinuxSeccomp, arch: Arch) -> Result<Vec<Instruction>> {
     let default = action_value(seccomp.default_action(), seccomp.default_errno_ret().unwrap_or(libc::EPERM as u32))?;
-    let ret = |k: u32| Instruction { code: RET_K, jt: 0, jf: 0, k };
-    let op = |code: u16, k: u32, jt: u8, jf: u8| Instruction { code, jt, jf, k };
     let mut program = vec![op(LD_W_ABS, ARCH, 0, 0), op(JMP_JEQ_K, arch as u32, 1, 0), ret(RET_KILL_PROCESS), op(LD_W_ABS, NR, 0, 0)];
     if arch == Arch::ScmpArchX86_64 {
         program.extend([op(JMP_JGE_K, X32_SYSCALL_BIT, 0, 1), ret(RET_KILL_PROCESS)]);
     }
-    for call in calls(seccomp, arch, default)? {
-        match &call.rules[..] {
-            // The common case: `if nr == N return action`.
-            [(conditions, action)] if conditions.is_empty() => program.extend([op(JMP_JEQ_K, call.number, 0, 1), ret(*action)]),
-            rules => {
-                let mut block = Vec::new();
-                for (conditions, action) in rules {
-                    block.extend(rule(conditions, *action)?);
-                }
-                block.push(ret(default)); // no rule held (the argument registers are loaded now)
-                program.extend([op(JMP_JEQ_K, call.number, 1, 0), op(JMP_JA, block.len() as u32, 0, 0)]);
-                program.extend(block);
-            }
-        }
-    }
-    program.push(ret(default));
+    let mut calls = calls(seccomp, arch, default)?;
+    calls.sort_by_key(|call| call.number);
+    program.extend(search(&entries(&calls), default)?);
     if program.len() > 4096 {
         return Err(Error::runtime(format!("the seccomp profile compiles to {} instructions; the kernel takes at most 4096", program.len())));
     }
     Ok(program)
+}
+
+/// What the search finds: a run of consecutive call numbers with one action and no
+/// conditions (Docker's profile allows dozens in a row: `read`, `write`, `open`, ...), or
+/// one call with conditions on its arguments.
+enum Entry<'a> {
+    Run { first: u32, last: u32, action: u32 },
+    Conditional(&'a Call),
+}
+
+impl Entry<'_> {
+    fn first(&self) -> u32 {
+        match self {
+            Entry::Run { first, .. } => *first,
+            Entry::Conditional(call) => call.number,
+        }
+    }
+}
+
+fn entries(calls: &[Call]) -> Vec<Entry<'_>> {
+    let mut entries: Vec<Entry> = Vec::new();
+    for call in calls {
+        match (&call.rules[..], entries.last_mut()) {
+            ([(conditions, action)], Some(Entry::Run { last, action: run_action, .. })) if conditions.is_empty() && *action == *run_action && call.number == *last + 1 => *last = call.number,
+            ([(conditions, action)], _) if conditions.is_empty() => entries.push(Entry::Run { first: call.number, last: call.number, action: *action }),
+            _ => entries.push(Entry::Conditional(call)),
+        }
+    }
+    entries
+}
+
+/// The entries (sorted by number) as a binary search on `nr`: a few comparisons lead to a
+/// short list of tests, instead of hundreds of them in a row. The kernel runs the filter on
+/// every system call, and once per call number when it loads it (to learn which calls it
+/// may let through without running the filter at all).
+fn search(entries: &[Entry], default: u32) -> Result<Vec<Instruction>> {
+    if entries.len() <= 4 {
+        let mut code = Vec::new();
+        for entry in entries {
+            match entry {
+                Entry::Run { first, last, action } if first == last => code.extend([op(JMP_JEQ_K, *first, 0, 1), ret(*action)]),
+                // `if nr > last: next entry; if nr >= first: the action`.
+                Entry::Run { first, last, action } => code.extend([op(JMP_JGT_K, *last, 2, 0), op(JMP_JGE_K, *first, 0, 1), ret(*action)]),
+                Entry::Conditional(call) => {
+                    let mut block = Vec::new();
+                    for (conditions, action) in &call.rules {
+                        block.extend(rule(conditions, *action)?);
+                    }
+                    block.push(ret(default)); // no rule held (the argument registers are loaded now)
+                    code.extend([op(JMP_JEQ_K, call.number, 1, 0), op(JMP_JA, block.len() as u32, 0, 0)]);
+                    code.extend(block);
+                }
+            }
+        }
+        code.push(ret(default));
+        return Ok(code);
+    }
+    // `if nr >= middle goto upper half`; a conditional jump reaches 255 instructions at
+    // most, so it jumps to a `goto`, which reaches anywhere.
+    let (lower, upper) = entries.split_at(entries.len() / 2);
+    let lower = search(lower, default)?;
+    let mut code = vec![op(JMP_JGE_K, upper[0].first(), 0, 1), op(JMP_JA, lower.len() as u32, 0, 0)];
+    code.extend(lower);
+    code.extend(search(upper, default)?);
+    Ok(code)
+}
+
+fn ret(k: u32) -> Instruction {
+    Instruction { code: RET_K, jt: 0, jf: 0, k }
+}
+
+fn op(code: u16, k: u32, jt: u8, jf: u8) -> Instruction {
+    Instruction { code, jt, jf, k }
 }
 // ANCHOR_END: compile
 
@@ -280,7 +338,7 @@ pub fn disassemble(program: &[Instruction], arch: Arch) -> String {
                     _ => ">=",
                 };
                 let value = match (loaded, name_of(i.k)) {
-                    (NR, Some(name)) if i.code == JMP_JEQ_K => format!("{} ({name})", i.k),
+                    (NR, Some(name)) => format!("{} ({name})", i.k),
                     _ => format!("{:#x}", i.k),
                 };
                 format!("if A {test} {value} goto {} else goto {}", target(i.jt), target(i.jf))
@@ -400,6 +458,30 @@ mod tests {
         assert_eq!(run(&program, Arch::ScmpArchX86 as u32, WRITE, [0; 6]), RET_KILL_PROCESS);
         assert_eq!(run(&program, X86, X32_SYSCALL_BIT | WRITE, [0; 6]), RET_KILL_PROCESS);
         assert!(disassemble(&program, Arch::ScmpArchX86_64).contains("if A == 1 (write) goto"), "{}", disassemble(&program, Arch::ScmpArchX86_64));
+    }
+
+    #[test]
+    fn dockers_profile_as_a_search_tree_answers_each_call_as_a_list_would() {
+        use crate::seccomp::profile::docker_default;
+        let seccomp = docker_default().resolve(crate::capabilities::DOCKER_DEFAULT, Arch::ScmpArchX86_64).unwrap();
+        let program = compile(&seccomp, Arch::ScmpArchX86_64).unwrap();
+        let nr = |name: &str| syscall_number(Arch::ScmpArchX86_64, name).unwrap();
+        // Every call the profile allows without conditions is allowed, wherever it sits in the tree.
+        for syscall in seccomp.syscalls().as_deref().unwrap().iter().filter(|s| s.action() == Action::ScmpActAllow && s.args().is_none()) {
+            for name in syscall.names().iter().filter(|n| syscall_number(Arch::ScmpArchX86_64, n).is_some()) {
+                assert_eq!(run(&program, X86, nr(name), [0; 6]), RET_ALLOW, "{name}");
+            }
+        }
+        for refused in ["mount", "unshare", "keyctl", "kexec_load", "bpf", "add_key", "userfaultfd", "open_by_handle_at"] {
+            assert_eq!(run(&program, X86, nr(refused), [0; 6]), EPERM, "{refused}");
+        }
+        assert_eq!(run(&program, X86, nr("clone3"), [0; 6]), RET_ERRNO | libc::ENOSYS as u32);
+        assert_eq!(run(&program, X86, nr("clone"), [0x0001_1200, 0, 0, 0, 0, 0]), RET_ALLOW, "a thread or a fork");
+        assert_eq!(run(&program, X86, nr("clone"), [0x1000_0000, 0, 0, 0, 0, 0]), EPERM, "CLONE_NEWUSER");
+        assert_eq!(run(&program, X86, nr("personality"), [0x8, 0, 0, 0, 0, 0]), RET_ALLOW);
+        assert_eq!(run(&program, X86, nr("personality"), [0x40_0000, 0, 0, 0, 0, 0]), EPERM, "READ_IMPLIES_EXEC");
+        assert_eq!(run(&program, X86, nr("socket"), [40, 0, 0, 0, 0, 0]), EPERM, "AF_VSOCK");
+        assert_eq!(run(&program, X86, 1000, [0; 6]), EPERM, "a number no kernel has yet");
     }
 
     #[test]
