@@ -39,6 +39,7 @@ fn a_default_container_has_dockers_capabilities_and_seccomp_and_cannot_escape() 
         mount -o remount,rw /sys 2>/dev/null && echo SYS-RW
         mount -t proc proc /tmp 2>/dev/null && echo PROC
         echo 51 2>/dev/null > /proc/sys/vm/overcommit_ratio && echo SYSCTL
+        echo 1 2>/dev/null > /proc/sys/net/ipv4/ip_forward && echo NETSYSCTL
         echo 1 2>/dev/null > /sys/fs/cgroup/pids/pids.max && echo CGROUP-V1
         echo 1 2>/dev/null > /sys/fs/cgroup/pids.max && echo CGROUP-V2
         hostname changed 2>/dev/null && echo HOSTNAME
@@ -59,7 +60,7 @@ fn a_default_container_has_dockers_capabilities_and_seccomp_and_cannot_escape() 
     {
         assert_eq!(field(&text, name), want, "{name} {text}");
     }
-    for escaped in ["MOUNTED", "SYS-RW", "PROC", "SYSCTL", "CGROUP-V1", "CGROUP-V2", "HOSTNAME", "DMESG", "USERNS", "READ ", "SYSRQ"] {
+    for escaped in ["MOUNTED", "SYS-RW", "PROC", "SYSCTL", "NETSYSCTL", "CGROUP-V1", "CGROUP-V2", "HOSTNAME", "DMESG", "USERNS", "READ ", "SYSRQ"] {
         assert!(!text.contains(escaped), "{escaped} worked from a default container:\n{text}");
     }
     for held in ["MKNOD", "OPEN-REFUSED", "NULL-OK", "FIRMWARE-HIDDEN"] {
@@ -98,13 +99,15 @@ fn privileged_gives_the_power_back_and_the_same_probes_succeed() {
         mount -t tmpfs none /tmp && echo MOUNTED && umount /tmp
         mknod /dev/xloop b 7 0 && head -c 0 /dev/xloop && echo OPENED
         hostname changed && echo HOSTNAME
+        echo 1 > /proc/sys/net/ipv4/ip_forward && echo NETSYSCTL
         true"#;
     let out = sh(state.path(), &["--privileged"], script);
     let text = stdout(&out);
     let own_bounding = std::fs::read_to_string("/proc/self/status").unwrap();
     assert_eq!(field(&text, "CapEff:"), field(&own_bounding, "CapBnd:"), "{text}");
     assert_eq!(field(&text, "Seccomp:"), "0");
-    for worked in ["MOUNTED", "OPENED", "HOSTNAME"] {
+    // (A namespaced setting: the container's own network namespace, not the host's.)
+    for worked in ["MOUNTED", "OPENED", "HOSTNAME", "NETSYSCTL"] {
         assert!(text.contains(worked), "{worked} missing with --privileged:\n{text}{}", stderr(&out));
     }
 }
@@ -262,4 +265,24 @@ fn the_init_has_the_containers_restrictions_and_is_not_dumpable() {
     let text = stdout(&out);
     assert_eq!((field(&text, "CapEff:"), field(&text, "Seccomp:")), (DOCKER_CAPS, "2"), "{text}{}", stderr(&out));
     assert!(text.trim_end().ends_with("DENIED"), "{text}");
+}
+
+#[test]
+fn a_symlink_in_the_root_filesystem_cannot_make_the_runtime_write_on_the_host() {
+    require_root();
+    let (dir, rootfs) = fresh_rootfs();
+    // The image's /devices points at a directory of the host, by absolute path: the runtime
+    // must resolve it inside the container's root (step 07's in-root resolution), as the
+    // container itself would, and make the node there.
+    let host_dir = dir.path().join("host-only");
+    fs_create(&host_dir);
+    std::os::unix::fs::symlink(&host_dir, rootfs.join("devices")).unwrap();
+    let out = run_in(&rootfs, &["--device", "/dev/null:/devices/null"], &["sh", "-c", "echo ok > /devices/null && echo wrote"]);
+    assert_eq!(stdout(&out), "wrote\n", "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&host_dir).unwrap().count(), 0, "nothing was made on the host");
+    assert!(rootfs.join(host_dir.strip_prefix("/").unwrap()).join("null").exists(), "the node is inside the root filesystem");
+}
+
+fn fs_create(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
 }
