@@ -240,6 +240,48 @@ fn the_runtime_binary_cannot_be_reopened_for_writing_from_inside_cve_2019_5736()
 }
 
 #[test]
+fn the_first_process_cannot_run_the_runtimes_binary_through_proc_self_exe() {
+    require_root();
+    let (_dir, rootfs) = fresh_rootfs();
+    // 2019's exploit in its first form: the container's own entrypoint leads to
+    // /proc/self/exe, by a script's interpreter, a script naming that script, or a symlink.
+    let executable = |path: &str, text: &str| {
+        std::fs::write(rootfs.join(path), text).unwrap();
+        std::fs::set_permissions(rootfs.join(path), std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    };
+    executable("bin/evil", "#!/proc/self/exe\n");
+    executable("bin/evil-twice", "#!/bin/evil --flag\n");
+    std::os::unix::fs::symlink("/proc/self/exe", rootfs.join("bin/evil-link")).unwrap();
+    for program in ["/bin/evil", "/bin/evil-twice", "/bin/evil-link", "/proc/self/exe"] {
+        let out = run_in(&rootfs, &[], &[program]);
+        assert_eq!(out.status.code(), Some(126), "{program}: {}", stderr(&out));
+        assert!(stderr(&out).contains("leads to carton's own binary"), "{program}: {}", stderr(&out));
+    }
+    // A script with an ordinary interpreter still runs.
+    executable("bin/fine", "#!/bin/sh\necho fine\n");
+    let out = run_in(&rootfs, &[], &["/bin/fine"]);
+    assert_eq!(stdout(&out), "fine\n", "{}", stderr(&out));
+}
+
+#[test]
+fn a_working_directory_through_proc_self_fd_never_reaches_the_host_cve_2024_21626() {
+    require_root();
+    let state = state_with_busybox();
+    let id = create_and_start(state.path(), &["--network", "none", "busybox", "sleep", "30"]);
+    // The 2024 attack: the working directory is a descriptor the runtime still holds on a
+    // host directory when it changes into it. carton holds none there, so every one fails.
+    for fd in 3..16 {
+        let cwd = format!("/proc/self/fd/{fd}");
+        let run = sh(state.path(), &["-w", &cwd], "pwd");
+        assert_ne!(run.status.code(), Some(0), "run -w {cwd} started in {}", stdout(&run));
+        let exec = carton().env("CARTON_ROOT", state.path()).args(["exec", "-w", &cwd, &id, "pwd"]).stdin(Stdio::null()).output().unwrap();
+        assert_ne!(exec.status.code(), Some(0), "exec -w {cwd} started in {}", stdout(&exec));
+    }
+    let removed = carton().env("CARTON_ROOT", state.path()).args(["rm", "-f", &id]).output().unwrap();
+    assert!(removed.status.success(), "{}", stderr(&removed));
+}
+
+#[test]
 fn no_host_descriptor_or_directory_leaks_into_the_container_or_an_exec_cve_2024_21626() {
     require_root();
     let state = state_with_busybox();

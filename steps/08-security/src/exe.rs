@@ -13,11 +13,13 @@
 //! through it, `/proc/PID/exe` included, refuses writing with EROFS. A kernel without
 //! these calls (before 5.12) gets runc's older fix: a sealed copy in memory (`memfd`).
 //!
-//! It costs one more `execve` of carton (1.7 ms a `carton exec` on the lab machine, see the
-//! chapter), so it is paid only where a container's other processes can see the runtime's: `exec` (the new
-//! process joins a PID namespace that has other processes in it) and a container created
-//! in a PID namespace it joins. A new container's own first process is alone in its new
-//! PID namespace until its `execve`; `--init`, which stays, is made not dumpable.
+//! It costs one more `execve` of carton (1.6 ms a `carton exec` on the lab machine, see the
+//! chapter), so it is paid where a container's other processes can see the runtime's: `exec`
+//! (the new process joins a PID namespace that has other processes in it) and a container
+//! created in a PID namespace it joins. A new container's first process is alone in its new
+//! PID namespace, and is refused the one way it could run carton's binary itself: a program
+//! that leads to `/proc/self/exe` ([`refuse_own_binary`]); `--init`, which stays, is made not
+//! dumpable.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
@@ -103,3 +105,38 @@ fn sealed_copy_of_self() -> Result<OwnedFd> {
     Errno::result(unsafe { libc::fcntl(file.as_raw_fd(), libc::F_ADD_SEALS, seals) }).map_err(|errno| Error::syscall("cannot seal carton's copy", errno))?;
     Ok(file.into())
 }
+
+// ANCHOR: refuse_own_binary
+/// Refuse to execve `program` (a path inside the container) when it would run carton's own
+/// binary: the program itself, or the interpreter its `#!` line names (scripts may name
+/// scripts, four deep, as the kernel allows), is the file this process runs from. A
+/// container whose entrypoint is `#!/proc/self/exe` would otherwise run the host's carton
+/// inside the container, with the image's own libc loaded into it: the attacker's code in a
+/// process whose `/proc/self/exe` is the runtime's file (CVE-2019-5736, its first form).
+pub fn refuse_own_binary(program: &std::path::Path) -> Result<()> {
+    use std::io::Read;
+    use std::os::unix::fs::MetadataExt;
+    // Unreadable only under a profile that refuses stat: execve would then fail anyway.
+    let Ok(own) = std::fs::metadata("/proc/self/exe") else { return Ok(()) };
+    let mut candidate = program.to_path_buf();
+    for _ in 0..5 {
+        let Ok(meta) = std::fs::metadata(&candidate) else { return Ok(()) }; // execve will say why
+        if (meta.dev(), meta.ino()) == (own.dev(), own.ino()) {
+            return Err(Error::cannot_invoke(format!(
+                "{} leads to carton's own binary (through /proc/self/exe): refused, since it would let the container reach the runtime's file (CVE-2019-5736)",
+                program.display()
+            )));
+        }
+        let mut head = [0u8; 256];
+        let read = std::fs::File::open(&candidate).and_then(|mut file| file.read(&mut head)).unwrap_or(0);
+        let Some(line) = head[..read].strip_prefix(b"#!") else { return Ok(()) };
+        let line = line.split(|b| *b == b'\n').next().unwrap_or_default();
+        let interpreter = line.split(|b| *b == b' ' || *b == b'\t').find(|word| !word.is_empty()).unwrap_or_default();
+        if interpreter.is_empty() {
+            return Ok(());
+        }
+        candidate = std::path::PathBuf::from(std::ffi::OsStr::from_bytes(interpreter));
+    }
+    Ok(())
+}
+// ANCHOR_END: refuse_own_binary

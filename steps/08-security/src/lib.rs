@@ -109,6 +109,9 @@ impl Hooks for Security {
         if let Some(caps) = &self.capabilities {
             capabilities::apply(caps, explain)?;
         }
+        if let Ok(program) = spec.process.find_program() {
+            exe::refuse_own_binary(&program)?;
+        }
         match &self.seccomp {
             Some(filter) if self.no_new_privileges => seccomp::load(filter, explain),
             _ => Ok(()),

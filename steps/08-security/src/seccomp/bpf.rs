@@ -2,14 +2,16 @@
 //!
 //! The kernel runs the program on every system call the container makes. Its input is a
 //! `struct seccomp_data`: the call's number (offset 0), the architecture (offset 4), the
-//! instruction pointer (8) and six 64-bit arguments (16, 24, ... 56). It has one register,
-//! `A`, loads 32 bits at a time, compares, jumps forward only, and ends by returning an
-//! action: allow, an error number, kill. No loops: the kernel checks that it ends.
+//! instruction pointer (8) and six 64-bit arguments (16, 24, ... 56). It has two 32-bit
+//! registers (the accumulator `A`, which this compiler uses alone, and the index `X`), loads
+//! 32 bits at a time, compares, jumps forward only, and ends by returning an action: allow,
+//! an error number, kill. No loops: the kernel checks that it ends.
 //!
 //! carton writes the compiler itself (libseccomp does this for runc and crun) because the
-//! chapter teaches it and it is small: a check of the architecture, then for each system
-//! call of the profile `if nr == N { conditions on the arguments; return action }`, then
-//! the default action. `step08-security seccomp` prints the program it makes.
+//! chapter teaches it and it is small: a check of the architecture, then a binary search
+//! over runs of consecutive call numbers that share an action, then for a call with
+//! conditions the tests on its arguments, then the default action. `step08-security
+//! seccomp` prints the program it makes.
 
 use std::collections::BTreeSet;
 
