@@ -1,97 +1,356 @@
-//! Docker's container commands on step 07: `create` writes a container's bundle (nothing
-//! runs yet, as with Docker), `start` has the runtime create and start it, `exec`, `kill`,
-//! and `rm` deletes it and undoes the bundle. Names, `ps`, `logs`, `stop` and a monitor
-//! that waits for detached containers come with the lifecycle chapter (planned).
+//! Docker's container commands, in both spellings (`carton ps` and `carton container ls`),
+//! on steps 07 (the runtime), 08 (security) and 09 (the container's life: the monitor,
+//! names, logs). Each command is a process of its own that meets the others, and the
+//! containers' monitors, in the state root.
 
-use std::fs;
-use std::os::fd::AsRawFd;
 use std::path::Path;
+use std::time::SystemTime;
 
-use oci_spec::runtime::ContainerState;
+use clap::{Args, Subcommand};
 use step01::{Error, Explain};
 use step07::exec::ExecProcess;
-use step07::{CreateOptions, Record, Runtime};
+use step07::{Record, Runtime};
+use step09::lifecycle;
+use step09::monitor::Stdio;
+use step09::names;
+use step09::{Container, Status};
 
 use crate::{print_stdout, ExecArgs, RunArgs};
 
-/// The file a started container's stdout and stderr go to, until `carton logs` (planned).
-const OUTPUT: &str = "output.log";
+/// The container commands, as top-level commands and under `carton container`.
+#[derive(Subcommand)]
+pub enum Lifecycle {
+    /// Run a command in a new container
+    Run(Box<RunArgs>),
+    /// Create a container (its bundle: root, network, config.json) without starting it
+    Create(Box<RunArgs>),
+    /// Start stopped or created containers (in the background, unless -a)
+    Start {
+        /// Attach: wait for the container, its output on this terminal, its exit status this command's
+        #[arg(short, long)]
+        attach: bool,
+        /// With -a: keep stdin attached
+        #[arg(short, long)]
+        interactive: bool,
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Stop running containers: their stop signal, then SIGKILL after the timeout
+    Stop {
+        /// Seconds to wait before SIGKILL (default: the container's, 10)
+        #[arg(short = 't', long = "time", alias = "timeout", value_name = "SECONDS")]
+        time: Option<u32>,
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Stop and start containers again
+    Restart {
+        /// Seconds to wait before SIGKILL (default: the container's, 10)
+        #[arg(short = 't', long = "time", alias = "timeout", value_name = "SECONDS")]
+        time: Option<u32>,
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Send a signal to running containers (default SIGKILL, as Docker)
+    Kill {
+        /// The signal: a name (TERM, SIGHUP) or a number
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Remove containers: their writable layer, bundle, logs and name
+    Rm {
+        /// Kill a running container first
+        #[arg(short, long)]
+        force: bool,
+        /// Remove its anonymous volumes too (volumes come with chapter 10, planned: none yet)
+        #[arg(short, long)]
+        volumes: bool,
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Run a command in a running container
+    Exec(ExecArgs),
+    /// List containers
+    Ps(PsArgs),
+    /// Show a container's output (stdout and stderr, as it wrote them)
+    Logs(LogsArgs),
+    /// Show containers' details as JSON (images' too, with `carton image inspect`)
+    Inspect {
+        /// A Go-style template: {{.State.Pid}}, {{.NetworkSettings.IPAddress}}, {{json .Config}}
+        #[arg(short, long, value_name = "TEMPLATE")]
+        format: Option<String>,
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Wait until containers stop; print their exit codes
+    Wait {
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Freeze every process of containers (the cgroup freezer)
+    Pause {
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers
+    Unpause {
+        #[arg(required = true, value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
+    /// Give a container a new name
+    Rename {
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+        #[arg(value_name = "NEW_NAME")]
+        new_name: String,
+    },
+    /// List a container's published ports
+    Port {
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+        /// Only this one: PORT[/PROTOCOL]
+        #[arg(value_name = "PORT")]
+        port: Option<String>,
+    },
+    /// Show a container's processes (host PIDs), as `ps` shows them
+    Top {
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+        /// Options for ps (default -ef)
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PS OPTIONS")]
+        options: Vec<String>,
+    },
+}
 
-/// `carton create`: the bundle, ready to start; prints the new container's id.
+impl Lifecycle {
+    /// Whether the command makes and runs a container (its own errors exit 125, as
+    /// `docker run`'s; the others' exit 1).
+    pub fn runs_a_container(&self) -> bool {
+        matches!(self, Lifecycle::Run(_) | Lifecycle::Create(_) | Lifecycle::Exec(_))
+    }
+}
+
+/// `carton container ...`: the same commands, plus `ls` and `prune`.
+#[derive(Subcommand)]
+pub enum ContainerCommand {
+    /// List containers
+    #[command(alias = "list")]
+    Ls(PsArgs),
+    /// Remove every stopped container
+    Prune {
+        /// Do not ask first
+        #[arg(short, long)]
+        force: bool,
+    },
+    #[command(flatten)]
+    Shared(Lifecycle),
+}
+
+#[derive(Args)]
+pub struct PsArgs {
+    /// All containers (by default, only running ones)
+    #[arg(short, long)]
+    all: bool,
+    /// Only the ids
+    #[arg(short, long)]
+    quiet: bool,
+    /// The last N created containers (of any state)
+    #[arg(short = 'n', long = "last", value_name = "N")]
+    last: Option<usize>,
+    /// The last created container (of any state)
+    #[arg(short = 'l', long)]
+    latest: bool,
+    /// Do not cut ids and commands short
+    #[arg(long = "no-trunc")]
+    no_trunc: bool,
+    /// Show each container's writable layer's size
+    #[arg(short, long)]
+    size: bool,
+    /// status=running|exited|..., name=PART, ancestor=IMAGE, id=PREFIX
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    filter: Vec<String>,
+    /// A template ({{.ID}} {{.Names}}, `table ...`) or json
+    #[arg(long, value_name = "TEMPLATE")]
+    format: Option<String>,
+}
+
+#[derive(Args)]
+pub struct LogsArgs {
+    /// Keep following the output
+    #[arg(short, long)]
+    follow: bool,
+    /// Only the last N lines (or all)
+    #[arg(short = 'n', long, value_name = "N")]
+    tail: Option<String>,
+    /// Show each line's time
+    #[arg(short, long)]
+    timestamps: bool,
+    /// Only lines since a time: RFC 3339, a Unix time, or a duration ago (10m, 1h30m)
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    #[arg(value_name = "CONTAINER")]
+    container: String,
+}
+
+/// Run one of the container commands.
+pub fn run_command(state_root: &Path, command: Lifecycle) -> anyhow::Result<u8> {
+    let each = |containers: &[String], act: &dyn Fn(&str) -> step01::Result<()>| for_each_container(state_root, containers, act);
+    match command {
+        Lifecycle::Run(args) => crate::run(args, state_root),
+        Lifecycle::Create(args) => create(args, state_root),
+        Lifecycle::Start { attach: true, interactive, containers } => {
+            let [given] = &containers[..] else { return Err(Error::runtime("start -a takes one container").into()) };
+            let id = names::resolve(state_root, given)?;
+            start_attached(state_root, &id, interactive)
+        }
+        Lifecycle::Start { containers, .. } => each(&containers, &|id| lifecycle::start_detached(state_root, id, &monitor_args(state_root, id, 0))),
+        Lifecycle::Stop { time, containers } => each(&containers, &move |id| lifecycle::stop(state_root, id, time)),
+        Lifecycle::Restart { time, containers } => each(&containers, &move |id| {
+            lifecycle::stop(state_root, id, time)?;
+            lifecycle::start_detached(state_root, id, &monitor_args(state_root, id, 0))
+        }),
+        Lifecycle::Kill { signal, containers } => {
+            let signal = step07::parse_signal(&signal)?;
+            each(&containers, &move |id| lifecycle::kill(state_root, id, signal))
+        }
+        Lifecycle::Rm { force, volumes: _, containers } => each(&containers, &move |id| lifecycle::remove(state_root, id, force)),
+        Lifecycle::Exec(args) => exec(state_root, args),
+        Lifecycle::Ps(args) => list(state_root, &args),
+        Lifecycle::Logs(args) => logs(state_root, &args),
+        Lifecycle::Inspect { format, containers } => inspect(state_root, &containers, format.as_deref()),
+        Lifecycle::Wait { containers } => {
+            for given in &containers {
+                let id = names::resolve(state_root, given)?;
+                print_stdout(&format!("{}\n", lifecycle::wait(state_root, &id)?));
+            }
+            Ok(0)
+        }
+        Lifecycle::Pause { containers } => each(&containers, &|id| lifecycle::set_paused(state_root, id, true)),
+        Lifecycle::Unpause { containers } => each(&containers, &|id| lifecycle::set_paused(state_root, id, false)),
+        Lifecycle::Rename { container, new_name } => {
+            lifecycle::rename(state_root, &names::resolve(state_root, &container)?, &new_name)?;
+            Ok(0)
+        }
+        Lifecycle::Port { container, port } => self::port(state_root, &container, port.as_deref()),
+        Lifecycle::Top { container, options } => top(state_root, &container, &options),
+    }
+}
+
+/// Act on each container named (Docker goes on with the others when one fails, says each
+/// error, and exits 1); the names of those done are printed, as Docker does.
+fn for_each_container(state_root: &Path, containers: &[String], act: &dyn Fn(&str) -> step01::Result<()>) -> anyhow::Result<u8> {
+    let mut failed = false;
+    for given in containers {
+        match names::resolve(state_root, given).and_then(|id| act(&id)) {
+            Ok(()) => print_stdout(&format!("{given}\n")),
+            Err(error) => {
+                eprintln!("carton: {error}");
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+/// The command line that starts container `id`'s monitor: this program's hidden
+/// `monitor` command.
+fn monitor_args(state_root: &Path, id: &str, delay_ms: u64) -> Vec<String> {
+    vec!["--root".into(), state_root.display().to_string(), "monitor".into(), id.into(), "--delay-ms".into(), delay_ms.to_string()]
+}
+
+/// `carton monitor ID`: the monitor's process (see step 09).
+pub fn monitor(state_root: &Path, id: &str, report_fd: Option<i32>, delay_ms: u64) -> anyhow::Result<u8> {
+    let report = step09::monitor::Report::from_fd(report_fd);
+    let delay = std::time::Duration::from_millis(delay_ms);
+    lifecycle::monitor_main(state_root, id, report, delay, |next| monitor_args(state_root, id, next.as_millis() as u64))?;
+    Ok(0)
+}
+
+/// `carton create`: the bundle and the record, ready to start; prints the new id.
 pub fn create(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
-    let later = "they come with the lifecycle chapter (planned), whose monitor holds a detached container's terminal and ports; use `carton run` for them today";
-    if args.tty || args.interactive {
-        return Err(Error::runtime(format!("-i and -t with create: {later}")).into());
-    }
-    if !args.publish.is_empty() {
-        return Err(Error::runtime(format!("-p with create: {later}")).into());
-    }
     let runtime = Runtime::new(state_root, Explain::when(args.explain));
-    let (id, _connected, _limits) = crate::prepare_container(args, &runtime, "create")?;
-    // It lives on after this process: only `rm` removes it now.
+    let (id, _limits) = crate::prepare_container(args, &runtime, "create")?;
+    // It lives on after this process: a monitor (`start`) or `rm` takes it from here.
     step07::engine::disown(state_root, id.as_str())?;
     print_stdout(&format!("{id}\n"));
     Ok(0)
 }
 
-/// `carton start`: the runtime creates each container from its bundle and starts it.
-pub fn start(state_root: &Path, containers: &[String]) -> anyhow::Result<u8> {
-    let runtime = Runtime::new(state_root, Explain::off());
-    for name in containers {
-        let id = resolve(state_root, name)?;
-        let dir = runtime.container_dir(&id);
-        match Record::load(&dir)?.map(|record| record.status(&dir)) {
-            Some(ContainerState::Running) => {}
-            Some(ContainerState::Stopped) => {
-                return Err(Error::runtime(format!("container {name} has exited; starting it again comes with the lifecycle chapter (planned): remove it (carton rm) and run a new one")).into())
-            }
-            Some(_) => runtime.start(&id)?,
-            None => {
-                let output = fs::OpenOptions::new().create(true).append(true).open(dir.join(OUTPUT)).map_err(|e| Error::runtime(format!("cannot open {}: {e}", dir.join(OUTPUT).display())))?;
-                let created = with_output_to(&output, || runtime.create_with(&id, &dir, CreateOptions::new(false, step02::Stdin::Null), crate::secured))?;
-                created.warnings.iter().for_each(|warning| eprintln!("carton: warning: {warning}"));
-                created.running.detach(); // no monitor yet: the host's init reaps it
-                runtime.start(&id)?;
-            }
+/// `carton run -d`: the container, started under a monitor of its own; prints its id.
+pub fn run_detached(state_root: &Path, id: &str) -> anyhow::Result<u8> {
+    match lifecycle::start_detached(state_root, id, &monitor_args(state_root, id, 0)) {
+        Ok(()) => {
+            print_stdout(&format!("{id}\n"));
+            Ok(0)
         }
-        print_stdout(&format!("{name}\n"));
+        Err(error) => {
+            // As Docker: the container stays, created, with the error in its record.
+            let _ = step07::engine::disown(state_root, id);
+            if Container::load(state_root, id)?.is_some_and(|c| c.host_config.auto_remove) {
+                let _ = lifecycle::remove(state_root, id, true);
+            }
+            Err(error.into())
+        }
     }
-    Ok(0)
 }
 
-/// Run `work` with this process's stdout and stderr pointing at `file`, which the
-/// container's process inherits (as a runtime's caller hands its stdio to runc).
-fn with_output_to<T>(file: &fs::File, work: impl FnOnce() -> T) -> T {
-    // Safety: dup and dup2 on this process's own descriptors; the saved ones are restored.
-    unsafe {
-        let saved = [libc::dup(1), libc::dup(2)];
-        libc::dup2(file.as_raw_fd(), 1);
-        libc::dup2(file.as_raw_fd(), 2);
-        let result = work();
-        for (fd, copy) in [(1, saved[0]), (2, saved[1])] {
-            if copy >= 0 {
-                libc::dup2(copy, fd);
-                libc::close(copy);
-            }
+/// An attached run: this process is the container's monitor, with the user's terminal as
+/// the container's. Returns the container's exit code.
+pub fn run_attached(runtime: &Runtime, id: &str, tty: bool, interactive: bool, published: Option<Vec<step03::ports::Published>>, memory_limit: Option<u64>) -> anyhow::Result<u8> {
+    let state_root = runtime.state_root.as_path();
+    let ended = step09::monitor::run_once(runtime, id, Stdio::Inherited { tty, interactive }, published, |_| ());
+    let ended = match ended {
+        Ok(ended) => ended,
+        Err(error) => {
+            lifecycle::record_failed_start(state_root, id, &error);
+            lifecycle::finish(state_root, id)?;
+            return Err(error.into());
         }
-        result
+    };
+    let container = Container::load(state_root, id)?.ok_or_else(|| Error::runtime(format!("container {id} was removed while it ran")))?;
+    if container.host_config.restart_policy.should_restart(ended.exit_code, container.restart_count, container.state.stopped_by_user) {
+        // Its next runs are a monitor's: this command ends with the first.
+        Container::update(state_root, id, |c| c.restart_count += 1)?;
+        lifecycle::start_detached(state_root, id, &monitor_args(state_root, id, 100))?;
+    } else {
+        lifecycle::finish(state_root, id)?;
     }
+    if ended.oom_killed {
+        // Docker shows this as `"OOMKilled": true` in `docker inspect`.
+        let whom = if ended.exit_code == 128 + libc::SIGKILL { "the container" } else { "a process of the container" };
+        let limit = memory_limit.map_or(String::new(), |bytes| format!(" (its --memory limit is {} MiB)", bytes >> 20));
+        eprintln!("carton: OOM killed: the kernel's out-of-memory killer ended {whom}{limit}");
+    }
+    Ok(ended.exit_code as u8)
+}
+
+/// `carton start -a`: an attached run of a kept container.
+fn start_attached(state_root: &Path, id: &str, interactive: bool) -> anyhow::Result<u8> {
+    let container = Container::load(state_root, id)?.ok_or_else(|| Error::runtime(format!("no such container: {id}")))?;
+    if container.is_running() {
+        return Err(Error::runtime(format!("container {} is running already: `carton logs -f {}` follows its output", container.name, container.name)).into());
+    }
+    step07::engine::adopt(state_root, id)?;
+    run_attached(&Runtime::new(state_root, Explain::off()), id, container.tty, interactive, None, None)
 }
 
 /// `carton exec`: the container's environment, working directory and user (from its
 /// bundle), changed by `-e`, `-w` and `-u`; returns the command's exit code.
 pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
     if args.tty {
-        return Err(Error::runtime("exec -t comes with the lifecycle chapter (planned), whose monitor relays terminals; use -i, or `carton run -it`").into());
+        return Err(Error::runtime("exec -t is not available yet: it comes with the rest of chapter 9 (planned), whose monitor relays terminals; use -i, or `carton run -it`").into());
     }
     // The new process joins a PID namespace with the container's processes in it: it must
     // not run the host's carton binary where they can reach it (CVE-2019-5736).
     step08::exe::reexec_sealed()?;
     let runtime = Runtime::new(state_root, Explain::when(args.explain));
-    let id = resolve(state_root, &args.container)?;
+    let id = names::resolve(state_root, &args.container)?;
     let dir = runtime.container_dir(&id);
-    if Record::load(&dir)?.is_none() {
-        return Err(Error::runtime(format!("container {} is not running (created, never started): `carton start` it first", args.container)).into());
+    let running = Record::load(&dir)?.is_some_and(|record| record.status(&dir) == oci_spec::runtime::ContainerState::Running);
+    if !running {
+        return Err(Error::runtime(format!("container {} is not running: `carton start` it first", args.container)).into());
     }
     let bundle = step07::Bundle::load(&dir)?;
     let mut process = bundle.spec.process().clone().unwrap_or_default();
@@ -119,55 +378,269 @@ pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
     Ok(exit.code() as u8)
 }
 
-/// `carton kill`: a signal to each container's first process.
-pub fn kill(state_root: &Path, signal: &str, containers: &[String]) -> anyhow::Result<u8> {
-    let signal = step07::parse_signal(signal)?;
-    let runtime = Runtime::new(state_root, Explain::off());
-    for name in containers {
-        runtime.kill(&resolve(state_root, name)?, signal, false)?;
-        print_stdout(&format!("{name}\n"));
-    }
-    Ok(0)
+/// Every container with a record, the newest first.
+fn all_containers(state_root: &Path) -> Vec<Container> {
+    let mut containers: Vec<Container> =
+        std::fs::read_dir(state_root.join("containers")).into_iter().flatten().flatten().filter_map(|entry| Container::load(state_root, entry.file_name().to_str()?).ok().flatten()).collect();
+    containers.sort_by(|a, b| b.created.cmp(&a.created));
+    containers
 }
 
-/// `carton rm`: the runtime's delete (with `force`, of a running container too), then
-/// everything the bundle had: network, root, writable layer, files.
-pub fn remove(state_root: &Path, containers: &[String], force: bool) -> anyhow::Result<u8> {
-    let runtime = Runtime::new(state_root, Explain::off());
-    for name in containers {
-        let id = resolve(state_root, name)?;
-        let dir = runtime.container_dir(&id);
-        if step07::state::Creating::in_progress(&dir) {
-            return Err(Error::runtime(format!("container {name} is being started right now; try again in a moment")).into());
-        }
-        if let Some(record) = Record::load(&dir)? {
-            let status = record.status(&dir);
-            if status != ContainerState::Stopped && !force {
-                return Err(Error::runtime(format!("container {name} is {status}: stop it first (carton kill), or remove it anyway with rm -f")).into());
+/// Whether `container` passes `ps --filter KEY=VALUE`.
+fn passes(container: &Container, filter: &str) -> step01::Result<bool> {
+    let (key, value) = filter.split_once('=').ok_or_else(|| Error::runtime(format!("invalid filter {filter:?}: give KEY=VALUE (status=exited, name=web, ancestor=busybox, id=PREFIX)")))?;
+    Ok(match key {
+        "status" => {
+            const STATUSES: &[&str] = &["created", "restarting", "running", "removing", "paused", "exited", "dead"];
+            if !STATUSES.contains(&value) {
+                return Err(Error::runtime(format!("invalid filter status={value}: give one of {}", STATUSES.join(", "))));
             }
-            runtime.delete(&id, force)?;
+            container.observed_status().to_string() == value
         }
-        step07::engine::teardown(state_root, &id)?;
-        print_stdout(&format!("{name}\n"));
+        "name" => container.name.contains(value.trim_start_matches('/')),
+        "id" => container.id.starts_with(value),
+        "ancestor" => {
+            let image = |text: &str| text.strip_suffix(":latest").unwrap_or(text).to_string();
+            image(&container.image) == image(value) || container.image_id.starts_with(value) || container.image_id.trim_start_matches("sha256:").starts_with(value)
+        }
+        _ => return Err(Error::runtime(format!("invalid filter {key:?}: carton's ps filters by status, name, id and ancestor"))),
+    })
+}
+
+/// `carton ps` / `carton container ls`.
+pub fn list(state_root: &Path, args: &PsArgs) -> anyhow::Result<u8> {
+    let mut containers = all_containers(state_root);
+    let last = if args.latest { Some(1) } else { args.last };
+    if let Some(n) = last {
+        containers.truncate(n); // the newest, whatever their state (as Docker's -n and -l)
+    } else if !args.all {
+        containers.retain(Container::is_running);
+    }
+    for filter in &args.filter {
+        let mut kept = Vec::new();
+        for container in containers {
+            if passes(&container, filter)? {
+                kept.push(container);
+            }
+        }
+        containers = kept;
+    }
+    if args.quiet {
+        let ids: String = containers.iter().map(|c| format!("{}\n", if args.no_trunc { &c.id[..] } else { &c.id[..12] })).collect();
+        print_stdout(&ids);
+        return Ok(0);
+    }
+    let now = SystemTime::now();
+    let mut rows: Vec<step09::show::Row> = containers.iter().map(|c| step09::show::Row::of(c, args.no_trunc, now)).collect();
+    if args.size {
+        for (row, container) in rows.iter_mut().zip(&containers) {
+            let upper = state_root.join("overlay/containers").join(&container.id).join("upper");
+            row.size = format_size(step05::store::disk_usage(&upper));
+        }
+    }
+    let text = match args.format.as_deref() {
+        Some("json") => containers.iter().zip(&rows).map(|(_, row)| format!("{}\n", row_json(row))).collect(),
+        Some(template) => step09::show::render(template, &rows).map_err(Error::runtime)?,
+        None => {
+            let mut columns: Vec<(&str, &str)> = step09::show::DEFAULT_COLUMNS.to_vec();
+            if args.size {
+                columns.push(("Size", "SIZE"));
+            }
+            let headers: Vec<&str> = columns.iter().map(|(_, header)| *header).collect();
+            let cells: Vec<Vec<String>> = rows.iter().map(|row| columns.iter().map(|(field, _)| row.field(field).unwrap_or_default().to_string()).collect()).collect();
+            step09::show::table(&headers, &cells)
+        }
+    };
+    print_stdout(&text);
+    Ok(0)
+}
+
+/// `ps --format json`: one object a line, Docker's field names.
+fn row_json(row: &step09::show::Row) -> serde_json::Value {
+    let fields = ["ID", "Image", "Command", "CreatedAt", "RunningFor", "Status", "State", "Ports", "Names", "Size"];
+    serde_json::Value::Object(fields.iter().map(|f| (f.to_string(), serde_json::Value::String(row.field(f).unwrap_or_default().to_string()))).collect())
+}
+
+/// Bytes in Docker's units (`1.2MB`, decimal as Docker's `HumanSize`).
+fn format_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut size = bytes as f64;
+    let mut unit = 0;
+    while size >= 1000.0 && unit + 1 < units.len() {
+        size /= 1000.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes}B")
+    } else {
+        format!("{:.3}", size).trim_end_matches('0').trim_end_matches('.').to_string() + units[unit]
+    }
+}
+
+/// `container prune`: every stopped container removed.
+pub fn prune(state_root: &Path, force: bool) -> anyhow::Result<u8> {
+    if !force && !crate::images::confirm("carton container prune", "WARNING! This will remove all stopped containers.")? {
+        return Ok(0);
+    }
+    let mut removed = Vec::new();
+    let mut freed = 0;
+    for container in all_containers(state_root) {
+        if matches!(container.observed_status(), Status::Created | Status::Exited | Status::Dead) {
+            freed += step05::store::disk_usage(&state_root.join("overlay/containers").join(&container.id));
+            if lifecycle::remove(state_root, &container.id, false).is_ok() {
+                removed.push(container.id);
+            }
+        }
+    }
+    let mut text = String::new();
+    if !removed.is_empty() {
+        text.push_str("Deleted Containers:\n");
+        removed.iter().for_each(|id| text.push_str(&format!("{id}\n")));
+        text.push('\n');
+    }
+    text.push_str(&format!("Total reclaimed space: {}\n", format_size(freed)));
+    print_stdout(&text);
+    Ok(0)
+}
+
+/// `carton logs`.
+fn logs(state_root: &Path, args: &LogsArgs) -> anyhow::Result<u8> {
+    use std::io::Write;
+    let id = names::resolve(state_root, &args.container)?;
+    let container = Container::load(state_root, &id)?.ok_or_else(|| Error::runtime(format!("{} has no logs: carton keeps logs of the containers it runs", args.container)))?;
+    let path = step09::logs::path(&Container::dir(state_root, &id), &id);
+    let since = args.since.as_deref().map(parse_since).transpose()?;
+    let tail = match args.tail.as_deref() {
+        None | Some("all") => None,
+        Some(n) => Some(n.parse::<usize>().map_err(|_| Error::runtime(format!("invalid --tail {n:?}: give a number of lines, or all")))?),
+    };
+    let follower = args.follow.then(|| step09::logs::Follower::from_end(&path));
+    let mut entries = step09::logs::read_all(&path);
+    if let Some(since) = since {
+        entries.retain(|entry| step09::record::parse_rfc3339(&entry.time).is_some_and(|time| time >= since));
+    }
+    if let Some(n) = tail {
+        entries.drain(..entries.len().saturating_sub(n));
+    }
+    let print = |entries: &[step09::logs::Entry]| {
+        let (mut out, mut err) = (std::io::stdout().lock(), std::io::stderr().lock());
+        for entry in entries {
+            let line = if args.timestamps { format!("{} {}", entry.time, entry.log) } else { entry.log.clone() };
+            let _ = if entry.stream == "stderr" { err.write_all(line.as_bytes()) } else { out.write_all(line.as_bytes()).and_then(|()| out.flush()) };
+        }
+    };
+    print(&entries);
+    if let Some(mut follower) = follower {
+        let mut still_running = container.is_running() || container.observed_status() == Status::Restarting;
+        while still_running {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            let current = Container::load(state_root, &id)?;
+            still_running = current.as_ref().is_some_and(|c| c.is_running() || c.observed_status() == Status::Restarting);
+            print(&follower.next_entries());
+        }
     }
     Ok(0)
 }
 
-/// A container named by its full id or a unique prefix of it, as Docker accepts.
-fn resolve(state_root: &Path, name: &str) -> step01::Result<String> {
-    step07::check_id(name).map_err(|_| Error::runtime(format!("no such container: {name}")))?;
-    let entries = fs::read_dir(state_root.join("containers")).map(|entries| entries.flatten().filter_map(|e| e.file_name().to_str().map(str::to_string)).collect::<Vec<_>>()).unwrap_or_default();
-    if entries.iter().any(|id| id == name) {
-        return Ok(name.to_string());
+/// `--since`: RFC 3339, a Unix time, or a duration ago (`10m`, `1h30m`, `45s`).
+fn parse_since(text: &str) -> step01::Result<SystemTime> {
+    let bad = || Error::runtime(format!("invalid --since {text:?}: give a time (2026-12-07T10:00:00Z), a Unix time, or a duration ago (10m, 1h30m)"));
+    if let Some(time) = step09::record::parse_rfc3339(text) {
+        return Ok(time);
     }
-    let matching: Vec<&String> = entries.iter().filter(|id| id.starts_with(name) && step02::ContainerId::is_valid(id)).collect();
-    match matching[..] {
-        [id] => Ok(id.clone()),
-        [] => Err(Error::runtime(format!("no such container: {name}"))),
-        _ => Err(Error::runtime(format!(
-            "{name} is ambiguous: {} containers' ids start with it ({}); give more of the id",
-            matching.len(),
-            matching.iter().map(|id| &id[..12]).collect::<Vec<_>>().join(", ")
-        ))),
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Ok(SystemTime::UNIX_EPOCH + std::time::Duration::from_secs_f64(seconds));
     }
+    let mut total = 0u64;
+    let mut number = String::new();
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' if !number.is_empty() => {
+                let n: u64 = number.parse().map_err(|_| bad())?;
+                total += n * match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                number.clear();
+            }
+            _ => return Err(bad()),
+        }
+    }
+    if !number.is_empty() || text.is_empty() {
+        return Err(bad());
+    }
+    Ok(SystemTime::now() - std::time::Duration::from_secs(total))
+}
+
+/// `carton port`.
+fn port(state_root: &Path, given: &str, only: Option<&str>) -> anyhow::Result<u8> {
+    let id = names::resolve(state_root, given)?;
+    let container = Container::load(state_root, &id)?.ok_or_else(|| Error::runtime(format!("no such container: {given}")))?;
+    let mut text = String::new();
+    for mapping in &container.ports {
+        // step 03's words: `0.0.0.0:8080 -> 80/tcp`
+        let Some((host, inside)) = mapping.split_once(" -> ") else { continue };
+        let wanted = only.is_none_or(|only| inside == only || format!("{only}/tcp") == inside);
+        if wanted {
+            text.push_str(&if only.is_some() { format!("{host}\n") } else { format!("{inside} -> {host}\n") });
+        }
+    }
+    if only.is_some() && text.is_empty() {
+        return Err(Error::runtime(format!("no public port {} published for {given}", only.unwrap_or_default())).into());
+    }
+    print_stdout(&text);
+    Ok(0)
+}
+
+/// `carton top`: the host's `ps`, limited to the container's processes (as Docker does).
+fn top(state_root: &Path, given: &str, options: &[String]) -> anyhow::Result<u8> {
+    let id = names::resolve(state_root, given)?;
+    let container = Container::load(state_root, &id)?;
+    if !container.as_ref().is_some_and(Container::is_running) {
+        return Err(Error::runtime(format!("container {given} is not running")).into());
+    }
+    let pids: Vec<i32> = Runtime::new(state_root, Explain::off()).processes(&id)?;
+    let options: Vec<String> = if options.is_empty() { vec!["-ef".into()] } else { options.to_vec() };
+    let out = std::process::Command::new("ps").args(&options).output().map_err(|e| Error::runtime(format!("cannot run ps: {e}")))?;
+    if !out.status.success() {
+        return Err(Error::runtime(format!("ps {}: {}", options.join(" "), String::from_utf8_lossy(&out.stderr).trim())).into());
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let pid_column = header.split_whitespace().position(|h| h == "PID").ok_or_else(|| Error::runtime("ps's output has no PID column: give options that show one"))?;
+    let mut shown = format!("{header}\n");
+    for line in lines {
+        if line.split_whitespace().nth(pid_column).and_then(|p| p.parse::<i32>().ok()).is_some_and(|pid| pids.contains(&pid)) {
+            shown.push_str(line);
+            shown.push('\n');
+        }
+    }
+    print_stdout(&shown);
+    Ok(0)
+}
+
+/// `carton inspect`: Docker's shape, for containers; a name that is no container but an
+/// image gets the image's.
+fn inspect(state_root: &Path, given: &[String], format: Option<&str>) -> anyhow::Result<u8> {
+    let mut values = Vec::new();
+    for name in given {
+        match names::find(state_root, name)?.and_then(|id| Container::load(state_root, &id).ok().flatten()) {
+            Some(container) => values.push(step09::inspect::container_json(state_root, &container)),
+            None => {
+                return crate::images::inspect(state_root, given).map_err(|_| Error::runtime(format!("no such object: {name} (neither a container nor an image)")).into());
+            }
+        }
+    }
+    match format {
+        None => print_stdout(&format!("{}\n", serde_json::to_string_pretty(&values)?)),
+        Some(template) => {
+            for value in &values {
+                print_stdout(&format!("{}\n", step09::inspect::render(template, value).map_err(Error::runtime)?));
+            }
+        }
+    }
+    Ok(0)
 }

@@ -304,17 +304,20 @@ pub fn remove(state_root: &Path, images: &[String], force: bool) -> anyhow::Resu
     Ok(0)
 }
 
+/// Ask before a prune (Docker's question); without a terminal to ask on, `-f` is needed.
+pub fn confirm(command: &str, warning: &str) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        return Err(step01::Error::runtime(format!("{command} deletes for good: give -f to do it without being asked")).into());
+    }
+    eprint!("{warning}\nAre you sure you want to continue? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer)?;
+    Ok(answer.trim().eq_ignore_ascii_case("y"))
+}
+
 pub fn prune(state_root: &Path, force: bool) -> anyhow::Result<u8> {
-    if !force {
-        if !std::io::stdin().is_terminal() {
-            return Err(step01::Error::runtime("carton image prune deletes what no image needs: give -f to do it without being asked").into());
-        }
-        eprint!("WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        if !answer.trim().eq_ignore_ascii_case("y") {
-            return Ok(0);
-        }
+    if !force && !confirm("carton image prune", "WARNING! This will remove all dangling images.")? {
+        return Ok(0);
     }
     let deleted = step06::prune(state_root)?;
     // And what killed pulls and unpacks left half made (only chapter 7's collector knows all of it).

@@ -27,32 +27,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a command in a new container
-    Run(Box<RunArgs>),
-    /// Create a container (its bundle: root, network, config.json) without starting it
-    Create(Box<RunArgs>),
-    /// Start created containers (in the background; their output goes to containers/ID/output.log)
-    Start {
-        #[arg(required = true, value_name = "CONTAINER")]
-        containers: Vec<String>,
-    },
-    /// Run a command in a running container
-    Exec(ExecArgs),
-    /// Send a signal to running containers (default SIGKILL, as Docker)
-    Kill {
-        /// The signal: a name (TERM, SIGHUP) or a number
-        #[arg(short, long, default_value = "KILL")]
-        signal: String,
-        #[arg(required = true, value_name = "CONTAINER")]
-        containers: Vec<String>,
-    },
-    /// Remove containers: their process, cgroup, network, root and writable layer
-    Rm {
-        /// Kill a running container first
-        #[arg(short, long)]
-        force: bool,
-        #[arg(required = true, value_name = "CONTAINER")]
-        containers: Vec<String>,
+    #[command(flatten)]
+    Lifecycle(containers::Lifecycle),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(containers::ContainerCommand),
+    /// A detached container's monitor (started by `run -d` and `start`; not for people)
+    #[command(hide = true)]
+    Monitor {
+        id: String,
+        #[arg(long)]
+        report_fd: Option<i32>,
+        /// The restart back-off so far, in milliseconds (a monitor restarting itself)
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
     },
     /// Make base material offline, from the host's own files
     #[command(subcommand)]
@@ -202,10 +190,27 @@ struct RunArgs {
     /// Print each kernel-level action as it happens, with its shell equivalent
     #[arg(long)]
     explain: bool,
-    /// Remove the container when it exits (carton run always does: kept containers come with chapter 9, planned)
+    /// Remove the container when it exits (without it, it is kept: `carton ps -a`)
     #[arg(long)]
-    #[allow(dead_code)] // accepted for Docker's spelling; `run` removes its container until chapter 9
     rm: bool,
+    /// Run in the background and print the container's id (a monitor process watches it)
+    #[arg(short = 'd', long = "detach")]
+    detach: bool,
+    /// A name for the container (default: a random adjective_surname)
+    #[arg(long, value_name = "NAME")]
+    name: Option<String>,
+    /// Start it again when it ends: no, on-failure[:MAX], always, unless-stopped
+    #[arg(long, value_name = "POLICY", default_value = "no")]
+    restart: String,
+    /// The signal `carton stop` sends first (default: the image's STOPSIGNAL, or SIGTERM)
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    stop_signal: Option<String>,
+    /// Seconds `carton stop` waits before SIGKILL (default 10)
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    stop_timeout: Option<u32>,
+    /// The log's rotation: max-size=SIZE, max-file=N
+    #[arg(long = "log-opt", value_name = "OPTION")]
+    log_opt: Vec<String>,
     #[command(flatten)]
     planned: PlannedRunFlags,
     /// The image, then the command and its arguments (or, with --rootfs, the command)
@@ -315,30 +320,23 @@ impl SecurityFlags {
     }
 }
 
-/// Step 08's security settings around the steps' hooks, for carton's own containers; what
-/// it cannot apply is said on stderr.
-pub(crate) fn secured(spec: &oci_spec::runtime::Spec, hooks: step07::StepHooks) -> step01::Result<step08::Security> {
-    let reading = step08::from_oci(spec, hooks)?;
-    reading.warnings.iter().for_each(|warning| eprintln!("carton: warning: {warning}"));
-    Ok(reading.security)
-}
-
 /// Docker's `run` flags that later chapters implement. They are parsed (and hidden from
 /// --help) only so that using one says which chapter brings it, instead of "unknown flag".
 #[derive(Args)]
 struct PlannedRunFlags {
-    #[arg(short = 'd', long = "detach", hide = true)]
-    detach: bool,
-    #[arg(long, hide = true)]
-    name: Option<String>,
     #[arg(short = 'v', long = "volume", hide = true)]
     volume: Vec<String>,
+    #[arg(long = "mount", hide = true)]
+    mount: Vec<String>,
+    #[arg(long = "tmpfs", hide = true)]
+    tmpfs: Vec<String>,
 }
 
 impl PlannedRunFlags {
     /// The first planned flag used, and the chapter that brings it.
     fn first_used(&self) -> Option<(&'static str, &'static str)> {
-        let used = [(self.detach, "-d/--detach", "chapter 9: lifecycle"), (self.name.is_some(), "--name", "chapter 9: lifecycle"), (!self.volume.is_empty(), "-v/--volume", "chapter 10: volumes")];
+        let used =
+            [(!self.volume.is_empty(), "-v/--volume", "chapter 10: volumes"), (!self.mount.is_empty(), "--mount", "chapter 10: volumes"), (!self.tmpfs.is_empty(), "--tmpfs", "chapter 10: volumes")];
         used.into_iter().find(|(is_used, _, _)| *is_used).map(|(_, flag, chapter)| (flag, chapter))
     }
 }
@@ -356,20 +354,8 @@ enum Bootstrap {
 /// so that typing one says which chapter brings it, instead of clap's "unrecognized subcommand"
 /// with a misleading tip (`ps`: "a similar subcommand exists: 'push'").
 const PLANNED_COMMANDS: &[(&str, &str)] = &[
-    ("ps", "chapter 9: lifecycle"),
-    ("container", "chapter 9: lifecycle"),
-    ("stop", "chapter 9: lifecycle"),
-    ("restart", "chapter 9: lifecycle"),
-    ("logs", "chapter 9: lifecycle"),
     ("attach", "chapter 9: lifecycle"),
-    ("wait", "chapter 9: lifecycle"),
-    ("top", "chapter 9: lifecycle"),
-    ("inspect", "chapter 9: lifecycle (for images, `carton image inspect` works today)"),
     ("stats", "chapter 9: lifecycle"),
-    ("pause", "chapter 9: lifecycle"),
-    ("unpause", "chapter 9: lifecycle"),
-    ("rename", "chapter 9: lifecycle"),
-    ("port", "chapter 9: lifecycle"),
     ("cp", "chapter 9: lifecycle"),
     ("diff", "chapter 9: lifecycle (the step 05 demo, `step05-overlay diff`, shows a layer's diff today)"),
     ("commit", "chapter 9: lifecycle (the step 05 demo, `step05-overlay commit`, commits a layer today)"),
@@ -405,13 +391,17 @@ fn main() -> ExitCode {
     if let Ok(root) = std::path::absolute(&cli.root) {
         cli.root = root;
     }
+    // Errors of the commands that run a container exit 125; of the others, 1 (as Docker's).
+    let error_code = match &cli.command {
+        Command::Lifecycle(command) | Command::Container(containers::ContainerCommand::Shared(command)) if !command.runs_a_container() => Some(1),
+        Command::Container(containers::ContainerCommand::Ls(_) | containers::ContainerCommand::Prune { .. }) => Some(1),
+        _ => None,
+    };
     let outcome = match cli.command {
-        Command::Run(args) => run(args, &cli.root),
-        Command::Create(args) => containers::create(args, &cli.root),
-        Command::Start { containers } => containers::start(&cli.root, &containers),
-        Command::Exec(args) => containers::exec(&cli.root, args),
-        Command::Kill { signal, containers } => containers::kill(&cli.root, &signal, &containers),
-        Command::Rm { force, containers } => containers::remove(&cli.root, &containers, force),
+        Command::Lifecycle(command) | Command::Container(containers::ContainerCommand::Shared(command)) => containers::run_command(&cli.root, command),
+        Command::Container(containers::ContainerCommand::Ls(args)) => containers::list(&cli.root, &args),
+        Command::Container(containers::ContainerCommand::Prune { force }) => containers::prune(&cli.root, force),
+        Command::Monitor { id, report_fd, delay_ms } => containers::monitor(&cli.root, &id, report_fd, delay_ms),
         Command::Bootstrap(Bootstrap::Busybox { dir: Some(dir) }) => bootstrap_busybox(dir),
         Command::Bootstrap(Bootstrap::Busybox { dir: None }) => bootstrap_busybox_image(&cli.root),
         Command::Doctor => doctor::run(),
@@ -428,7 +418,7 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code),
         Err(error) => {
             eprintln!("carton: {error:#}");
-            ExitCode::from(error.downcast_ref::<step01::Error>().map_or(RUNTIME_ERROR, step01::Error::exit_code))
+            ExitCode::from(error_code.unwrap_or_else(|| error.downcast_ref::<step01::Error>().map_or(RUNTIME_ERROR, step01::Error::exit_code)))
         }
     }
 }
@@ -455,42 +445,53 @@ fn print_stdout(text: &str) {
 }
 
 /// `carton run`: the container's exit status, or the error that kept it from starting.
-/// The flags become a bundle (step 07's engine), which the runtime creates, starts, waits
-/// for and deletes: the same path `create`, `start` and `rm` take one by one.
+/// The flags become a bundle and a record (step 07's engine, step 09's record), kept
+/// until `rm` (or removed at the end with `--rm`); then it runs, detached under a monitor
+/// of its own (`-d`), or with this process as its monitor: the same run either way.
 fn run(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
     let runtime = step07::Runtime::new(state_root, Explain::when(args.explain));
-    let (tty, interactive) = (args.tty, args.interactive);
-    let (id, connected, limits) = prepare_container(args, &runtime, "run")?;
-    let explain = &runtime.explain;
-    let (console, stdin) = step02::attach_stdio(tty, interactive)?;
-    let (published, address) = (connected.published, connected.address);
-    let options = step07::CreateOptions::new(true, stdin);
-    let finished = runtime.run_with(id.as_str(), &runtime.container_dir(id.as_str()), options, secured, |running| {
-        if let Some(address) = address {
-            step03::relay(published, address, explain);
-        }
-        step02::attach_terminal(console, interactive, running)
-    });
-    let torn_down = step07::engine::teardown(state_root, id.as_str());
-    let finished = finished?;
-    torn_down?;
-    if finished.oom_killed() {
-        // Docker shows this as `"OOMKilled": true` in `docker inspect`.
-        let whom = if finished.exit.code() == 128 + libc::SIGKILL { "the container" } else { "a process of the container" };
-        let limit = limits.memory.map_or(String::new(), |bytes| format!(" (its --memory limit is {} MiB)", bytes >> 20));
-        eprintln!("carton: OOM killed: the kernel's out-of-memory killer ended {whom}{limit}");
+    let (tty, interactive, detach) = (args.tty, args.interactive, args.detach);
+    // The published ports first: one in use stops the run before anything is made.
+    let mappings = args.publish.iter().map(|p| step03::ports::PortMapping::parse(p)).collect::<step01::Result<Vec<_>>>()?;
+    let published = if detach {
+        // Only checked: the monitor binds them again (a port the kernel chooses, too).
+        let chosen_later = |m: &step03::ports::PortMapping| m.host_port == 0;
+        drop(step03::ports::bind(&mappings.iter().copied().filter(|m| !chosen_later(m)).collect::<Vec<_>>())?);
+        None
+    } else if args.network.as_deref().is_none_or(|mode| mode == "bridge") {
+        Some(step03::publish(&mappings)?)
+    } else {
+        None
+    };
+    let (id, limits) = prepare_container(args, &runtime, "run")?;
+    if detach {
+        return containers::run_detached(state_root, id.as_str());
     }
-    Ok(finished.exit.code() as u8)
+    containers::run_attached(&runtime, id.as_str(), tty, interactive, published, limits.memory)
 }
 
 /// What `run` and `create` share: the flags become a bundle under `containers/ID/` (the
-/// image's root mounted, the network made, config.json written). Returns the new id, what
-/// the network setup made, and the limits asked for.
-fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &str) -> anyhow::Result<(step02::ContainerId, step03::Connected, step04::Limits)> {
+/// image's root mounted, the network made, config.json written) and step 09's record, with
+/// the container's name. Returns the new id and the limits asked for.
+fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &str) -> anyhow::Result<(step02::ContainerId, step04::Limits)> {
     if let Some((flag, chapter)) = args.planned.first_used() {
         return Err(step01::Error::runtime(not_available_yet(flag, chapter, &format!("carton {command} --help"))).into());
     }
     let limits = args.limits.parse()?;
+    let mut host_config = step09::HostConfig {
+        auto_remove: args.rm,
+        restart_policy: step09::RestartPolicy::parse(&args.restart)?,
+        network_mode: args.network.clone().unwrap_or_else(|| "bridge".into()),
+        port_bindings: args.publish.clone(),
+        ..Default::default()
+    };
+    if host_config.auto_remove && host_config.restart_policy.name != "no" {
+        return Err(step01::Error::runtime("--rm and --restart do not go together: a container removed when it ends cannot start again").into());
+    }
+    (host_config.log_max_size, host_config.log_max_file) = step09::logs::parse_log_opts(&args.log_opt)?;
+    if let Some(signal) = &args.stop_signal {
+        step07::parse_signal(signal)?;
+    }
     let state_root = runtime.state_root.as_path();
     let explain = &runtime.explain;
     let (root, process, passwd_root) = match args.rootfs.clone() {
@@ -525,7 +526,17 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
         step07::engine::Root::Image(prepared) => prepared.image.annotations(),
         step07::engine::Root::Directory(_) => Vec::new(),
     };
+    let (image_name, image_id) = match &root {
+        step07::engine::Root::Image(prepared) => (args.command[0].clone(), prepared.image.manifest.config().digest().to_string()),
+        step07::engine::Root::Directory(dir) => (dir.display().to_string(), String::new()),
+    };
     let id = step02::ContainerId::random()?;
+    let mut record = step09::Container::new(id.as_str(), "", &image_name, &image_id, &process.args, host_config);
+    record.stop_signal =
+        args.stop_signal.clone().or_else(|| image_annotations.iter().find(|(k, _)| k == "org.opencontainers.image.stopSignal").map(|(_, v)| v.clone())).unwrap_or_else(|| "SIGTERM".into());
+    record.stop_timeout = args.stop_timeout.unwrap_or(10);
+    (record.tty, record.interactive) = (args.tty, args.interactive);
+    let name = args.name.clone();
     let mut spec = container_spec(*args, process, &passwd_root, &id, &limits)?;
     let mut annotations = spec.annotations().clone().unwrap_or_default();
     annotations.extend(image_annotations);
@@ -534,9 +545,22 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
         // Refused before anything (the bridge, a cgroup) is made for it.
         step01::container::check_root(dir)?;
     }
-    step07::engine::collect(state_root);
-    let connected = step07::engine::prepare(state_root, id.as_str(), root, spec, explain)?;
-    Ok((id, connected, limits))
+    step09::lifecycle::collect(state_root);
+    // The name first: one in use stops everything before anything is made.
+    record.name = match &name {
+        Some(name) => {
+            step09::names::claim(state_root, name, id.as_str())?;
+            name.clone()
+        }
+        None => step09::names::claim_random(state_root, id.as_str())?,
+    };
+    let prepared = step07::engine::prepare(state_root, id.as_str(), root, spec, explain).and_then(|_| record.save(state_root));
+    if let Err(error) = prepared {
+        let _ = step07::engine::teardown(state_root, id.as_str());
+        step09::names::release(state_root, &record.name, id.as_str());
+        return Err(error.into());
+    }
+    Ok((id, limits))
 }
 
 /// The container `carton run` asked for, as an OCI runtime spec: `process` with `-e`, `-w`

@@ -83,7 +83,7 @@ fn images_are_listed_tagged_inspected_and_removed() {
     // The image stays while one name is left, and goes with the last.
     let out = carton_in(&["rmi", "busybox"]);
     assert_eq!(stdout(&out), "Untagged: busybox:latest\n");
-    assert!(carton_in(&["run", "--network", "none", "localhost:5000/team/app:1", "true"]).status.success());
+    assert!(carton_in(&["run", "--rm", "--network", "none", "localhost:5000/team/app:1", "true"]).status.success());
     let out = carton_in(&["image", "rm", "localhost:5000/team/app:1"]);
     assert_eq!(stdout(&out).lines().filter(|l| l.starts_with("Deleted: sha256:")).count(), 3, "manifest, config and layer: {}", stdout(&out));
     assert_eq!(fs::read_dir(state.path().join("images/blobs/sha256")).unwrap().count(), 0);

@@ -102,7 +102,7 @@ fn by_default_a_container_gets_an_address_on_the_bridge_and_reaches_its_gateway(
     require_root();
     let (dir, rootfs) = fresh_rootfs();
     let script = format!(
-        "carton run --hostname web --rootfs {} -- sh -c 'ip -4 -o addr show eth0 | tr -s \" \" | cut -d\" \" -f4; ip route | head -1; tail -n 1 /etc/hosts; ping -c 1 -W 2 10.88.0.1 >/dev/null && echo gateway answers'",
+        "carton run --rm --hostname web --rootfs {} -- sh -c 'ip -4 -o addr show eth0 | tr -s \" \" | cut -d\" \" -f4; ip route | head -1; tail -n 1 /etc/hosts; ping -c 1 -W 2 10.88.0.1 >/dev/null && echo gateway answers'",
         rootfs.display()
     );
     let out = in_throwaway_netns(&dir.path().join("state"), &script);
@@ -118,7 +118,7 @@ fn the_network_namespace_is_pinned_by_name_while_the_container_runs() {
     // through the pinned file, as `nsenter --net=FILE` would for a user.
     let script = format!(
         "mkfifo {state}/ready\n\
-         carton run --rootfs {rootfs} -- sh -c 'echo up; exec sleep 5' > {state}/ready & carton=$!\n\
+         carton run --rm --rootfs {rootfs} -- sh -c 'echo up; exec sleep 5' > {state}/ready & carton=$!\n\
          read line < {state}/ready\n\
          pin=$(echo {state}/containers/*/netns)\n\
          nsenter --net=$pin ip -4 -o addr show eth0 | tr -s ' ' | cut -d' ' -f4\n\
@@ -142,9 +142,9 @@ fn two_bridged_containers_talk_tcp_and_leave_nothing_behind() {
     let rootfs = rootfs.display();
     // A server on 10.88.0.2, a client on 10.88.0.3; then what is left in the namespace.
     let script = format!(
-        "carton run --network bridge --rootfs {rootfs} -- sh -c 'echo hello over the bridge | nc -l -p 7000' &\n\
+        "carton run --rm --network bridge --rootfs {rootfs} -- sh -c 'echo hello over the bridge | nc -l -p 7000' &\n\
          sleep 0.5\n\
-         carton run --network bridge --rootfs {rootfs} -- sh -c 'hostname -i; nc 10.88.0.2 7000'\n\
+         carton run --rm --network bridge --rootfs {rootfs} -- sh -c 'hostname -i; nc 10.88.0.2 7000'\n\
          wait\n\
          sleep 0.3\n\
          ip -o link | cut -d: -f2 | tr -d ' '\n\
@@ -181,7 +181,7 @@ fn outbound_nat_shows_the_hosts_address_to_the_internet_and_prune_removes_it_all
          nsenter --net --target $internet python3 -c \"import socket; s = socket.socket(); s.bind(('192.0.2.2', 8000)); s.listen(1); c, a = s.accept(); print(a[0]); c.close()\" > {seen} &\n\
          server=$!\n\
          sleep 0.5\n\
-         carton run --network bridge --rootfs {rootfs} -- sh -c 'echo hi | nc -w 2 192.0.2.2 8000; hostname -i'\n\
+         carton run --rm --network bridge --rootfs {rootfs} -- sh -c 'echo hi | nc -w 2 192.0.2.2 8000; hostname -i'\n\
          wait $server\n\
          nft list table ip carton | grep -c masquerade\n\
          cat /proc/sys/net/ipv4/ip_forward\n\
@@ -211,7 +211,7 @@ fn a_published_port_serves_http_from_loopback_and_from_another_host() {
     // busybox httpd in the container on port 80, published as 8088. A second namespace
     // (192.0.2.2) plays another host that reaches this one at 192.0.2.1.
     let script = format!(
-        "carton run --init -p 8088:80 --rootfs {rootfs} -- sh -c 'mkdir -p /www && echo hello from httpd > /www/index.html && exec httpd -f -p 80 -h /www' &\n\
+        "carton run --rm --init -p 8088:80 --rootfs {rootfs} -- sh -c 'mkdir -p /www && echo hello from httpd > /www/index.html && exec httpd -f -p 80 -h /www' &\n\
          container=$!\n\
          unshare --net sleep 20 & other=$!\n\
          sleep 0.8\n\
@@ -237,9 +237,9 @@ fn a_port_in_use_or_a_malformed_one_stops_the_run_before_anything_is_set_up() {
     let script = format!(
         "busybox nc -l -p 8089 & holder=$!\n\
          sleep 0.3\n\
-         carton run -p 8089:80 --rootfs {rootfs} -- true; echo \"exit $?\"\n\
-         carton run -p 8089:99999 --rootfs {rootfs} -- true; echo \"exit $?\"\n\
-         carton run --network none -p 8090:80 --rootfs {rootfs} -- true; echo \"exit $?\"\n\
+         carton run --rm -p 8089:80 --rootfs {rootfs} -- true; echo \"exit $?\"\n\
+         carton run --rm -p 8089:99999 --rootfs {rootfs} -- true; echo \"exit $?\"\n\
+         carton run --rm --network none -p 8090:80 --rootfs {rootfs} -- true; echo \"exit $?\"\n\
          kill $holder\n\
          ip -o link | cut -d: -f2 | tr -d ' ' | tr '\\n' ' '; echo\n\
          ls {state}/containers | wc -l",
@@ -268,14 +268,14 @@ fn a_rejected_run_leaves_the_network_alone_and_a_killed_run_is_collected_by_the_
     let (dir, rootfs) = fresh_rootfs();
     let state = dir.path().join("state");
     let script = format!(
-        "carton run -p 8080:80 --hostname bad_name --rootfs {rootfs} -- true; echo \"exit $?\"\n\
+        "carton run --rm -p 8080:80 --hostname bad_name --rootfs {rootfs} -- true; echo \"exit $?\"\n\
          ip -o link | grep -c carton0; nft list tables | grep -c carton; cat /proc/sys/net/ipv4/ip_forward\n\
-         carton run --network bridge --rootfs {rootfs} -- sleep 30 & carton=$!\n\
+         carton run --rm --network bridge --rootfs {rootfs} -- sleep 30 & carton=$!\n\
          sleep 0.7; kill -KILL $carton; wait $carton; sleep 0.3\n\
          grep -c {state}/containers/ /proc/self/mountinfo\n\
-         carton run --network bridge --rootfs {rootfs} -- hostname -i\n\
+         carton run --rm --network bridge --rootfs {rootfs} -- hostname -i\n\
          ls {state}/containers | wc -l; grep -c {state}/containers/ /proc/self/mountinfo; ip -o link | grep -c veth\n\
-         CARTON_SUBNET=10.99.0.0/16 carton run --network bridge --rootfs {rootfs} -- true; echo \"exit $?\"",
+         CARTON_SUBNET=10.99.0.0/16 carton run --rm --network bridge --rootfs {rootfs} -- true; echo \"exit $?\"",
         rootfs = rootfs.display(),
         state = state.display()
     );
@@ -297,7 +297,7 @@ fn prune_leaves_forwarding_on_when_the_host_had_switched_it_on_itself() {
     // A host that forwards already (one running Docker, a router): carton must not take that away.
     let script = format!(
         "echo 1 > /proc/sys/net/ipv4/ip_forward\n\
-         carton run --network bridge --rootfs {rootfs} -- true\n\
+         carton run --rm --network bridge --rootfs {rootfs} -- true\n\
          carton network prune\n\
          cat /proc/sys/net/ipv4/ip_forward",
         rootfs = rootfs.display()

@@ -227,8 +227,10 @@ fn carton_bundles_run_under_runc_and_crun_as_under_carton() {
     // And under carton itself, from the same bundle.
     let started = carton().env("CARTON_ROOT", &state).args(["start", &id]).output().unwrap();
     assert!(started.status.success(), "{}", stderr(&started));
-    wait_until_stopped(&state, &id);
-    assert_eq!(fs::read_to_string(bundle.join("output.log")).unwrap(), expected);
+    let waited = carton().env("CARTON_ROOT", &state).args(["wait", &id]).output().unwrap();
+    assert_eq!(stdout(&waited), "7\n", "{}", stderr(&waited));
+    let logs = carton().env("CARTON_ROOT", &state).args(["logs", &id]).output().unwrap();
+    assert_eq!(stdout(&logs), expected, "{}", stderr(&logs));
     let removed = carton().env("CARTON_ROOT", &state).args(["rm", &id]).output().unwrap();
     assert!(removed.status.success(), "{}", stderr(&removed));
     assert!(!bundle.exists());

@@ -35,26 +35,27 @@ pub fn fresh_rootfs() -> (tempfile::TempDir, PathBuf) {
     (dir, rootfs)
 }
 
-/// `carton run --network none --rootfs ROOTFS`, ready for more arguments. Tests that are
-/// not about the network never touch the host's: the default network, the bridge, would
-/// create `carton0` and NAT rules on the test machine. Network tests give `--network`
-/// again (the last one counts, as with Docker) inside a throwaway namespace.
+/// `carton run --rm --network none --rootfs ROOTFS`, ready for more arguments. Tests that
+/// are not about the network never touch the host's: the default network, the bridge,
+/// would create `carton0` and NAT rules on the test machine. Network tests give `--network`
+/// again (the last one counts, as with Docker) inside a throwaway namespace. `--rm`: what
+/// these tests run is not kept (the lifecycle tests keep theirs).
 pub fn carton_run(rootfs: &Path) -> Command {
     let mut command = carton();
-    command.args(["run", "--network", "none", "--rootfs"]).arg(rootfs);
+    command.args(["run", "--rm", "--network", "none", "--rootfs"]).arg(rootfs);
     command
 }
 
-/// `carton run --network none IMAGE...` with its state (and so its images) in `state`.
+/// `carton run --rm --network none IMAGE...` with its state (and so its images) in `state`.
 pub fn carton_run_image(state: &Path) -> Command {
     let mut command = carton();
-    command.env("CARTON_ROOT", state).args(["run", "--network", "none"]);
+    command.env("CARTON_ROOT", state).args(["run", "--rm", "--network", "none"]);
     command
 }
 
 /// [`carton_run`] as a shell command line, for tests that run it from a script.
 pub fn carton_run_line(rootfs: &Path) -> String {
-    format!("{} run --network none --rootfs {}", env!("CARGO_BIN_EXE_carton"), rootfs.display())
+    format!("{} run --rm --network none --rootfs {}", env!("CARGO_BIN_EXE_carton"), rootfs.display())
 }
 
 /// Run `carton run --rootfs ROOTFS [extra...] -- ARGS` and collect its output.

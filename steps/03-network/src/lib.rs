@@ -194,8 +194,8 @@ pub struct Connected {
     pub netns: Option<PathBuf>,
     /// Its address on the bridge.
     pub address: Option<Ipv4Addr>,
-    /// Published ports, bound on the host; [`relay`] them once the container runs.
-    pub published: Vec<ports::Published>,
+    /// The ports to publish: bound by whoever relays them ([`publish`]).
+    pub ports: Vec<ports::PortMapping>,
     /// The directory holding its `hostname`, `hosts` and `resolv.conf`.
     pub files: PathBuf,
 }
@@ -213,25 +213,22 @@ impl Connected {
         linux.set_namespaces(Some(namespaces));
         spec.set_linux(Some(linux));
         let mut mounts = spec.mounts().clone().unwrap_or_default();
-        mounts.extend(files::oci_mounts(&self.files));
+        let files = files::oci_mounts(&self.files);
+        // Written again at each start of a kept container: the files once, not twice.
+        mounts.retain(|mount| !files.iter().any(|file| file.destination() == mount.destination()));
+        mounts.extend(files);
         spec.set_mounts(Some(mounts));
     }
 }
 
 // ANCHOR: setup
 /// Prepare the network of container `id`, whose state directory `dir` exists, before the
-/// container does: publish its ports, lease an address, make and wire its network
-/// namespace, write its names. Undone by [`teardown`] (here too, if a step fails).
+/// container does: lease an address, make and wire its network namespace, write its
+/// names. Undone by [`teardown`] (here too, if a step fails). Its published ports are
+/// bound by the process that will relay them ([`publish`]), just before it starts it.
 pub fn setup(dir: &Path, id: &str, hostname: &str, network: &NetworkOptions, explain: &Explain) -> Result<Connected> {
     if !network.ports.is_empty() && network.mode != Mode::Bridge {
         return Err(Error::runtime("-p publishes a port of the container's own address: it needs --network bridge"));
-    }
-    // Bound first: a port in use stops the run before anything is created.
-    let published = ports::bind(&network.ports)?;
-    for (asked, bound) in network.ports.iter().zip(&published) {
-        if asked.host_port == 0 {
-            eprintln!("carton: published {}", bound.mapping); // the port the kernel chose
-        }
     }
     let connected = (|| {
         let mut address = None;
@@ -262,9 +259,10 @@ pub fn setup(dir: &Path, id: &str, hostname: &str, network: &NetworkOptions, exp
         if network.mode != Mode::Host {
             let pinned = netns::NamedNetns::create(&dir.join("netns"), explain)?;
             let attachment = address.map(|address| Attachment { host_end: veth_name(id), address, subnet: network.subnet });
-            if attachment.is_some() {
-                // Noted first, so that a teardown after any failure (or a crash) looks for it.
-                fs::write(dir.join(CABLE), veth_name(id)).map_err(|e| Error::runtime(format!("cannot write {}: {e}", dir.join(CABLE).display())))?;
+            if let Some(attachment) = &attachment {
+                // Noted first, so that a teardown after any failure (or a crash) looks for
+                // it; with the address, for whoever starts the container later.
+                fs::write(dir.join(CABLE), format!("{}\n{}\n", veth_name(id), attachment.address)).map_err(|e| Error::runtime(format!("cannot write {}: {e}", dir.join(CABLE).display())))?;
             }
             wire(&pinned, attachment.as_ref(), explain)?;
             netns = Some(pinned.path.clone());
@@ -274,12 +272,24 @@ pub fn setup(dir: &Path, id: &str, hostname: &str, network: &NetworkOptions, exp
         Ok((netns, address))
     })();
     match connected {
-        Ok((netns, address)) => Ok(Connected { netns, address, published, files: dir.to_path_buf() }),
+        Ok((netns, address)) => Ok(Connected { netns, address, ports: network.ports.clone(), files: dir.to_path_buf() }),
         Err(error) => {
             teardown(dir, id);
             Err(error)
         }
     }
+}
+
+/// Bind the host side of each of `network`'s published ports, before the container starts:
+/// a port in use stops it there. The process that binds them relays them ([`relay`]).
+pub fn publish(mappings: &[ports::PortMapping]) -> Result<Vec<ports::Published>> {
+    let published = ports::bind(mappings)?;
+    for (asked, bound) in mappings.iter().zip(&published) {
+        if asked.host_port == 0 {
+            eprintln!("carton: published {}", bound.mapping); // the port the kernel chose
+        }
+    }
+    Ok(published)
 }
 
 /// Undo [`setup`] for container `id`, whatever part of it was done (after a crash too):
@@ -307,8 +317,13 @@ pub fn teardown(dir: &Path, id: &str) {
 // ANCHOR_END: setup
 
 /// The file in a container's state directory that says it was cabled to the bridge (and
-/// so has an address lease and a veth to remove).
+/// so has an address lease and a veth to remove): the veth's name and the address.
 const CABLE: &str = "cable";
+
+/// The address on the bridge [`setup`] gave the container in `dir`, while it has one.
+pub fn recorded_address(dir: &Path) -> Option<Ipv4Addr> {
+    fs::read_to_string(dir.join(CABLE)).ok()?.lines().nth(1)?.parse().ok()
+}
 
 /// The host's end of container `id`'s cable: `veth` and 8 digits of the id.
 fn veth_name(id: &str) -> String {
@@ -345,7 +360,7 @@ pub fn run_with<H: Hooks>(spec: &Spec, context: &Context, wrap: impl FnOnce(Netw
     let result = setup(&dir, id, &hostname, &network, explain).and_then(|connected| {
         let mut spec = spec.clone();
         connected.write_oci(&mut spec); // the namespace to join, the files to mount
-        let (published, address) = (connected.published, connected.address);
+        let (published, address) = (publish(&connected.ports)?, connected.address);
         step02::run_with(&spec, context, |inner| wrap(Networking { inner, published, address }))
     });
     // Nothing outlives the container here: step 07 keeps containers.

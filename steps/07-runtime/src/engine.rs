@@ -9,6 +9,8 @@
 //!   rootfs/                       the overlay of the image's layers (mounted here)
 //!   hostname hosts resolv.conf    step 03's files, bind-mounted at /etc
 //!   netns                         the pinned network namespace
+//!   layers                        the image's layers, to mount the root again at a restart
+//!   up                            there while the root is mounted and the network made
 //!   owner                         the carton process responsible for removing it all
 //!   state.json exec.fifo lock     the runtime's
 //! ```
@@ -47,17 +49,15 @@ pub fn prepare(state_root: &Path, id: &str, root: Root, mut spec: Spec, explain:
                 let rootfs = dir.join("rootfs");
                 // Marked in use while the container exists, so that `rmi` keeps its layers.
                 step06::ImageStore::open(state_root)?.mark_in_use(id, &image.image.manifest_digest, &dir)?;
+                let layers: String = image.lowers.iter().map(|layer| format!("{}\n", layer.digest)).collect();
+                fs::write(dir.join(LAYERS), layers).map_err(|e| Error::runtime(format!("cannot write {}: {e}", dir.join(LAYERS).display())))?;
                 step05::mount_container_root(&step05::LayerStore::new(state_root), &image.lowers, id, &rootfs, explain)?;
                 drop(image); // marked: rmi may go ahead now, and will keep what this container uses
                 PathBuf::from("rootfs")
             }
         };
         step01::container::set_root_path(&mut spec, root_path);
-        let hostname = spec.hostname().clone().unwrap_or_default();
-        let connected = step03::setup(&dir, id, &hostname, &step03::NetworkOptions::from_oci(&spec)?, explain)?;
-        connected.write_oci(&mut spec);
-        crate::Bundle::write(&dir, &spec)?;
-        Ok(connected)
+        connect(&dir, id, spec, explain)
     })();
     if prepared.is_err() {
         let _ = teardown(state_root, id);
@@ -66,14 +66,69 @@ pub fn prepare(state_root: &Path, id: &str, root: Root, mut spec: Spec, explain:
 }
 // ANCHOR_END: prepare
 
+/// The network of the container in `dir`, made as its spec says, and written into its
+/// `config.json` (the namespace to join, the files to mount); the container is then up.
+fn connect(dir: &Path, id: &str, mut spec: Spec, explain: &Explain) -> Result<step03::Connected> {
+    let hostname = spec.hostname().clone().unwrap_or_default();
+    let connected = step03::setup(dir, id, &hostname, &step03::NetworkOptions::from_oci(&spec)?, explain)?;
+    connected.write_oci(&mut spec);
+    crate::Bundle::write(dir, &spec)?;
+    fs::write(dir.join(UP), "").map_err(|e| Error::runtime(format!("cannot write {}: {e}", dir.join(UP).display())))?;
+    Ok(connected)
+}
+
+/// The image's layers of a container, the bottom one first, one diff ID a line.
+const LAYERS: &str = "layers";
+/// Present while a container's root is mounted and its network made.
+const UP: &str = "up";
+
+// ANCHOR: up_down
+/// Bring a kept container back up for another start (`docker start`): its root mounted
+/// again on the same writable layer (its files are as it left them), its network made
+/// again. Nothing to do when it is up already (created, never started).
+pub fn up(state_root: &Path, id: &str, explain: &Explain) -> Result<step03::Connected> {
+    let dir = state_root.join("containers").join(id);
+    let bundle = crate::Bundle::load(&dir)?;
+    if dir.join(UP).exists() {
+        let network = step03::NetworkOptions::from_oci(&bundle.spec)?;
+        let netns = (network.mode != step03::Mode::Host).then(|| dir.join("netns"));
+        let address = step03::recorded_address(&dir);
+        return Ok(step03::Connected { netns, address, ports: network.ports, files: dir.clone() });
+    }
+    let brought_up = (|| {
+        if let Ok(layers) = fs::read_to_string(dir.join(LAYERS)) {
+            let store = step05::LayerStore::new(state_root);
+            let lowers = layers
+                .lines()
+                .map(|digest| store.layer(digest).ok_or_else(|| Error::runtime(format!("layer {digest} of container {id} is missing from the layer store"))))
+                .collect::<Result<Vec<_>>>()?;
+            step05::mount_container_root(&store, &lowers, id, &dir.join("rootfs"), explain)?;
+        }
+        connect(&dir, id, bundle.spec, explain)
+    })();
+    if brought_up.is_err() {
+        down(state_root, id);
+    }
+    brought_up
+}
+
+/// Take a stopped container down, keeping it (`Exited`): its network and its root's
+/// mount go; its writable layer, bundle and logs stay, for another start or `rm`.
+pub fn down(state_root: &Path, id: &str) {
+    let dir = state_root.join("containers").join(id);
+    let _ = fs::remove_file(dir.join(UP));
+    step03::teardown(&dir, id);
+    step05::unmount_container_root(&dir.join("rootfs"));
+}
+// ANCHOR_END: up_down
+
 // ANCHOR: teardown
 /// Undo [`prepare`], after the runtime's `delete`: the network, the root's mount, the
 /// writable layer, the image's in-use mark, the directory.
 pub fn teardown(state_root: &Path, id: &str) -> Result<()> {
     let dir = state_root.join("containers").join(id);
-    step03::teardown(&dir, id);
+    down(state_root, id);
     let rootfs = dir.join("rootfs");
-    step05::unmount_container_root(&rootfs);
     step05::LayerStore::new(state_root).remove_container(id)?;
     step06::store::unmark_in_use(state_root, id);
     // The root must be an empty directory by now: never remove files through a mount.
@@ -94,7 +149,14 @@ pub fn teardown(state_root: &Path, id: &str) -> Result<()> {
 /// after it (`carton create`), and only `rm` removes it.
 pub fn disown(state_root: &Path, id: &str) -> Result<()> {
     let owner = state_root.join("containers").join(id).join("owner");
-    fs::write(&owner, DETACHED).map_err(|e| Error::runtime(format!("cannot write {}: {e}", owner.display())))
+    step06::store::write_atomically(&owner, DETACHED.as_bytes(), step06::store::Durable::No)
+}
+
+/// Make this process the one responsible for a container (a monitor that runs it): should
+/// it die, the collector finds the container abandoned.
+pub fn adopt(state_root: &Path, id: &str) -> Result<()> {
+    let owner = state_root.join("containers").join(id).join("owner");
+    step06::store::write_atomically(&owner, UniquePid::current().to_string().as_bytes(), step06::store::Durable::No)
 }
 
 /// What `owner` says of a container no carton process is responsible for (`create`'s).
@@ -185,6 +247,13 @@ fn mount_table(mountinfo: &str) -> Vec<(PathBuf, bool)> {
 /// lease, writable layer, files — and so are layers a killed pull or unpack left half
 /// made, and empty cgroups nobody owns. Run before carton makes anything new.
 pub fn collect(state_root: &Path) {
+    collect_with(state_root, |_| false)
+}
+
+/// [`collect`], where a later step gets each abandoned container by id once the runtime's
+/// part is gone (its processes, cgroup, state): `keep` returns true when it has dealt with
+/// the rest itself (a kept container is taken down, not removed).
+pub fn collect_with(state_root: &Path, keep: impl Fn(&str) -> bool) {
     let runtime = Runtime::new(state_root, Explain::off());
     for entry in fs::read_dir(state_root.join("containers")).into_iter().flatten().flatten() {
         let (dir, name) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
@@ -203,7 +272,9 @@ pub fn collect(state_root: &Path) {
                 cgroup.kill_all(&Explain::off());
                 let _ = cgroup.remove();
             }
-            let _ = teardown(state_root, &name);
+            if !keep(&name) {
+                let _ = teardown(state_root, &name);
+            }
         }
     }
     step05::LayerStore::new(state_root).sweep_abandoned();

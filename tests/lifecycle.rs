@@ -1,0 +1,394 @@
+//! Step 09 end to end: kept and detached containers, their monitor, names, logs, and the
+//! lifecycle commands of the course labs, in Docker's spelling. Needs root. Networks only
+//! in throwaway namespaces; every test removes what it made.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// A state root with the busybox image, removed on drop (its containers first).
+struct State(tempfile::TempDir);
+
+impl State {
+    fn new() -> State {
+        let dir = tempfile::tempdir().unwrap();
+        let out = carton().env("CARTON_ROOT", dir.path()).args(["bootstrap", "busybox"]).output().unwrap();
+        assert!(out.status.success(), "bootstrap: {}", stderr(&out));
+        State(dir)
+    }
+
+    fn path(&self) -> &Path {
+        self.0.path()
+    }
+
+    /// `carton ARGS` in this state root.
+    fn carton(&self, args: &[&str]) -> Output {
+        carton().env("CARTON_ROOT", self.path()).args(args).stdin(Stdio::null()).output().unwrap()
+    }
+
+    /// `carton ARGS`, which must succeed: its stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.carton(args);
+        assert!(out.status.success(), "carton {args:?}: {}", stderr(&out));
+        stdout(&out)
+    }
+
+    /// `carton run -d --network none ARGS`: the new container's id.
+    fn detached(&self, args: &[&str]) -> String {
+        let id = self.ok(&[&["run", "-d", "--network", "none"], args].concat()).trim().to_string();
+        assert_eq!(id.len(), 64, "run -d prints the full id: {id}");
+        id
+    }
+
+    fn containers_left(&self) -> usize {
+        std::fs::read_dir(self.path().join("containers")).map(|entries| entries.count()).unwrap_or(0)
+    }
+}
+
+impl Drop for State {
+    fn drop(&mut self) {
+        let ids = stdout(&self.carton(&["ps", "-aq", "--no-trunc"]));
+        for id in ids.lines() {
+            let _ = self.carton(&["rm", "-f", id]);
+        }
+    }
+}
+
+/// Nothing of a container is left on the host: no mount below the state root, no cgroup
+/// named after it, no state directory.
+fn nothing_left_of(state: &State, id: &str) {
+    assert!(!host_mounts().iter().any(|m| m.contains(id)), "a mount of {id} is left");
+    if let Some(version) = cgroup_version() {
+        let cgroup = step04::Cgroup::at(&step04::Layout::detect(), version, id);
+        assert!(cgroup.directories().iter().all(|dir| !dir.exists()), "the cgroup of {id} is left");
+    }
+    assert!(!state.path().join("containers").join(id).exists(), "the state of {id} is left");
+    assert!(!state.path().join("overlay/containers").join(id).exists(), "the writable layer of {id} is left");
+}
+
+fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn the_course_lab_a_web_server_detached_with_a_published_port() {
+    require_root();
+    let state = State::new();
+    // The lab, as a student types it, in a network namespace of its own.
+    let script = "\
+        carton run -d --name web -p 8088:80 busybox sh -c 'mkdir -p /www && echo hello from the lab > /www/index.html && exec httpd -f -v -p 80 -h /www' > /dev/null\n\
+        sleep 0.5\n\
+        carton ps --format '{{.Names}}|{{.Status}}|{{.Ports}}' | sed 's/Up .*|/Up|/'\n\
+        busybox wget -q -O - http://127.0.0.1:8088/\n\
+        carton logs web 2>&1 | grep -c 'response:200'\n\
+        carton exec web sh -c 'echo a new page > /www/new.html'\n\
+        busybox wget -q -O - http://127.0.0.1:8088/new.html\n\
+        carton inspect -f '{{.NetworkSettings.IPAddress}} {{.State.Running}}' web\n\
+        carton port web\n\
+        carton stop -t 1 web\n\
+        carton ps -a --format '{{.Names}} {{.Status}}' | sed 's/ ago$//; s/) .*/)/'\n\
+        busybox wget -q -T 1 -O - http://127.0.0.1:8088/ 2>/dev/null || echo refused while stopped\n\
+        carton start web\n\
+        sleep 0.5\n\
+        busybox wget -q -O - http://127.0.0.1:8088/new.html\n\
+        carton rm -f web\n\
+        carton run --rm --network bridge busybox sh -c 'ls /www 2>&1 | head -1'\n\
+        ip -o link show type veth | wc -l\n\
+        ss -Hltn 'sport = :8088' | wc -l";
+    let out = in_throwaway_netns(state.path(), script);
+    assert_eq!(
+        stdout(&out),
+        "web|Up|0.0.0.0:8088->80/tcp\n\
+         hello from the lab\n\
+         1\n\
+         a new page\n\
+         10.88.0.2 true\n\
+         80/tcp -> 0.0.0.0:8088\n\
+         web\n\
+         web Exited (137)\n\
+         refused while stopped\n\
+         web\n\
+         a new page\n\
+         web\n\
+         ls: /www: No such file or directory\n\
+         0\n\
+         0\n",
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(state.containers_left(), 0);
+}
+
+#[test]
+fn stop_waits_the_timeout_only_for_a_pid_1_that_ignores_sigterm() {
+    require_root();
+    let state = State::new();
+    // PID 1 of a namespace gets only the signals it has a handler for: `sleep` has none.
+    let stubborn = state.detached(&["busybox", "sleep", "60"]);
+    let started = Instant::now();
+    assert_eq!(state.ok(&["stop", "-t", "1", &stubborn[..12]]), format!("{}\n", &stubborn[..12]));
+    let took = started.elapsed();
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_secs(5), "SIGTERM, a second, SIGKILL: {took:?}");
+    assert_eq!(state.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &stubborn]), "exited 137\n");
+    // One with a handler ends at once, with its own status.
+    let polite = state.detached(&["busybox", "sh", "-c", "trap 'exit 3' TERM; sleep 60 & wait"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let started = Instant::now();
+    state.ok(&["stop", &polite]);
+    assert!(started.elapsed() < Duration::from_secs(3), "no need to wait: {:?}", started.elapsed());
+    assert_eq!(state.ok(&["wait", &polite]), "3\n");
+    // Stopping a stopped container, or starting a running one, is quietly fine (Docker's).
+    assert!(state.carton(&["stop", &polite]).status.success());
+    state.ok(&["rm", &polite, &stubborn]);
+    nothing_left_of(&state, &polite);
+    nothing_left_of(&state, &stubborn);
+}
+
+#[test]
+fn a_kept_container_starts_again_on_its_own_files_and_a_new_one_starts_clean() {
+    require_root();
+    let state = State::new();
+    let out = state.carton(&["run", "--network", "none", "--name", "keeper", "busybox", "sh", "-c", "cat /note 2>/dev/null; echo kept >> /note; exit 4"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert_eq!(state.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]), "keeper Exited (4) Less than a second ago\n");
+    assert_eq!(state.ok(&["ps", "-q"]), "", "not running: only ps -a lists it");
+    // start -a: attached, its output here, its status this command's.
+    let again = state.carton(&["start", "-a", "keeper"]);
+    assert_eq!((again.status.code(), stdout(&again)), (Some(4), "kept\n".to_string()), "{}", stderr(&again));
+    assert_eq!(state.ok(&["logs", "keeper"]), "", "an attached run's output went to the terminal, not the log");
+    state.ok(&["start", "keeper"]);
+    assert_eq!(state.ok(&["wait", "keeper"]), "4\n");
+    assert_eq!(state.ok(&["logs", "keeper"]), "kept\nkept\n");
+    assert_eq!(state.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.ExitCode}}", "keeper"]), "0 4\n");
+    let fresh = state.carton(&["run", "--rm", "--network", "none", "busybox", "cat", "/note"]);
+    assert_eq!(fresh.status.code(), Some(1), "a new container from the image starts clean: {}", stdout(&fresh));
+    let id = state.ok(&["inspect", "-f", "{{.Id}}", "keeper"]).trim().to_string();
+    state.ok(&["rm", "keeper"]);
+    nothing_left_of(&state, &id);
+    assert_eq!(state.containers_left(), 0);
+}
+
+#[test]
+fn logs_keep_stdout_and_stderr_apart_and_follow_tail_and_rotate() {
+    require_root();
+    let state = State::new();
+    let id = state.detached(&["busybox", "sh", "-c", "for i in 1 2 3; do echo out $i; echo err $i >&2; done; sleep 1; echo late"]);
+    state.ok(&["wait", &id]);
+    let logs = state.carton(&["logs", &id]);
+    assert_eq!((stdout(&logs).as_str(), stderr(&logs).as_str()), ("out 1\nout 2\nout 3\nlate\n", "err 1\nerr 2\nerr 3\n"));
+    let tail = state.carton(&["logs", "--tail", "1", &id]);
+    assert_eq!((stdout(&tail).as_str(), stderr(&tail).as_str()), ("late\n", ""), "the last line");
+    let stamped = state.ok(&["logs", "-t", "--tail", "1", &id]);
+    let (time, line) = stamped.split_once(' ').unwrap();
+    assert!(step09::record::parse_rfc3339(time).is_some() && line == "late\n", "{stamped}");
+    assert_eq!(state.ok(&["logs", "--since", "1h", "--tail", "1", &id]), "late\n");
+    assert_eq!(state.ok(&["logs", "--since", "2099-01-01T00:00:00Z", &id]), "");
+    // -f: what is there, then each line as it comes, until the container ends.
+    let follow = state.detached(&["busybox", "sh", "-c", "echo first; sleep 1; echo second"]);
+    let started = Instant::now();
+    assert_eq!(state.ok(&["logs", "-f", &follow]), "first\nsecond\n");
+    assert!(started.elapsed() >= Duration::from_millis(700), "it followed until the end");
+    // A terminal merges the two streams, as Docker's.
+    let tty = state.detached(&["-t", "busybox", "sh", "-c", "echo to out; echo to err >&2"]);
+    state.ok(&["wait", &tty]);
+    let merged = state.carton(&["logs", &tty]);
+    assert_eq!((stdout(&merged).as_str(), stderr(&merged).as_str()), ("to out\r\nto err\r\n", ""));
+    // Rotation: max-size and max-file keep the log small, and the newest lines.
+    let busy = state.detached(&["--log-opt", "max-size=1k", "--log-opt", "max-file=2", "busybox", "sh", "-c", "i=0; while [ $i -lt 200 ]; do echo line $i; i=$((i+1)); done"]);
+    state.ok(&["wait", &busy]);
+    let dir = state.path().join("containers").join(&busy);
+    let kept: u64 = std::fs::read_dir(&dir).unwrap().flatten().filter(|e| e.file_name().to_string_lossy().contains("-json.log")).map(|e| e.metadata().unwrap().len()).sum();
+    assert!(kept <= 2 * 1024 + 200, "two files of about 1 KiB: {kept} bytes");
+    assert!(state.ok(&["logs", &busy]).ends_with("line 199\n"));
+    let refused = state.carton(&["run", "-d", "--log-opt", "max-files=2", "busybox", "true"]);
+    assert_eq!(refused.status.code(), Some(125));
+    assert!(stderr(&refused).contains("unknown --log-opt \"max-files=2\""), "{}", stderr(&refused));
+}
+
+#[test]
+fn names_prefixes_and_a_race_for_one_name() {
+    require_root();
+    let state = State::new();
+    let id = state.detached(&["--name", "db", "busybox", "sleep", "60"]);
+    assert_eq!(state.ok(&["inspect", "-f", "{{.Name}}", "db"]), "/db\n");
+    assert_eq!(state.ok(&["inspect", "-f", "{{.Name}}", &id[..5]]), "/db\n", "a unique prefix of the id");
+    let random = state.detached(&["busybox", "true"]);
+    let name = state.ok(&["inspect", "-f", "{{.Name}}", &random]);
+    let parts: Vec<&str> = name.trim().trim_start_matches('/').split('_').collect();
+    assert!(parts.len() == 2 && parts.iter().all(|p| p.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())), "adjective_surname: {name}");
+    // The same name from two CLIs at once: one wins, the other says why.
+    let racers: Vec<std::process::Child> = (0..2)
+        .map(|_| {
+            carton()
+                .env("CARTON_ROOT", state.path())
+                .args(["run", "-d", "--network", "none", "--name", "raced", "busybox", "sleep", "60"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let results: Vec<Output> = racers.into_iter().map(|child| child.wait_with_output().unwrap()).collect();
+    assert_eq!(results.iter().filter(|out| out.status.success()).count(), 1, "one winner");
+    let loser = results.iter().find(|out| !out.status.success()).unwrap();
+    assert_eq!(loser.status.code(), Some(125));
+    assert!(stderr(loser).contains("the container name \"/raced\" is already in use by container"), "{}", stderr(loser));
+    // rename, then the old name is free again.
+    state.ok(&["rename", "db", "database"]);
+    assert_eq!(state.ok(&["ps", "--filter", "name=datab", "--format", "{{.Names}}"]), "database\n");
+    let out = state.carton(&["inspect", "db"]);
+    assert!(!out.status.success() && stderr(&out).contains("no such object: db"), "{}", stderr(&out));
+    // An ambiguous prefix names the candidates (ids are hex: some share a first digit).
+    let all = state.ok(&["ps", "-aq", "--no-trunc"]);
+    let ids: Vec<&str> = all.lines().collect();
+    if let Some(shared) = ids.iter().flat_map(|a| ids.iter().filter(move |b| *b != a && a[..1] == b[..1]).map(move |_| &a[..1])).next() {
+        let out = state.carton(&["inspect", shared]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains("is ambiguous"), "{}", stderr(&out));
+    }
+    state.ok(&["rm", "-f", "database", "raced", &random]);
+    assert_eq!(state.containers_left(), 0);
+    assert_eq!(std::fs::read_dir(state.path().join("names")).unwrap().count(), 0, "every name was given up");
+}
+
+#[test]
+fn restart_policies_start_it_again_and_stop_ends_them() {
+    require_root();
+    let state = State::new();
+    let flaky = state.detached(&["--restart", "on-failure:2", "busybox", "sh", "-c", "echo try; exit 1"]);
+    wait_until("it has given up", Duration::from_secs(10), || state.ok(&["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", &flaky]) == "exited 2\n");
+    assert_eq!(state.ok(&["logs", &flaky]), "try\ntry\ntry\n", "the first run and two restarts");
+    let always = state.detached(&["--restart", "always", "busybox", "sh", "-c", "echo up; sleep 0.2"]);
+    wait_until("it has restarted", Duration::from_secs(10), || state.ok(&["inspect", "-f", "{{.RestartCount}}", &always]).trim().parse::<u32>().unwrap() >= 2);
+    state.ok(&["stop", "-t", "1", &always]);
+    let count = state.ok(&["inspect", "-f", "{{.RestartCount}}", &always]);
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(state.ok(&["inspect", "-f", "{{.State.Status}} {{.RestartCount}}", &always]), format!("exited {}", count), "stop is not undone by the policy");
+    let refused = state.carton(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(refused.status.code(), Some(125));
+    let refused = state.carton(&["run", "--restart", "sometimes", "busybox", "true"]);
+    assert!(stderr(&refused).contains("invalid --restart \"sometimes\""), "{}", stderr(&refused));
+    state.ok(&["rm", &flaky, &always]);
+}
+
+#[test]
+fn a_killed_monitor_leaves_a_dead_container_that_rm_f_cleans() {
+    require_root();
+    let state = State::new();
+    let id = state.detached(&["--name", "orphan", "busybox", "sleep", "60"]);
+    let record: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(state.path().join("containers").join(&id).join("container.json")).unwrap()).unwrap();
+    let monitor: i32 = record["State"]["Monitor"].as_str().unwrap().split(':').next().unwrap().parse().unwrap();
+    let pid: i32 = state.ok(&["inspect", "-f", "{{.State.Pid}}", &id]).trim().parse().unwrap();
+    assert!(Path::new(&format!("/proc/{pid}")).exists(), "the Pid is the container's process on the host");
+    let ns = |pid: i32, kind: &str| std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).unwrap();
+    assert_ne!(ns(pid, "pid"), ns(std::process::id() as i32, "pid"), "in a PID namespace of its own");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(monitor), nix::sys::signal::Signal::SIGKILL).unwrap();
+    wait_until("the container died with its monitor", Duration::from_secs(10), || !Path::new(&format!("/proc/{pid}")).exists());
+    assert_eq!(state.ok(&["ps", "-a", "--format", "{{.Names}} {{.Status}}"]), "orphan Dead\n", "never Up forever");
+    let out = state.carton(&["start", "orphan"]);
+    assert!(stderr(&out).contains("is dead"), "{}", stderr(&out));
+    state.ok(&["rm", "-f", "orphan"]);
+    nothing_left_of(&state, &id);
+}
+
+#[test]
+fn a_cli_killed_during_run_d_leaves_no_half_made_container() {
+    require_root();
+    let state = State::new();
+    for delay in [0, 5, 20, 60] {
+        let mut child = carton().env("CARTON_ROOT", state.path()).args(["run", "-d", "--network", "none", "busybox", "sleep", "60"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(delay));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // The next command collects what the killed ones left; each container is either
+    // running under its monitor, or stopped and kept (created or dead), never half made.
+    state.ok(&["run", "--rm", "--network", "none", "busybox", "true"]);
+    for line in state.ok(&["ps", "-a", "--format", "{{.ID}} {{.State}}"]).lines() {
+        let (_, status) = line.split_once(' ').unwrap();
+        assert!(["running", "created", "dead", "exited"].contains(&status), "{line}");
+    }
+    let ids = state.ok(&["ps", "-aq", "--no-trunc"]);
+    for id in ids.lines() {
+        state.ok(&["rm", "-f", id]);
+        nothing_left_of(&state, id);
+    }
+    assert_eq!(state.containers_left(), 0);
+}
+
+#[test]
+fn pause_freezes_and_top_lists_the_processes() {
+    require_root();
+    let state = State::new();
+    let id = state.detached(&["--name", "counter", "busybox", "sh", "-c", "sleep 60 & while :; do echo tick > /dev/null; done"]);
+    let top = state.ok(&["top", "counter"]);
+    assert!(top.starts_with("UID") && top.contains("sleep 60"), "{top}");
+    state.ok(&["pause", "counter"]);
+    let status = state.ok(&["ps", "--format", "{{.Status}}"]);
+    assert!(status.trim_end().ends_with("(Paused)"), "{status}");
+    let pid = state.ok(&["inspect", "-f", "{{.State.Pid}}", &id]).trim().to_string();
+    let cpu = || std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap().split_whitespace().nth(13).unwrap().parse::<u64>().unwrap();
+    let before = cpu();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(cpu(), before, "a frozen process runs no more");
+    state.ok(&["unpause", "counter"]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(cpu() > before, "thawed, it runs again");
+    state.ok(&["rm", "-f", "counter"]);
+    nothing_left_of(&state, &id);
+}
+
+#[test]
+fn bad_input_gets_dockers_exit_codes_and_a_clear_message() {
+    require_root();
+    let state = State::new();
+    let stopped = state.detached(&["--name", "stopped", "busybox", "true"]);
+    state.ok(&["wait", "stopped"]);
+    let running = state.detached(&["--name", "running", "busybox", "sleep", "60"]);
+    let cases: &[(&[&str], i32, &str)] = &[
+        (&["stop", "nosuch"], 1, "no such container: nosuch"),
+        (&["logs", "nosuch"], 1, "no such container: nosuch"),
+        (&["exec", "stopped", "true"], 125, "container stopped is not running"),
+        (&["rm", "running"], 1, "you cannot remove a running container"),
+        (&["run", "--name", "running", "busybox", "true"], 125, "the container name \"/running\" is already in use"),
+        (&["run", "--name", "bad name", "busybox", "true"], 125, "invalid container name"),
+        (&["ps", "--filter", "colour=red"], 1, "invalid filter"),
+        (&["ps", "--format", "{{.Nmes}}"], 1, "{{.Nmes}} is not a field"),
+        (&["inspect", "-f", "{{.State.Nope}}", "running"], 1, "there is no field Nope"),
+        (&["logs", "--since", "yesterday", "running"], 1, "invalid --since"),
+        (&["kill", "-s", "NOPE", "running"], 1, "invalid signal"),
+    ];
+    for (args, code, message) in cases {
+        let out = state.carton(args);
+        assert_eq!(out.status.code(), Some(*code), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: expected {message:?} in {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"));
+    }
+    // Quietly fine, as Docker's: start of a running one, stop of a stopped one.
+    assert_eq!(state.ok(&["start", "running"]), "running\n");
+    assert_eq!(state.ok(&["stop", "stopped"]), "stopped\n");
+    state.ok(&["rm", "-f", &running, &stopped]);
+    assert_eq!(state.containers_left(), 0);
+}
+
+#[test]
+fn two_hundred_run_d_and_rm_f_cycles_leave_nothing_behind() {
+    require_root();
+    let state = State::new();
+    for _ in 0..200 {
+        let id = state.detached(&["busybox", "sleep", "60"]);
+        state.ok(&["rm", "-f", &id]);
+    }
+    assert_eq!(state.containers_left(), 0);
+    assert!(!host_mounts().iter().any(|m| m.contains(state.path().to_str().unwrap())), "a mount is left");
+    assert_eq!(std::fs::read_dir(state.path().join("names")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(state.path().join("overlay/containers")).unwrap().count(), 0);
+}
