@@ -29,15 +29,15 @@ commands=(
   "unshare --fork --pid --mount --uts --ipc --net chroot $work/rootfs /bin/true"
   "$bin/carton --root $work/state run --rm --network none busybox true"
   "$bin/carton --root $work/state run --rm --network none --privileged busybox true"
-  "$bin/carton --root $work/state run --network none --rootfs $work/rootfs -- /bin/true"
-  "$bin/carton --root $work/state run --network none --init --rootfs $work/rootfs -- /bin/true"
+  "$bin/carton --root $work/state run --rm --network none --rootfs $work/rootfs -- /bin/true"
+  "$bin/carton --root $work/state run --rm --network none --init --rootfs $work/rootfs -- /bin/true"
 )
-names=("plain chroot (step01-chroot chroot)" "unshare --pid --mount --uts --ipc --net + chroot" "carton run --rm --network none busybox true" "carton run ... --privileged (no security defaults)" "carton run --network none --rootfs" "carton run --network none --init --rootfs")
+names=("plain chroot (step01-chroot chroot)" "unshare --pid --mount --uts --ipc --net + chroot" "carton run --rm --network none busybox true" "carton run ... --privileged (no security defaults)" "carton run --rm --network none --rootfs" "carton run --rm --network none --init --rootfs")
 # To compare with another build of carton in the same run: BEFORE=/path/to/old/carton.
 if [ -n "${BEFORE:-}" ]; then
   "$BEFORE" --root "$work/before" bootstrap busybox >/dev/null
-  commands+=("$BEFORE --root $work/before run --rm --network none busybox true" "$BEFORE --root $work/before run --network none --rootfs $work/rootfs -- /bin/true")
-  names+=("BEFORE: carton run --rm --network none busybox true" "BEFORE: carton run --network none --rootfs")
+  commands+=("$BEFORE --root $work/before run --rm --network none busybox true" "$BEFORE --root $work/before run --rm --network none --rootfs $work/rootfs -- /bin/true")
+  names+=("BEFORE: carton run --rm --network none busybox true" "BEFORE: carton run --rm --network none --rootfs")
 fi
 
 # One bundle, made by `runc spec`, run by runc, crun and carton's runtime (chapter 7).
@@ -95,4 +95,4 @@ PY
 
 echo
 echo "carton run peak memory (max RSS of carton and its child, KiB, 20 runs):"
-for _ in $(seq 20); do /usr/bin/time -f "%M" "$bin/carton" run --network none --rootfs "$work/rootfs" -- /bin/true 2>&1 >/dev/null; done | sort -n | awk '{a[NR]=$1} END {print "  min " a[1] "  median " a[int((NR+1)/2)] "  max " a[NR]}'
+for _ in $(seq 20); do /usr/bin/time -f "%M" "$bin/carton" run --rm --network none --rootfs "$work/rootfs" -- /bin/true 2>&1 >/dev/null; done | sort -n | awk '{a[NR]=$1} END {print "  min " a[1] "  median " a[int((NR+1)/2)] "  max " a[NR]}'

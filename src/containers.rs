@@ -114,6 +114,41 @@ pub enum Lifecycle {
         #[arg(value_name = "PORT")]
         port: Option<String>,
     },
+    /// Copy files between a container and the host: CONTAINER:PATH HOSTPATH, or HOSTPATH CONTAINER:PATH
+    Cp {
+        /// Keep the files' owners (by default, what goes in belongs to root)
+        #[arg(short, long)]
+        archive: bool,
+        #[arg(value_name = "SOURCE")]
+        source: String,
+        #[arg(value_name = "DESTINATION")]
+        destination: String,
+    },
+    /// Show what a container changed in its files: A added, C changed, D deleted
+    Diff {
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
+    /// Make a new image from a container's changes
+    Commit {
+        /// The new layer's author
+        #[arg(short, long)]
+        author: Option<String>,
+        /// A message for the new layer's history
+        #[arg(short, long)]
+        message: Option<String>,
+        /// A Dockerfile instruction for the new image: CMD, ENTRYPOINT, ENV, EXPOSE, WORKDIR, USER, LABEL, STOPSIGNAL
+        #[arg(short, long = "change", value_name = "INSTRUCTION")]
+        change: Vec<String>,
+        /// Freeze a running container while its files are read
+        #[arg(short, long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+        pause: bool,
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+        /// The new image's name (REPOSITORY[:TAG])
+        #[arg(value_name = "NAME")]
+        name: Option<String>,
+    },
     /// Show a container's processes (host PIDs), as `ps` shows them
     Top {
         #[arg(value_name = "CONTAINER")]
@@ -235,6 +270,20 @@ pub fn run_command(state_root: &Path, command: Lifecycle) -> anyhow::Result<u8> 
         }
         Lifecycle::Port { container, port } => self::port(state_root, &container, port.as_deref()),
         Lifecycle::Top { container, options } => top(state_root, &container, &options),
+        Lifecycle::Cp { archive, source, destination } => cp(state_root, &source, &destination, archive),
+        Lifecycle::Diff { container } => {
+            let id = names::resolve(state_root, &container)?;
+            print_stdout(&step09::layer::diff(state_root, &id)?.iter().map(|change| format!("{change}\n")).collect::<String>());
+            Ok(0)
+        }
+        Lifecycle::Commit { author, message, change, pause, container, name } => {
+            let id = names::resolve(state_root, &container)?;
+            let name = name.ok_or_else(|| Error::runtime("give the new image a name: carton commit CONTAINER NAME[:TAG] (carton keeps named images only)"))?;
+            let reference = step06::Reference::parse(&name)?;
+            let options = step09::layer::CommitOptions { author: author.as_deref(), message: message.as_deref(), changes: &change, pause };
+            print_stdout(&format!("{}\n", step09::layer::commit(state_root, &id, &reference, &options)?));
+            Ok(0)
+        }
     }
 }
 
@@ -642,5 +691,42 @@ fn inspect(state_root: &Path, given: &[String], format: Option<&str>) -> anyhow:
             }
         }
     }
+    Ok(0)
+}
+
+/// `carton cp`: one side is CONTAINER:PATH (a relative PATH is from the container's
+/// working directory). A stopped container's root is mounted for the copy.
+fn cp(state_root: &Path, source: &str, destination: &str, archive: bool) -> anyhow::Result<u8> {
+    let owner = if archive { step09::cp::Owner::Keep } else { step09::cp::Owner::Root };
+    let split = |text: &str| -> Option<(String, String)> {
+        let (container, path) = text.split_once(':')?;
+        (!container.is_empty() && !container.contains('/')).then(|| (container.to_string(), path.to_string()))
+    };
+    let (container, inside, host, into) = match (split(source), split(destination)) {
+        (Some((container, inside)), None) => (container, inside, destination.to_string(), false),
+        (None, Some((container, inside))) => (container, inside, source.to_string(), true),
+        (Some(_), Some(_)) => return Err(Error::runtime("copying between two containers is not supported: copy to the host first").into()),
+        (None, None) => return Err(Error::runtime("one side of cp is a container's path: CONTAINER:PATH").into()),
+    };
+    let id = names::resolve(state_root, &container)?;
+    let bundle = step07::Bundle::load(&Container::dir(state_root, &id))?;
+    let workdir = bundle.spec.process().as_ref().map(|p| p.cwd().clone()).unwrap_or_else(|| "/".into());
+    let keep_trailing = |path: std::path::PathBuf, text: &str| {
+        if text.ends_with("/.") {
+            path.join(".")
+        } else if text.ends_with('/') {
+            std::path::PathBuf::from(format!("{}/", path.display()))
+        } else {
+            path
+        }
+    };
+    let inside_path = keep_trailing(if inside.starts_with('/') { std::path::PathBuf::from(&inside) } else { workdir.join(&inside) }, &inside);
+    let root = step07::engine::root_path(state_root, &id)?;
+    let mounted_now = step07::engine::mount_root(state_root, &id, &Explain::off())?;
+    let copied = if into { step09::cp::into_container(Path::new(&host), &root, &inside_path, owner) } else { step09::cp::out_of_container(&root, &inside_path, Path::new(&host), owner) };
+    if mounted_now {
+        step05::unmount_container_root(&root);
+    }
+    copied?;
     Ok(0)
 }

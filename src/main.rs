@@ -356,9 +356,6 @@ enum Bootstrap {
 const PLANNED_COMMANDS: &[(&str, &str)] = &[
     ("attach", "chapter 9: lifecycle"),
     ("stats", "chapter 9: lifecycle"),
-    ("cp", "chapter 9: lifecycle"),
-    ("diff", "chapter 9: lifecycle (the step 05 demo, `step05-overlay diff`, shows a layer's diff today)"),
-    ("commit", "chapter 9: lifecycle (the step 05 demo, `step05-overlay commit`, commits a layer today)"),
     ("info", "chapter 9: lifecycle (`carton doctor` checks this machine today)"),
     ("version", "chapter 9: lifecycle (`carton --version` prints the version today)"),
     ("volume", "chapter 10: volumes"),

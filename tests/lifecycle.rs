@@ -392,3 +392,59 @@ fn two_hundred_run_d_and_rm_f_cycles_leave_nothing_behind() {
     assert_eq!(std::fs::read_dir(state.path().join("names")).unwrap().count(), 0);
     assert_eq!(std::fs::read_dir(state.path().join("overlay/containers")).unwrap().count(), 0);
 }
+
+#[test]
+fn cp_diff_and_commit_stay_inside_the_container_and_make_an_image() {
+    require_root();
+    let state = State::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let page = scratch.path().join("page.html");
+    std::fs::write(&page, "a page from the host\n").unwrap();
+    // The image's /www holds links planted to lead out: to /etc, and to /etc/shadow.
+    let id = state.detached(&["--name", "site", "busybox", "sh", "-c", "mkdir -p /www; ln -sfn /etc /www/etc-link; ln -sfn /etc/shadow /www/shadow; exec sleep 600"]);
+    std::thread::sleep(Duration::from_millis(300));
+    state.ok(&["cp", page.to_str().unwrap(), "site:/www/"]);
+    assert_eq!(state.ok(&["exec", "site", "cat", "/www/page.html"]), "a page from the host\n");
+    // Through the container's link to /etc: the container's /etc, never the host's.
+    state.ok(&["cp", page.to_str().unwrap(), "site:/www/etc-link/planted"]);
+    assert!(!Path::new("/etc/planted").exists(), "cp followed a link out of the container");
+    assert_eq!(state.ok(&["exec", "site", "cat", "/etc/planted"]), "a page from the host\n");
+    let out = scratch.path().join("passwd");
+    state.ok(&["cp", "site:/www/etc-link/passwd", out.to_str().unwrap()]);
+    let theirs = state.ok(&["exec", "site", "cat", "/etc/passwd"]);
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), theirs, "the container's /etc/passwd");
+    assert_ne!(theirs, std::fs::read_to_string("/etc/passwd").unwrap(), "not the host's");
+    let link = scratch.path().join("shadow");
+    state.ok(&["cp", "site:/www/shadow", link.to_str().unwrap()]);
+    assert_eq!(std::fs::read_link(&link).unwrap(), Path::new("/etc/shadow"), "a link is copied as a link, not followed");
+    let tree = scratch.path().join("tree");
+    state.ok(&["cp", "site:/www", tree.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(tree.join("page.html")).unwrap(), "a page from the host\n");
+    let diff = state.ok(&["diff", "site"]);
+    for line in ["A /www", "A /www/page.html", "A /etc/planted"] {
+        assert!(diff.lines().any(|l| l == line), "{line} in {diff}");
+    }
+    let image = state.ok(&["commit", "-c", "CMD [\"cat\", \"/www/page.html\"]", "-m", "a page", "site", "lab/site:1"]);
+    assert!(image.starts_with("sha256:"), "{image}");
+    assert_eq!(state.ok(&["run", "--rm", "--network", "none", "lab/site:1"]), "a page from the host\n");
+    let history = state.ok(&["history", "lab/site:1"]);
+    assert!(history.contains("carton commit") && history.contains("a page"), "{history}");
+    // A stopped container: its root is mounted for the copy, and unmounted after.
+    state.ok(&["stop", "-t", "0", "site"]);
+    state.ok(&["cp", page.to_str().unwrap(), "site:/www/while-stopped.html"]);
+    assert!(!host_mounts().iter().any(|m| m.contains(&id)), "the root stays unmounted");
+    state.ok(&["start", "site"]);
+    assert_eq!(state.ok(&["exec", "site", "cat", "/www/while-stopped.html"]), "a page from the host\n");
+    for (args, message) in [
+        (&["cp", page.to_str().unwrap(), "site:/nowhere/x"][..], "the directory /nowhere does not exist in the container"),
+        (&["cp", "site:/no-such-file", scratch.path().to_str().unwrap()][..], "/no-such-file does not exist in the container"),
+        (&["cp", "a", "b"][..], "one side of cp is a container's path"),
+        (&["commit", "site"][..], "give the new image a name"),
+    ] {
+        let out = state.carton(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    state.ok(&["rm", "-f", "site"]);
+    nothing_left_of(&state, &id);
+}

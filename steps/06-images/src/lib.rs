@@ -129,6 +129,56 @@ fn image_from_tar(store: &ImageStore, tar: &[u8], reference: &Reference, cmd: &[
 }
 // ANCHOR_END: image_from_tar
 
+// ANCHOR: add_layer
+/// A new image: `base` (a manifest digest in the store) with one more layer on top, the
+/// gzip-compressed tar at `layer` whose uncompressed digest is `diff_id` (`docker commit`,
+/// a build step). `edit` changes the new image's config (its `config` object: Cmd, Env...),
+/// and `history` is the new layer's entry. Tagged `reference` when given. Returns the new
+/// manifest's digest and the image id (the config's digest).
+pub fn add_layer(
+    store: &ImageStore,
+    base: &str,
+    layer: &Path,
+    diff_id: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+    history: serde_json::Value,
+    reference: Option<&Reference>,
+) -> Result<(String, String)> {
+    let _lock = store.lock(store::Lock::Shared)?; // until tagged: `rmi` must not collect these blobs
+    let manifest_bytes = store.read_blob(base)?;
+    let mut manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).map_err(|e| Error::runtime(format!("the manifest {base} is damaged: {e}")))?;
+    let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| Error::runtime(format!("the manifest {base} names no config")))?.to_string();
+    let mut config: serde_json::Value = serde_json::from_slice(&store.read_blob(&config_digest)?).map_err(|e| Error::runtime(format!("the image config {config_digest} is damaged: {e}")))?;
+    let file = std::fs::File::open(layer).map_err(|e| Error::runtime(format!("cannot read {}: {e}", layer.display())))?;
+    let (layer_digest, layer_size) = store.put_blob(std::io::BufReader::new(file), None)?;
+    config["created"] = serde_json::json!(now_rfc3339());
+    match config["rootfs"]["diff_ids"].as_array_mut() {
+        Some(diff_ids) => diff_ids.push(serde_json::json!(diff_id)),
+        None => config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": [diff_id]}),
+    }
+    match config["history"].as_array_mut() {
+        Some(entries) => entries.push(history),
+        None => config["history"] = serde_json::json!([history]),
+    }
+    if !config["config"].is_object() {
+        config["config"] = serde_json::json!({});
+    }
+    edit(&mut config["config"]);
+    let config = serde_json::to_vec(&config).map_err(|e| Error::runtime(format!("cannot write the config: {e}")))?;
+    let (new_config, config_size) = store.put_blob(config.as_slice(), None)?;
+    manifest["config"] = serde_json::json!({"mediaType": CONFIG_TYPE, "digest": new_config, "size": config_size});
+    manifest["mediaType"] = serde_json::json!(MANIFEST_TYPE);
+    let layers = manifest["layers"].as_array_mut().ok_or_else(|| Error::runtime(format!("the manifest {base} lists no layers")))?;
+    layers.push(serde_json::json!({"mediaType": LAYER_TYPE, "digest": layer_digest, "size": layer_size}));
+    let manifest = serde_json::to_vec(&manifest).map_err(|e| Error::runtime(format!("cannot write the manifest: {e}")))?;
+    let (manifest_digest, manifest_size) = store.put_blob(manifest.as_slice(), None)?;
+    if let Some(reference) = reference {
+        store.tag(&reference.to_string(), &manifest_digest, manifest_size, MANIFEST_TYPE)?;
+    }
+    Ok((manifest_digest, new_config))
+}
+// ANCHOR_END: add_layer
+
 /// An image made ready to run: its layers unpacked in step 05's store.
 pub struct Prepared {
     pub image: Image,

@@ -95,21 +95,42 @@ pub fn up(state_root: &Path, id: &str, explain: &Explain) -> Result<step03::Conn
         let address = step03::recorded_address(&dir);
         return Ok(step03::Connected { netns, address, ports: network.ports, files: dir.clone() });
     }
-    let brought_up = (|| {
-        if let Ok(layers) = fs::read_to_string(dir.join(LAYERS)) {
-            let store = step05::LayerStore::new(state_root);
-            let lowers = layers
-                .lines()
-                .map(|digest| store.layer(digest).ok_or_else(|| Error::runtime(format!("layer {digest} of container {id} is missing from the layer store"))))
-                .collect::<Result<Vec<_>>>()?;
-            step05::mount_container_root(&store, &lowers, id, &dir.join("rootfs"), explain)?;
-        }
-        connect(&dir, id, bundle.spec, explain)
-    })();
+    let brought_up = mount_root(state_root, id, explain).and_then(|_| connect(&dir, id, bundle.spec, explain));
     if brought_up.is_err() {
         down(state_root, id);
     }
     brought_up
+}
+
+/// The image's layers under container `id`, the bottom one first; `None` for a root given
+/// as a directory (`--rootfs`).
+pub fn lowers(state_root: &Path, id: &str) -> Result<Option<Vec<step05::Layer>>> {
+    let Ok(layers) = fs::read_to_string(state_root.join("containers").join(id).join(LAYERS)) else { return Ok(None) };
+    let store = step05::LayerStore::new(state_root);
+    let lowers =
+        layers.lines().map(|digest| store.layer(digest).ok_or_else(|| Error::runtime(format!("layer {digest} of container {id} is missing from the layer store")))).collect::<Result<Vec<_>>>()?;
+    Ok(Some(lowers))
+}
+
+/// Mount container `id`'s root (its image's layers under its writable layer) unless it is
+/// mounted, or is a directory of its own; whether it was mounted now.
+pub fn mount_root(state_root: &Path, id: &str, explain: &Explain) -> Result<bool> {
+    let rootfs = state_root.join("containers").join(id).join("rootfs");
+    match lowers(state_root, id)? {
+        Some(lowers) if !is_mount_root(&rootfs) => {
+            step05::mount_container_root(&step05::LayerStore::new(state_root), &lowers, id, &rootfs, explain)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// Where container `id`'s root is on the host (mounted or not): `containers/ID/rootfs`, or
+/// the directory `--rootfs` gave.
+pub fn root_path(state_root: &Path, id: &str) -> Result<PathBuf> {
+    let bundle = crate::Bundle::load(&state_root.join("containers").join(id))?;
+    let root = bundle.spec.root().as_ref().map(|root| root.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
+    Ok(bundle.dir.join(root))
 }
 
 /// Take a stopped container down, keeping it (`Exited`): its network and its root's

@@ -16,9 +16,12 @@
 //! - [`lifecycle`]: start, stop, kill, rm, wait, pause, rename, and the collector for a
 //!   monitor that was killed;
 //! - [`logs`]: Docker's `json-file` log, with rotation;
-//! - [`show`]: `ps`'s words and columns.
+//! - [`show`]: `ps`'s words and columns; [`inspect`]: `docker inspect`'s shape;
+//! - [`cp`], [`layer`]: files in and out of a container, its `diff`, `commit`.
 
+pub mod cp;
 pub mod inspect;
+pub mod layer;
 pub mod lifecycle;
 pub mod logs;
 pub mod monitor;

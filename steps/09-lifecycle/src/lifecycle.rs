@@ -24,6 +24,9 @@ pub fn monitor_main(state_root: &Path, id: &str, mut report: Report, delay: Dura
     let dir = Container::dir(state_root, id);
     monitor::redirect_own_output(&dir.join("monitor.log"));
     step07::engine::adopt(state_root, id)?;
+    if !delay.is_zero() && Container::load(state_root, id)?.is_none_or(|c| c.state.stopped_by_user) {
+        return finish(state_root, id); // stopped (or removed) while this monitor restarted
+    }
     let runtime = Runtime::new(state_root, Explain::off());
     let ended = monitor::run_once(&runtime, id, stdio_of(state_root, id), None, |_| report.ok());
     let next = match &ended {
@@ -111,6 +114,8 @@ pub fn start_detached(state_root: &Path, id: &str, monitor_args: &[String]) -> R
         Status::Dead => return Err(Error::runtime(format!("container {} is dead (its monitor was killed): remove it with `carton rm -f {}`", container.name, container.name))),
         Status::Created | Status::Exited => {}
     }
+    // An explicit start: the restart policy applies again (a `stop` had set it aside).
+    Container::update(state_root, id, |c| c.state.stopped_by_user = false)?;
     let (reader, writer) = step01::container::cloexec_pipe()?;
     let writer_fd = writer.as_raw_fd();
     let mut command = std::process::Command::new("/proc/self/exe");
@@ -132,26 +137,37 @@ pub fn start_detached(state_root: &Path, id: &str, monitor_args: &[String]) -> R
 
 // ANCHOR: stop
 /// `stop`: the container's stop signal, then, after `timeout` (its own, Docker's 10 s by
-/// default), SIGKILL; returns once its monitor has recorded the end.
+/// default), SIGKILL; returns once its monitor has recorded the end. Marked stopped by the
+/// user first, so that a monitor about to restart it (`--restart`) ends instead.
 pub fn stop(state_root: &Path, id: &str, timeout: Option<u32>) -> Result<()> {
     let container = Container::update(state_root, id, |c| c.state.stopped_by_user = true)?;
-    if !matches!(container.observed_status(), Status::Running | Status::Paused | Status::Restarting) {
-        return Ok(()); // stopped already: nothing to do, as Docker
-    }
+    let timeout = Duration::from_secs(timeout.unwrap_or(container.stop_timeout).into());
     let runtime = Runtime::new(state_root, Explain::off());
-    if container.observed_status() != Status::Restarting {
-        let signal = step07::parse_signal(&container.stop_signal).unwrap_or(Signal::SIGTERM);
-        let _ = runtime.kill(id, signal, false);
-        if container.observed_status() == Status::Paused {
-            let _ = runtime.set_paused(id, false); // a frozen process cannot act on its signal
+    let deadline = Instant::now() + timeout + Duration::from_secs(10);
+    let mut signalled = None;
+    loop {
+        let Some(container) = Container::load(state_root, id)? else { return Ok(()) }; // removed (--rm)
+        if !container.monitor_alive() {
+            return Ok(()); // stopped, and taken down: nothing (more) to do, as Docker
         }
-        let timeout = Duration::from_secs(timeout.unwrap_or(container.stop_timeout).into());
-        let process = UniquePid { pid: container.state.pid, start_time: container.state.pid_start_time };
-        if !wait_until(timeout, || !process.is_alive()) {
-            let _ = runtime.kill(id, Signal::SIGKILL, true);
+        let status = container.observed_status();
+        if matches!(status, Status::Running | Status::Paused) && signalled != Some(container.state.pid) {
+            signalled = Some(container.state.pid);
+            let signal = step07::parse_signal(&container.stop_signal).unwrap_or(Signal::SIGTERM);
+            let _ = runtime.kill(id, signal, false);
+            if status == Status::Paused {
+                let _ = runtime.set_paused(id, false); // a frozen process cannot act on its signal
+            }
+            let process = UniquePid { pid: container.state.pid, start_time: container.state.pid_start_time };
+            if !wait_until(timeout, || !process.is_alive()) {
+                let _ = runtime.kill(id, Signal::SIGKILL, true);
+            }
         }
+        if Instant::now() > deadline {
+            return Err(Error::runtime(format!("container {id}'s monitor does not finish; `carton rm -f` removes the container")));
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
-    wait_for_monitor(state_root, id)
 }
 // ANCHOR_END: stop
 

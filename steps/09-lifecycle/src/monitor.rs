@@ -103,7 +103,6 @@ pub fn run_once(runtime: &Runtime, id: &str, stdio: Stdio, published: Option<Vec
             state.pid_start_time = created.record.init.start_time;
             state.started_at = step07::state::now_rfc3339();
             state.error.clear();
-            state.stopped_by_user = false;
             state.monitor = Some(step01::process::UniquePid::current().to_string());
             c.ip_address = connected.address.map(|a| a.to_string());
             c.ports = ports;
