@@ -149,6 +149,20 @@ pub enum Lifecycle {
         #[arg(value_name = "NAME")]
         name: Option<String>,
     },
+    /// Show running containers' use of CPU, memory, network and disk, redrawn each second
+    Stats {
+        /// Also the stopped containers
+        #[arg(short, long)]
+        all: bool,
+        /// Show the numbers once, and end
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        /// A template ({{.Name}} {{.CPUPerc}} {{.MemUsage}} ..., `table ...`) or json
+        #[arg(long, value_name = "TEMPLATE")]
+        format: Option<String>,
+        #[arg(value_name = "CONTAINER")]
+        containers: Vec<String>,
+    },
     /// Show a container's processes (host PIDs), as `ps` shows them
     Top {
         #[arg(value_name = "CONTAINER")]
@@ -270,6 +284,7 @@ pub fn run_command(state_root: &Path, command: Lifecycle) -> anyhow::Result<u8> 
         }
         Lifecycle::Port { container, port } => self::port(state_root, &container, port.as_deref()),
         Lifecycle::Top { container, options } => top(state_root, &container, &options),
+        Lifecycle::Stats { all, no_stream, format, containers } => stats(state_root, all, no_stream, format.as_deref(), &containers),
         Lifecycle::Cp { archive, source, destination } => cp(state_root, &source, &destination, archive),
         Lifecycle::Diff { container } => {
             let id = names::resolve(state_root, &container)?;
@@ -484,46 +499,23 @@ pub fn list(state_root: &Path, args: &PsArgs) -> anyhow::Result<u8> {
     if args.size {
         for (row, container) in rows.iter_mut().zip(&containers) {
             let upper = state_root.join("overlay/containers").join(&container.id).join("upper");
-            row.size = format_size(step05::store::disk_usage(&upper));
+            row.size = step09::stats::decimal_size(step05::store::disk_usage(&upper));
         }
     }
+    let cells: Vec<Vec<String>> = rows.iter().map(step09::show::Row::cells).collect();
     let text = match args.format.as_deref() {
-        Some("json") => containers.iter().zip(&rows).map(|(_, row)| format!("{}\n", row_json(row))).collect(),
-        Some(template) => step09::show::render(template, &rows).map_err(Error::runtime)?,
-        None => {
-            let mut columns: Vec<(&str, &str)> = step09::show::DEFAULT_COLUMNS.to_vec();
-            if args.size {
-                columns.push(("Size", "SIZE"));
-            }
-            let headers: Vec<&str> = columns.iter().map(|(_, header)| *header).collect();
-            let cells: Vec<Vec<String>> = rows.iter().map(|row| columns.iter().map(|(field, _)| row.field(field).unwrap_or_default().to_string()).collect()).collect();
-            step09::show::table(&headers, &cells)
-        }
+        Some("json") => cells.iter().map(|row| format!("{}\n", row_json(step09::show::PS_COLUMNS, row))).collect(),
+        Some(template) => step09::show::render(template, step09::show::PS_COLUMNS, &cells).map_err(Error::runtime)?,
+        None if args.size => step09::show::render(&format!("{}\t{{{{.Size}}}}", step09::show::PS_DEFAULT), step09::show::PS_COLUMNS, &cells).map_err(Error::runtime)?,
+        None => step09::show::render(step09::show::PS_DEFAULT, step09::show::PS_COLUMNS, &cells).map_err(Error::runtime)?,
     };
     print_stdout(&text);
     Ok(0)
 }
 
-/// `ps --format json`: one object a line, Docker's field names.
-fn row_json(row: &step09::show::Row) -> serde_json::Value {
-    let fields = ["ID", "Image", "Command", "CreatedAt", "RunningFor", "Status", "State", "Ports", "Names", "Size"];
-    serde_json::Value::Object(fields.iter().map(|f| (f.to_string(), serde_json::Value::String(row.field(f).unwrap_or_default().to_string()))).collect())
-}
-
-/// Bytes in Docker's units (`1.2MB`, decimal as Docker's `HumanSize`).
-fn format_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut size = bytes as f64;
-    let mut unit = 0;
-    while size >= 1000.0 && unit + 1 < units.len() {
-        size /= 1000.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{bytes}B")
-    } else {
-        format!("{:.3}", size).trim_end_matches('0').trim_end_matches('.').to_string() + units[unit]
-    }
+/// `--format json`: one object a line, Docker's field names.
+fn row_json(columns: &[(&str, &str)], row: &[String]) -> serde_json::Value {
+    serde_json::Value::Object(columns.iter().zip(row).map(|((field, _), value)| (field.to_string(), serde_json::Value::String(value.clone()))).collect())
 }
 
 /// `container prune`: every stopped container removed.
@@ -547,7 +539,7 @@ pub fn prune(state_root: &Path, force: bool) -> anyhow::Result<u8> {
         removed.iter().for_each(|id| text.push_str(&format!("{id}\n")));
         text.push('\n');
     }
-    text.push_str(&format!("Total reclaimed space: {}\n", format_size(freed)));
+    text.push_str(&format!("Total reclaimed space: {}\n", step09::stats::decimal_size(freed)));
     print_stdout(&text);
     Ok(0)
 }
@@ -729,4 +721,50 @@ fn cp(state_root: &Path, source: &str, destination: &str, archive: bool) -> anyh
     }
     copied?;
     Ok(0)
+}
+
+/// `stats`' fields, in `step09::stats::row`'s order, with their headers.
+const STATS_COLUMNS: &[(&str, &str)] =
+    &[("ID", "CONTAINER ID"), ("Name", "NAME"), ("CPUPerc", "CPU %"), ("MemUsage", "MEM USAGE / LIMIT"), ("MemPerc", "MEM %"), ("NetIO", "NET I/O"), ("BlockIO", "BLOCK I/O"), ("PIDs", "PIDS")];
+
+/// `carton stats`: two readings a second apart (half a second for `--no-stream`), then a
+/// table; redrawn each second on a terminal (and printed again each second elsewhere).
+fn stats(state_root: &Path, all: bool, no_stream: bool, format: Option<&str>, given: &[String]) -> anyhow::Result<u8> {
+    use std::io::IsTerminal;
+    let chosen = || -> anyhow::Result<Vec<Container>> {
+        if given.is_empty() {
+            return Ok(all_containers(state_root).into_iter().filter(|c| all || c.is_running()).collect());
+        }
+        given.iter().map(|name| Ok(Container::load(state_root, &names::resolve(state_root, name)?)?.ok_or_else(|| Error::runtime(format!("no such container: {name}")))?)).collect()
+    };
+    let host_memory = step09::stats::host_memory();
+    let template = format.unwrap_or("table {{.ID}}\t{{.Name}}\t{{.CPUPerc}}\t{{.MemUsage}}\t{{.MemPerc}}\t{{.NetIO}}\t{{.BlockIO}}\t{{.PIDs}}");
+    step09::show::render(template, STATS_COLUMNS, &[]).map_err(Error::runtime)?; // a bad template, before waiting
+    let terminal = std::io::stdout().is_terminal();
+    let readings = |containers: &[Container]| -> std::collections::HashMap<String, step09::stats::Sample> {
+        containers.iter().filter_map(|c| Some((c.id.clone(), step09::stats::sample(state_root, c).ok()?))).collect()
+    };
+    let mut before = readings(&chosen()?);
+    loop {
+        std::thread::sleep(std::time::Duration::from_millis(if no_stream { 500 } else { 1000 }));
+        let containers = chosen()?;
+        let now = readings(&containers);
+        let rows: Vec<Vec<String>> = containers
+            .iter()
+            .map(|container| match (before.get(&container.id), now.get(&container.id)) {
+                (Some(first), Some(second)) => step09::stats::row(container, first, second, host_memory),
+                _ => vec![container.id[..12].to_string(), container.name.clone(), "--".into(), "-- / --".into(), "--".into(), "--".into(), "--".into(), "--".into()],
+            })
+            .collect();
+        let text = match format {
+            Some("json") => rows.iter().map(|row| format!("{}\n", row_json(STATS_COLUMNS, row))).collect(),
+            _ => step09::show::render(template, STATS_COLUMNS, &rows).map_err(Error::runtime)?,
+        };
+        // A terminal is cleared and redrawn from its top left corner, as `docker stats` does.
+        print_stdout(&if terminal && !no_stream { format!("\x1b[2J\x1b[H{text}") } else { text });
+        if no_stream {
+            return Ok(0);
+        }
+        before = now;
+    }
 }

@@ -3,6 +3,7 @@
 mod containers;
 mod doctor;
 mod images;
+mod system;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -47,6 +48,10 @@ enum Command {
     Bootstrap(Bootstrap),
     /// Check that this machine can run containers (a preflight for lab machines)
     Doctor,
+    /// Show what this machine and carton have: containers, images, cgroups, storage, kernel
+    Info,
+    /// Show carton's version
+    Version,
     /// Manage carton's network
     #[command(subcommand)]
     Network(Network),
@@ -153,6 +158,9 @@ struct RunArgs {
     /// Set an environment variable (KEY=VALUE), or pass the host's value of KEY
     #[arg(short = 'e', long = "env", value_name = "KEY[=VALUE]")]
     env: Vec<String>,
+    /// Read environment variables from a file (KEY=VALUE lines), before -e
+    #[arg(long = "env-file", value_name = "FILE")]
+    env_file: Vec<PathBuf>,
     /// Working directory inside the container (absolute)
     #[arg(short = 'w', long = "workdir", value_name = "DIR")]
     workdir: Option<PathBuf>,
@@ -177,6 +185,15 @@ struct RunArgs {
     /// Publish a container's port on the host: [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp]
     #[arg(short = 'p', long = "publish", value_name = "PORTS")]
     publish: Vec<String>,
+    /// Publish every port the image exposes, each on a free port the kernel chooses
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// A resource limit: NAME=SOFT[:HARD], e.g. nofile=1024:2048 (within this machine's hard limits)
+    #[arg(long, value_name = "NAME=SOFT[:HARD]")]
+    ulimit: Vec<String>,
+    /// A kernel setting of the container's own namespaces, e.g. net.ipv4.ip_unprivileged_port_start=0
+    #[arg(long, value_name = "KEY=VALUE")]
+    sysctl: Vec<String>,
     /// Add NAME:IP to the container's /etc/hosts
     #[arg(long = "add-host", value_name = "NAME:IP")]
     add_hosts: Vec<String>,
@@ -353,14 +370,7 @@ enum Bootstrap {
 /// Docker's commands that later chapters bring. carton knows their names (hidden from --help)
 /// so that typing one says which chapter brings it, instead of clap's "unrecognized subcommand"
 /// with a misleading tip (`ps`: "a similar subcommand exists: 'push'").
-const PLANNED_COMMANDS: &[(&str, &str)] = &[
-    ("attach", "chapter 9: lifecycle"),
-    ("stats", "chapter 9: lifecycle"),
-    ("info", "chapter 9: lifecycle (`carton doctor` checks this machine today)"),
-    ("version", "chapter 9: lifecycle (`carton --version` prints the version today)"),
-    ("volume", "chapter 10: volumes"),
-    ("build", "chapter 11: build"),
-];
+const PLANNED_COMMANDS: &[(&str, &str)] = &[("attach", "chapter 9: lifecycle"), ("volume", "chapter 10: volumes"), ("build", "chapter 11: build")];
 
 /// carton's command line, with the planned commands known by name.
 fn command_line() -> clap::Command {
@@ -402,6 +412,8 @@ fn main() -> ExitCode {
         Command::Bootstrap(Bootstrap::Busybox { dir: Some(dir) }) => bootstrap_busybox(dir),
         Command::Bootstrap(Bootstrap::Busybox { dir: None }) => bootstrap_busybox_image(&cli.root),
         Command::Doctor => doctor::run(),
+        Command::Info => system::info(&cli.root),
+        Command::Version => system::version(),
         Command::Network(Network::Prune) => network_prune(&cli.root),
         Command::Images | Command::Image(ImageCommand::Ls) => images::list(&cli.root),
         Command::ImageCommand(command) | Command::Image(ImageCommand::Shared(command)) => images::run(&cli.root, command),
@@ -450,8 +462,9 @@ fn run(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
     let (tty, interactive, detach) = (args.tty, args.interactive, args.detach);
     // The published ports first: one in use stops the run before anything is made.
     let mappings = args.publish.iter().map(|p| step03::ports::PortMapping::parse(p)).collect::<step01::Result<Vec<_>>>()?;
-    let published = if detach {
-        // Only checked: the monitor binds them again (a port the kernel chooses, too).
+    let published = if detach || args.publish_all {
+        // Only checked: the monitor binds them again (a port the kernel chooses, too;
+        // and with -P, the image's, known once it is found).
         let chosen_later = |m: &step03::ports::PortMapping| m.host_port == 0;
         drop(step03::ports::bind(&mappings.iter().copied().filter(|m| !chosen_later(m)).collect::<Vec<_>>())?);
         None
@@ -523,6 +536,11 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
         step07::engine::Root::Image(prepared) => prepared.image.annotations(),
         step07::engine::Root::Directory(_) => Vec::new(),
     };
+    if args.publish_all {
+        let exposed = image_annotations.iter().find(|(key, _)| key == "org.opencontainers.image.exposedPorts").map(|(_, ports)| ports.clone()).unwrap_or_default();
+        args.publish.extend(exposed.split(',').filter(|port| !port.is_empty()).map(str::to_string));
+        // no host port: the kernel chooses
+    }
     let (image_name, image_id) = match &root {
         step07::engine::Root::Image(prepared) => (args.command[0].clone(), prepared.image.manifest.config().digest().to_string()),
         step07::engine::Root::Directory(dir) => (dir.display().to_string(), String::new()),
@@ -568,7 +586,12 @@ fn container_spec(args: RunArgs, mut process: Process, passwd_root: &Path, id: &
     if let Some(user) = &user {
         process.set_env(&format!("HOME={}", user.home))?; // before -e, which may set another
     }
-    for assignment in &args.env {
+    let mut assignments = Vec::new();
+    for file in &args.env_file {
+        assignments.extend(step09::flags::read_env_file(file)?);
+    }
+    assignments.extend(args.env.iter().cloned());
+    for assignment in &assignments {
         if assignment.contains('=') || assignment.is_empty() {
             process.set_env(assignment)?; // rejects an empty KEY
         } else if let Ok(value) = std::env::var(assignment) {
@@ -595,6 +618,27 @@ fn container_spec(args: RunArgs, mut process: Process, passwd_root: &Path, id: &
     step02::oci::write(&options, &mut spec)?;
     network.write_oci(&mut spec);
     step04::oci::write(&mut spec, id.as_str(), limits)?;
+    if !args.ulimit.is_empty() {
+        let mut oci_process = spec.process().clone().unwrap_or_default();
+        let mut rlimits = oci_process.rlimits().clone().unwrap_or_default();
+        for ulimit in &args.ulimit {
+            let rlimit = step09::flags::parse_ulimit(ulimit)?;
+            rlimits.retain(|existing| existing.typ() != rlimit.typ());
+            rlimits.push(rlimit);
+        }
+        oci_process.set_rlimits(Some(rlimits));
+        spec.set_process(Some(oci_process));
+    }
+    if !args.sysctl.is_empty() {
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        let mut sysctl = linux.sysctl().clone().unwrap_or_default();
+        for setting in &args.sysctl {
+            let (key, value) = step09::flags::parse_sysctl(setting)?;
+            sysctl.insert(key, value);
+        }
+        linux.set_sysctl(Some(sysctl));
+        spec.set_linux(Some(linux));
+    }
     step08::docker::write(&args.security.options(), &mut spec)?;
     Ok(spec)
 }

@@ -448,3 +448,71 @@ fn cp_diff_and_commit_stay_inside_the_container_and_make_an_image() {
     state.ok(&["rm", "-f", "site"]);
     nothing_left_of(&state, &id);
 }
+
+#[test]
+fn stats_measure_and_redraw_and_info_counts() {
+    require_root();
+    let state = State::new();
+    let busy = state.detached(&["--name", "busy", "-m", "64m", "busybox", "sh", "-c", "while :; do :; done"]);
+    let line = state.ok(&["stats", "--no-stream", "--format", "{{.Name}}|{{.CPUPerc}}|{{.MemUsage}}|{{.PIDs}}", "busy"]);
+    let fields: Vec<&str> = line.trim().split('|').collect();
+    assert_eq!((fields[0], fields[3]), ("busy", "1"), "{line}");
+    let cpu: f64 = fields[1].trim_end_matches('%').parse().unwrap();
+    assert!(cpu > 30.0, "a busy loop uses a CPU: {line}");
+    assert!(fields[2].ends_with(" / 64MiB"), "its memory limit: {line}");
+    let table = state.ok(&["stats", "--no-stream"]);
+    assert!(table.starts_with("CONTAINER ID   NAME   CPU %") && table.contains(&busy[..12]), "{table}");
+    // On a terminal it redraws, once a second, from the top left corner.
+    let script = format!("timeout 2.6 {} stats --format 'table {{{{.Name}}}}'", env!("CARGO_BIN_EXE_carton"));
+    let live = std::process::Command::new("script").args(["-qfc", &script, "/dev/null"]).env("CARTON_ROOT", state.path()).stdin(Stdio::null()).output().unwrap();
+    let screen = String::from_utf8_lossy(&live.stdout);
+    assert!(screen.matches("\x1b[2J\x1b[H").count() >= 2 && screen.contains("busy"), "{screen:?}");
+    let info = state.ok(&["info"]);
+    assert!(info.contains(" Containers: 1\n  Running: 1\n  Paused: 0\n  Stopped: 0\n Images: 1\n"), "{info}");
+    let version = match cgroup_version() {
+        Some(step04::Version::V2) => "2",
+        _ => "1",
+    };
+    assert!(info.contains(&format!(" Cgroup Version: {version}\n")), "{info}");
+    assert!(state.ok(&["version"]).contains(&format!(" Version:           {}", env!("CARGO_PKG_VERSION"))));
+    state.ok(&["rm", "-f", "busy"]);
+}
+
+#[test]
+fn env_files_ulimits_sysctls_and_publish_all() {
+    require_root();
+    let state = State::new();
+    let scratch = tempfile::tempdir().unwrap();
+    let env = scratch.path().join("app.env");
+    std::fs::write(&env, "# settings\nA=1\n\nB=two words\n").unwrap();
+    let run = |args: &[&str]| state.carton(&[&["run", "--rm", "--network", "none"], args].concat());
+    let out = run(&["--env-file", env.to_str().unwrap(), "-e", "A=override", "busybox", "sh", "-c", "echo $A $B"]);
+    assert_eq!(stdout(&out), "override two words\n", "{}", stderr(&out));
+    let out = run(&["--ulimit", "nofile=512:1024", "busybox", "sh", "-c", "ulimit -n; ulimit -Hn"]);
+    assert_eq!(stdout(&out), "512\n1024\n", "{}", stderr(&out));
+    let out = run(&["--sysctl", "net.ipv4.ip_unprivileged_port_start=0", "busybox", "cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]);
+    assert_eq!(stdout(&out), "0\n", "{}", stderr(&out));
+    for (args, message) in [
+        (&["--sysctl", "vm.swappiness=10", "busybox", "true"][..], "not namespaced"),
+        (&["--ulimit", "nofile=1:99999999999", "busybox", "true"][..], "this machine's hard limit for nofile"),
+        (&["--env-file", "/nonexistent.env", "busybox", "true"][..], "cannot read the --env-file /nonexistent.env"),
+    ] {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+    assert_eq!(state.containers_left(), 0, "nothing made for a refused run");
+    // -P: an image that exposes port 80 (made with commit), published on a port the kernel chooses.
+    let script = "\
+        carton run --name base --network none busybox true\n\
+        carton commit -c 'EXPOSE 80' -c 'CMD [\"sh\", \"-c\", \"mkdir -p /www; echo exposed > /www/index.html; exec httpd -f -p 80 -h /www\"]' base lab/exposed > /dev/null\n\
+        carton rm base\n\
+        carton run -d -P --name auto lab/exposed > /dev/null\n\
+        sleep 0.5\n\
+        port=$(carton port auto 80 | cut -d: -f2)\n\
+        [ \"$port\" -gt 1024 ] && echo \"a port of the kernel's\"\n\
+        busybox wget -q -O - http://127.0.0.1:$port/\n\
+        carton rm -f auto";
+    let out = in_throwaway_netns(state.path(), script);
+    assert_eq!(stdout(&out), "base\na port of the kernel's\nexposed\nauto\n", "{}", stderr(&out));
+}

@@ -310,7 +310,7 @@ fn a_symlink_to_a_rootfs_works_like_the_rootfs() {
 fn docker_commands_of_later_chapters_say_which_chapter_brings_them() {
     for (args, chapter) in [
         (&["attach", "web"][..], "chapter 9: lifecycle"),
-        (&["stats", "--no-stream"][..], "chapter 9: lifecycle"),
+        (&["attach", "--detach-keys", "ctrl-x", "web"][..], "chapter 9: lifecycle"),
         (&["volume", "ls"][..], "chapter 10: volumes"),
         (&["build", "-t", "app", "."][..], "chapter 11: build"),
     ] {

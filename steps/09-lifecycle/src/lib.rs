@@ -20,6 +20,7 @@
 //! - [`cp`], [`layer`]: files in and out of a container, its `diff`, `commit`.
 
 pub mod cp;
+pub mod flags;
 pub mod inspect;
 pub mod layer;
 pub mod lifecycle;
@@ -28,6 +29,7 @@ pub mod monitor;
 pub mod names;
 pub mod record;
 pub mod show;
+pub mod stats;
 
 pub use record::{Container, HostConfig, RestartPolicy, Status};
 use step01::Chapter;

@@ -80,21 +80,9 @@ impl Row {
         }
     }
 
-    /// The value of `{{.Field}}`.
-    pub fn field(&self, name: &str) -> Option<&str> {
-        Some(match name {
-            "ID" => &self.id,
-            "Image" => &self.image,
-            "Command" => &self.command,
-            "CreatedAt" => &self.created_at,
-            "RunningFor" => &self.running_for,
-            "Status" => &self.status,
-            "State" => &self.state,
-            "Ports" => &self.ports,
-            "Names" => &self.names,
-            "Size" => &self.size,
-            _ => return None,
-        })
+    /// The cells in [`PS_COLUMNS`]' order.
+    pub fn cells(&self) -> Vec<String> {
+        [&self.id, &self.image, &self.command, &self.created_at, &self.running_for, &self.status, &self.state, &self.ports, &self.names, &self.size].into_iter().cloned().collect()
     }
 }
 
@@ -112,9 +100,22 @@ fn ellipsis(text: &str, width: usize) -> String {
     text.chars().take(width - 1).chain(std::iter::once('…')).collect()
 }
 
-/// The columns `ps` shows by default, with their headers.
-pub const DEFAULT_COLUMNS: &[(&str, &str)] =
-    &[("ID", "CONTAINER ID"), ("Image", "IMAGE"), ("Command", "COMMAND"), ("RunningFor", "CREATED"), ("Status", "STATUS"), ("Ports", "PORTS"), ("Names", "NAMES")];
+/// Every field of `ps`'s templates, with its header, in [`Row::cells`]' order.
+pub const PS_COLUMNS: &[(&str, &str)] = &[
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("RunningFor", "CREATED"),
+    ("Status", "STATUS"),
+    ("State", "STATE"),
+    ("Ports", "PORTS"),
+    ("Names", "NAMES"),
+    ("Size", "SIZE"),
+];
+
+/// What `ps` shows without `--format` (with `-s`, the size too).
+pub const PS_DEFAULT: &str = "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
 
 /// Rows as a table: each column as wide as its widest cell, three spaces between (Docker's
 /// tabwriter), no trailing spaces.
@@ -140,33 +141,35 @@ pub fn table(headers: &[&str], rows: &[Vec<String>]) -> String {
 
 // ANCHOR: template
 /// A `--format` template with `{{.Field}}` placeholders (Go's text/template, the part
-/// people use with `ps`); `table` first makes it a table with headers. An unknown field
-/// is an error naming it.
-pub fn render(template: &str, rows: &[Row]) -> Result<String, String> {
+/// people use with `ps` and `stats`) over `rows`, whose cells are the `columns` (a field's
+/// name and its header); `table` first makes it a table with headers. An unknown field is
+/// an error naming it.
+pub fn render(template: &str, columns: &[(&str, &str)], rows: &[Vec<String>]) -> Result<String, String> {
     let (is_table, template) = match template.strip_prefix("table") {
         Some(rest) => (true, rest.trim_start()),
         None => (false, template),
     };
     let template = template.replace("\\t", "\t").replace("\\n", "\n");
-    let mut fields = Vec::new();
+    let mut fields = Vec::new(); // each placeholder's column
     let mut rest = template.as_str();
-    let mut pieces = Vec::new(); // literal text, then a field, alternately
+    let mut pieces = Vec::new(); // the literal text before each placeholder
     while let Some(open) = rest.find("{{") {
         let close = rest[open..].find("}}").ok_or_else(|| format!("template {template:?}: an unclosed {{{{"))? + open;
         pieces.push(rest[..open].to_string());
-        let field = rest[open + 2..close].trim().trim_start_matches('.').to_string();
-        if Row::of_placeholder().field(&field).is_none() {
-            return Err(format!("template {template:?}: {{{{.{field}}}}} is not a field of a container (ID, Image, Command, CreatedAt, RunningFor, Status, State, Ports, Names)"));
-        }
-        fields.push(field);
+        let field = rest[open + 2..close].trim().trim_start_matches('.');
+        let column = columns.iter().position(|(name, _)| *name == field).ok_or_else(|| {
+            let known: Vec<&str> = columns.iter().map(|(name, _)| *name).collect();
+            format!("template {template:?}: {{{{.{field}}}}} is not a field ({})", known.join(", "))
+        })?;
+        fields.push(column);
         rest = &rest[close + 2..];
     }
     let tail = rest.to_string();
-    let fill = |row: &Row| {
+    let fill = |cells: &[String]| {
         let mut text = String::new();
-        for (piece, field) in pieces.iter().zip(&fields) {
+        for (piece, column) in pieces.iter().zip(&fields) {
             text.push_str(piece);
-            text.push_str(row.field(field).unwrap_or_default());
+            text.push_str(&cells[*column]);
         }
         text.push_str(&tail);
         text
@@ -175,35 +178,12 @@ pub fn render(template: &str, rows: &[Row]) -> Result<String, String> {
         return Ok(rows.iter().map(|row| fill(row) + "\n").collect());
     }
     // A table: cells split at tabs, headers from the fields' names, as Docker's.
-    let header_of = |field: &str| DEFAULT_COLUMNS.iter().find(|(f, _)| *f == field).map_or(field.to_uppercase(), |(_, h)| h.to_string());
-    let header_row = Row::headers(&header_of);
     let split = |text: String| text.split('\t').map(str::to_string).collect::<Vec<_>>();
-    let headers = split(fill(&header_row));
+    let headers = split(fill(&columns.iter().map(|(_, header)| header.to_string()).collect::<Vec<_>>()));
     let cells: Vec<Vec<String>> = rows.iter().map(|row| split(fill(row))).filter(|cells| cells.len() == headers.len()).collect();
     Ok(table(&headers.iter().map(String::as_str).collect::<Vec<_>>(), &cells))
 }
 // ANCHOR_END: template
-
-impl Row {
-    fn of_placeholder() -> Row {
-        Row::headers(&|_| String::new())
-    }
-
-    fn headers(header_of: &dyn Fn(&str) -> String) -> Row {
-        Row {
-            id: header_of("ID"),
-            image: header_of("Image"),
-            command: header_of("Command"),
-            created_at: header_of("CreatedAt"),
-            running_for: header_of("RunningFor"),
-            status: header_of("Status"),
-            state: header_of("State"),
-            ports: header_of("Ports"),
-            names: header_of("Names"),
-            size: header_of("Size"),
-        }
-    }
-}
 
 #[cfg(test)]
 mod tests {
@@ -232,8 +212,9 @@ mod tests {
         let container = Container::new(&"f".repeat(64), "web", "busybox", "", &["httpd".into(), "-f".into(), "-p".into(), "80".into(), "-h".into(), "/www/html/site".into()], Default::default());
         let row = Row::of(&container, false, SystemTime::now());
         assert_eq!(row.command, "\"httpd -f -p 80 -h /…\"", "20 characters, the last an ellipsis");
-        assert_eq!(render("{{.Names}} {{.State}}", std::slice::from_ref(&row)).unwrap(), "web created\n");
-        assert_eq!(render("table {{.ID}}\t{{.Names}}", std::slice::from_ref(&row)).unwrap(), "CONTAINER ID   NAMES\nffffffffffff   web\n");
-        assert!(render("{{.Nmes}}", &[row]).unwrap_err().contains("Nmes"));
+        let rows = [row.cells()];
+        assert_eq!(render("{{.Names}} {{.State}}", PS_COLUMNS, &rows).unwrap(), "web created\n");
+        assert_eq!(render("table {{.ID}}\t{{.Names}}", PS_COLUMNS, &rows).unwrap(), "CONTAINER ID   NAMES\nffffffffffff   web\n");
+        assert!(render("{{.Nmes}}", PS_COLUMNS, &rows).unwrap_err().contains("Nmes"));
     }
 }

@@ -1,0 +1,74 @@
+//! `carton info` and `carton version`: what this machine and this carton are, in the shape
+//! of Docker's. There is no server part: carton has no daemon.
+
+use std::path::Path;
+
+use step09::{Container, Status};
+
+use crate::print_stdout;
+
+/// `carton version`.
+pub fn version() -> anyhow::Result<u8> {
+    let kernel = nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();
+    print_stdout(&format!(
+        "Client: carton\n Version:           {}\n OCI runtime spec:  {}\n Built with:        Rust\n OS/Arch:           linux/{}\n Kernel:            {kernel}\n\nServer: none (carton has no daemon: each command does its work, and a monitor process watches each running container)\n",
+        env!("CARGO_PKG_VERSION"),
+        oci_spec::runtime::VERSION,
+        step06::image::host_architecture(),
+    ));
+    Ok(0)
+}
+
+/// `carton info`.
+pub fn info(state_root: &Path) -> anyhow::Result<u8> {
+    let containers: Vec<Container> =
+        std::fs::read_dir(state_root.join("containers")).into_iter().flatten().flatten().filter_map(|entry| Container::load(state_root, entry.file_name().to_str()?).ok().flatten()).collect();
+    let count = |wanted: &[Status]| containers.iter().filter(|c| wanted.contains(&c.observed_status())).count();
+    let images = step06::ImageStore::open(state_root).and_then(|store| step06::image::list(&store)).map(|list| list.len()).unwrap_or(0);
+    let layout = step04::Layout::detect();
+    let cgroup_version = match layout.version() {
+        Some(step04::Version::V2) => "2",
+        Some(step04::Version::V1) => "1",
+        None => "none",
+    };
+    let uname = nix::sys::utsname::uname().ok();
+    let field = |f: fn(&nix::sys::utsname::UtsName) -> &std::ffi::OsStr| uname.as_ref().map(|u| f(u).to_string_lossy().into_owned()).unwrap_or_default();
+    let os = std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|text| text.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=")).map(|v| v.trim_matches('"').to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let memory = step09::stats::binary_size(step09::stats::host_memory());
+    print_stdout(&format!(
+        "Client: carton {version}\n\
+         \n\
+         Server: none (daemonless: each command is a process of its own)\n \
+         Containers: {total}\n  Running: {running}\n  Paused: {paused}\n  Stopped: {stopped}\n \
+         Images: {images}\n \
+         Storage Driver: overlay (chapter 5; vfs where overlayfs cannot be used)\n \
+         Logging Driver: json-file\n \
+         Cgroup Driver: cgroupfs\n \
+         Cgroup Version: {cgroup_version}\n \
+         Cgroup Layout: {layout}\n \
+         Runtimes: carton (built in), carton-oci (runc's command line)\n \
+         Security Options: seccomp (Profile: builtin, Docker's default), capabilities (Docker's 14), masked paths, device rules\n \
+         Kernel Version: {kernel}\n \
+         Operating System: {os}\n \
+         OSType: linux\n \
+         Architecture: {machine}\n \
+         CPUs: {cpus}\n \
+         Total Memory: {memory}\n \
+         Name: {hostname}\n \
+         Carton Root Dir: {root}\n",
+        version = env!("CARGO_PKG_VERSION"),
+        total = containers.len(),
+        running = count(&[Status::Running, Status::Restarting]),
+        paused = count(&[Status::Paused]),
+        stopped = count(&[Status::Created, Status::Exited, Status::Dead]),
+        kernel = field(|u| u.release()),
+        machine = field(|u| u.machine()),
+        hostname = field(|u| u.nodename()),
+        root = state_root.display(),
+    ));
+    Ok(0)
+}
