@@ -22,12 +22,15 @@ cleanup() {
 trap cleanup EXIT
 "$carton" bootstrap busybox >/dev/null
 
-# run -d returns once the container runs; each is removed again in the same command line.
-hyperfine --warmup 5 --runs "${RUNS:-50}" --export-json "$work/run-d.json" \
-  --command-name "carton run -d (returns once it runs) + rm -f" \
-  "id=\$($carton run -d --network none busybox sleep 600) && $carton rm -f \$id >/dev/null" \
-  --command-name "carton rm -f alone (for the difference)" \
-  "$carton rm -f nonexistent-container 2>/dev/null || true" >/dev/null
+# run -d returns once the container runs (its monitor says so); all are removed after.
+remove_all() { "$carton" ps -aq --no-trunc | xargs -r "$carton" rm -f >/dev/null; }
+hyperfine --shell=none --warmup 5 --runs "${RUNS:-50}" --export-json "$work/run-d.json" \
+  --command-name "carton run -d --network none busybox sleep 600" \
+  "$carton run -d --network none busybox sleep 600" >/dev/null
+remove_all
+hyperfine --shell=none --warmup 3 --runs "${RUNS:-50}" --export-json "$work/run-rm.json" \
+  --command-name "carton run --rm --network none busybox true (attached, for comparison)" \
+  "$carton run --rm --network none busybox true" >/dev/null
 
 target=$("$carton" run -d --network none --name target busybox sleep 600)
 for i in $(seq 49); do "$carton" run -d --network none busybox sleep 600 >/dev/null; done
@@ -36,7 +39,7 @@ hyperfine --shell=none --warmup 5 --runs "${RUNS:-50}" --export-json "$work/ps.j
   --command-name "carton ps -a --format {{.Names}} (50)" "$carton ps -a --format {{.Names}}" \
   --command-name "carton exec target true" "$carton exec target true" >/dev/null
 
-python3 - "$work/run-d.json" "$work/ps.json" <<'PY'
+python3 - "$work/run-d.json" "$work/run-rm.json" "$work/ps.json" <<'PY'
 import json, sys
 print("medians (ms):")
 for path in sys.argv[1:]:

@@ -114,6 +114,17 @@ pub enum Lifecycle {
         #[arg(value_name = "PORT")]
         port: Option<String>,
     },
+    /// Attach this terminal to a detached container's input and output (detach: Ctrl-P Ctrl-Q)
+    Attach {
+        /// The keys that detach, leaving the container running
+        #[arg(long = "detach-keys", value_name = "KEYS", default_value = "ctrl-p,ctrl-q")]
+        detach_keys: String,
+        /// Do not pass this terminal's input on
+        #[arg(long = "no-stdin")]
+        no_stdin: bool,
+        #[arg(value_name = "CONTAINER")]
+        container: String,
+    },
     /// Copy files between a container and the host: CONTAINER:PATH HOSTPATH, or HOSTPATH CONTAINER:PATH
     Cp {
         /// Keep the files' owners (by default, what goes in belongs to root)
@@ -284,6 +295,17 @@ pub fn run_command(state_root: &Path, command: Lifecycle) -> anyhow::Result<u8> 
         }
         Lifecycle::Port { container, port } => self::port(state_root, &container, port.as_deref()),
         Lifecycle::Top { container, options } => top(state_root, &container, &options),
+        Lifecycle::Attach { detach_keys, no_stdin, container } => {
+            let keys = step09::attach::parse_detach_keys(&detach_keys)?;
+            let id = names::resolve(state_root, &container)?;
+            match step09::attach::attach(state_root, &id, &keys, !no_stdin)? {
+                step09::attach::Detached::Ended(code) => Ok(code as u8),
+                step09::attach::Detached::ByKeys => {
+                    eprintln!("\r\nread escape sequence");
+                    Ok(0)
+                }
+            }
+        }
         Lifecycle::Stats { all, no_stream, format, containers } => stats(state_root, all, no_stream, format.as_deref(), &containers),
         Lifecycle::Cp { archive, source, destination } => cp(state_root, &source, &destination, archive),
         Lifecycle::Diff { container } => {
@@ -403,8 +425,8 @@ fn start_attached(state_root: &Path, id: &str, interactive: bool) -> anyhow::Res
 /// `carton exec`: the container's environment, working directory and user (from its
 /// bundle), changed by `-e`, `-w` and `-u`; returns the command's exit code.
 pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
-    if args.tty {
-        return Err(Error::runtime("exec -t is not available yet: it comes with the rest of chapter 9 (planned), whose monitor relays terminals; use -i, or `carton run -it`").into());
+    if args.tty && args.detach {
+        return Err(Error::runtime("exec -d with -t: a detached command's terminal would have nobody at it; leave out -t").into());
     }
     // The new process joins a PID namespace with the container's processes in it: it must
     // not run the host's carton binary where they can reach it (CVE-2019-5736).
@@ -419,6 +441,7 @@ pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
     let bundle = step07::Bundle::load(&dir)?;
     let mut process = bundle.spec.process().clone().unwrap_or_default();
     step07::exec::change_process(&mut process, args.command, args.workdir, &[])?;
+    process.set_terminal(Some(args.tty));
     if let Some(spec) = &args.user {
         let root = bundle.dir.join(bundle.spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_default());
         step07::exec::set_user(&mut process, &step02::User::resolve(spec, &root)?)?;
@@ -438,8 +461,48 @@ pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
         (caps, _) => caps,
     };
     exec.security = Some(Box::new(step08::ExecPolicy::new(&bundle.spec, capabilities, process.no_new_privileges().unwrap_or(false))?));
-    let exit = runtime.exec(&id, &exec)?;
-    Ok(exit.code() as u8)
+    exec.detached = args.detach;
+    // -t: a terminal made in the container, its master end sent back here and relayed to
+    // the user's terminal, as `run -t` does (chapter 2).
+    let relay_end = if args.tty {
+        step02::tty::block_window_changes();
+        let (ours, theirs) = std::os::unix::net::UnixStream::pair().map_err(|e| Error::runtime(format!("console socket: {e}")))?;
+        exec.console = Some(theirs);
+        Some(ours)
+    } else {
+        None
+    };
+    let running = if args.detach { with_output_discarded(|| runtime.exec_spawn(&id, &exec))? } else { runtime.exec_spawn(&id, &exec)? };
+    drop(exec); // our copy of the console socket: the process has its own
+    if args.detach {
+        running.detach(); // the host's init collects it
+        return Ok(0);
+    }
+    let relay = step02::attach_terminal(relay_end, args.interactive, &running)?;
+    let exit = running.wait();
+    drop(relay); // the last output, then the user's terminal as it was
+    Ok(exit?.code() as u8)
+}
+
+/// Run `work` with this process's stdout and stderr on /dev/null, which a process it starts
+/// inherits (`exec -d`: its output goes nowhere, as with Docker), then put them back.
+fn with_output_discarded<T>(work: impl FnOnce() -> T) -> T {
+    use std::os::fd::AsRawFd;
+    let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else { return work() };
+    // Safety: dup and dup2 on this process's own descriptors; the saved ones are restored.
+    unsafe {
+        let saved = [libc::dup(1), libc::dup(2)];
+        libc::dup2(null.as_raw_fd(), 1);
+        libc::dup2(null.as_raw_fd(), 2);
+        let result = work();
+        for (fd, copy) in [(1, saved[0]), (2, saved[1])] {
+            if copy >= 0 {
+                libc::dup2(copy, fd);
+                libc::close(copy);
+            }
+        }
+        result
+    }
 }
 
 /// Every container with a record, the newest first.

@@ -94,9 +94,12 @@ struct ExecArgs {
     /// Keep stdin attached
     #[arg(short = 'i', long)]
     interactive: bool,
-    /// A terminal (comes with the lifecycle chapter, planned)
-    #[arg(short = 't', long, hide = true)]
+    /// Give the command a terminal
+    #[arg(short = 't', long)]
     tty: bool,
+    /// Run the command in the background (its output goes nowhere)
+    #[arg(short = 'd', long)]
+    detach: bool,
     /// Print each kernel-level action as it happens
     #[arg(long)]
     explain: bool,
@@ -370,7 +373,7 @@ enum Bootstrap {
 /// Docker's commands that later chapters bring. carton knows their names (hidden from --help)
 /// so that typing one says which chapter brings it, instead of clap's "unrecognized subcommand"
 /// with a misleading tip (`ps`: "a similar subcommand exists: 'push'").
-const PLANNED_COMMANDS: &[(&str, &str)] = &[("attach", "chapter 9: lifecycle"), ("volume", "chapter 10: volumes"), ("build", "chapter 11: build")];
+const PLANNED_COMMANDS: &[(&str, &str)] = &[("volume", "chapter 10: volumes"), ("build", "chapter 11: build")];
 
 /// carton's command line, with the planned commands known by name.
 fn command_line() -> clap::Command {

@@ -217,9 +217,9 @@ fn logs_keep_stdout_and_stderr_apart_and_follow_tail_and_rotate() {
 fn names_prefixes_and_a_race_for_one_name() {
     require_root();
     let state = State::new();
-    let id = state.detached(&["--name", "db", "busybox", "sleep", "60"]);
-    assert_eq!(state.ok(&["inspect", "-f", "{{.Name}}", "db"]), "/db\n");
-    assert_eq!(state.ok(&["inspect", "-f", "{{.Name}}", &id[..5]]), "/db\n", "a unique prefix of the id");
+    let id = state.detached(&["--name", "web", "busybox", "sleep", "60"]);
+    assert_eq!(state.ok(&["inspect", "-f", "{{.Name}}", "web"]), "/web\n");
+    assert_eq!(state.ok(&["inspect", "-f", "{{.Name}}", &id[..5]]), "/web\n", "a unique prefix of the id");
     let random = state.detached(&["busybox", "true"]);
     let name = state.ok(&["inspect", "-f", "{{.Name}}", &random]);
     let parts: Vec<&str> = name.trim().trim_start_matches('/').split('_').collect();
@@ -242,10 +242,10 @@ fn names_prefixes_and_a_race_for_one_name() {
     assert_eq!(loser.status.code(), Some(125));
     assert!(stderr(loser).contains("the container name \"/raced\" is already in use by container"), "{}", stderr(loser));
     // rename, then the old name is free again.
-    state.ok(&["rename", "db", "database"]);
-    assert_eq!(state.ok(&["ps", "--filter", "name=datab", "--format", "{{.Names}}"]), "database\n");
-    let out = state.carton(&["inspect", "db"]);
-    assert!(!out.status.success() && stderr(&out).contains("no such object: db"), "{}", stderr(&out));
+    state.ok(&["rename", "web", "website"]);
+    assert_eq!(state.ok(&["ps", "--filter", "name=websi", "--format", "{{.Names}}"]), "website\n");
+    let out = state.carton(&["inspect", "web"]);
+    assert!(!out.status.success() && stderr(&out).contains("no such object: web"), "{}", stderr(&out));
     // An ambiguous prefix names the candidates (ids are hex: some share a first digit).
     let all = state.ok(&["ps", "-aq", "--no-trunc"]);
     let ids: Vec<&str> = all.lines().collect();
@@ -254,7 +254,7 @@ fn names_prefixes_and_a_race_for_one_name() {
         assert_eq!(out.status.code(), Some(1));
         assert!(stderr(&out).contains("is ambiguous"), "{}", stderr(&out));
     }
-    state.ok(&["rm", "-f", "database", "raced", &random]);
+    state.ok(&["rm", "-f", "website", "raced", &random]);
     assert_eq!(state.containers_left(), 0);
     assert_eq!(std::fs::read_dir(state.path().join("names")).unwrap().count(), 0, "every name was given up");
 }
@@ -515,4 +515,96 @@ fn env_files_ulimits_sysctls_and_publish_all() {
         carton rm -f auto";
     let out = in_throwaway_netns(state.path(), script);
     assert_eq!(stdout(&out), "base\na port of the kernel's\nexposed\nauto\n", "{}", stderr(&out));
+}
+
+#[test]
+fn the_shapes_of_ps_inspect_top_and_stats_are_pinned() {
+    require_root();
+    let state = State::new();
+    state.detached(&["--name", "pinned", "-m", "64m", "busybox", "sh", "-c", "echo hello; exec sleep 600"]);
+    assert_eq!(state.carton(&["run", "--network", "none", "--name", "done", "busybox", "sh", "-c", "exit 3"]).status.code(), Some(3));
+    let root = regex_escape(state.path().to_str().unwrap());
+    let filters: Vec<(String, &str)> = vec![
+        (root, "[STATE]"),
+        (r"\b[0-9a-f]{64}\b".into(), "[ID]"),
+        (r"\b[0-9a-f]{12}\b".into(), "[SHORT ID]"),
+        (r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z".into(), "[TIME]"),
+        (r"(Less than a second|\d+ seconds?|About a minute)".into(), "[DURATION]"),
+        (r#""Pid": [1-9]\d*"#.into(), r#""Pid": [PID]"#),
+        (r"\d+(\.\d+)?%".into(), "[PERCENT]"),
+        (r"\d+(\.\d+)?(KiB|MiB|GiB|kB|MB|GB|B)\b".into(), "[AMOUNT]"),
+        (r"\b\d\d:\d\d(:\d\d)?\b".into(), "[CLOCK]"),
+        (r"(?m)^(\S+ +)\d+ +\d+ +\d+".into(), "${1}[PID] [PPID] [C]"),
+    ];
+    let settings: Vec<(&str, &str)> = filters.iter().map(|(a, b)| (a.as_str(), *b)).collect();
+    insta::with_settings!({ filters => settings.clone() }, {
+        insta::assert_snapshot!("inspect", state.ok(&["inspect", "pinned"]));
+    });
+    // Tables: their columns are as wide as what was redacted, so runs of spaces are one gap.
+    let mut settings = settings;
+    settings.push((" {2,}", "  "));
+    insta::with_settings!({ filters => settings }, {
+        insta::assert_snapshot!("ps_a", state.ok(&["ps", "-a"]));
+        insta::assert_snapshot!("top", state.ok(&["top", "pinned"]));
+        insta::assert_snapshot!("stats", state.ok(&["stats", "--no-stream", "pinned"]));
+    });
+    state.ok(&["rm", "-f", "pinned", "done"]);
+}
+
+#[test]
+fn exec_with_a_terminal_in_the_background_and_into_a_stopped_container() {
+    require_root();
+    let state = State::new();
+    let id = state.detached(&["--name", "box", "busybox", "sleep", "600"]);
+    // -it in a pty (as a student types it): a terminal of the container's, and its processes.
+    let line = format!("{} exec -it box sh -c 'tty; echo sleepers=$(ps -o args | grep -c ^sleep)'", env!("CARGO_BIN_EXE_carton"));
+    let out = std::process::Command::new("script").args(["-qfec", &line, "/dev/null"]).env("CARTON_ROOT", state.path()).stdin(Stdio::null()).output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+    assert!(screen.contains("/dev/pts/0\n") && screen.contains("sleepers=1\n"), "{screen:?} {}", stderr(&out));
+    // -d: it returns at once; the command goes on in the container.
+    let started = Instant::now();
+    state.ok(&["exec", "-d", "box", "sh", "-c", "sleep 0.5; echo done > /tmp/background"]);
+    assert!(started.elapsed() < Duration::from_millis(450), "exec -d waited: {:?}", started.elapsed());
+    wait_until("the background command has run", Duration::from_secs(10), || state.carton(&["exec", "box", "cat", "/tmp/background"]).status.success());
+    // Exiting an exec does not stop the container.
+    assert_eq!(state.ok(&["ps", "--format", "{{.Names}} {{.State}}"]), "box running\n");
+    state.ok(&["stop", "-t", "0", "box"]);
+    let out = state.carton(&["exec", "box", "true"]);
+    assert!(!out.status.success() && stderr(&out).contains("container box is not running"), "{}", stderr(&out));
+    state.ok(&["rm", "box"]);
+    nothing_left_of(&state, &id);
+}
+
+#[test]
+fn attach_follows_a_detached_container_and_detach_keys_leave_it_running() {
+    require_root();
+    let state = State::new();
+    // A shell with a terminal, detached; a user attaches from a terminal, types, detaches.
+    let id = state.detached(&["-it", "--name", "term", "busybox", "sh"]);
+    let line = format!("{} attach term", env!("CARGO_BIN_EXE_carton"));
+    let mut user =
+        std::process::Command::new("script").args(["-qfec", &line, "/dev/null"]).env("CARTON_ROOT", state.path()).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut keys = user.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(700));
+    std::io::Write::write_all(&mut keys, b"echo $((6*7))\r").unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    std::io::Write::write_all(&mut keys, b"\x10\x11").unwrap(); // Ctrl-P Ctrl-Q
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while user.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "attach did not detach");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    drop(keys);
+    let out = user.wait_with_output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(screen.contains("42") && screen.contains("read escape sequence"), "{screen:?}");
+    assert_eq!(state.ok(&["ps", "--format", "{{.Names}} {{.State}}"]), "term running\n", "detached, not stopped");
+    assert!(state.ok(&["logs", "term"]).contains("42"), "what it printed is in the log too");
+    // Without a terminal: the output as it comes, and the container's exit status.
+    let later = state.detached(&["busybox", "sh", "-c", "sleep 0.5; echo late; echo oops >&2; exit 7"]);
+    let attached = state.carton(&["attach", "--no-stdin", &later]);
+    assert_eq!((attached.status.code(), stdout(&attached), stderr(&attached)), (Some(7), "late\n".to_string(), "oops\n".to_string()));
+    let out = state.carton(&["attach", &later]);
+    assert!(stderr(&out).contains("you cannot attach to a stopped container"), "{}", stderr(&out));
+    state.ok(&["rm", "-f", &id, &later]);
 }

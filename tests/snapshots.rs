@@ -120,10 +120,6 @@ fn fs_type(path: &Path) -> Option<i64> {
     nix::sys::statfs::statfs(path).ok().map(|s| s.filesystem_type().0)
 }
 
-fn regex_escape(text: &str) -> String {
-    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
-}
-
 #[test]
 fn doctor_fails_when_something_required_is_missing() {
     require_root();

@@ -153,3 +153,8 @@ pub fn create_and_start(state: &Path, args: &[&str]) -> String {
     assert!(started.status.success(), "start: {}", stderr(&started));
     id
 }
+
+/// `text` as a regular expression that matches it literally (for insta's filters).
+pub fn regex_escape(text: &str) -> String {
+    text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
+}

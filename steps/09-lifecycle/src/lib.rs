@@ -19,6 +19,7 @@
 //! - [`show`]: `ps`'s words and columns; [`inspect`]: `docker inspect`'s shape;
 //! - [`cp`], [`layer`]: files in and out of a container, its `diff`, `commit`.
 
+pub mod attach;
 pub mod cp;
 pub mod flags;
 pub mod inspect;

@@ -28,7 +28,13 @@ pub fn monitor_main(state_root: &Path, id: &str, mut report: Report, delay: Dura
         return finish(state_root, id); // stopped (or removed) while this monitor restarted
     }
     let runtime = Runtime::new(state_root, Explain::off());
-    let ended = monitor::run_once(&runtime, id, stdio_of(state_root, id), None, |_| report.ok());
+    let ended = monitor::run_once(&runtime, id, stdio_of(state_root, id), None, |_| {
+        report.ok();
+        // What making the container took (the spec, the seccomp program, ...) is freed:
+        // give those pages back, the monitor stays small for as long as the container runs.
+        // Safety: malloc_trim only returns free memory to the kernel.
+        unsafe { libc::malloc_trim(0) };
+    });
     let next = match &ended {
         Ok(ended) => restart_delay(state_root, id, ended, delay)?,
         Err(error) => {

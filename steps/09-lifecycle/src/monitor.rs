@@ -20,8 +20,8 @@ use std::time::{Duration, Instant};
 use step01::{Error, Result};
 use step07::{CreateOptions, Runtime};
 
-use crate::logs;
 use crate::record::{Container, Status};
+use crate::{attach, logs};
 
 /// Where the container's standard streams go.
 pub enum Stdio {
@@ -91,8 +91,10 @@ pub fn run_once(runtime: &Runtime, id: &str, stdio: Stdio, published: Option<Vec
         Streams::Inherited { .. } => None,
         _ => Some(Arc::new(Mutex::new(logs::Writer::open(&log_path, record.host_config.log_max_size, record.host_config.log_max_file)?))),
     };
+    // Whoever attaches (`carton attach`) gets the output too, and its keys go to the input.
+    let hub = log.as_ref().map(|_| Arc::new(attach::Hub::default()));
     let outcome = (|| {
-        let pumps = streams.start(&created.running, log.clone())?;
+        let pumps = streams.start(&created.running, log.clone(), hub.clone(), &dir.join(attach::SOCKET))?;
         runtime.start(id)?;
         let running = created.running.confirm_exec()?;
         let started_at = Instant::now();
@@ -113,6 +115,10 @@ pub fn run_once(runtime: &Runtime, id: &str, stdio: Stdio, published: Option<Vec
         drop(pumps); // the last of its output, then the user's terminal as it was
         Ok((exit, started_at.elapsed()))
     })();
+    if let Some(hub) = &hub {
+        let _ = std::fs::remove_file(dir.join(attach::SOCKET));
+        hub.close();
+    }
     let oom_killed = cgroup.as_ref().and_then(|cgroup| cgroup.stats().ok()).is_some_and(|stats| stats.oom_kills > 0);
     if outcome.is_err() {
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
@@ -176,21 +182,26 @@ impl Streams {
         }
     }
 
-    /// Start passing the container's output on (to the log, or the user's terminal).
-    fn start(self, running: &step01::Running, log: Option<Arc<Mutex<logs::Writer>>>) -> Result<Pumps> {
+    /// Start passing the container's output on (to the log and whoever attaches, or to the
+    /// user's terminal); attaching clients listened for at `socket`.
+    fn start(self, running: &step01::Running, log: Option<Arc<Mutex<logs::Writer>>>, hub: Option<Arc<attach::Hub>>, socket: &Path) -> Result<Pumps> {
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::runtime(format!("dup the container's input: {e}")));
         match self {
             Streams::Inherited { console, interactive } => Ok(Pumps { relay: step02::attach_terminal(console, interactive, running)?, threads: Vec::new(), _stdin: None }),
             Streams::Terminal { console } => {
                 let master = step02::tty::receive_master(&console.ok_or_else(|| Error::runtime("no console socket"))?)?;
-                let log = log.expect("a logged stream has a log");
-                let reader = File::from(master.try_clone().map_err(|e| Error::runtime(format!("dup the terminal: {e}")))?);
+                let (log, hub) = (log.expect("a logged stream has a log"), hub.expect("and a hub"));
+                hub.listen(socket, Some(dup(&master)?))?;
+                let reader = File::from(dup(&master)?);
                 // The master stays open here (the container's stdin: it waits for input).
-                Ok(Pumps { relay: None, threads: vec![pump(reader, "stdout", log)], _stdin: Some(master) })
+                Ok(Pumps { relay: None, threads: vec![pump(reader, attach::STDOUT, log, hub)], _stdin: Some(master) })
             }
             Streams::Pipes { container, stdout, stderr, stdin_writer } => {
                 drop(container); // only the container holds its ends now: EOF when it is done
-                let log = log.expect("a logged stream has a log");
-                Ok(Pumps { relay: None, threads: vec![pump(File::from(stdout), "stdout", log.clone()), pump(File::from(stderr), "stderr", log)], _stdin: stdin_writer })
+                let (log, hub) = (log.expect("a logged stream has a log"), hub.expect("and a hub"));
+                hub.listen(socket, stdin_writer.as_ref().map(dup).transpose()?)?;
+                let threads = vec![pump(File::from(stdout), attach::STDOUT, log.clone(), hub.clone()), pump(File::from(stderr), attach::STDERR, log, hub)];
+                Ok(Pumps { relay: None, threads, _stdin: stdin_writer })
             }
         }
     }
@@ -215,14 +226,16 @@ impl Drop for Pumps {
 }
 
 // ANCHOR: pump
-/// Copy one stream of the container into the log, a line an entry, until it ends (a
-/// terminal ends with EIO once its last holder is gone).
-fn pump(mut from: File, stream: &'static str, log: Arc<Mutex<logs::Writer>>) -> JoinHandle<()> {
+/// Copy one stream of the container into the log, a line an entry, and to whoever is
+/// attached as it comes, until it ends (a terminal ends with EIO once its last holder is gone).
+fn pump(mut from: File, stream: u8, log: Arc<Mutex<logs::Writer>>, hub: Arc<attach::Hub>) -> JoinHandle<()> {
+    let name = if stream == attach::STDERR { "stderr" } else { "stdout" };
     std::thread::spawn(move || {
         let mut splitter = logs::LineSplitter::new();
         let mut buffer = [0u8; 8192];
-        let write = |line: &[u8]| log.lock().unwrap_or_else(|p| p.into_inner()).write(stream, line);
+        let write = |line: &[u8]| log.lock().unwrap_or_else(|p| p.into_inner()).write(name, line);
         while let Ok(n @ 1..) = from.read(&mut buffer) {
+            hub.send(stream, &buffer[..n]);
             splitter.push(&buffer[..n], write);
         }
         splitter.finish(write);
