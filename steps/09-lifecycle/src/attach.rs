@@ -60,6 +60,9 @@ impl Hub {
         let hub = Arc::clone(self);
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
+                // A client that stops reading is dropped, rather than stopping the output
+                // (and, its pipes full, the container) for everyone.
+                let _ = client.set_write_timeout(Some(std::time::Duration::from_secs(2)));
                 let Ok(sender) = client.try_clone() else { continue };
                 hub.clients.lock().unwrap_or_else(|p| p.into_inner()).push(sender);
                 if let Some(input) = input.as_ref().and_then(|fd| fd.try_clone().ok()) {
@@ -145,10 +148,21 @@ pub fn attach(state_root: &Path, id: &str, detach_keys: &[u8], with_stdin: bool)
                         }
                         continue;
                     }
-                    // Not the sequence after all: what was held back goes on too.
+                    // Not the sequence after all: what was held back goes on too, and this
+                    // key may begin the sequence again.
                     out.extend_from_slice(&keys[..matched]);
                     matched = 0;
-                    out.push(byte);
+                    if byte == keys[0] {
+                        matched = 1;
+                        if keys.len() == 1 {
+                            detached.store(true, Ordering::SeqCst);
+                            let _ = to_container.write_all(&out);
+                            let _ = to_container.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                    } else {
+                        out.push(byte);
+                    }
                 }
                 if to_container.write_all(&out).is_err() {
                     return;
@@ -169,7 +183,17 @@ pub fn attach(state_root: &Path, id: &str, detach_keys: &[u8], with_stdin: bool)
     if detached.load(Ordering::SeqCst) {
         return Ok(Detached::ByKeys);
     }
-    crate::lifecycle::wait(state_root, id).map(Detached::Ended)
+    // The container's process ended: its status, once the monitor has recorded it (a
+    // restart policy may start it again; this run's status is still the one recorded).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let current = Container::load(state_root, id)?.ok_or_else(|| Error::runtime(format!("container {id} was removed")))?;
+        let same_run = current.observed_status() == crate::Status::Running && current.state.pid == container.state.pid;
+        if !same_run || std::time::Instant::now() > deadline {
+            return Ok(Detached::Ended(current.state.exit_code));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
 }
 // ANCHOR_END: attach
 

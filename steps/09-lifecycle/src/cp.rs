@@ -102,7 +102,12 @@ fn copy_in(source: &Path, meta: &std::fs::Metadata, dir: &OwnedFd, name: &OsStr,
     if !meta.is_file() {
         return Err(Error::runtime(format!("cannot copy {}: only files, directories and links are copied", source.display())));
     }
-    let fd = unsafe { libc::openat(dir.as_raw_fd(), c_name.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o600) };
+    // Whatever is there is replaced, not written through: a fifo planted there would hang
+    // the copy, a device node would be written from the host.
+    if unsafe { libc::unlinkat(dir.as_raw_fd(), c_name.as_ptr(), 0) } < 0 && nix::errno::Errno::last() == nix::errno::Errno::EISDIR {
+        return Err(Error::runtime(format!("cannot copy the file {} over the directory {} in the container", source.display(), Path::new(name).display())));
+    }
+    let fd = unsafe { libc::openat(dir.as_raw_fd(), c_name.as_ptr(), libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC, 0o600) };
     if fd < 0 {
         return Err(failed("write", nix::errno::Errno::last()));
     }

@@ -45,6 +45,11 @@ pub fn parse_ulimit(text: &str) -> Result<oci_spec::runtime::PosixRlimit> {
     if unsafe { libc::getrlimit(*resource, &mut own) } == 0 && hard > own.rlim_max && !has_sys_resource() {
         return Err(bad(&format!("this machine's hard limit for {name} is {}, and raising it needs CAP_SYS_RESOURCE; ask for {} at most", own.rlim_max, own.rlim_max)));
     }
+    // Open files have a ceiling of the kernel's own, whatever the capabilities.
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open").ok().and_then(|n| n.trim().parse::<u64>().ok());
+    if let Some(nr_open) = nr_open.filter(|most| *resource == libc::RLIMIT_NOFILE && hard > *most) {
+        return Err(bad(&format!("the kernel allows at most {nr_open} open files (fs.nr_open); ask for that at most")));
+    }
     let typ: oci_spec::runtime::PosixRlimitType = serde_json::from_value(serde_json::json!(spec_name)).map_err(|_| bad("unknown limit"))?;
     Ok(oci_spec::runtime::PosixRlimitBuilder::default().typ(typ).soft(soft).hard(hard).build().expect("an rlimit with its three fields is complete"))
 }

@@ -20,7 +20,9 @@ use crate::record::{Container, Status, NEVER};
 /// run it (again and again, as its restart policy says), then take it down or remove it.
 /// `restart_args(delay)` are the arguments that start the monitor again for the next run.
 pub fn monitor_main(state_root: &Path, id: &str, mut report: Report, delay: Duration, restart_args: impl Fn(Duration) -> Vec<String>) -> Result<()> {
-    monitor::daemonize()?;
+    if report.from_cli() {
+        monitor::daemonize()?; // a monitor that restarts itself has left the CLI already
+    }
     let dir = Container::dir(state_root, id);
     monitor::redirect_own_output(&dir.join("monitor.log"));
     step07::engine::adopt(state_root, id)?;
@@ -129,7 +131,9 @@ pub fn start_detached(state_root: &Path, id: &str, monitor_args: &[String]) -> R
     // Safety: only dup2 between fork and exec.
     unsafe {
         command.pre_exec(move || {
-            if libc::dup2(writer_fd, 3) < 0 {
+            // At 3 already: dup2 would leave it close-on-exec, so clear that instead.
+            let done = if writer_fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(writer_fd, 3) };
+            if done < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
@@ -311,6 +315,7 @@ pub fn rename(state_root: &Path, id: &str, new_name: &str) -> Result<()> {
 /// it (it dies with its parent); here it is taken down and recorded `Dead`, and kept for
 /// `rm` (removed, with `--rm`). Then step 07's collector for everything else.
 pub fn collect(state_root: &Path) {
+    names::release_orphans(state_root);
     step07::engine::collect_with(state_root, |id| {
         let Ok(Some(container)) = Container::load(state_root, id) else { return false };
         if container.host_config.auto_remove {

@@ -77,6 +77,10 @@ pub fn run_once(runtime: &Runtime, id: &str, stdio: Stdio, published: Option<Vec
         }
         Stdio::Logged { tty: false, interactive } => (if *interactive { step02::Stdin::Inherit } else { step02::Stdin::Null }, Streams::pipes(*interactive)?),
     };
+    let log = match &streams {
+        Streams::Inherited { .. } => None,
+        _ => Some(Arc::new(Mutex::new(logs::Writer::open(&log_path, record.host_config.log_max_size, record.host_config.log_max_file)?))),
+    };
     // The container inherits this process's 0, 1 and 2 while it is created: point them at
     // the pipes for that moment (as a caller hands its stdio to runc).
     let options = CreateOptions::new(true, stdin);
@@ -87,10 +91,6 @@ pub fn run_once(runtime: &Runtime, id: &str, stdio: Stdio, published: Option<Vec
     if let Some(address) = connected.address {
         step03::relay(published, address, explain);
     }
-    let log = match &streams {
-        Streams::Inherited { .. } => None,
-        _ => Some(Arc::new(Mutex::new(logs::Writer::open(&log_path, record.host_config.log_max_size, record.host_config.log_max_file)?))),
-    };
     // Whoever attaches (`carton attach`) gets the output too, and its keys go to the input.
     let hub = log.as_ref().map(|_| Arc::new(attach::Hub::default()));
     let outcome = (|| {
@@ -262,6 +262,12 @@ impl Report {
     pub fn from_fd(fd: Option<i32>) -> Report {
         // Safety: the CLI passed this descriptor down for this purpose; it is ours alone.
         Report(fd.map(|fd| unsafe { File::from_raw_fd(fd) }))
+    }
+
+    /// Whether a CLI started this monitor and waits for its word (a monitor that restarted
+    /// itself has nobody waiting).
+    pub fn from_cli(&self) -> bool {
+        self.0.is_some()
     }
 
     pub fn ok(&mut self) {

@@ -2,9 +2,10 @@
 //! `adjective_surname`, or `--name`), and every command takes a full id, a unique prefix of
 //! one, or a name.
 //!
-//! A name is a file, `names/NAME`, holding the container's id, made with `O_EXCL`: of two
-//! CLIs racing for one name, the kernel lets exactly one create the file. No lock, and
-//! nothing to go stale: `rm` removes the file.
+//! A name is a file, `names/NAME`, holding the container's id, made whole and then linked
+//! to its name: of two CLIs racing for one name, the kernel lets exactly one make the link
+//! (`link` fails with EEXIST for the other). No lock; `rm` removes the file, and the
+//! collector removes a name whose container is gone (a CLI killed while making it).
 
 use std::fs;
 use std::io::Write;
@@ -244,8 +245,10 @@ pub fn claim(state_root: &Path, name: &str, id: &str) -> Result<()> {
     let dir = names_dir(state_root);
     fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot create {}: {e}", dir.display())))?;
     let path = dir.join(name);
-    match fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-        Ok(mut file) => file.write_all(id.as_bytes()).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display()))),
+    let mut whole = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::runtime(format!("cannot write in {}: {e}", dir.display())))?;
+    whole.write_all(id.as_bytes()).map_err(|e| Error::runtime(format!("cannot write in {}: {e}", dir.display())))?;
+    match fs::hard_link(whole.path(), &path) {
+        Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let holder = fs::read_to_string(&path).unwrap_or_default();
             Err(Error::runtime(format!("the container name \"/{name}\" is already in use by container {holder}: remove (or rename) that container to be able to reuse that name")))
@@ -284,6 +287,21 @@ pub fn release(state_root: &Path, name: &str, id: &str) {
     let path = names_dir(state_root).join(name);
     if fs::read_to_string(&path).is_ok_and(|holder| holder == id) {
         let _ = fs::remove_file(path);
+    }
+}
+
+/// Give up the names whose containers are gone (a CLI killed between taking the name and
+/// writing the container's record).
+pub fn release_orphans(state_root: &Path) {
+    let Ok(entries) = fs::read_dir(names_dir(state_root)) else { return };
+    for entry in entries.flatten() {
+        let Ok(id) = fs::read_to_string(entry.path()) else { continue };
+        let dir = state_root.join("containers").join(&id);
+        let old = entry.metadata().and_then(|m| m.modified()).is_ok_and(|made| made.elapsed().is_ok_and(|age| age.as_secs() > 60));
+        // A container being made has its directory, or is younger than a minute.
+        if !dir.is_dir() && old {
+            let _ = fs::remove_file(entry.path());
+        }
     }
 }
 
