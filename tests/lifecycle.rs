@@ -601,7 +601,7 @@ fn attach_follows_a_detached_container_and_detach_keys_leave_it_running() {
     assert_eq!(state.ok(&["ps", "--format", "{{.Names}} {{.State}}"]), "term running\n", "detached, not stopped");
     assert!(state.ok(&["logs", "term"]).contains("42"), "what it printed is in the log too");
     // Without a terminal: the output as it comes, and the container's exit status.
-    let later = state.detached(&["busybox", "sh", "-c", "sleep 0.5; echo late; echo oops >&2; exit 7"]);
+    let later = state.detached(&["busybox", "sh", "-c", "sleep 2; echo late; echo oops >&2; exit 7"]);
     let attached = state.carton(&["attach", "--no-stdin", &later]);
     assert_eq!((attached.status.code(), stdout(&attached), stderr(&attached)), (Some(7), "late\n".to_string(), "oops\n".to_string()));
     let out = state.carton(&["attach", &later]);

@@ -107,7 +107,12 @@ pub fn finish(state_root: &Path, id: &str) -> Result<()> {
         return remove_everything(state_root, &container);
     }
     step07::engine::down(state_root, id);
-    Container::update(state_root, id, |c| c.state.monitor = None)?;
+    Container::update(state_root, id, |c| {
+        if matches!(c.state.status, Status::Running | Status::Paused | Status::Restarting) {
+            c.state.status = Status::Exited; // a restart given up (stopped meanwhile)
+        }
+        c.state.monitor = None;
+    })?;
     step07::engine::disown(state_root, id)
 }
 
