@@ -463,7 +463,7 @@ fn stats_measure_and_redraw_and_info_counts() {
     let table = state.ok(&["stats", "--no-stream"]);
     assert!(table.starts_with("CONTAINER ID   NAME   CPU %") && table.contains(&busy[..12]), "{table}");
     // On a terminal it redraws, once a second, from the top left corner.
-    let script = format!("timeout 2.6 {} stats --format 'table {{{{.Name}}}}'", env!("CARGO_BIN_EXE_carton"));
+    let script = format!("timeout 4.5 {} stats --format 'table {{{{.Name}}}}'", env!("CARGO_BIN_EXE_carton"));
     let live = std::process::Command::new("script").args(["-qfc", &script, "/dev/null"]).env("CARTON_ROOT", state.path()).stdin(Stdio::null()).output().unwrap();
     let screen = String::from_utf8_lossy(&live.stdout);
     assert!(screen.matches("\x1b[2J\x1b[H").count() >= 2 && screen.contains("busy"), "{screen:?}");
