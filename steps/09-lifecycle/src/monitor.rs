@@ -42,14 +42,6 @@ pub struct Ended {
     pub ran_for: Duration,
 }
 
-/// Step 08's security around the steps' hooks, for carton's own containers; what it
-/// cannot apply is said on stderr.
-pub fn secured(spec: &oci_spec::runtime::Spec, hooks: step07::StepHooks) -> Result<step08::Security> {
-    let reading = step08::from_oci(spec, hooks)?;
-    reading.warnings.iter().for_each(|warning| eprintln!("carton: warning: {warning}"));
-    Ok(reading.security)
-}
-
 // ANCHOR: run_once
 /// Run container `id` once: bring it up (root mounted, network made), bind its ports
 /// (unless the caller has: `published`), create and start it, record it running (`started`
@@ -84,7 +76,19 @@ pub fn run_once(runtime: &Runtime, id: &str, stdio: Stdio, published: Option<Vec
     // The container inherits this process's 0, 1 and 2 while it is created: point them at
     // the pipes for that moment (as a caller hands its stdio to runc).
     let options = CreateOptions::new(true, stdin);
-    let created = streams.as_stdio(|| runtime.create_with(id, &dir, options, secured))?;
+    // Step 08's security around the steps' hooks. What it cannot apply is said once the
+    // container is made, on this process's own stderr (during the create, fd 2 is the
+    // container's: the warning would land in its log).
+    let mut warnings = Vec::new();
+    let created = streams.as_stdio(|| {
+        runtime.create_with(id, &dir, options, |spec, hooks| {
+            let reading = step08::from_oci(spec, hooks)?;
+            warnings = reading.warnings;
+            Ok(reading.security)
+        })
+    });
+    warnings.iter().for_each(|warning| eprintln!("carton: warning: {warning}"));
+    let created = created?;
     let pid = created.running.pid;
     let cgroup = created.cgroup.clone();
     // Threads from here on: the container is cloned already.
