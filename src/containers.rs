@@ -10,7 +10,7 @@ use clap::{Args, Subcommand};
 use step01::{Error, Explain};
 use step07::exec::ExecProcess;
 use step07::{Record, Runtime};
-use step09::lifecycle;
+use step09::lifecycle::{self, monitor_args};
 use step09::monitor::Stdio;
 use step09::names;
 use step09::{Container, Status};
@@ -340,20 +340,6 @@ fn for_each_container(state_root: &Path, containers: &[String], act: &dyn Fn(&st
     Ok(u8::from(failed))
 }
 
-/// The command line that starts container `id`'s monitor: this program's hidden
-/// `monitor` command.
-fn monitor_args(state_root: &Path, id: &str, delay_ms: u64) -> Vec<String> {
-    vec!["--root".into(), state_root.display().to_string(), "monitor".into(), id.into(), "--delay-ms".into(), delay_ms.to_string()]
-}
-
-/// `carton monitor ID`: the monitor's process (see step 09).
-pub fn monitor(state_root: &Path, id: &str, report_fd: Option<i32>, delay_ms: u64) -> anyhow::Result<u8> {
-    let report = step09::monitor::Report::from_fd(report_fd);
-    let delay = std::time::Duration::from_millis(delay_ms);
-    lifecycle::monitor_main(state_root, id, report, delay, |next| monitor_args(state_root, id, next.as_millis() as u64))?;
-    Ok(0)
-}
-
 /// `carton create`: the bundle and the record, ready to start; prints the new id.
 pub fn create(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
     let runtime = Runtime::new(state_root, Explain::when(args.explain));
@@ -489,20 +475,7 @@ pub fn exec(state_root: &Path, args: ExecArgs) -> anyhow::Result<u8> {
 fn with_output_discarded<T>(work: impl FnOnce() -> T) -> T {
     use std::os::fd::AsRawFd;
     let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") else { return work() };
-    // Safety: dup and dup2 on this process's own descriptors; the saved ones are restored.
-    unsafe {
-        let saved = [libc::dup(1), libc::dup(2)];
-        libc::dup2(null.as_raw_fd(), 1);
-        libc::dup2(null.as_raw_fd(), 2);
-        let result = work();
-        for (fd, copy) in [(1, saved[0]), (2, saved[1])] {
-            if copy >= 0 {
-                libc::dup2(copy, fd);
-                libc::close(copy);
-            }
-        }
-        result
-    }
+    step09::monitor::with_stdio([None, Some(null.as_raw_fd()), Some(null.as_raw_fd())], work)
 }
 
 /// Every container with a record, the newest first.

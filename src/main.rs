@@ -35,14 +35,7 @@ enum Command {
     Container(containers::ContainerCommand),
     /// A detached container's monitor (started by `run -d` and `start`; not for people)
     #[command(hide = true)]
-    Monitor {
-        id: String,
-        #[arg(long)]
-        report_fd: Option<i32>,
-        /// The restart back-off so far, in milliseconds (a monitor restarting itself)
-        #[arg(long, default_value_t = 0)]
-        delay_ms: u64,
-    },
+    Monitor(step09::lifecycle::MonitorArgs),
     /// Make base material offline, from the host's own files
     #[command(subcommand)]
     Bootstrap(Bootstrap),
@@ -411,7 +404,7 @@ fn main() -> ExitCode {
         Command::Lifecycle(command) | Command::Container(containers::ContainerCommand::Shared(command)) => containers::run_command(&cli.root, command),
         Command::Container(containers::ContainerCommand::Ls(args)) => containers::list(&cli.root, &args),
         Command::Container(containers::ContainerCommand::Prune { force }) => containers::prune(&cli.root, force),
-        Command::Monitor { id, report_fd, delay_ms } => containers::monitor(&cli.root, &id, report_fd, delay_ms),
+        Command::Monitor(args) => step09::lifecycle::run_monitor(&cli.root, &args).map(|()| 0).map_err(Into::into),
         Command::Bootstrap(Bootstrap::Busybox { dir: Some(dir) }) => bootstrap_busybox(dir),
         Command::Bootstrap(Bootstrap::Busybox { dir: None }) => bootstrap_busybox_image(&cli.root),
         Command::Doctor => doctor::run(),

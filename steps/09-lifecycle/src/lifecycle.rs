@@ -15,6 +15,31 @@ use crate::monitor::{self, Report, Stdio};
 use crate::names;
 use crate::record::{Container, Status, NEVER};
 
+/// The hidden `monitor` command of a program that is its own containers' monitor (`carton`,
+/// the demo): the container, and what its starter hands down.
+#[derive(clap::Args)]
+pub struct MonitorArgs {
+    pub id: String,
+    /// The descriptor to report on (a CLI waits at its other end)
+    #[arg(long)]
+    pub report_fd: Option<i32>,
+    /// The restart back-off so far, in milliseconds (a monitor restarting itself)
+    #[arg(long, default_value_t = 0)]
+    pub delay_ms: u64,
+}
+
+/// The arguments (after the program's name) that start container `id`'s monitor: the
+/// program's global `--root`, then its hidden `monitor` command.
+pub fn monitor_args(state_root: &Path, id: &str, delay_ms: u64) -> Vec<String> {
+    vec!["--root".into(), state_root.display().to_string(), "monitor".into(), id.into(), "--delay-ms".into(), delay_ms.to_string()]
+}
+
+/// The `monitor` command: [`monitor_main`], restarting itself with [`monitor_args`].
+pub fn run_monitor(state_root: &Path, args: &MonitorArgs) -> Result<()> {
+    let report = Report::from_fd(args.report_fd);
+    monitor_main(state_root, &args.id, report, Duration::from_millis(args.delay_ms), |next| monitor_args(state_root, &args.id, next.as_millis() as u64))
+}
+
 // ANCHOR: monitor_main
 /// A detached container's monitor, from its first line: leave the CLI, own the container,
 /// run it (again and again, as its restart policy says), then take it down or remove it.

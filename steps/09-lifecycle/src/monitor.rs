@@ -167,23 +167,7 @@ impl Streams {
     /// ends, then put them back.
     fn as_stdio<T>(&self, work: impl FnOnce() -> T) -> T {
         let Streams::Pipes { container, .. } = self else { return work() };
-        // Safety: dup and dup2 on this process's own descriptors; the saved ones are restored.
-        unsafe {
-            let saved = [libc::dup(0), libc::dup(1), libc::dup(2)];
-            for (fd, end) in container.iter().enumerate() {
-                if let Some(end) = end {
-                    libc::dup2(end.as_raw_fd(), fd as i32);
-                }
-            }
-            let result = work();
-            for (fd, copy) in saved.into_iter().enumerate() {
-                if copy >= 0 {
-                    libc::dup2(copy, fd as i32);
-                    libc::close(copy);
-                }
-            }
-            result
-        }
+        with_stdio(container.each_ref().map(|end| end.as_ref().map(AsRawFd::as_raw_fd)), work)
     }
 
     /// Start passing the container's output on (to the log and whoever attaches, or to the
@@ -208,6 +192,28 @@ impl Streams {
                 Ok(Pumps { relay: None, threads, _stdin: stdin_writer })
             }
         }
+    }
+}
+
+/// Run `work` with this process's 0, 1 and 2 pointing at `ends` (where one is given), which
+/// a process it starts inherits (as a caller hands its stdio to runc); then put them back.
+pub fn with_stdio<T>(ends: [Option<std::os::fd::RawFd>; 3], work: impl FnOnce() -> T) -> T {
+    // Safety: dup and dup2 on this process's own descriptors; the saved ones are restored.
+    unsafe {
+        let saved = [libc::dup(0), libc::dup(1), libc::dup(2)];
+        for (fd, end) in ends.iter().enumerate() {
+            if let Some(end) = end {
+                libc::dup2(*end, fd as i32);
+            }
+        }
+        let result = work();
+        for (fd, copy) in saved.into_iter().enumerate() {
+            if copy >= 0 {
+                libc::dup2(copy, fd as i32);
+                libc::close(copy);
+            }
+        }
+        result
     }
 }
 

@@ -15,11 +15,12 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use clap::{Parser, Subcommand};
 use step01::{Explain, Process};
-use step09::{lifecycle, names, Container, HostConfig};
+use step09::lifecycle::{self, monitor_args};
+use step09::{names, Container, HostConfig};
 
 #[derive(Parser)]
 #[command(about = "Chapter 9 of carton: detached containers, the monitor, the container's life")]
@@ -59,14 +60,9 @@ enum Command {
         force: bool,
         container: String,
     },
+    /// A detached container's monitor (started by `run -d` and `start`; not for people)
     #[command(hide = true)]
-    Monitor {
-        id: String,
-        #[arg(long)]
-        report_fd: Option<i32>,
-        #[arg(long, default_value_t = 0)]
-        delay_ms: u64,
-    },
+    Monitor(lifecycle::MonitorArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,10 +82,7 @@ fn main() -> ExitCode {
         Command::Stop { container } => names::resolve(&root, &container).and_then(|id| lifecycle::stop(&root, &id, None)),
         Command::Start { container } => names::resolve(&root, &container).and_then(|id| lifecycle::start_detached(&root, &id, &monitor_args(&root, &id, 0))),
         Command::Rm { force, container } => names::resolve(&root, &container).and_then(|id| lifecycle::remove(&root, &id, force)),
-        Command::Monitor { id, report_fd, delay_ms } => {
-            let report = step09::monitor::Report::from_fd(report_fd);
-            lifecycle::monitor_main(&root, &id, report, Duration::from_millis(delay_ms), |next| monitor_args(&root, &id, next.as_millis() as u64))
-        }
+        Command::Monitor(args) => lifecycle::run_monitor(&root, &args),
     };
     match done {
         Ok(()) => ExitCode::SUCCESS,
@@ -98,11 +91,6 @@ fn main() -> ExitCode {
             ExitCode::from(error.exit_code())
         }
     }
-}
-
-/// The command line of this program's monitor for container `id`.
-fn monitor_args(root: &Path, id: &str, delay_ms: u64) -> Vec<String> {
-    vec!["--root".into(), root.display().to_string(), "monitor".into(), id.into(), "--delay-ms".into(), delay_ms.to_string()]
 }
 
 /// A container from `rootfs`, with chapter 2's namespaces, no network and chapter 8's
