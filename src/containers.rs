@@ -122,6 +122,9 @@ pub enum Lifecycle {
         /// Do not pass this terminal's input on
         #[arg(long = "no-stdin")]
         no_stdin: bool,
+        /// Pass the signals this command gets (Ctrl-C, kill) on to the container (without -t); --sig-proxy=false to leave them
+        #[arg(long = "sig-proxy", value_name = "BOOL", num_args = 0..=1, default_value_t = true, default_missing_value = "true", action = clap::ArgAction::Set)]
+        sig_proxy: bool,
         #[arg(value_name = "CONTAINER")]
         container: String,
     },
@@ -295,10 +298,10 @@ pub fn run_command(state_root: &Path, command: Lifecycle) -> anyhow::Result<u8> 
         }
         Lifecycle::Port { container, port } => self::port(state_root, &container, port.as_deref()),
         Lifecycle::Top { container, options } => top(state_root, &container, &options),
-        Lifecycle::Attach { detach_keys, no_stdin, container } => {
+        Lifecycle::Attach { detach_keys, no_stdin, sig_proxy, container } => {
             let keys = step09::attach::parse_detach_keys(&detach_keys)?;
             let id = names::resolve(state_root, &container)?;
-            match step09::attach::attach(state_root, &id, &keys, !no_stdin)? {
+            match step09::attach::attach(state_root, &id, &keys, !no_stdin, sig_proxy)? {
                 step09::attach::Detached::Ended(code) => Ok(code as u8),
                 step09::attach::Detached::ByKeys => {
                     eprintln!("\r\nread escape sequence");
@@ -488,7 +491,8 @@ fn all_containers(state_root: &Path) -> Vec<Container> {
 
 /// Whether `container` passes `ps --filter KEY=VALUE`.
 fn passes(container: &Container, filter: &str) -> step01::Result<bool> {
-    let (key, value) = filter.split_once('=').ok_or_else(|| Error::runtime(format!("invalid filter {filter:?}: give KEY=VALUE (status=exited, name=web, ancestor=busybox, id=PREFIX)")))?;
+    let (key, value) =
+        filter.split_once('=').ok_or_else(|| Error::runtime(format!("invalid filter {filter:?}: give KEY=VALUE (status=exited, name=web, ancestor=busybox, id=PREFIX, health=healthy)")))?;
     Ok(match key {
         "status" => {
             const STATUSES: &[&str] = &["created", "restarting", "running", "removing", "paused", "exited", "dead"];
@@ -503,7 +507,14 @@ fn passes(container: &Container, filter: &str) -> step01::Result<bool> {
             let image = |text: &str| text.strip_suffix(":latest").unwrap_or(text).to_string();
             image(&container.image) == image(value) || container.image_id.starts_with(value) || container.image_id.trim_start_matches("sha256:").starts_with(value)
         }
-        _ => return Err(Error::runtime(format!("invalid filter {key:?}: carton's ps filters by status, name, id and ancestor"))),
+        "health" => {
+            const HEALTH: &[&str] = &["starting", "healthy", "unhealthy", "none"];
+            if !HEALTH.contains(&value) {
+                return Err(Error::runtime(format!("invalid filter health={value}: give one of {}", HEALTH.join(", "))));
+            }
+            container.state.health.as_ref().map_or("none", |health| health.status.as_str()) == value
+        }
+        _ => return Err(Error::runtime(format!("invalid filter {key:?}: carton's ps filters by status, name, id, ancestor and health"))),
     })
 }
 
@@ -559,25 +570,35 @@ pub fn prune(state_root: &Path, force: bool) -> anyhow::Result<u8> {
     if !force && !crate::images::confirm("carton container prune", "WARNING! This will remove all stopped containers.")? {
         return Ok(0);
     }
+    let (removed, freed) = remove_stopped(state_root);
+    print_stdout(&format!("{}Total reclaimed space: {}\n", deleted_list("Deleted Containers", &removed), step09::stats::decimal_size(freed)));
+    Ok(0)
+}
+
+/// Every stopped (created, exited, dead) container removed: their ids, and the bytes
+/// their writable layers held.
+pub fn remove_stopped(state_root: &Path) -> (Vec<String>, u64) {
     let mut removed = Vec::new();
     let mut freed = 0;
     for container in all_containers(state_root) {
         if matches!(container.observed_status(), Status::Created | Status::Exited | Status::Dead) {
-            freed += step05::store::disk_usage(&state_root.join("overlay/containers").join(&container.id));
+            let layer = step05::store::disk_usage(&state_root.join("overlay/containers").join(&container.id));
             if lifecycle::remove(state_root, &container.id, false).is_ok() {
                 removed.push(container.id);
+                freed += layer;
             }
         }
     }
-    let mut text = String::new();
-    if !removed.is_empty() {
-        text.push_str("Deleted Containers:\n");
-        removed.iter().for_each(|id| text.push_str(&format!("{id}\n")));
-        text.push('\n');
+    (removed, freed)
+}
+
+/// A prune's list as Docker prints it: a heading, one line each, a blank line; nothing
+/// when nothing went.
+pub fn deleted_list(heading: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
     }
-    text.push_str(&format!("Total reclaimed space: {}\n", step09::stats::decimal_size(freed)));
-    print_stdout(&text);
-    Ok(0)
+    format!("{heading}:\n{}\n", lines.iter().map(|line| format!("{line}\n")).collect::<String>())
 }
 
 /// `carton logs`.

@@ -319,16 +319,43 @@ pub fn prune(state_root: &Path, force: bool) -> anyhow::Result<u8> {
     if !force && !confirm("carton image prune", "WARNING! This will remove all dangling images.")? {
         return Ok(0);
     }
-    let deleted = step06::prune(state_root)?;
-    // And what killed pulls and unpacks left half made (only chapter 7's collector knows all of it).
-    let swept = step05::LayerStore::new(state_root).sweep_abandoned();
+    let (deleted, freed) = remove_unneeded(state_root)?;
     let mut text = String::new();
-    for (digest, _) in &deleted {
+    for digest in &deleted {
         text += &format!("Deleted: {digest}\n");
     }
-    text += &format!("Total reclaimed space: {}\n", human_size(deleted.iter().map(|(_, size)| size).sum::<u64>() + swept));
+    text += &format!("Total reclaimed space: {}\n", human_size(freed));
     print_stdout(&text);
     Ok(0)
+}
+
+/// The blobs no image and no container needs deleted, and what killed pulls and unpacks
+/// left half made (only chapter 7's collector knows all of it): the deleted blobs, and
+/// the bytes freed.
+pub fn remove_unneeded(state_root: &Path) -> anyhow::Result<(Vec<String>, u64)> {
+    let deleted = step06::prune(state_root)?;
+    let swept = step05::LayerStore::new(state_root).sweep_abandoned();
+    let freed = deleted.iter().map(|(_, size)| size).sum::<u64>() + swept;
+    Ok((deleted.into_iter().map(|(digest, _)| digest).collect(), freed))
+}
+
+/// `system prune -a`: every image no container uses removed, with the blobs only it
+/// needed. Returns Docker's lines (`untagged: NAME`, `deleted: DIGEST`) and the bytes freed.
+pub fn remove_unused(state_root: &Path) -> anyhow::Result<(Vec<String>, u64)> {
+    let store = ImageStore::open(state_root)?;
+    let sizes: std::collections::HashMap<String, u64> = store.blobs()?.into_iter().collect();
+    let in_use: Vec<String> = store.in_use()?.into_iter().map(|(_, manifest)| manifest).collect();
+    let (mut lines, mut freed) = (Vec::new(), 0);
+    for (name, manifest) in store.tags()? {
+        if !in_use.contains(&manifest) {
+            let reference = Reference::parse(&name)?;
+            let deleted = step06::remove(state_root, &reference, false)?;
+            lines.push(format!("untagged: {}", reference.familiar()));
+            freed += deleted.iter().filter_map(|digest| sizes.get(digest)).sum::<u64>();
+            lines.extend(deleted.into_iter().map(|digest| format!("deleted: {digest}")));
+        }
+    }
+    Ok((lines, freed))
 }
 
 pub fn inspect(state_root: &Path, images: &[String]) -> anyhow::Result<u8> {

@@ -45,6 +45,9 @@ enum Command {
     Info,
     /// Show carton's version
     Version,
+    /// Manage carton itself: what it holds, and clearing what is not used
+    #[command(subcommand)]
+    System(System),
     /// Manage carton's network
     #[command(subcommand)]
     Network(Network),
@@ -127,6 +130,21 @@ enum ImageCommand {
     },
     #[command(flatten)]
     Shared(images::ImageCommand),
+}
+
+#[derive(Subcommand)]
+enum System {
+    /// Remove stopped containers, and images nothing uses (dangling ones; every unused one with -a)
+    Prune {
+        /// Remove every image no container uses, not only dangling ones
+        #[arg(short, long)]
+        all: bool,
+        /// Do not ask first
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// The same as `carton info`
+    Info,
 }
 
 #[derive(Subcommand)]
@@ -225,10 +243,49 @@ struct RunArgs {
     #[arg(long = "log-opt", value_name = "OPTION")]
     log_opt: Vec<String>,
     #[command(flatten)]
+    health: HealthFlags,
+    #[command(flatten)]
     planned: PlannedRunFlags,
     /// The image, then the command and its arguments (or, with --rootfs, the command)
     #[arg(trailing_var_arg = true, value_name = "IMAGE [COMMAND]")]
     command: Vec<String>,
+}
+
+/// Docker's health-check flags (chapter 9): a command the monitor runs in the container.
+#[derive(Args)]
+struct HealthFlags {
+    /// A shell command that checks the container's health (exit 0: healthy)
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    cmd: Option<String>,
+    /// Time between checks, e.g. 30s (default 30s)
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    interval: Option<String>,
+    /// Time a check may take, e.g. 5s (default 30s)
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    timeout: Option<String>,
+    /// Time to start in, when failures do not count yet, e.g. 1m (default 0s)
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    start_period: Option<String>,
+    /// Failures in a row that make it unhealthy (default 3)
+    #[arg(long = "health-retries", value_name = "N")]
+    retries: Option<u32>,
+    /// No health check, not even the image's HEALTHCHECK
+    #[arg(long = "no-healthcheck")]
+    none: bool,
+}
+
+impl HealthFlags {
+    /// The check asked for, over the image's (`image`, its config's `Healthcheck`).
+    fn over(&self, image: Option<&serde_json::Value>) -> step01::Result<Option<step09::health::HealthConfig>> {
+        let asked = step09::health::from_flags(self.cmd.as_deref(), self.interval.as_deref(), self.timeout.as_deref(), self.start_period.as_deref(), self.retries, self.none)?;
+        let image = image
+            .map(|value| serde_json::from_value(value.clone()).map_err(|e| step01::Error::runtime(format!("the image's HEALTHCHECK cannot be read ({e}); --no-healthcheck runs without it"))))
+            .transpose()?;
+        Ok(match (asked, image) {
+            (Some(asked), image) => Some(asked.over(image)),
+            (None, image) => image,
+        })
+    }
 }
 
 /// Docker's resource limits (chapter 4), parsed and checked by step 04.
@@ -397,7 +454,7 @@ fn main() -> ExitCode {
     // Errors of the commands that run a container exit 125; of the others, 1 (as Docker's).
     let error_code = match &cli.command {
         Command::Lifecycle(command) | Command::Container(containers::ContainerCommand::Shared(command)) if !command.runs_a_container() => Some(1),
-        Command::Container(containers::ContainerCommand::Ls(_) | containers::ContainerCommand::Prune { .. }) => Some(1),
+        Command::Container(containers::ContainerCommand::Ls(_) | containers::ContainerCommand::Prune { .. }) | Command::System(_) => Some(1),
         _ => None,
     };
     let outcome = match cli.command {
@@ -408,7 +465,8 @@ fn main() -> ExitCode {
         Command::Bootstrap(Bootstrap::Busybox { dir: Some(dir) }) => bootstrap_busybox(dir),
         Command::Bootstrap(Bootstrap::Busybox { dir: None }) => bootstrap_busybox_image(&cli.root),
         Command::Doctor => doctor::run(),
-        Command::Info => system::info(&cli.root),
+        Command::Info | Command::System(System::Info) => system::info(&cli.root),
+        Command::System(System::Prune { all, force }) => system::prune(&cli.root, all, force),
         Command::Version => system::version(),
         Command::Network(Network::Prune) => network_prune(&cli.root),
         Command::Images | Command::Image(ImageCommand::Ls) => images::list(&cli.root),
@@ -537,6 +595,11 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
         args.publish.extend(exposed.split(',').filter(|port| !port.is_empty()).map(str::to_string));
         // no host port: the kernel chooses
     }
+    let image_healthcheck = match &root {
+        step07::engine::Root::Image(prepared) => prepared.image.healthcheck.as_ref(),
+        step07::engine::Root::Directory(_) => None,
+    };
+    let healthcheck = args.health.over(image_healthcheck)?;
     let (image_name, image_id) = match &root {
         step07::engine::Root::Image(prepared) => (args.command[0].clone(), prepared.image.manifest.config().digest().to_string()),
         step07::engine::Root::Directory(dir) => (dir.display().to_string(), String::new()),
@@ -547,6 +610,7 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
         args.stop_signal.clone().or_else(|| image_annotations.iter().find(|(k, _)| k == "org.opencontainers.image.stopSignal").map(|(_, v)| v.clone())).unwrap_or_else(|| "SIGTERM".into());
     record.stop_timeout = args.stop_timeout.unwrap_or(10);
     (record.tty, record.interactive) = (args.tty, args.interactive);
+    record.healthcheck = healthcheck;
     let name = args.name.clone();
     let mut spec = container_spec(*args, process, &passwd_root, &id, &limits)?;
     let mut annotations = spec.annotations().clone().unwrap_or_default();

@@ -163,10 +163,10 @@ fn a_kept_container_starts_again_on_its_own_files_and_a_new_one_starts_clean() {
     // start -a: attached, its output here, its status this command's.
     let again = state.carton(&["start", "-a", "keeper"]);
     assert_eq!((again.status.code(), stdout(&again)), (Some(4), "kept\n".to_string()), "{}", stderr(&again));
-    assert_eq!(state.ok(&["logs", "keeper"]), "", "an attached run's output went to the terminal, not the log");
+    assert_eq!(state.ok(&["logs", "keeper"]), "kept\n", "an attached run's output is logged too");
     state.ok(&["start", "keeper"]);
     assert_eq!(state.ok(&["wait", "keeper"]), "4\n");
-    assert_eq!(state.ok(&["logs", "keeper"]), "kept\nkept\n");
+    assert_eq!(state.ok(&["logs", "keeper"]), "kept\nkept\nkept\n", "the log goes on across runs");
     assert_eq!(state.ok(&["inspect", "-f", "{{.RestartCount}} {{.State.ExitCode}}", "keeper"]), "0 4\n");
     let fresh = state.carton(&["run", "--rm", "--network", "none", "busybox", "cat", "/note"]);
     assert_eq!(fresh.status.code(), Some(1), "a new container from the image starts clean: {}", stdout(&fresh));
@@ -211,6 +211,11 @@ fn logs_keep_stdout_and_stderr_apart_and_follow_tail_and_rotate() {
     let refused = state.carton(&["run", "-d", "--log-opt", "max-files=2", "busybox", "true"]);
     assert_eq!(refused.status.code(), Some(125));
     assert!(stderr(&refused).contains("unknown --log-opt \"max-files=2\""), "{}", stderr(&refused));
+    // An attached run shows its output and logs it too (a --rm one only shows it).
+    let attached = state.carton(&["run", "--network", "none", "--name", "attached", "busybox", "sh", "-c", "echo shown; echo warned >&2; exit 4"]);
+    assert_eq!((attached.status.code(), stdout(&attached).as_str(), stderr(&attached).as_str()), (Some(4), "shown\n", "warned\n"));
+    let logs = state.carton(&["logs", "attached"]);
+    assert_eq!((stdout(&logs).as_str(), stderr(&logs).as_str()), ("shown\n", "warned\n"));
 }
 
 #[test]
@@ -607,5 +612,101 @@ fn attach_follows_a_detached_container_and_detach_keys_leave_it_running() {
     assert_eq!((attached.status.code(), stdout(&attached), stderr(&attached)), (Some(7), "late\n".to_string(), "oops\n".to_string()));
     let out = state.carton(&["attach", &later]);
     assert!(stderr(&out).contains("you cannot attach to a stopped container"), "{}", stderr(&out));
-    state.ok(&["rm", "-f", &id, &later]);
+    // Ctrl-C (SIGINT) to an attached CLI goes to the container (--sig-proxy, the default),
+    // or, with --sig-proxy=false, only ends the CLI.
+    let trapping = ["busybox", "sh", "-c", "trap 'echo got INT; exit 3' INT; while :; do sleep 0.1; done"];
+    let interrupted = |container: &str, flags: &[&str]| {
+        let cli = carton().env("CARTON_ROOT", state.path()).args([&["attach", "--no-stdin"], flags, &[container]].concat()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        std::thread::sleep(Duration::from_millis(1500));
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(cli.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+        cli.wait_with_output().unwrap()
+    };
+    let proxied = state.detached(&trapping);
+    let out = interrupted(&proxied, &[]);
+    assert_eq!((out.status.code(), stdout(&out)), (Some(3), "got INT\n".to_string()), "{}", stderr(&out));
+    let left = state.detached(&trapping);
+    let out = interrupted(&left, &["--sig-proxy=false"]);
+    assert_eq!(std::os::unix::process::ExitStatusExt::signal(&out.status), Some(2), "the CLI ends by the signal");
+    assert_eq!(state.ok(&["inspect", "-f", "{{.State.Status}}", &left]).trim(), "running", "the container did not get it");
+    state.ok(&["rm", "-f", &id, &later, &proxied, &left]);
+}
+
+#[test]
+fn health_checks_run_in_the_monitor_and_show_in_ps_and_inspect() {
+    require_root();
+    let state = State::new();
+    let id = state.detached(&[
+        "--name",
+        "checked",
+        "--health-cmd",
+        "echo checking; test -f /tmp/ready",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "--health-start-period",
+        "3s",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let health = |field: &str| state.ok(&["inspect", "-f", &format!("{{{{.State.Health.{field}}}}}"), &id]).trim().to_string();
+    assert_eq!(health("Status"), "starting", "failures in the start period do not count");
+    assert!(state.ok(&["ps"]).contains("(health: starting)"));
+    wait_until("two failures after the start period make it unhealthy", Duration::from_secs(20), || health("Status") == "unhealthy");
+    assert!(state.ok(&["ps"]).contains("(unhealthy)"), "{}", state.ok(&["ps"]));
+    assert_eq!(state.ok(&["inspect", "-f", "{{.State.Status}}", &id]).trim(), "running", "an unhealthy container keeps running");
+    let log: serde_json::Value = serde_json::from_str(&state.ok(&["inspect", "-f", "{{json .State.Health.Log}}", &id])).unwrap();
+    let first = &log[0];
+    assert_eq!((first["ExitCode"].as_i64(), first["Output"].as_str()), (Some(1), Some("checking\n")), "{log}");
+    state.ok(&["exec", &id, "touch", "/tmp/ready"]);
+    wait_until("one success makes it healthy", Duration::from_secs(20), || health("Status") == "healthy");
+    assert_eq!(health("FailingStreak"), "0");
+    assert!(state.ok(&["ps", "--filter", "health=healthy", "-q"]).contains(&id[..12]));
+    assert!(state.ok(&["ps", "--filter", "health=unhealthy", "-q"]).trim().is_empty());
+    let log: serde_json::Value = serde_json::from_str(&state.ok(&["inspect", "-f", "{{json .State.Health.Log}}", &id])).unwrap();
+    assert!(log.as_array().unwrap().len() <= 5, "the last five checks are kept: {log}");
+    assert_eq!(state.ok(&["inspect", "-f", "{{json .Config.Healthcheck.Test}}", &id]).trim(), r#"["CMD-SHELL","echo checking; test -f /tmp/ready"]"#);
+
+    // A check that does not answer in time fails with Docker's words; restarting starts over.
+    let slow = state.detached(&["--health-cmd", "sleep 5", "--health-interval", "500ms", "--health-timeout", "300ms", "--health-retries", "1", "busybox", "sleep", "300"]);
+    wait_until("the slow check times out", Duration::from_secs(20), || state.ok(&["inspect", "-f", "{{.State.Health.Status}}", &slow]).trim() == "unhealthy");
+    let log = state.ok(&["inspect", "-f", "{{json .State.Health.Log}}", &slow]);
+    assert!(log.contains(r#""ExitCode":-1"#) && log.contains("Health check exceeded timeout (300ms)"), "{log}");
+    state.ok(&["stop", "-t", "1", &slow]);
+    state.ok(&["start", &slow]);
+    assert_eq!(state.ok(&["inspect", "-f", "{{.State.Health.Status}}", &slow]).trim(), "starting", "a start begins again");
+
+    // A container without a check has no Health; --no-healthcheck and --health-* conflict.
+    let plain = state.detached(&["busybox", "sleep", "300"]);
+    assert!(!state.ok(&["inspect", &plain]).contains("\"Health\""));
+    let out = state.carton(&["run", "-d", "--no-healthcheck", "--health-cmd", "true", "busybox", "true"]);
+    assert_eq!(out.status.code(), Some(125));
+    assert!(stderr(&out).contains("--no-healthcheck conflicts"), "{}", stderr(&out));
+    let out = state.carton(&["run", "-d", "--health-interval", "soon", "busybox", "true"]);
+    assert!(out.status.code() == Some(125) && stderr(&out).contains("--health-interval"), "{}", stderr(&out));
+}
+
+#[test]
+fn system_prune_removes_stopped_containers_and_with_all_every_unused_image() {
+    require_root();
+    let state = State::new();
+    state.ok(&["run", "--network", "none", "--name", "done", "busybox", "true"]);
+    let running = state.detached(&["--name", "up", "busybox", "sleep", "300"]);
+    state.ok(&["tag", "busybox", "spare:1"]);
+    let out = state.carton(&["system", "prune"]);
+    assert_eq!(out.status.code(), Some(1), "without a terminal to ask on, -f is needed");
+    assert!(stderr(&out).contains("give -f"), "{}", stderr(&out));
+    assert_eq!(state.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\ndone\n", "nothing removed without -f");
+    let pruned = state.ok(&["system", "prune", "-f"]);
+    assert!(pruned.starts_with("Deleted Containers:\n") && pruned.contains("Total reclaimed space:"), "{pruned}");
+    assert_eq!(state.ok(&["ps", "-a", "--format", "{{.Names}}"]), "up\n", "the running container stays");
+    assert_eq!(state.ok(&["images"]).lines().count(), 3, "no image is dangling: both names stay (and the heading)");
+    // -a: both names point at the image the running container uses: kept while it runs.
+    assert!(!state.ok(&["system", "prune", "-af"]).contains("untagged"));
+    state.ok(&["rm", "-f", &running]);
+    let pruned = state.ok(&["system", "prune", "-af"]);
+    assert!(pruned.contains("Deleted Images:\nuntagged: busybox:latest\nuntagged: spare:1\ndeleted: sha256:"), "{pruned}");
+    assert_eq!(state.ok(&["images"]).lines().count(), 1, "no image is left");
+    assert_eq!(std::fs::read_dir(state.path().join("images/blobs/sha256")).map(|d| d.count()).unwrap_or(0), 0, "no blob is left");
 }

@@ -13,6 +13,22 @@ pub struct Image {
     pub manifest_digest: String,
     pub manifest: ImageManifest,
     pub config: ImageConfiguration,
+    /// The config's `Healthcheck` (Docker's, which the OCI config has no field for), as
+    /// written: step 09 reads it.
+    pub healthcheck: Option<Value>,
+}
+
+/// The part of Docker's image config the OCI type leaves out.
+#[derive(serde::Deserialize)]
+struct DockerExtras {
+    #[serde(default)]
+    config: Option<DockerConfigExtras>,
+}
+
+#[derive(serde::Deserialize)]
+struct DockerConfigExtras {
+    #[serde(rename = "Healthcheck", default)]
+    healthcheck: Option<Value>,
 }
 
 impl Image {
@@ -27,8 +43,10 @@ impl Image {
     /// The image whose manifest is the blob `manifest_digest`.
     pub fn from_store(store: &ImageStore, manifest_digest: &str) -> Result<Image> {
         let manifest = parse_manifest(&store.read_blob(manifest_digest)?)?;
-        let config = parse_config(&store.read_blob(manifest.config().digest().as_ref())?)?;
-        let image = Image { manifest_digest: manifest_digest.to_string(), manifest, config };
+        let config_bytes = store.read_blob(manifest.config().digest().as_ref())?;
+        let config = parse_config(&config_bytes)?;
+        let healthcheck = serde_json::from_slice::<DockerExtras>(&config_bytes).ok().and_then(|extras| extras.config?.healthcheck);
+        let image = Image { manifest_digest: manifest_digest.to_string(), manifest, config, healthcheck };
         if image.layers().len() != image.diff_ids().len() {
             return Err(Error::runtime(format!("the image {manifest_digest} is inconsistent: {} layers but {} diff IDs in its config", image.layers().len(), image.diff_ids().len())));
         }

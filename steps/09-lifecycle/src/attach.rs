@@ -119,11 +119,16 @@ pub fn parse_detach_keys(text: &str) -> Result<Vec<u8>> {
 
 // ANCHOR: attach
 /// Attach this process's terminal to container `id` until it ends, or until the user types
-/// `detach_keys`.
-pub fn attach(state_root: &Path, id: &str, detach_keys: &[u8], with_stdin: bool) -> Result<Detached> {
+/// `detach_keys`. With `sig_proxy`, the signals this process gets (Ctrl-C's SIGINT, a
+/// `kill`) go to the container's process instead; with a terminal, Ctrl-C is a key like
+/// any other and goes in as input.
+pub fn attach(state_root: &Path, id: &str, detach_keys: &[u8], with_stdin: bool, sig_proxy: bool) -> Result<Detached> {
     let container = Container::load(state_root, id)?.ok_or_else(|| Error::runtime(format!("no such container: {id}")))?;
     if !container.is_running() {
         return Err(Error::runtime(format!("you cannot attach to a stopped container ({}): start it first", container.name)));
+    }
+    if sig_proxy && !container.tty {
+        proxy_signals(state_root, id)?;
     }
     let path = Container::dir(state_root, id).join(SOCKET);
     let socket = short_path(&path, |short| UnixStream::connect(short))
@@ -196,6 +201,34 @@ pub fn attach(state_root: &Path, id: &str, detach_keys: &[u8], with_stdin: bool)
     }
 }
 // ANCHOR_END: attach
+
+// ANCHOR: sig_proxy
+/// The signals a user sends to a command in front of them, passed on to container `id`'s
+/// first process (`docker attach --sig-proxy`, its default): blocked in this process
+/// (before any thread starts: threads inherit the mask), waited for by a thread of its own.
+fn proxy_signals(state_root: &Path, id: &str) -> Result<()> {
+    use nix::sys::signal::{SigSet, Signal};
+    let mut signals = SigSet::empty();
+    for signal in [Signal::SIGHUP, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGUSR1, Signal::SIGUSR2, Signal::SIGALRM] {
+        signals.add(signal);
+    }
+    signals.thread_block().map_err(|errno| Error::syscall("sigprocmask", errno))?;
+    // A shell starts a background command with SIGINT ignored, and an ignored signal is
+    // dropped before anyone can wait for it: back to the default (harmless while blocked).
+    for signal in signals.iter() {
+        // Safety: the default disposition, no handler of ours.
+        let _ = unsafe { nix::sys::signal::signal(signal, nix::sys::signal::SigHandler::SigDfl) };
+    }
+    let (state_root, id) = (state_root.to_path_buf(), id.to_string());
+    std::thread::spawn(move || {
+        let runtime = step07::Runtime::new(&state_root, step01::Explain::off());
+        while let Ok(signal) = signals.wait() {
+            let _ = runtime.kill(&id, signal, false);
+        }
+    });
+    Ok(())
+}
+// ANCHOR_END: sig_proxy
 
 /// The user's terminal in raw mode while attached to a container's terminal (keys go to
 /// it as typed), put back as it was when dropped. Nothing to do when stdin is no terminal.

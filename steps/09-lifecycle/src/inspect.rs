@@ -27,7 +27,7 @@ pub fn container_json(state_root: &Path, container: &Container) -> Value {
     }
     let gateway = container.ip_address.as_ref().and_then(|_| step03::subnet_from_env().ok()).map(|subnet| subnet.gateway().to_string()).unwrap_or_default();
     let user = process.user();
-    json!({
+    let mut details = json!({
         "Id": container.id,
         "Created": container.created,
         "Path": container.path,
@@ -86,7 +86,15 @@ pub fn container_json(state_root: &Path, container: &Container) -> Value {
             "Gateway": gateway,
             "Ports": ports,
         },
-    })
+    });
+    // Docker shows these only for a container with a health check.
+    if let Some(health) = &container.state.health {
+        details["State"]["Health"] = json!(health);
+    }
+    if let Some(check) = &container.healthcheck {
+        details["Config"]["Healthcheck"] = json!(check);
+    }
+    details
 }
 // ANCHOR_END: container_json
 

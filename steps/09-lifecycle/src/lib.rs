@@ -17,11 +17,13 @@
 //!   monitor that was killed;
 //! - [`logs`]: Docker's `json-file` log, with rotation;
 //! - [`show`]: `ps`'s words and columns; [`inspect`]: `docker inspect`'s shape;
+//! - [`health`]: health checks, run by the monitor;
 //! - [`cp`], [`layer`]: files in and out of a container, its `diff`, `commit`.
 
 pub mod attach;
 pub mod cp;
 pub mod flags;
+pub mod health;
 pub mod inspect;
 pub mod layer;
 pub mod lifecycle;

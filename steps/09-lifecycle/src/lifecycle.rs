@@ -116,7 +116,8 @@ pub fn restart_delay(state_root: &Path, id: &str, ended: &monitor::Ended, previo
     while Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20).min(deadline - Instant::now()));
         if Container::load(state_root, id)?.is_none_or(|c| c.state.stopped_by_user) {
-            Container::update(state_root, id, |c| c.state.status = Status::Exited).ok();
+            // Not restarted after all: not counted.
+            Container::update(state_root, id, |c| (c.state.status, c.restart_count) = (Status::Exited, c.restart_count.saturating_sub(1))).ok();
             return Ok(None);
         }
     }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 use step01::{Error, Result};
 use step07::{CreateOptions, Runtime};
 
+use crate::health::{Health, Watch};
 use crate::record::{Container, Status};
 use crate::{attach, logs};
 
@@ -59,6 +60,10 @@ pub fn run_once(runtime: &Runtime, id: &str, stdio: Stdio, published: Option<Vec
     let record = Container::load(state_root, id)?.ok_or_else(|| Error::runtime(format!("no such container: {id}")))?;
     let log_path = logs::path(&dir, id);
     let (stdin, streams) = match &stdio {
+        // Attached without a terminal: the output comes through here, to the user and
+        // into the log (`carton logs` works after an attached run too), unless the
+        // container is removed at its end anyway (`--rm`: nothing would read the log).
+        Stdio::Inherited { tty: false, interactive } if !record.host_config.auto_remove => (if *interactive { step02::Stdin::Inherit } else { step02::Stdin::Null }, Streams::pipes(false, true)?),
         Stdio::Inherited { tty, interactive } => {
             let (console, stdin) = step02::attach_stdio(*tty, *interactive)?;
             (stdin, Streams::Inherited { console, interactive: *interactive })
@@ -67,7 +72,7 @@ pub fn run_once(runtime: &Runtime, id: &str, stdio: Stdio, published: Option<Vec
             let (console, stdin) = step02::attach_stdio(true, false)?;
             (stdin, Streams::Terminal { console })
         }
-        Stdio::Logged { tty: false, interactive } => (if *interactive { step02::Stdin::Inherit } else { step02::Stdin::Null }, Streams::pipes(*interactive)?),
+        Stdio::Logged { tty: false, interactive } => (if *interactive { step02::Stdin::Inherit } else { step02::Stdin::Null }, Streams::pipes(*interactive, false)?),
     };
     let log = match &streams {
         Streams::Inherited { .. } => None,
@@ -112,7 +117,12 @@ pub fn run_once(runtime: &Runtime, id: &str, stdio: Stdio, published: Option<Vec
             state.monitor = Some(step01::process::UniquePid::current().to_string());
             c.ip_address = connected.address.map(|a| a.to_string());
             c.ports = ports;
+            if c.healthcheck.as_ref().and_then(|check| check.command()).is_some() {
+                state.health = Some(Health::starting(state.health.take()));
+            }
         })?;
+        // Its health checks, this process's thread while it runs (stopped when it ends).
+        let _health = container.healthcheck.clone().and_then(|check| Watch::start("/proc/self/exe".into(), state_root, id, check));
         started(&container);
         step02::explain_running(pid, explain);
         let exit = running.wait()?;
@@ -146,12 +156,13 @@ enum Streams {
     Inherited { console: Option<std::os::unix::net::UnixStream>, interactive: bool },
     /// A terminal the container makes, whose master end the monitor receives.
     Terminal { console: Option<std::os::unix::net::UnixStream> },
-    /// Pipes: the container's ends (0 with `-i`, 1, 2) and the monitor's.
-    Pipes { container: [Option<OwnedFd>; 3], stdout: OwnedFd, stderr: OwnedFd, stdin_writer: Option<OwnedFd> },
+    /// Pipes: the container's ends (0 with `-i`, 1, 2) and the monitor's; with `echo`, its
+    /// output goes to this process's own stdout and stderr too (an attached run).
+    Pipes { container: [Option<OwnedFd>; 3], stdout: OwnedFd, stderr: OwnedFd, stdin_writer: Option<OwnedFd>, echo: bool },
 }
 
 impl Streams {
-    fn pipes(interactive: bool) -> Result<Streams> {
+    fn pipes(interactive: bool, echo: bool) -> Result<Streams> {
         let (stdout, stdout_child) = step01::container::cloexec_pipe()?;
         let (stderr, stderr_child) = step01::container::cloexec_pipe()?;
         let (stdin_child, stdin_writer) = if interactive {
@@ -160,7 +171,7 @@ impl Streams {
         } else {
             (None, None)
         };
-        Ok(Streams::Pipes { container: [stdin_child, Some(stdout_child), Some(stderr_child)], stdout, stderr, stdin_writer })
+        Ok(Streams::Pipes { container: [stdin_child, Some(stdout_child), Some(stderr_child)], stdout, stderr, stdin_writer, echo })
     }
 
     /// Run `work` (the create) with this process's 0, 1 and 2 pointing at the container's
@@ -182,13 +193,13 @@ impl Streams {
                 hub.listen(socket, Some(dup(&master)?))?;
                 let reader = File::from(dup(&master)?);
                 // The master stays open here (the container's stdin: it waits for input).
-                Ok(Pumps { relay: None, threads: vec![pump(reader, attach::STDOUT, log, hub)], _stdin: Some(master) })
+                Ok(Pumps { relay: None, threads: vec![pump(reader, attach::STDOUT, log, hub, false)], _stdin: Some(master) })
             }
-            Streams::Pipes { container, stdout, stderr, stdin_writer } => {
+            Streams::Pipes { container, stdout, stderr, stdin_writer, echo } => {
                 drop(container); // only the container holds its ends now: EOF when it is done
                 let (log, hub) = (log.expect("a logged stream has a log"), hub.expect("and a hub"));
                 hub.listen(socket, stdin_writer.as_ref().map(dup).transpose()?)?;
-                let threads = vec![pump(File::from(stdout), attach::STDOUT, log.clone(), hub.clone()), pump(File::from(stderr), attach::STDERR, log, hub)];
+                let threads = vec![pump(File::from(stdout), attach::STDOUT, log.clone(), hub.clone(), echo), pump(File::from(stderr), attach::STDERR, log, hub, echo)];
                 Ok(Pumps { relay: None, threads, _stdin: stdin_writer })
             }
         }
@@ -237,14 +248,18 @@ impl Drop for Pumps {
 
 // ANCHOR: pump
 /// Copy one stream of the container into the log, a line an entry, and to whoever is
-/// attached as it comes, until it ends (a terminal ends with EIO once its last holder is gone).
-fn pump(mut from: File, stream: u8, log: Arc<Mutex<logs::Writer>>, hub: Arc<attach::Hub>) -> JoinHandle<()> {
+/// attached as it comes (with `echo`, to this process's own stream of that name too),
+/// until it ends (a terminal ends with EIO once its last holder is gone).
+fn pump(mut from: File, stream: u8, log: Arc<Mutex<logs::Writer>>, hub: Arc<attach::Hub>, echo: bool) -> JoinHandle<()> {
     let name = if stream == attach::STDERR { "stderr" } else { "stdout" };
     std::thread::spawn(move || {
         let mut splitter = logs::LineSplitter::new();
         let mut buffer = [0u8; 8192];
         let write = |line: &[u8]| log.lock().unwrap_or_else(|p| p.into_inner()).write(name, line);
         while let Ok(n @ 1..) = from.read(&mut buffer) {
+            if echo {
+                let _ = if stream == attach::STDERR { std::io::stderr().write_all(&buffer[..n]) } else { std::io::stdout().write_all(&buffer[..n]).and_then(|()| std::io::stdout().flush()) };
+            }
             hub.send(stream, &buffer[..n]);
             splitter.push(&buffer[..n], write);
         }

@@ -124,6 +124,9 @@ pub struct State {
     /// Set by `stop` and `kill` before they signal: the restart policy leaves it stopped.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// How its health checks went, if it has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health: Option<crate::health::Health>,
 }
 
 /// Docker's "never" for a time.
@@ -163,6 +166,9 @@ pub struct Container {
     /// The published ports as bound (`0.0.0.0:8080 -> 80/tcp`), while it runs.
     #[serde(default)]
     pub ports: Vec<String>,
+    /// Its health check (the image's, with `--health-*` over it), if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub healthcheck: Option<crate::health::HealthConfig>,
 }
 // ANCHOR_END: container
 
@@ -188,6 +194,7 @@ impl Container {
                 finished_at: NEVER.into(),
                 monitor: None,
                 stopped_by_user: false,
+                health: None,
             },
             restart_count: 0,
             host_config,
@@ -197,6 +204,7 @@ impl Container {
             interactive: false,
             ip_address: None,
             ports: Vec::new(),
+            healthcheck: None,
         }
     }
 

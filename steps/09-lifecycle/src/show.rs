@@ -38,7 +38,10 @@ pub fn status_text(container: &Container, now: SystemTime) -> String {
     let since = |time: &str| human_duration(parse_rfc3339(time).and_then(|t| now.duration_since(t).ok()).unwrap_or_default());
     match container.observed_status() {
         Status::Created => "Created".into(),
-        Status::Running => format!("Up {}", since(&container.state.started_at)),
+        Status::Running => match &container.state.health {
+            Some(health) => format!("Up {} ({})", since(&container.state.started_at), health.summary()),
+            None => format!("Up {}", since(&container.state.started_at)),
+        },
         Status::Paused => format!("Up {} (Paused)", since(&container.state.started_at)),
         Status::Restarting => format!("Restarting ({}) {}", container.state.exit_code, ago(&container.state.finished_at, now)),
         Status::Exited => format!("Exited ({}) {}", container.state.exit_code, ago(&container.state.finished_at, now)),
