@@ -14,9 +14,14 @@ use step06::{Image, ImageStore, Reference};
 /// A small image made from a few files, stored and tagged `name`; returns its manifest digest.
 fn make_image(store: &ImageStore, dir: &Path, name: &str, cmd: &str, files: &[(&str, &str)]) -> String {
     let rootfs = tempfile::tempdir_in(dir).unwrap();
+    // One time for every file: the same files make the same layer, even when the two
+    // images are made on either side of a second's turn.
+    let time = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000);
     for (path, text) in files {
         std::fs::write(rootfs.path().join(path), text).unwrap();
+        std::fs::File::options().write(true).open(rootfs.path().join(path)).unwrap().set_modified(time).unwrap();
     }
+    std::fs::File::open(rootfs.path()).unwrap().set_modified(time).unwrap();
     step06::image_from_dir(store, rootfs.path(), &reference(name), &[cmd]).unwrap()
 }
 
