@@ -64,7 +64,7 @@ pub enum Lifecycle {
         /// Kill a running container first
         #[arg(short, long)]
         force: bool,
-        /// Remove its anonymous volumes too (volumes come with chapter 10, planned: none yet)
+        /// Remove its anonymous volumes too (named ones stay)
         #[arg(short, long)]
         volumes: bool,
         #[arg(required = true, value_name = "CONTAINER")]
@@ -278,7 +278,14 @@ pub fn run_command(state_root: &Path, command: Lifecycle) -> anyhow::Result<u8> 
             let signal = step07::parse_signal(&signal)?;
             each(&containers, &move |id| lifecycle::kill(state_root, id, signal))
         }
-        Lifecycle::Rm { force, volumes: _, containers } => each(&containers, &move |id| lifecycle::remove(state_root, id, force)),
+        Lifecycle::Rm { force, volumes, containers } => each(&containers, &move |id| {
+            let mounts = step10::mounts::of_container(state_root, id);
+            lifecycle::remove(state_root, id, force)?;
+            if volumes {
+                step10::mounts::remove_anonymous(state_root, &mounts)?;
+            }
+            Ok(())
+        }),
         Lifecycle::Exec(args) => exec(state_root, args),
         Lifecycle::Ps(args) => list(state_root, &args),
         Lifecycle::Logs(args) => logs(state_root, &args),
@@ -346,7 +353,7 @@ fn for_each_container(state_root: &Path, containers: &[String], act: &dyn Fn(&st
 /// `carton create`: the bundle and the record, ready to start; prints the new id.
 pub fn create(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
     let runtime = Runtime::new(state_root, Explain::when(args.explain));
-    let (id, _limits) = crate::prepare_container(args, &runtime, "create")?;
+    let (id, _limits) = crate::prepare_container(args, &runtime)?;
     // It lives on after this process: a monitor (`start`) or `rm` takes it from here.
     step07::engine::disown(state_root, id.as_str())?;
     print_stdout(&format!("{id}\n"));
@@ -375,12 +382,14 @@ pub fn run_detached(state_root: &Path, id: &str) -> anyhow::Result<u8> {
 /// the container's. Returns the container's exit code.
 pub fn run_attached(runtime: &Runtime, id: &str, tty: bool, interactive: bool, published: Option<Vec<step03::ports::Published>>, memory_limit: Option<u64>) -> anyhow::Result<u8> {
     let state_root = runtime.state_root.as_path();
+    let mounts = step10::mounts::of_container(state_root, id);
     let ended = step09::monitor::run_once(runtime, id, Stdio::Inherited { tty, interactive }, published, |_| ());
     let ended = match ended {
         Ok(ended) => ended,
         Err(error) => {
             lifecycle::record_failed_start(state_root, id, &error);
             lifecycle::finish(state_root, id)?;
+            crate::volumes::release_anonymous(state_root, id, &mounts);
             return Err(error.into());
         }
     };
@@ -391,6 +400,7 @@ pub fn run_attached(runtime: &Runtime, id: &str, tty: bool, interactive: bool, p
         lifecycle::start_detached(state_root, id, &monitor_args(state_root, id, 100))?;
     } else {
         lifecycle::finish(state_root, id)?;
+        crate::volumes::release_anonymous(state_root, id, &mounts);
     }
     if ended.oom_killed {
         // Docker shows this as `"OOMKilled": true` in `docker inspect`.
@@ -726,7 +736,11 @@ fn inspect(state_root: &Path, given: &[String], format: Option<&str>) -> anyhow:
     let mut values = Vec::new();
     for name in given {
         match names::find(state_root, name)?.and_then(|id| Container::load(state_root, &id).ok().flatten()) {
-            Some(container) => values.push(step09::inspect::container_json(state_root, &container)),
+            Some(container) => {
+                let mut details = step09::inspect::container_json(state_root, &container);
+                details["Mounts"] = step10::mounts::inspect_json(state_root, &container.id);
+                values.push(details);
+            }
             None => {
                 return crate::images::inspect(state_root, given).map_err(|_| Error::runtime(format!("no such object: {name} (neither a container nor an image)")).into());
             }
@@ -770,6 +784,23 @@ fn cp(state_root: &Path, source: &str, destination: &str, archive: bool) -> anyh
         }
     };
     let inside_path = keep_trailing(if inside.starts_with('/') { std::path::PathBuf::from(&inside) } else { workdir.join(&inside) }, &inside);
+    // A path under a volume or a bind mount is in that directory on the host, not in the
+    // container's layer (the host's view of its root does not have the container's mounts).
+    let mounts = step10::mounts::of_container(state_root, &id);
+    if let Some(mount) = step10::mounts::covering(&mounts, &inside_path) {
+        let shown = format!("{container}:{}", mount.destination.display());
+        if mount.kind == "tmpfs" {
+            return Err(Error::runtime(format!("{shown} is a tmpfs, in the container's memory: copy through `carton exec` (e.g. `carton exec -i {container} tar x`)")).into());
+        }
+        if into && !mount.rw {
+            return Err(Error::runtime(format!("{shown} is mounted read-only in the container: nothing can be copied into it")).into());
+        }
+        let within = inside_path.to_string_lossy()[mount.destination.as_os_str().len()..].to_string();
+        let within = std::path::PathBuf::from(if within.is_empty() { "/".to_string() } else { within });
+        let copied = if into { step09::cp::into_container(Path::new(&host), &mount.source, &within, owner) } else { step09::cp::out_of_container(&mount.source, &within, Path::new(&host), owner) };
+        copied?;
+        return Ok(0);
+    }
     let root = step07::engine::root_path(state_root, &id)?;
     let mounted_now = step07::engine::mount_root(state_root, &id, &Explain::off())?;
     let copied = if into { step09::cp::into_container(Path::new(&host), &root, &inside_path, owner) } else { step09::cp::out_of_container(&root, &inside_path, Path::new(&host), owner) };

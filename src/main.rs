@@ -4,6 +4,7 @@ mod containers;
 mod doctor;
 mod images;
 mod system;
+mod volumes;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -51,6 +52,9 @@ enum Command {
     /// Manage carton's network
     #[command(subcommand)]
     Network(Network),
+    /// Manage volumes: directories carton keeps for containers' data
+    #[command(subcommand)]
+    Volume(volumes::VolumeCommand),
     /// List images
     Images,
     #[command(flatten)]
@@ -139,6 +143,9 @@ enum System {
         /// Remove every image no container uses, not only dangling ones
         #[arg(short, long)]
         all: bool,
+        /// Remove the anonymous volumes no container uses too
+        #[arg(long)]
+        volumes: bool,
         /// Do not ask first
         #[arg(short, long)]
         force: bool,
@@ -245,7 +252,7 @@ struct RunArgs {
     #[command(flatten)]
     health: HealthFlags,
     #[command(flatten)]
-    planned: PlannedRunFlags,
+    mounts: volumes::MountFlags,
     /// The image, then the command and its arguments (or, with --rootfs, the command)
     #[arg(trailing_var_arg = true, value_name = "IMAGE [COMMAND]")]
     command: Vec<String>,
@@ -390,27 +397,6 @@ impl SecurityFlags {
     }
 }
 
-/// Docker's `run` flags that later chapters implement. They are parsed (and hidden from
-/// --help) only so that using one says which chapter brings it, instead of "unknown flag".
-#[derive(Args)]
-struct PlannedRunFlags {
-    #[arg(short = 'v', long = "volume", hide = true)]
-    volume: Vec<String>,
-    #[arg(long = "mount", hide = true)]
-    mount: Vec<String>,
-    #[arg(long = "tmpfs", hide = true)]
-    tmpfs: Vec<String>,
-}
-
-impl PlannedRunFlags {
-    /// The first planned flag used, and the chapter that brings it.
-    fn first_used(&self) -> Option<(&'static str, &'static str)> {
-        let used =
-            [(!self.volume.is_empty(), "-v/--volume", "chapter 10: volumes"), (!self.mount.is_empty(), "--mount", "chapter 10: volumes"), (!self.tmpfs.is_empty(), "--tmpfs", "chapter 10: volumes")];
-        used.into_iter().find(|(is_used, _, _)| *is_used).map(|(_, flag, chapter)| (flag, chapter))
-    }
-}
-
 #[derive(Subcommand)]
 enum Bootstrap {
     /// Make a busybox root filesystem in DIR from the host's static busybox (busybox-static)
@@ -423,7 +409,7 @@ enum Bootstrap {
 /// Docker's commands that later chapters bring. carton knows their names (hidden from --help)
 /// so that typing one says which chapter brings it, instead of clap's "unrecognized subcommand"
 /// with a misleading tip (`ps`: "a similar subcommand exists: 'push'").
-const PLANNED_COMMANDS: &[(&str, &str)] = &[("volume", "chapter 10: volumes"), ("build", "chapter 11: build")];
+const PLANNED_COMMANDS: &[(&str, &str)] = &[("build", "chapter 11: build")];
 
 /// carton's command line, with the planned commands known by name.
 fn command_line() -> clap::Command {
@@ -454,21 +440,29 @@ fn main() -> ExitCode {
     // Errors of the commands that run a container exit 125; of the others, 1 (as Docker's).
     let error_code = match &cli.command {
         Command::Lifecycle(command) | Command::Container(containers::ContainerCommand::Shared(command)) if !command.runs_a_container() => Some(1),
-        Command::Container(containers::ContainerCommand::Ls(_) | containers::ContainerCommand::Prune { .. }) | Command::System(_) => Some(1),
+        Command::Container(containers::ContainerCommand::Ls(_) | containers::ContainerCommand::Prune { .. }) | Command::System(_) | Command::Volume(_) => Some(1),
         _ => None,
     };
     let outcome = match cli.command {
         Command::Lifecycle(command) | Command::Container(containers::ContainerCommand::Shared(command)) => containers::run_command(&cli.root, command),
         Command::Container(containers::ContainerCommand::Ls(args)) => containers::list(&cli.root, &args),
         Command::Container(containers::ContainerCommand::Prune { force }) => containers::prune(&cli.root, force),
-        Command::Monitor(args) => step09::lifecycle::run_monitor(&cli.root, &args).map(|()| 0).map_err(Into::into),
+        Command::Monitor(args) => {
+            // With --rm, the container goes at the end of its last run, and its anonymous
+            // volumes with it.
+            let mounts = step10::mounts::of_container(&cli.root, &args.id);
+            let watched = step09::lifecycle::run_monitor(&cli.root, &args);
+            volumes::release_anonymous(&cli.root, &args.id, &mounts);
+            watched.map(|()| 0).map_err(Into::into)
+        }
         Command::Bootstrap(Bootstrap::Busybox { dir: Some(dir) }) => bootstrap_busybox(dir),
         Command::Bootstrap(Bootstrap::Busybox { dir: None }) => bootstrap_busybox_image(&cli.root),
         Command::Doctor => doctor::run(),
         Command::Info | Command::System(System::Info) => system::info(&cli.root),
-        Command::System(System::Prune { all, force }) => system::prune(&cli.root, all, force),
+        Command::System(System::Prune { all, volumes, force }) => system::prune(&cli.root, all, volumes, force),
         Command::Version => system::version(),
         Command::Network(Network::Prune) => network_prune(&cli.root),
+        Command::Volume(command) => volumes::run(&cli.root, command),
         Command::Images | Command::Image(ImageCommand::Ls) => images::list(&cli.root),
         Command::ImageCommand(command) | Command::Image(ImageCommand::Shared(command)) => images::run(&cli.root, command),
         Command::Rmi { force, images } | Command::Image(ImageCommand::Rm { force, images }) => images::remove(&cli.root, &images, force),
@@ -527,7 +521,7 @@ fn run(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
     } else {
         None
     };
-    let (id, limits) = prepare_container(args, &runtime, "run")?;
+    let (id, limits) = prepare_container(args, &runtime)?;
     if detach {
         return containers::run_detached(state_root, id.as_str());
     }
@@ -537,10 +531,10 @@ fn run(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
 /// What `run` and `create` share: the flags become a bundle under `containers/ID/` (the
 /// image's root mounted, the network made, config.json written) and step 09's record, with
 /// the container's name. Returns the new id and the limits asked for.
-fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &str) -> anyhow::Result<(step02::ContainerId, step04::Limits)> {
-    if let Some((flag, chapter)) = args.planned.first_used() {
-        return Err(step01::Error::runtime(not_available_yet(flag, chapter, &format!("carton {command} --help"))).into());
-    }
+fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime) -> anyhow::Result<(step02::ContainerId, step04::Limits)> {
+    // The mounts first: a bad -v stops the run before anything is made.
+    let mount_requests = args.mounts.requests()?;
+    let inherited_mounts = args.mounts.inherited(&runtime.state_root)?;
     let limits = args.limits.parse()?;
     let mut host_config = step09::HostConfig {
         auto_remove: args.rm,
@@ -613,6 +607,7 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
     record.healthcheck = healthcheck;
     let name = args.name.clone();
     let mut spec = container_spec(*args, process, &passwd_root, &id, &limits)?;
+    let image_volumes = volumes::image_volumes(&image_annotations);
     let mut annotations = spec.annotations().clone().unwrap_or_default();
     annotations.extend(image_annotations);
     spec.set_annotations(Some(annotations));
@@ -629,10 +624,26 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime, command: &st
         }
         None => step09::names::claim_random(state_root, id.as_str())?,
     };
-    let prepared = step07::engine::prepare(state_root, id.as_str(), root, spec, explain).and_then(|_| record.save(state_root));
+    // The volumes are chosen (and made) under their lock, held until the container's
+    // record says which it uses: a `volume rm` meanwhile waits for it.
+    let volumes_lock = step10::VolumeStore::new(state_root).lock(step06::store::Lock::Shared);
+    let planned = volumes_lock.and_then(|_| step10::mounts::plan(state_root, mount_requests, inherited_mounts, &image_volumes));
+    let planned = match planned {
+        Ok(planned) => planned,
+        Err(error) => {
+            step09::names::release(state_root, &record.name, id.as_str());
+            return Err(error.into());
+        }
+    };
+    let prepared = step10::mounts::add_to_spec(&mut spec, &planned.mounts)
+        .and_then(|()| step07::engine::prepare(state_root, id.as_str(), root, spec, explain))
+        .and_then(|_| record.save(state_root))
+        .and_then(|()| step10::mounts::record(state_root, id.as_str(), &planned.mounts))
+        .and_then(|()| planned.copy_up(&step07::engine::root_path(state_root, id.as_str())?));
     if let Err(error) = prepared {
         let _ = step07::engine::teardown(state_root, id.as_str());
         step09::names::release(state_root, &record.name, id.as_str());
+        planned.undo(state_root);
         return Err(error.into());
     }
     Ok((id, limits))

@@ -73,25 +73,31 @@ pub fn info(state_root: &Path) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// `carton system prune`: stopped containers, then (with `-a`) the names of images no
+/// `carton system prune`: stopped containers, (with `--volumes`) anonymous volumes no
+/// container uses, then (with `-a`) the names of images no
 /// container uses, then every blob and layer nothing needs. carton's one network, the
 /// default bridge, stays (as Docker's predefined networks do).
-pub fn prune(state_root: &Path, all: bool, force: bool) -> anyhow::Result<u8> {
+pub fn prune(state_root: &Path, all: bool, volumes: bool, force: bool) -> anyhow::Result<u8> {
     let images = if all { "all images without at least one container associated to them" } else { "all dangling images" };
-    let warning = format!("WARNING! This will remove:\n  - all stopped containers\n  - {images}\n");
+    let volumes_line = if volumes { "  - all anonymous volumes not used by at least one container\n" } else { "" };
+    let warning = format!("WARNING! This will remove:\n  - all stopped containers\n{volumes_line}  - {images}\n");
     if !force && !crate::images::confirm("carton system prune", &warning)? {
         return Ok(0);
     }
     let (containers, containers_freed) = crate::containers::remove_stopped(state_root);
+    let removed_volumes = if volumes { step10::mounts::prune(state_root, false)? } else { Vec::new() };
+    let volumes_freed: u64 = removed_volumes.iter().map(|(_, size)| size).sum();
+    let volume_names: Vec<String> = removed_volumes.into_iter().map(|(name, _)| name).collect();
     let (mut images, unused_freed) = if all { crate::images::remove_unused(state_root)? } else { (Vec::new(), 0) };
     let (blobs, unneeded_freed) = crate::images::remove_unneeded(state_root)?;
     images.extend(blobs.into_iter().map(|digest| format!("deleted: {digest}")));
     let images_freed = unused_freed + unneeded_freed;
     print_stdout(&format!(
-        "{}{}Total reclaimed space: {}\n",
+        "{}{}{}Total reclaimed space: {}\n",
         crate::containers::deleted_list("Deleted Containers", &containers),
+        crate::containers::deleted_list("Deleted Volumes", &volume_names),
         crate::containers::deleted_list("Deleted Images", &images),
-        step09::stats::decimal_size(containers_freed + images_freed)
+        step09::stats::decimal_size(containers_freed + volumes_freed + images_freed)
     ));
     Ok(0)
 }

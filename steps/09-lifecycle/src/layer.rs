@@ -142,7 +142,20 @@ fn parse_change(text: &str) -> Result<Edit> {
                 config["Labels"][key] = json!(value);
             })
         }
-        _ => return Err(bad("carton's commit applies CMD, ENTRYPOINT, ENV, EXPOSE, WORKDIR, USER, LABEL and STOPSIGNAL")),
+        "VOLUME" => {
+            let paths: Vec<String> =
+                if rest.starts_with('[') { serde_json::from_str(&rest).map_err(|_| bad("the JSON form is an array of paths"))? } else { rest.split_whitespace().map(str::to_string).collect() };
+            if let Some(relative) = paths.iter().find(|p| !p.starts_with('/')) {
+                return Err(bad(&format!("VOLUME takes absolute paths, not {relative:?}")));
+            }
+            Box::new(move |config: &mut Value| {
+                if !config["Volumes"].is_object() {
+                    config["Volumes"] = json!({});
+                }
+                paths.into_iter().for_each(|path| config["Volumes"][path] = json!({}));
+            })
+        }
+        _ => return Err(bad("carton's commit applies CMD, ENTRYPOINT, ENV, EXPOSE, WORKDIR, USER, LABEL, STOPSIGNAL and VOLUME")),
     })
 }
 
@@ -153,7 +166,7 @@ mod tests {
     #[test]
     fn changes_edit_the_config_as_a_dockerfile_would() {
         let mut config = json!({"Env": ["PATH=/bin", "A=1"]});
-        for change in ["CMD [\"httpd\", \"-f\"]", "ENV A=2", "expose 80", "WORKDIR /www", "LABEL lab=web", "ENTRYPOINT echo hi"] {
+        for change in ["CMD [\"httpd\", \"-f\"]", "ENV A=2", "expose 80", "WORKDIR /www", "LABEL lab=web", "ENTRYPOINT echo hi", "VOLUME /data /logs"] {
             parse_change(change).unwrap()(&mut config);
         }
         assert_eq!(config["Cmd"], json!(["httpd", "-f"]));
@@ -162,7 +175,8 @@ mod tests {
         assert_eq!(config["WorkingDir"], "/www");
         assert_eq!(config["Labels"]["lab"], "web");
         assert_eq!(config["Entrypoint"], json!(["/bin/sh", "-c", "echo hi"]));
-        for bad in ["RUN make", "CMD", "WORKDIR www", "EXPOSE http", "CMD [1, 2"] {
+        assert_eq!(config["Volumes"], json!({"/data": {}, "/logs": {}}));
+        for bad in ["RUN make", "CMD", "WORKDIR www", "EXPOSE http", "CMD [1, 2", "VOLUME data"] {
             assert!(parse_change(bad).is_err(), "{bad}");
         }
     }
