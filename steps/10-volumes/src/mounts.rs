@@ -213,8 +213,12 @@ pub fn add_to_spec(spec: &mut oci_spec::runtime::Spec, mounts: &[MountPoint]) ->
     Ok(())
 }
 
-/// Write container `id`'s mounts (its directory exists).
+/// Write container `id`'s mounts (its directory exists); a container without any has no
+/// record of them (one file less to write on every start).
 pub fn record(state_root: &Path, id: &str, mounts: &[MountPoint]) -> Result<()> {
+    if mounts.is_empty() {
+        return Ok(());
+    }
     let path = step09::Container::dir(state_root, id).join(RECORD);
     let json = serde_json::to_vec_pretty(mounts).map_err(|e| Error::runtime(format!("cannot write {}: {e}", path.display())))?;
     step06::store::write_atomically(&path, &json, step06::store::Durable::No)
