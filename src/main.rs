@@ -626,9 +626,13 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime) -> anyhow::R
     };
     // The volumes are chosen (and made) under their lock, held until the container's
     // record says which it uses: a `volume rm` meanwhile waits for it.
-    let volumes_lock = step10::VolumeStore::new(state_root).lock(step06::store::Lock::Shared);
-    let planned = volumes_lock.and_then(|_| step10::mounts::plan(state_root, mount_requests, inherited_mounts, &image_volumes));
-    let planned = match planned {
+    // (Most containers have no mounts: no lock to take, nothing to plan.)
+    let has_mounts = !(mount_requests.is_empty() && inherited_mounts.is_empty() && image_volumes.is_empty());
+    let planned = (|| -> step01::Result<_> {
+        let lock = if has_mounts { Some(step10::VolumeStore::new(state_root).lock(step06::store::Lock::Shared)?) } else { None };
+        Ok((lock, step10::mounts::plan(state_root, mount_requests, inherited_mounts, &image_volumes)?))
+    })();
+    let (_volumes_lock, planned) = match planned {
         Ok(planned) => planned,
         Err(error) => {
             step09::names::release(state_root, &record.name, id.as_str());

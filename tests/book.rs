@@ -246,7 +246,8 @@ impl Drop for ThrowawayNetwork {
 /// The step demos live in their own packages; `cargo test --workspace` builds them, a
 /// narrower `cargo test` may not have.
 fn ensure_step_binaries() {
-    for step in ["step01-chroot", "step02-namespaces", "step03-network", "step04-cgroups", "step05-overlay", "step06-images", "step07-runtime", "step08-security", "step09-lifecycle", "step10-volumes"] {
+    for step in ["step01-chroot", "step02-namespaces", "step03-network", "step04-cgroups", "step05-overlay", "step06-images", "step07-runtime", "step08-security", "step09-lifecycle", "step10-volumes"]
+    {
         if bin_dir().join(step).exists() {
             continue;
         }
