@@ -382,14 +382,14 @@ pub fn run_detached(state_root: &Path, id: &str) -> anyhow::Result<u8> {
 /// the container's. Returns the container's exit code.
 pub fn run_attached(runtime: &Runtime, id: &str, tty: bool, interactive: bool, published: Option<Vec<step03::ports::Published>>, memory_limit: Option<u64>) -> anyhow::Result<u8> {
     let state_root = runtime.state_root.as_path();
-    let mounts = step10::mounts::of_container(state_root, id);
+    let auto_removed = crate::volumes::AutoRemoved::of(state_root, id);
     let ended = step09::monitor::run_once(runtime, id, Stdio::Inherited { tty, interactive }, published, |_| ());
     let ended = match ended {
         Ok(ended) => ended,
         Err(error) => {
             lifecycle::record_failed_start(state_root, id, &error);
             lifecycle::finish(state_root, id)?;
-            crate::volumes::release_anonymous(state_root, id, &mounts);
+            auto_removed.release(state_root, id);
             return Err(error.into());
         }
     };
@@ -400,7 +400,7 @@ pub fn run_attached(runtime: &Runtime, id: &str, tty: bool, interactive: bool, p
         lifecycle::start_detached(state_root, id, &monitor_args(state_root, id, 100))?;
     } else {
         lifecycle::finish(state_root, id)?;
-        crate::volumes::release_anonymous(state_root, id, &mounts);
+        auto_removed.release(state_root, id);
     }
     if ended.oom_killed {
         // Docker shows this as `"OOMKilled": true` in `docker inspect`.
@@ -787,7 +787,7 @@ fn cp(state_root: &Path, source: &str, destination: &str, archive: bool) -> anyh
     // A path under a volume or a bind mount is in that directory on the host, not in the
     // container's layer (the host's view of its root does not have the container's mounts).
     let mounts = step10::mounts::of_container(state_root, &id);
-    if let Some(mount) = step10::mounts::covering(&mounts, &inside_path) {
+    if let Some(mount) = step10::mounts::covering(&mounts, &step10::spec::clean(&inside_path)) {
         let shown = format!("{container}:{}", mount.destination.display());
         if mount.kind == "tmpfs" {
             return Err(Error::runtime(format!("{shown} is a tmpfs, in the container's memory: copy through `carton exec` (e.g. `carton exec -i {container} tar x`)")).into());
@@ -795,8 +795,10 @@ fn cp(state_root: &Path, source: &str, destination: &str, archive: bool) -> anyh
         if into && !mount.rw {
             return Err(Error::runtime(format!("{shown} is mounted read-only in the container: nothing can be copied into it")).into());
         }
-        let within = inside_path.to_string_lossy()[mount.destination.as_os_str().len()..].to_string();
-        let within = std::path::PathBuf::from(if within.is_empty() { "/".to_string() } else { within });
+        // The same path inside the mount's directory (`..` resolved by name first, as Docker
+        // cleans it; `/.` and a trailing `/` kept: they mean something to cp).
+        let cleaned = step10::spec::clean(&inside_path);
+        let within = keep_trailing(Path::new("/").join(cleaned.strip_prefix(&mount.destination).unwrap_or(Path::new(""))), &inside);
         let copied = if into { step09::cp::into_container(Path::new(&host), &mount.source, &within, owner) } else { step09::cp::out_of_container(&mount.source, &within, Path::new(&host), owner) };
         copied?;
         return Ok(0);

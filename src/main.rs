@@ -450,9 +450,9 @@ fn main() -> ExitCode {
         Command::Monitor(args) => {
             // With --rm, the container goes at the end of its last run, and its anonymous
             // volumes with it.
-            let mounts = step10::mounts::of_container(&cli.root, &args.id);
+            let auto_removed = volumes::AutoRemoved::of(&cli.root, &args.id);
             let watched = step09::lifecycle::run_monitor(&cli.root, &args);
-            volumes::release_anonymous(&cli.root, &args.id, &mounts);
+            auto_removed.release(&cli.root, &args.id);
             watched.map(|()| 0).map_err(Into::into)
         }
         Command::Bootstrap(Bootstrap::Busybox { dir: Some(dir) }) => bootstrap_busybox(dir),
@@ -534,7 +534,7 @@ fn run(args: Box<RunArgs>, state_root: &Path) -> anyhow::Result<u8> {
 fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime) -> anyhow::Result<(step02::ContainerId, step04::Limits)> {
     // The mounts first: a bad -v stops the run before anything is made.
     let mount_requests = args.mounts.requests()?;
-    let inherited_mounts = args.mounts.inherited(&runtime.state_root)?;
+    let volumes_from = args.mounts.volumes_from(&runtime.state_root)?;
     let limits = args.limits.parse()?;
     let mut host_config = step09::HostConfig {
         auto_remove: args.rm,
@@ -627,10 +627,11 @@ fn prepare_container(args: Box<RunArgs>, runtime: &step07::Runtime) -> anyhow::R
     // The volumes are chosen (and made) under their lock, held until the container's
     // record says which it uses: a `volume rm` meanwhile waits for it.
     // (Most containers have no mounts: no lock to take, nothing to plan.)
-    let has_mounts = !(mount_requests.is_empty() && inherited_mounts.is_empty() && image_volumes.is_empty());
+    let has_mounts = !(mount_requests.is_empty() && volumes_from.is_empty() && image_volumes.is_empty());
     let planned = (|| -> step01::Result<_> {
         let lock = if has_mounts { Some(step10::VolumeStore::new(state_root).lock(step06::store::Lock::Shared)?) } else { None };
-        Ok((lock, step10::mounts::plan(state_root, mount_requests, inherited_mounts, &image_volumes)?))
+        let inherited = volumes::inherited(state_root, &volumes_from)?;
+        Ok((lock, step10::mounts::plan(state_root, mount_requests, inherited, &image_volumes)?))
     })();
     let (_volumes_lock, planned) = match planned {
         Ok(planned) => planned,

@@ -43,19 +43,29 @@ impl MountFlags {
         Ok(requests)
     }
 
-    /// `--volumes-from`'s mounts.
-    pub fn inherited(&self, state_root: &Path) -> step01::Result<Vec<MountPoint>> {
-        let mut inherited = Vec::new();
+    /// `--volumes-from`'s containers (their ids) and modes, checked.
+    pub fn volumes_from(&self, state_root: &Path) -> step01::Result<Vec<(String, Option<String>)>> {
+        let mut sources = Vec::new();
         for given in &self.volumes_from {
             let (container, mode) = match given.rsplit_once(':') {
-                Some((container, mode)) => (container, Some(mode)),
+                Some((container, mode @ ("ro" | "rw"))) => (container, Some(mode.to_string())),
+                Some((_, mode)) => return Err(Error::runtime(format!("invalid --volumes-from {given:?}: the mode {mode:?} is ro or rw"))),
                 None => (given.as_str(), None),
             };
-            let id = step09::names::resolve(state_root, container)?;
-            inherited.extend(mounts::volumes_from(state_root, &id, mode)?);
+            sources.push((step09::names::resolve(state_root, container)?, mode));
         }
-        Ok(inherited)
+        Ok(sources)
     }
+}
+
+/// The mounts of `--volumes-from`'s containers, read now (under the volumes' lock: a
+/// `rm -v` of one of them cannot take a volume away meanwhile).
+pub fn inherited(state_root: &Path, sources: &[(String, Option<String>)]) -> step01::Result<Vec<MountPoint>> {
+    let mut inherited = Vec::new();
+    for (id, mode) in sources {
+        inherited.extend(mounts::volumes_from(state_root, id, mode.as_deref())?);
+    }
+    Ok(inherited)
 }
 
 /// An image's `VOLUME`s, from the annotation step 06 writes.
@@ -63,10 +73,23 @@ pub fn image_volumes(annotations: &[(String, String)]) -> Vec<PathBuf> {
     annotations.iter().filter(|(key, _)| key == "org.carton.image.volumes").flat_map(|(_, value)| value.split(',').filter(|v| !v.is_empty()).map(PathBuf::from).collect::<Vec<_>>()).collect()
 }
 
-/// After a container went (`rm -v`, `--rm`): its anonymous volumes, unless another uses them.
-pub fn release_anonymous(state_root: &Path, id: &str, mounts: &[MountPoint]) {
-    if !step09::Container::dir(state_root, id).exists() {
-        if let Err(error) = mounts::remove_anonymous(state_root, mounts) {
+/// What a container started with `--rm` leaves when it goes: its mounts, to release its
+/// anonymous volumes after it (none for a container that is kept).
+pub struct AutoRemoved(Vec<MountPoint>);
+
+impl AutoRemoved {
+    /// Read before the container runs (its record of mounts goes with it).
+    pub fn of(state_root: &Path, id: &str) -> AutoRemoved {
+        let auto_remove = step09::Container::load(state_root, id).ok().flatten().is_some_and(|c| c.host_config.auto_remove);
+        AutoRemoved(if auto_remove { mounts::of_container(state_root, id) } else { Vec::new() })
+    }
+
+    /// The container is gone: its anonymous volumes too, unless another container uses one.
+    pub fn release(&self, state_root: &Path, id: &str) {
+        if self.0.is_empty() || step09::Container::dir(state_root, id).exists() {
+            return;
+        }
+        if let Err(error) = mounts::remove_anonymous(state_root, &self.0) {
             eprintln!("carton: the container's anonymous volumes stay: {error}");
         }
     }
@@ -129,6 +152,7 @@ pub fn run(state_root: &Path, command: VolumeCommand) -> anyhow::Result<u8> {
                 return Err(Error::runtime(format!("no volume driver {driver:?}: carton has the local one only")).into());
             }
             let labels = labels.iter().map(|label| label.split_once('=').map_or((label.clone(), String::new()), |(k, v)| (k.to_string(), v.to_string()))).collect::<BTreeMap<_, _>>();
+            let _lock = store.lock(step06::store::Lock::Shared)?;
             let (volume, _) = store.create(name.as_deref(), labels)?;
             print_stdout(&format!("{}\n", volume.name));
         }

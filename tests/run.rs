@@ -308,13 +308,11 @@ fn a_symlink_to_a_rootfs_works_like_the_rootfs() {
 
 #[test]
 fn docker_commands_of_later_chapters_say_which_chapter_brings_them() {
-    for (args, chapter) in [(&["build", "-t", "app", "."][..], "chapter 11: build")] {
-        let out = carton().args(args).output().unwrap();
-        assert_eq!(out.status.code(), Some(125), "{args:?}");
-        let message = stderr(&out);
-        assert!(message.contains(&format!("`carton {}` is not available yet: it comes with {chapter} (planned)", args[0])), "{args:?}: {message}");
-        assert!(!message.contains("similar"), "no misleading tip: {message}");
-    }
+    let out = carton().args(["build", "-t", "app", "."]).output().unwrap();
+    assert_eq!(out.status.code(), Some(125));
+    let message = stderr(&out);
+    assert!(message.contains("`carton build` is not available yet: it comes with chapter 11: build (planned)"), "{message}");
+    assert!(!message.contains("similar"), "no misleading tip: {message}");
     // They stay out of --help, which lists what works; a typo of a real command still gets a tip.
     let help = stdout(&carton().arg("--help").output().unwrap());
     assert!(help.contains("  pull ") && help.contains("  ps ") && help.contains("  attach ") && help.contains("  volume ") && !help.contains("  build "), "{help}");

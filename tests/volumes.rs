@@ -114,6 +114,8 @@ fn a_named_volume_keeps_its_files_across_containers_and_is_filled_from_the_image
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&state.run(&["-v", "notes:/notes", "busybox", "cat", "/notes/today"])), "kept\n", "a new container sees the file");
     assert_eq!(state.volumes(), ["notes"]);
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(state.path().join("volumes")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o700, "volumes/ is root's alone: a setuid file a container leaves there is out of the host users' reach");
     // Copy-up: a new volume at a path the image has gets the image's files; nocopy does not.
     assert_eq!(stdout(&state.run(&["-v", "config:/etc", "busybox", "cat", "/etc/passwd"])).lines().next(), Some("root:x:0:0:root:/root:/bin/sh"));
     let data = state.path().join("volumes/config/_data");
@@ -220,6 +222,8 @@ fn cp_reaches_into_a_volume_and_diff_leaves_it_out() {
     state.ok(&["cp", page.path().to_str().unwrap(), &format!("{id}:/www/page.html")]);
     assert_eq!(state.ok(&["exec", &id, "cat", "/www/page.html"]), "copied\n", "the container sees what cp put in its volume");
     assert!(state.path().join("volumes/site/_data/page.html").is_file());
+    state.ok(&["cp", page.path().to_str().unwrap(), &format!("{id}:/etc/../www/./other.html")]);
+    assert!(state.path().join("volumes/site/_data/other.html").is_file(), "the path is cleaned before it is matched with the mounts");
     state.ok(&["exec", &id, "sh", "-c", "echo inside > /www/made; echo layer > /layer"]);
     let out_dir = tempfile::tempdir().unwrap();
     state.ok(&["cp", &format!("{id}:/www/made"), out_dir.path().to_str().unwrap()]);
@@ -230,4 +234,40 @@ fn cp_reaches_into_a_volume_and_diff_leaves_it_out() {
     let ro = stdout(&out).trim().to_string();
     let refused = state.carton(&["cp", page.path().to_str().unwrap(), &format!("{ro}:/www/")]);
     assert!(refused.status.code() == Some(1) && stderr(&refused).contains("read-only"), "{}", stderr(&refused));
+}
+
+/// A tmpfs of the test's own, shared (as `/` is on systemd hosts), unmounted on drop with
+/// whatever was mounted under it.
+struct SharedMount(tempfile::TempDir);
+
+impl SharedMount {
+    fn new() -> SharedMount {
+        let dir = tempfile::tempdir().unwrap();
+        let run = |args: &[&str]| assert!(std::process::Command::new("mount").args(args).status().unwrap().success(), "mount {args:?}");
+        run(&["-t", "tmpfs", "tmpfs", dir.path().to_str().unwrap()]);
+        run(&["--make-shared", dir.path().to_str().unwrap()]);
+        SharedMount(dir)
+    }
+}
+
+impl Drop for SharedMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").args(["-R", self.0.path().to_str().unwrap()]).status();
+    }
+}
+
+#[test]
+fn rslave_lets_a_container_see_what_the_host_mounts_later_and_the_default_does_not() {
+    require_root();
+    let state = State::new();
+    let shared = SharedMount::new();
+    let base = shared.0.path();
+    std::fs::create_dir(base.join("later")).unwrap();
+    let follows = state.ok(&["run", "-d", "--network", "none", "-v", &format!("{}:/mnt:rslave", base.display()), "busybox", "sleep", "300"]).trim().to_string();
+    let private = state.ok(&["run", "-d", "--network", "none", "-v", &format!("{}:/mnt", base.display()), "busybox", "sleep", "300"]).trim().to_string();
+    assert!(std::process::Command::new("mount").args(["-t", "tmpfs", "tmpfs", base.join("later").to_str().unwrap()]).status().unwrap().success());
+    let sees = |id: &str| state.ok(&["exec", id, "sh", "-c", "grep -c ' /mnt/later ' /proc/mounts || true"]).trim().to_string();
+    assert_eq!(sees(&follows), "1", "rslave: the host's new mount reached the container");
+    assert_eq!(sees(&private), "0", "rprivate (the default): it did not");
+    state.ok(&["rm", "-f", &follows, &private]);
 }

@@ -492,8 +492,12 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
         // A spec may leave the mount namespace out: the container then shares the caller's,
         // whose mounts must not change propagation, and whose root must not be pivoted.
         let own_mounts = spec.has_own_mount_namespace();
-        if own_mounts {
-            rootfs::make_mounts_private(explain)?;
+        match spec.rootfs_propagation.filter(|p| p.intersects(nix::mount::MsFlags::MS_SLAVE | nix::mount::MsFlags::MS_SHARED)) {
+            // A spec that wants the container's mounts to hear of the host's (rslave) or to
+            // share with them (rshared) keeps them connected from the start (as runc does).
+            Some(propagation) if own_mounts => rootfs::set_root_propagation(propagation, explain)?,
+            _ if own_mounts => rootfs::make_mounts_private(explain)?,
+            _ => {}
         }
         hooks.child_mount_root(spec, rootfs, explain)?;
         rootfs::prepare_root(rootfs, explain, || hooks.child_under_dev(spec, rootfs, explain))?;

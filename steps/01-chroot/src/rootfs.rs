@@ -150,11 +150,16 @@ pub(crate) fn make_read_only(rootfs: &Path, explain: &Explain) -> Result<()> {
 
 /// `linux.rootfsPropagation`: how mounts travel between the container's `/` and its copies.
 pub(crate) fn set_root_propagation(propagation: MsFlags, explain: &Explain) -> Result<()> {
+    let kind = [(MsFlags::MS_SHARED, "shared"), (MsFlags::MS_SLAVE, "slave"), (MsFlags::MS_UNBINDABLE, "unbindable")]
+        .into_iter()
+        .find(|(flag, _)| propagation.contains(*flag))
+        .map_or("private", |(_, name)| name);
+    let recursive = if propagation.contains(MsFlags::MS_REC) { "r" } else { "" };
     mount_explained(
         explain,
         "set the propagation of the container's /",
         MountCall { source: None, target: Path::new("/"), fstype: None, flags: propagation, data: None },
-        "mount --make-rprivate /".into(),
+        format!("mount --make-{recursive}{kind} /"),
     )
 }
 

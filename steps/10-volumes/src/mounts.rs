@@ -75,11 +75,16 @@ pub fn plan(state_root: &Path, requests: Vec<Request>, inherited: Vec<MountPoint
             planned.add(&store, request)?;
         }
         for mount in inherited {
+            if mount.kind == "volume" && !store.exists(&mount.name) {
+                return Err(Error::runtime(format!("the volume {} at {} (of --volumes-from) is gone", mount.name, mount.destination.display())));
+            }
             if targets.insert(mount.destination.clone()) {
                 planned.mounts.push(mount);
             }
         }
         for target in image_volumes {
+            // An image is data, maybe a stranger's: its VOLUME paths are checked like -v's.
+            let target = crate::spec::check_target(&target.to_string_lossy()).map_err(|why| Error::runtime(format!("the image's VOLUME {}: {why}", target.display())))?;
             if targets.insert(target.clone()) {
                 let request = Request { source: Source::Volume(None), target: target.clone(), read_only: false, propagation: None, nocopy: false, make_missing_source: false };
                 planned.add(&store, request)?;
@@ -146,15 +151,21 @@ impl Planned {
     /// container's root, not yet running; each target is found inside it, never outside.
     pub fn copy_up(&self, root: &Path) -> Result<()> {
         for (target, data) in &self.copy_up {
-            let is_empty = fs::read_dir(data).map(|mut entries| entries.next().is_none()).unwrap_or(false);
-            if !is_empty {
-                continue;
+            if !is_empty(data) {
+                continue; // a volume with files keeps them: they are its data, not the image's
             }
             let Ok(source) = step01::mounts::open_in_root(root, target, step01::mounts::Create::Nothing) else { continue };
             let source = PathBuf::from(format!("/proc/self/fd/{}", source.as_raw_fd()));
-            if source.is_dir() {
-                copy_tree(&source, data).map_err(|e| Error::runtime(format!("cannot copy the image's {} into its volume: {e}", target.display())))?;
+            if !source.is_dir() {
+                continue;
             }
+            let failed = |e: std::io::Error| Error::runtime(format!("cannot copy the image's {} into its volume: {e}", target.display()));
+            // Copied beside `_data`, where no container reaches (a running container that
+            // has the volume could plant links in `_data` while we write), then moved in.
+            let volume_dir = data.parent().unwrap_or(data);
+            let staging = tempfile::Builder::new().prefix(".copy-").tempdir_in(volume_dir).map_err(failed)?;
+            copy_tree(&source, staging.path()).map_err(failed)?;
+            move_in(staging.path(), data).map_err(failed)?;
         }
         Ok(())
     }
@@ -170,6 +181,29 @@ impl Planned {
 }
 
 // ANCHOR: oci_mounts
+/// Whether directory `dir` has nothing in it.
+fn is_empty(dir: &Path) -> bool {
+    fs::read_dir(dir).map(|mut entries| entries.next().is_none()).unwrap_or(false)
+}
+
+/// Move what `staging` holds into `data`, each entry by one rename that never replaces
+/// anything: if a name is taken, someone filled the volume meanwhile (a container, another
+/// `run`), and what they put there stays. `data` gets `staging`'s owner and mode.
+fn move_in(staging: &Path, data: &Path) -> std::io::Result<()> {
+    use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+    for entry in fs::read_dir(staging)? {
+        let name = entry?.file_name();
+        match renameat2(AT_FDCWD, &staging.join(&name), AT_FDCWD, &data.join(&name), RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::EEXIST) => return Ok(()),
+            Err(errno) => return Err(errno.into()),
+        }
+    }
+    let meta = fs::metadata(staging)?;
+    std::os::unix::fs::lchown(data, Some(std::os::unix::fs::MetadataExt::uid(&meta)), Some(std::os::unix::fs::MetadataExt::gid(&meta)))?;
+    fs::set_permissions(data, meta.permissions())
+}
+
 /// The spec's `mounts` for these mount points: parents before children (`/data` before
 /// `/data/logs`), each bind recursive and private unless asked, read-only when asked; a
 /// tmpfs without setuid programs, devices or programs to run (Docker's defaults).
@@ -202,6 +236,7 @@ pub fn oci_mounts(mounts: &[MountPoint]) -> Result<Vec<oci_spec::runtime::Mount>
 }
 // ANCHOR_END: oci_mounts
 
+// ANCHOR: add_to_spec
 /// Add these mount points to `spec`'s mounts, the whole list then in depth order (a stable
 /// sort): a volume at `/etc` goes before the `/etc/hosts` that step 03 binds, which stays
 /// visible on top of it; at one target, a user's mount goes after (over) a step's.
@@ -210,8 +245,25 @@ pub fn add_to_spec(spec: &mut oci_spec::runtime::Spec, mounts: &[MountPoint]) ->
     all.extend(oci_mounts(mounts)?);
     all.sort_by_key(|m| m.destination().components().count());
     spec.set_mounts(Some(all));
+    // A bind that follows the host's mounts (slave) or shares its own (shared) needs the
+    // container's `/` connected the same way, or its copy of the host is private and
+    // hears of nothing (Docker sets the root's propagation so).
+    let wants = |kind: &str| mounts.iter().any(|m| m.propagation.trim_start_matches('r') == kind);
+    let root = if wants("shared") {
+        Some("rshared")
+    } else if wants("slave") {
+        Some("rslave")
+    } else {
+        None
+    };
+    if let Some(root) = root {
+        let mut linux = spec.linux().clone().unwrap_or_default();
+        linux.set_rootfs_propagation(Some(root.to_string()));
+        spec.set_linux(Some(linux));
+    }
     Ok(())
 }
+// ANCHOR_END: add_to_spec
 
 /// Write container `id`'s mounts (its directory exists); a container without any has no
 /// record of them (one file less to write on every start).
@@ -299,7 +351,9 @@ pub fn remove_anonymous(state_root: &Path, mounts: &[MountPoint]) -> Result<Vec<
 pub fn remove_volume(state_root: &Path, name: &str) -> Result<()> {
     let store = VolumeStore::new(state_root);
     let _lock = store.lock(step06::store::Lock::Exclusive)?;
-    store.get(name)?.ok_or_else(|| Error::runtime(format!("no such volume: {name}")))?;
+    if !store.exists(name) {
+        return Err(Error::runtime(format!("no such volume: {name}")));
+    }
     if let Some(users) = users(state_root).get(name) {
         let names: Vec<String> = users.iter().map(|id| step09::Container::load(state_root, id).ok().flatten().map_or_else(|| id[..12.min(id.len())].to_string(), |c| c.name)).collect();
         return Err(Error::runtime(format!("volume {name} is in use by container {}: remove the container first (`carton rm {}`)", names.join(", "), names[0])));

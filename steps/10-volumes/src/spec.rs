@@ -50,7 +50,9 @@ pub fn parse_volume(text: &str, cwd: &Path) -> Result<Request> {
     let parts: Vec<&str> = text.split(':').collect();
     let (source, target, options) = match parts[..] {
         [target] => ("", target, ""),
-        [target, options] if options.split(',').all(is_volume_option) => ("", target, options),
+        // Docker's rule: options need a source (`-v /cache:ro` is refused, not guessed at).
+        [_, options] if options.split(',').all(is_volume_option) => return Err(bad("options need a source: give NAME:TARGET:OPTIONS or HOST-PATH:TARGET:OPTIONS")),
+        ["", _] | ["", _, _] => return Err(bad("nothing before the first ':': give a host path or a volume's name there")),
         [source, target] => (source, target, ""),
         [source, target, options] => (source, target, options),
         _ => return Err(bad("give [SOURCE:]TARGET[:OPTIONS], e.g. -v ./site:/www:ro, -v data:/var/lib/data or -v /cache")),
@@ -59,9 +61,11 @@ pub fn parse_volume(text: &str, cwd: &Path) -> Result<Request> {
     let mut request = Request { source: Source::Volume(None), target, read_only: false, propagation: None, nocopy: false, make_missing_source: true };
     for option in options.split(',').filter(|o| !o.is_empty()) {
         match option {
-            "ro" | "readonly" => request.read_only = true,
+            "ro" => request.read_only = true,
             "rw" => request.read_only = false,
-            "z" | "Z" => {} // SELinux relabelling: no SELinux here, as with Docker on Debian
+            // SELinux relabelling (no SELinux here, as on Debian), and macOS's file-sharing
+            // hints that compose files carry: accepted, nothing to do.
+            "z" | "Z" | "consistent" | "cached" | "delegated" => {}
             "nocopy" => request.nocopy = true,
             mode if PROPAGATIONS.contains(&mode) => request.propagation = Some(mode.to_string()),
             other => return Err(bad(&format!("unknown option {other:?} (ro, rw, z, Z, nocopy, or a propagation: {})", PROPAGATIONS.join(", ")))),
@@ -83,7 +87,7 @@ pub fn parse_volume(text: &str, cwd: &Path) -> Result<Request> {
 // ANCHOR_END: parse_volume
 
 fn is_volume_option(option: &str) -> bool {
-    ["ro", "rw", "readonly", "z", "Z", "nocopy"].contains(&option) || PROPAGATIONS.contains(&option)
+    ["ro", "rw", "z", "Z", "nocopy", "consistent", "cached", "delegated"].contains(&option) || PROPAGATIONS.contains(&option)
 }
 
 /// `--mount`'s value: comma-separated KEY=VALUE fields, Docker's keys.
@@ -141,6 +145,9 @@ pub fn parse_mount(text: &str, cwd: &Path) -> Result<Request> {
             only("bind-propagation", propagation.is_some())?;
             only("tmpfs-size and tmpfs-mode", !tmpfs.is_empty())?;
             if let Some(name) = source {
+                if name.starts_with('/') || name.starts_with('.') {
+                    return Err(bad(format!("source={name} is a path: a host directory is type=bind,source={name}")));
+                }
                 check_volume_name(name)?;
             }
             Source::Volume(source.map(str::to_string))
@@ -156,26 +163,56 @@ pub fn parse_mount(text: &str, cwd: &Path) -> Result<Request> {
     Ok(Request { source, target, read_only, propagation, nocopy, make_missing_source: false })
 }
 
-/// `--tmpfs PATH[:OPTIONS]`: the options go to the kernel as they are (`size=64m,mode=1777`;
-/// `ro` makes it read-only).
+/// Options a tmpfs takes: the file system's own (KEY=VALUE) and mount flags.
+const TMPFS_KEYS: [&str; 7] = ["size", "mode", "uid", "gid", "nr_inodes", "nr_blocks", "mpol"];
+const TMPFS_FLAGS: [&str; 15] = ["exec", "noexec", "suid", "nosuid", "dev", "nodev", "atime", "noatime", "diratime", "nodiratime", "relatime", "strictatime", "sync", "async", "dirsync"];
+
+/// `--tmpfs PATH[:OPTIONS]`: the options go to the kernel (`size=64m,mode=1777`; `ro` makes
+/// it read-only), Docker's list of them only.
 pub fn parse_tmpfs(text: &str) -> Result<Request> {
+    let bad = |why: String| Error::runtime(format!("invalid --tmpfs {text:?}: {why}"));
     let (target, options) = text.split_once(':').unwrap_or((text, ""));
-    let target = check_target(target).map_err(|why| Error::runtime(format!("invalid --tmpfs {text:?}: {why}")))?;
-    let read_only = options.split(',').any(|o| o == "ro");
-    let options: Vec<&str> = options.split(',').filter(|o| !o.is_empty() && *o != "ro" && *o != "rw").collect();
-    Ok(Request { source: Source::Tmpfs(options.join(",")), target, read_only, propagation: None, nocopy: false, make_missing_source: false })
+    let target = check_target(target).map_err(bad)?;
+    let mut read_only = false;
+    let mut kept = Vec::new();
+    for option in options.split(',').filter(|o| !o.is_empty()) {
+        match option.split_once('=') {
+            _ if option == "ro" => read_only = true,
+            _ if option == "rw" => read_only = false,
+            Some((key, _)) if TMPFS_KEYS.contains(&key) => kept.push(option),
+            None if TMPFS_FLAGS.contains(&option) => kept.push(option),
+            _ => return Err(bad(format!("unknown option {option:?} (size=, mode=, uid=, gid=, nr_inodes=, ro, exec, ...)"))),
+        }
+    }
+    Ok(Request { source: Source::Tmpfs(kept.join(",")), target, read_only, propagation: None, nocopy: false, make_missing_source: false })
 }
 
-/// A target: absolute, and not the root itself.
-fn check_target(target: &str) -> std::result::Result<PathBuf, String> {
+/// A target: absolute, cleaned as Go's `filepath.Clean` does (`/www/`, `/www/.` and
+/// `/x/../www` are `/www`: one spelling to compare), and not the root itself.
+pub fn check_target(target: &str) -> std::result::Result<PathBuf, String> {
     if !target.starts_with('/') {
         return Err(format!("the target {target:?} must be an absolute path inside the container (e.g. /data)"));
     }
-    if Path::new(target).components().count() == 1 {
+    let cleaned = clean(Path::new(target));
+    if cleaned == Path::new("/") {
         return Err("the target cannot be / (the container's root is its image)".into());
     }
-    // `/www/` and `/www/.` are `/www`: one spelling for comparing targets.
-    Ok(Path::new(target).components().collect())
+    Ok(cleaned)
+}
+
+/// An absolute path with `.` and `..` resolved by name (`..` stops at `/`).
+pub fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(name) => out.push(name),
+            _ => {}
+        }
+    }
+    out
 }
 
 // ANCHOR: volume_name
@@ -196,17 +233,7 @@ pub fn check_volume_name(name: &str) -> Result<()> {
 
 /// `path` as an absolute path, relative ones from `cwd` (`.` and `..` resolved by name).
 fn absolute(path: &str, cwd: &Path) -> PathBuf {
-    let mut out = if path.starts_with('/') { PathBuf::from("/") } else { cwd.to_path_buf() };
-    for component in Path::new(path).components() {
-        match component {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::Normal(name) => out.push(name),
-            _ => {}
-        }
-    }
-    out
+    clean(&cwd.join(path))
 }
 
 /// A size in bytes, with Docker's units (`64m`, `1g`, `512k`, `100`).
@@ -241,8 +268,8 @@ mod tests {
         assert_eq!((named.source, named.nocopy), (Source::Volume(Some("pgdata".into())), true));
         let anonymous = parse_volume("/cache", &cwd()).unwrap();
         assert_eq!((anonymous.source, anonymous.target), (Source::Volume(None), PathBuf::from("/cache")));
-        let anonymous_ro = parse_volume("/cache:ro", &cwd()).unwrap();
-        assert_eq!((anonymous_ro.source, anonymous_ro.read_only), (Source::Volume(None), true));
+        assert_eq!(parse_volume("/www/../data/", &cwd()).unwrap().target, PathBuf::from("/data"), "targets are cleaned");
+        assert!(parse_volume("/a:/b:ro,Z,cached", &cwd()).unwrap().read_only);
         assert_eq!(parse_volume("/a:/b:rslave,ro", &cwd()).unwrap().propagation.as_deref(), Some("rslave"));
     }
 
@@ -251,6 +278,10 @@ mod tests {
         for (bad, why) in [
             ("/a:b", "absolute path"),
             ("/a:/", "cannot be /"),
+            ("x1:/a/..", "cannot be /"),
+            ("/cache:ro", "options need a source"),
+            (":/b", "nothing before the first"),
+            ("/a:/b:readonly", "unknown option"),
             ("/a:/b:rx", "unknown option"),
             ("my vol:/b", "not a volume name"),
             ("x:/b", "not a volume name"),
@@ -281,6 +312,7 @@ mod tests {
             ("type=tmpfs,source=x,target=/x", "source is not for type=tmpfs"),
             ("target=/x,colour=blue", "unknown key"),
             ("target=x", "absolute path"),
+            ("source=/srv,target=/x", "type=bind,source=/srv"),
         ] {
             let error = parse_mount(bad, &cwd()).unwrap_err().to_string();
             assert!(error.contains(why), "{bad}: {error}");
@@ -292,5 +324,7 @@ mod tests {
         let tmpfs = parse_tmpfs("/run:size=1m,mode=1777,ro").unwrap();
         assert_eq!((tmpfs.source, tmpfs.read_only), (Source::Tmpfs("size=1m,mode=1777".into()), true));
         assert!(parse_tmpfs("run").is_err());
+        assert!(parse_tmpfs("/run:bind").is_err(), "only a tmpfs's own options");
+        assert_eq!(parse_tmpfs("/run:exec,uid=1000").unwrap().source, Source::Tmpfs("exec,uid=1000".into()));
     }
 }

@@ -58,16 +58,31 @@ impl VolumeStore {
         VolumeStore { root: state_root.join("volumes") }
     }
 
-    /// Held while a container's volumes are chosen and recorded (`Shared`: containers are
-    /// made side by side), and while volumes are removed (`Exclusive`).
+    /// Held while volumes are made and a container's volumes are chosen and recorded
+    /// (`Shared`: containers are made side by side), and while volumes are removed
+    /// (`Exclusive`).
     pub fn lock(&self, kind: Lock) -> Result<fs::File> {
-        fs::create_dir_all(&self.root).map_err(|e| Error::runtime(format!("cannot make {}: {e}", self.root.display())))?;
+        self.make_root()?;
         flock(&self.root.join(".lock"), kind)
     }
 
+    // ANCHOR: private_root
+    /// `volumes/`, open to root only. A volume's files are a container's: a setuid program a
+    /// container leaves there must not be reachable by the host's users (Docker closes its
+    /// own directories the same way since CVE-2021-41091; step 05 does it for layers).
+    fn make_root(&self) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        if !self.root.is_dir() {
+            fs::create_dir_all(&self.root).map_err(|e| Error::runtime(format!("cannot make {}: {e}", self.root.display())))?;
+        }
+        fs::set_permissions(&self.root, fs::Permissions::from_mode(0o700)).map_err(|e| Error::runtime(format!("cannot close {} to other users: {e}", self.root.display())))
+    }
+    // ANCHOR_END: private_root
+
     // ANCHOR: create
     /// Volume `name` (a random one when `None`: an anonymous volume), made if it does not
-    /// exist, with `labels` when made. Returns it, and whether it was made now.
+    /// exist, with `labels` when made. Returns it, and whether it was made now. The caller
+    /// holds the lock (shared): a prune meanwhile would take a half-made volume for debris.
     pub fn create(&self, name: Option<&str>, labels: BTreeMap<String, String>) -> Result<(Volume, bool)> {
         let name = match name {
             Some(name) => {
@@ -79,7 +94,7 @@ impl VolumeStore {
         if let Some(volume) = self.get(&name)? {
             return Ok((volume, false));
         }
-        fs::create_dir_all(&self.root).map_err(|e| Error::runtime(format!("cannot make {}: {e}", self.root.display())))?;
+        self.make_root()?;
         // Made whole under a temporary name, then renamed: a killed CLI leaves no half volume.
         let staging = tempfile::Builder::new().prefix(".new-").tempdir_in(&self.root).map_err(|e| Error::runtime(format!("cannot make a volume in {}: {e}", self.root.display())))?;
         let volume = Volume {
@@ -127,31 +142,48 @@ impl VolumeStore {
         let mut volumes = Vec::new();
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(volume) = self.get(&name)? {
-                volumes.push(volume);
+            match self.get(&name) {
+                Ok(Some(volume)) => volumes.push(volume),
+                Ok(None) => {}
+                Err(error) => eprintln!("carton: {error}"), // one damaged record hides no other volume
             }
         }
         volumes.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(volumes)
     }
 
-    /// Delete volume `name` and its files (the caller checked that nothing uses it).
+    /// Whether volume `name` exists, its record readable or not.
+    pub fn exists(&self, name: &str) -> bool {
+        check_volume_name(name).is_ok() && self.root.join(name).is_dir()
+    }
+
+    /// Delete volume `name` and its files, its record readable or not (the caller checked
+    /// that nothing uses it).
     pub fn delete(&self, name: &str) -> Result<()> {
         let dir = self.root.join(name);
         // Renamed away first: the volume is gone at once, even if deleting its files is slow
-        // or is interrupted (the collector finishes it).
-        let doomed = self.root.join(format!(".removing-{name}"));
+        // or is interrupted (a prune finishes it).
+        let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let doomed = self.root.join(format!(".removing-{name}-{}-{nanos}", std::process::id()));
         fs::rename(&dir, &doomed).map_err(|e| Error::runtime(format!("cannot remove volume {name}: {e}")))?;
         fs::remove_dir_all(&doomed).map_err(|e| Error::runtime(format!("cannot delete {}: {e}", doomed.display())))
     }
 
-    /// What killed CLIs left: volumes half made, half removed.
+    /// What killed CLIs left (the caller holds the lock, exclusive): volumes half made,
+    /// half removed, copy-ups cut short.
     pub fn sweep(&self) {
         let Ok(entries) = fs::read_dir(&self.root) else { return };
+        let is_debris = |name: &str| name.starts_with(".removing-") || name.starts_with(".new-") || name.starts_with(".copy-");
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with(".removing-") || name.starts_with(".new-") {
+            if is_debris(&name) {
                 let _ = fs::remove_dir_all(entry.path());
+            } else if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                for inside in fs::read_dir(entry.path()).into_iter().flatten().flatten() {
+                    if is_debris(&inside.file_name().to_string_lossy()) {
+                        let _ = fs::remove_dir_all(inside.path());
+                    }
+                }
             }
         }
     }

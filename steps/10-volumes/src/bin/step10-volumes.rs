@@ -84,10 +84,13 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&entries).unwrap_or_default());
             Ok(0)
         }),
-        Command::Volume(Volume::Create { name }) => VolumeStore::new(&root).create(Some(&name), Default::default()).map(|(volume, _)| {
-            println!("{}", volume.name);
-            0
-        }),
+        Command::Volume(Volume::Create { name }) => {
+            let store = VolumeStore::new(&root);
+            store.lock(Lock::Shared).and_then(|_lock| store.create(Some(&name), Default::default())).map(|(volume, _)| {
+                println!("{}", volume.name);
+                0
+            })
+        }
         Command::Volume(Volume::Ls) => VolumeStore::new(&root).list().map(|volumes| {
             volumes.iter().for_each(|v| println!("{:<8} {}", v.driver, v.name));
             0
