@@ -80,8 +80,10 @@ pub struct AutoRemoved(Vec<MountPoint>);
 impl AutoRemoved {
     /// Read before the container runs (its record of mounts goes with it).
     pub fn of(state_root: &Path, id: &str) -> AutoRemoved {
-        let auto_remove = step09::Container::load(state_root, id).ok().flatten().is_some_and(|c| c.host_config.auto_remove);
-        AutoRemoved(if auto_remove { mounts::of_container(state_root, id) } else { Vec::new() })
+        let mounts = mounts::of_container(state_root, id);
+        // (Most containers have no mounts: then the record is not read at all.)
+        let auto_remove = !mounts.is_empty() && step09::Container::load(state_root, id).ok().flatten().is_some_and(|c| c.host_config.auto_remove);
+        AutoRemoved(if auto_remove { mounts } else { Vec::new() })
     }
 
     /// The container is gone: its anonymous volumes too, unless another container uses one.
