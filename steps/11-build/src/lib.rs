@@ -1,0 +1,20 @@
+//! # Step 11 — build: from a Dockerfile to an image (in progress)
+//!
+//! A Dockerfile is a recipe of layers: each RUN is a container whose changes are committed
+//! (chapter 9's `commit`), each COPY a layer of files from the build context, the other
+//! instructions changes to the image's config. This step reads the recipe; running it is
+//! the next part (`carton build` is marked planned until then).
+//!
+//! - [`dockerfile`]: parser directives, continuation lines, instructions and their shapes,
+//!   errors with file, line and column;
+//! - [`words`]: quotes, escapes and `$VARIABLE` substitution, as Docker's shell lexer;
+//! - [`ignore`]: the `.dockerignore` file.
+
+pub mod dockerfile;
+pub mod ignore;
+pub mod words;
+
+use step01::Chapter;
+
+/// The chapter this step belongs to.
+pub const CHAPTER: Chapter = Chapter { number: 11, title: "build — from a Dockerfile to an image" };
