@@ -43,6 +43,8 @@ pub enum ImageCommand {
         #[arg(short, long)]
         quiet: bool,
     },
+    /// Build an image from a Dockerfile
+    Build(BuildArgs),
     /// Give an image another name: carton tag SOURCE TARGET
     Tag { source: String, target: String },
     /// Make a one-layer image from a root filesystem tarball (plain or gzip; - for stdin)
@@ -52,6 +54,35 @@ pub enum ImageCommand {
         #[arg(value_name = "NAME[:TAG]")]
         name: String,
     },
+}
+
+/// `carton build`'s flags, Docker's.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Name the image NAME[:TAG] (more than once for more names)
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile)
+    #[arg(short = 'f', long = "file", value_name = "FILE")]
+    file: Option<PathBuf>,
+    /// A build argument KEY=VALUE (KEY alone: its value here)
+    #[arg(long = "build-arg", value_name = "KEY=VALUE")]
+    build_args: Vec<String>,
+    /// Stop at this stage (FROM ... AS NAME)
+    #[arg(long, value_name = "STAGE")]
+    target: Option<String>,
+    /// Run every step again, none from the cache
+    #[arg(long)]
+    no_cache: bool,
+    /// Print only the image id
+    #[arg(short, long)]
+    quiet: bool,
+    /// The network RUN's containers get: bridge (the default), none or host
+    #[arg(long, value_name = "MODE", default_value = "bridge")]
+    network: String,
+    /// The directory COPY reads from (- : no context, the Dockerfile on standard input)
+    #[arg(value_name = "CONTEXT|-")]
+    context: String,
 }
 
 #[derive(Args)]
@@ -95,7 +126,51 @@ pub fn run(state_root: &Path, command: ImageCommand) -> anyhow::Result<u8> {
             Ok(0)
         }
         ImageCommand::Import { file, name } => import(state_root, &file, &name),
+        ImageCommand::Build(args) => build(state_root, &args),
     }
+}
+
+/// `carton build`: a Dockerfile run step by step into an image (chapter 11).
+fn build(state_root: &Path, args: &BuildArgs) -> anyhow::Result<u8> {
+    use std::io::Read;
+    let scratch_context = tempfile::tempdir()?;
+    let (context, text, file_name) = if args.context == "-" {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text)?;
+        (scratch_context.path().to_path_buf(), text, "Dockerfile (standard input)".to_string())
+    } else {
+        let context = PathBuf::from(&args.context);
+        if !context.is_dir() {
+            return Err(step01::Error::runtime(format!("the build context {} is not a directory: give the directory the Dockerfile's COPY reads from (often .)", context.display())).into());
+        }
+        let file = args.file.clone().unwrap_or_else(|| context.join("Dockerfile"));
+        let text = std::fs::read_to_string(&file).map_err(|e| step01::Error::runtime(format!("cannot read the Dockerfile {}: {e}", file.display())))?;
+        (context, text, file.display().to_string())
+    };
+    let dockerfile = step11::dockerfile::parse(&file_name, &text).map_err(|e| step01::Error::runtime(e.to_string()))?;
+    let mut build_args = std::collections::BTreeMap::new();
+    for arg in &args.build_args {
+        match arg.split_once('=') {
+            Some((key, value)) => build_args.insert(key.to_string(), value.to_string()),
+            None => build_args.insert(arg.clone(), std::env::var(arg).unwrap_or_default()),
+        };
+    }
+    let options = step11::build::Options {
+        context,
+        dockerfile,
+        tags: args.tags.iter().map(|t| Reference::parse(t)).collect::<step01::Result<_>>()?,
+        build_args,
+        target: args.target.clone(),
+        no_cache: args.no_cache,
+        network: args.network.parse()?,
+        quiet: args.quiet,
+    };
+    let mut progress: Box<dyn std::io::Write> = if args.quiet { Box::new(std::io::sink()) } else { Box::new(std::io::stdout()) };
+    let (image_id, _) = step11::build::build(state_root, &options, &mut progress)?;
+    if args.quiet {
+        print_stdout(&format!("{image_id}\n"));
+    }
+    Ok(0)
 }
 
 fn pull(state_root: &Path, args: &TransferArgs) -> anyhow::Result<u8> {

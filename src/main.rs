@@ -406,28 +406,11 @@ enum Bootstrap {
     },
 }
 
-/// Docker's commands that later chapters bring. carton knows their names (hidden from --help)
-/// so that typing one says which chapter brings it, instead of clap's "unrecognized subcommand"
-/// with a misleading tip (`ps`: "a similar subcommand exists: 'push'").
-const PLANNED_COMMANDS: &[(&str, &str)] = &[("build", "chapter 11: build")];
-
-/// carton's command line, with the planned commands known by name.
-fn command_line() -> clap::Command {
-    PLANNED_COMMANDS.iter().fold(Cli::command(), |command, (name, _)| {
-        let anything = clap::Arg::new("args").num_args(0..).trailing_var_arg(true).allow_hyphen_values(true);
-        command.subcommand(clap::Command::new(*name).hide(true).disable_help_flag(true).arg(anything))
-    })
-}
-
 fn main() -> ExitCode {
-    let matches = match command_line().try_get_matches() {
+    let matches = match Cli::command().try_get_matches() {
         Ok(matches) => matches,
         Err(error) => return usage_error(error),
     };
-    if let Some((name, chapter)) = matches.subcommand_name().and_then(|used| PLANNED_COMMANDS.iter().find(|(name, _)| *name == used)) {
-        eprintln!("carton: {}", not_available_yet(&format!("`carton {name}`"), chapter, "carton --help"));
-        return ExitCode::from(RUNTIME_ERROR);
-    }
     let mut cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(error) => return usage_error(error),
@@ -441,6 +424,8 @@ fn main() -> ExitCode {
     let error_code = match &cli.command {
         Command::Lifecycle(command) | Command::Container(containers::ContainerCommand::Shared(command)) if !command.runs_a_container() => Some(1),
         Command::Container(containers::ContainerCommand::Ls(_) | containers::ContainerCommand::Prune { .. }) | Command::System(_) | Command::Volume(_) => Some(1),
+        // A failed build exits 1, as `docker build` does.
+        Command::ImageCommand(images::ImageCommand::Build(_)) | Command::Image(ImageCommand::Shared(images::ImageCommand::Build(_))) => Some(1),
         _ => None,
     };
     let outcome = match cli.command {
@@ -488,12 +473,6 @@ fn usage_error(error: clap::Error) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
-}
-
-/// What a planned command or flag says when used: which chapter brings it, and where to see
-/// what works today.
-fn not_available_yet(what: &str, chapter: &str, help: &str) -> String {
-    format!("{what} is not available yet: it comes with {chapter} (planned); see `{help}` for what works today")
 }
 
 /// Write to stdout, ignoring a reader that went away (`carton doctor | head -1`).

@@ -80,11 +80,13 @@ pub fn info(state_root: &Path) -> anyhow::Result<u8> {
 pub fn prune(state_root: &Path, all: bool, volumes: bool, force: bool) -> anyhow::Result<u8> {
     let images = if all { "all images without at least one container associated to them" } else { "all dangling images" };
     let volumes_line = if volumes { "  - all anonymous volumes not used by at least one container\n" } else { "" };
-    let warning = format!("WARNING! This will remove:\n  - all stopped containers\n{volumes_line}  - {images}\n");
+    let warning = format!("WARNING! This will remove:\n  - all stopped containers\n{volumes_line}  - {images}\n  - all build cache\n");
     if !force && !crate::images::confirm("carton system prune", &warning)? {
         return Ok(0);
     }
     let (containers, containers_freed) = crate::containers::remove_stopped(state_root);
+    // The build cache goes too (as Docker's): the images only it kept become unneeded.
+    let _ = std::fs::remove_dir_all(state_root.join("build-cache"));
     let removed_volumes = if volumes { step10::mounts::prune(state_root, false)? } else { Vec::new() };
     let volumes_freed: u64 = removed_volumes.iter().map(|(_, size)| size).sum();
     let volume_names: Vec<String> = removed_volumes.into_iter().map(|(name, _)| name).collect();

@@ -130,31 +130,47 @@ fn image_from_tar(store: &ImageStore, tar: &[u8], reference: &Reference, cmd: &[
 // ANCHOR_END: image_from_tar
 
 // ANCHOR: add_layer
-/// A new image: `base` (a manifest digest in the store) with one more layer on top, the
-/// gzip-compressed tar at `layer` whose uncompressed digest is `diff_id` (`docker commit`,
-/// a build step). `edit` changes the new image's config (its `config` object: Cmd, Env...),
-/// and `history` is the new layer's entry. Tagged `reference` when given. Returns the new
-/// manifest's digest and the image id (the config's digest).
+/// A new image: `base` (a manifest digest in the store; `None`: `FROM scratch`, nothing)
+/// with one more layer on top, the gzip-compressed tar at `layer.0` whose uncompressed
+/// digest is `layer.1` (`docker commit`, a build step), or with none (a build step that
+/// changes only the config: its history entry says `empty_layer`). `edit` changes the new
+/// image's config (its `config` object: Cmd, Env...), and `history` is the step's entry.
+/// Tagged `reference` when given. Returns the new manifest's digest and the image id (the
+/// config's digest).
 pub fn add_layer(
     store: &ImageStore,
-    base: &str,
-    layer: &Path,
-    diff_id: &str,
+    base: Option<&str>,
+    layer: Option<(&Path, &str)>,
     edit: impl FnOnce(&mut serde_json::Value),
-    history: serde_json::Value,
+    mut history: serde_json::Value,
     reference: Option<&Reference>,
 ) -> Result<(String, String)> {
     let _lock = store.lock(store::Lock::Shared)?; // until tagged: `rmi` must not collect these blobs
-    let manifest_bytes = store.read_blob(base)?;
-    let mut manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).map_err(|e| Error::runtime(format!("the manifest {base} is damaged: {e}")))?;
-    let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| Error::runtime(format!("the manifest {base} names no config")))?.to_string();
-    let mut config: serde_json::Value = serde_json::from_slice(&store.read_blob(&config_digest)?).map_err(|e| Error::runtime(format!("the image config {config_digest} is damaged: {e}")))?;
-    let file = std::fs::File::open(layer).map_err(|e| Error::runtime(format!("cannot read {}: {e}", layer.display())))?;
-    let (layer_digest, layer_size) = store.put_blob(std::io::BufReader::new(file), None)?;
+    let (mut manifest, mut config) = match base {
+        Some(base) => {
+            let manifest_bytes = store.read_blob(base)?;
+            let manifest: serde_json::Value = serde_json::from_slice(&manifest_bytes).map_err(|e| Error::runtime(format!("the manifest {base} is damaged: {e}")))?;
+            let config_digest = manifest["config"]["digest"].as_str().ok_or_else(|| Error::runtime(format!("the manifest {base} names no config")))?.to_string();
+            let config = serde_json::from_slice(&store.read_blob(&config_digest)?).map_err(|e| Error::runtime(format!("the image config {config_digest} is damaged: {e}")))?;
+            (manifest, config)
+        }
+        None => (
+            serde_json::json!({"schemaVersion": 2, "mediaType": MANIFEST_TYPE, "config": {}, "layers": []}),
+            serde_json::json!({"architecture": image::host_architecture(), "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}, "history": []}),
+        ),
+    };
     config["created"] = serde_json::json!(now_rfc3339());
-    match config["rootfs"]["diff_ids"].as_array_mut() {
-        Some(diff_ids) => diff_ids.push(serde_json::json!(diff_id)),
-        None => config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": [diff_id]}),
+    if let Some((path, diff_id)) = layer {
+        let file = std::fs::File::open(path).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?;
+        let (layer_digest, layer_size) = store.put_blob(std::io::BufReader::new(file), None)?;
+        match config["rootfs"]["diff_ids"].as_array_mut() {
+            Some(diff_ids) => diff_ids.push(serde_json::json!(diff_id)),
+            None => config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": [diff_id]}),
+        }
+        let layers = manifest["layers"].as_array_mut().ok_or_else(|| Error::runtime("the base image's manifest lists no layers"))?;
+        layers.push(serde_json::json!({"mediaType": LAYER_TYPE, "digest": layer_digest, "size": layer_size}));
+    } else {
+        history["empty_layer"] = serde_json::json!(true);
     }
     match config["history"].as_array_mut() {
         Some(entries) => entries.push(history),
@@ -168,8 +184,6 @@ pub fn add_layer(
     let (new_config, config_size) = store.put_blob(config.as_slice(), None)?;
     manifest["config"] = serde_json::json!({"mediaType": CONFIG_TYPE, "digest": new_config, "size": config_size});
     manifest["mediaType"] = serde_json::json!(MANIFEST_TYPE);
-    let layers = manifest["layers"].as_array_mut().ok_or_else(|| Error::runtime(format!("the manifest {base} lists no layers")))?;
-    layers.push(serde_json::json!({"mediaType": LAYER_TYPE, "digest": layer_digest, "size": layer_size}));
     let manifest = serde_json::to_vec(&manifest).map_err(|e| Error::runtime(format!("cannot write the manifest: {e}")))?;
     let (manifest_digest, manifest_size) = store.put_blob(manifest.as_slice(), None)?;
     if let Some(reference) = reference {
@@ -203,6 +217,15 @@ pub fn prepare(state_root: &Path, reference: &Reference, explain: &step01::Expla
     let store = ImageStore::open(state_root)?;
     let held = store.lock(store::Lock::Shared)?;
     let image = Image::load(&store, reference)?;
+    let lowers = unpack(state_root, &store, &image, explain)?;
+    Ok(Prepared { image, lowers, held })
+}
+
+/// The same for an image known by its manifest's digest (a build's step, which has no name).
+pub fn prepare_manifest(state_root: &Path, manifest_digest: &str, explain: &step01::Explain) -> Result<Prepared> {
+    let store = ImageStore::open(state_root)?;
+    let held = store.lock(store::Lock::Shared)?;
+    let image = Image::from_store(&store, manifest_digest)?;
     let lowers = unpack(state_root, &store, &image, explain)?;
     Ok(Prepared { image, lowers, held })
 }

@@ -67,7 +67,7 @@ pub fn commit(state_root: &Path, id: &str, reference: &step06::Reference, option
     if let Some(message) = options.message {
         history["comment"] = json!(message);
     }
-    let (_, image_id) = step06::add_layer(&store, &base, layer.path(), &committed.diff_id, |config| edits.into_iter().for_each(|edit| edit(config)), history, Some(reference))?;
+    let (_, image_id) = step06::add_layer(&store, Some(&base), Some((layer.path(), &committed.diff_id)), |config| edits.into_iter().for_each(|edit| edit(config)), history, Some(reference))?;
     Ok(image_id)
 }
 // ANCHOR_END: commit

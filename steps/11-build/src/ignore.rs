@@ -76,7 +76,7 @@ fn components_match(pattern: &[String], path: &[&str]) -> bool {
 
 /// One name against one pattern: `*` any run of characters, `?` one, `[a-z]` a class,
 /// `\` the next character as it is.
-fn name_matches(pattern: &str, name: &str) -> bool {
+pub(crate) fn name_matches(pattern: &str, name: &str) -> bool {
     let (p, n): (Vec<char>, Vec<char>) = (pattern.chars().collect(), name.chars().collect());
     fn go(p: &[char], n: &[char]) -> bool {
         match p.split_first() {

@@ -1,0 +1,297 @@
+//! COPY and ADD: files of the build context (or of an earlier stage, `--from`) as a new
+//! layer: a tar of them under their destination, with root (or `--chown`) as owner.
+
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use step01::{Error, Result};
+
+use crate::build::at;
+use crate::dockerfile::Instruction;
+use crate::ignore::Ignore;
+
+/// One thing to copy: where it is, where it goes in the image.
+struct Entry {
+    from: PathBuf,
+    to: PathBuf,
+}
+
+// ANCHOR: plan
+/// What a COPY or ADD copies, and its fingerprint for the cache: each file's path, mode,
+/// owner and content digest (not its time).
+pub struct CopyPlan {
+    entries: Vec<Entry>,
+    owner: Option<(u32, u32)>,
+    mode: Option<u32>,
+    pub fingerprint: String,
+    /// An earlier stage's root, mounted while the plan lives.
+    _source: Option<MountedImage>,
+}
+// ANCHOR_END: plan
+
+/// A layer written: the gzip file (removed when dropped) and its uncompressed digest.
+pub struct Layer {
+    pub path: tempfile::NamedTempFile,
+    pub diff_id: String,
+}
+
+/// Read a COPY or ADD: its sources (globs allowed, relative to the context or the stage),
+/// its destination (relative to WORKDIR), `--chown` (numbers), `--chmod` (octal), `--from`.
+pub fn plan(
+    context: &Path,
+    ignore: &Ignore,
+    instruction: &Instruction,
+    expanded: &dyn Fn(&str) -> Result<Vec<String>>,
+    config: &Value,
+    stages: &[(Option<String>, Option<String>)],
+    state_root: &Path,
+) -> Result<CopyPlan> {
+    let mut parts = match &instruction.json {
+        Some(parts) => parts.clone(),
+        None => expanded(&instruction.args)?,
+    };
+    let destination = parts.pop().ok_or_else(|| at(instruction, "no destination".into()))?;
+    let workdir = config["WorkingDir"].as_str().filter(|d| !d.is_empty()).unwrap_or("/");
+    let dest_is_dir = destination.ends_with('/') || destination.ends_with("/.") || parts.len() > 1;
+    let destination = clean(&Path::new(workdir).join(&destination));
+    let flag = |name: &str| instruction.flags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let owner =
+        flag("chown").map(|chown| parse_owner(&chown).ok_or_else(|| at(instruction, format!("--chown={chown}: give numbers, UID[:GID] (names are not read from the image yet)")))).transpose()?;
+    let mode = flag("chmod").map(|mode| u32::from_str_radix(&mode, 8).map_err(|_| at(instruction, format!("--chmod={mode}: give an octal mode such as 755")))).transpose()?;
+    let (root, source) = match flag("from") {
+        Some(from) => {
+            let image = stages
+                .iter()
+                .enumerate()
+                .find(|(n, (name, _))| name.as_deref() == Some(from.as_str()) || n.to_string() == from)
+                .map(|(_, (_, image))| image.clone())
+                .ok_or_else(|| at(instruction, format!("--from={from}: no stage is called that (FROM image AS {from}); images by name are not supported yet")))?
+                .ok_or_else(|| at(instruction, format!("--from={from}: that stage is empty")))?;
+            let mounted = MountedImage::mount(state_root, &image)?;
+            (mounted.dir.path().to_path_buf(), Some(mounted))
+        }
+        None => (context.to_path_buf(), None),
+    };
+    let from_context = source.is_none();
+    let mut entries = Vec::new();
+    for pattern in &parts {
+        if instruction.keyword == "ADD" && pattern.contains("://") {
+            return Err(at(instruction, format!("{pattern}: ADD of a URL is refused: carton builds offline; download it first and COPY it")));
+        }
+        if instruction.keyword == "ADD" && [".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2"].iter().any(|ext| pattern.ends_with(ext)) {
+            return Err(at(instruction, format!("{pattern}: ADD does not unpack archives yet in carton; unpack it in a RUN, or COPY it")));
+        }
+        let matched = glob(&root, pattern, if from_context { Some(ignore) } else { None });
+        if matched.is_empty() {
+            return Err(at(instruction, format!("{pattern}: no such file in the {} (or .dockerignore leaves it out)", if from_context { "build context" } else { "stage" })));
+        }
+        for (relative, path) in matched {
+            // A directory's contents go into the destination; a file goes into it when it is
+            // a directory (`dest/`, or several sources), else becomes it.
+            let to = if path.is_dir() || !dest_is_dir { destination.clone() } else { destination.join(relative.file_name().unwrap_or_default()) };
+            collect(&root, &path, &to, if from_context { Some(ignore) } else { None }, &mut entries)?;
+        }
+    }
+    let mut fingerprint = String::new();
+    for entry in &entries {
+        let meta = std::fs::symlink_metadata(&entry.from).map_err(|e| at(instruction, format!("{}: {e}", entry.from.display())))?;
+        let content = if meta.is_file() {
+            file_digest(&entry.from)?
+        } else if meta.file_type().is_symlink() {
+            std::fs::read_link(&entry.from).map(|t| t.display().to_string()).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        fingerprint.push_str(&format!("{} {:o} {content}\n", entry.to.display(), meta.mode()));
+    }
+    fingerprint.push_str(&format!("owner {owner:?} mode {mode:?}\n"));
+    Ok(CopyPlan { entries, owner, mode, fingerprint, _source: source })
+}
+
+impl CopyPlan {
+    // ANCHOR: write_layer
+    /// The layer: a gzip-compressed tar of the entries (parents first), written in `dir`.
+    pub fn write_layer(&self, dir: &Path) -> Result<Layer> {
+        let failed = |e: std::io::Error| Error::runtime(format!("cannot write the layer: {e}"));
+        let file = tempfile::Builder::new().prefix(".copy-").tempfile_in(dir).map_err(failed)?;
+        let gzip = flate2::write::GzEncoder::new(file.reopen().map_err(failed)?, flate2::Compression::default());
+        let mut hashed = Hashing { inner: gzip, hash: Sha256::new() };
+        {
+            let mut tar = tar::Builder::new(&mut hashed);
+            tar.follow_symlinks(false);
+            let mut parents = std::collections::BTreeSet::new();
+            for entry in &self.entries {
+                for parent in entry.to.ancestors().skip(1).filter(|p| *p != Path::new("/")) {
+                    parents.insert(parent.to_path_buf());
+                }
+            }
+            for parent in &parents {
+                let mut header = tar::Header::new_gnu();
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                header.set_mtime(0);
+                tar.append_data(&mut header, parent.strip_prefix("/").unwrap_or(parent), std::io::empty()).map_err(failed)?;
+            }
+            for entry in &self.entries {
+                let meta = std::fs::symlink_metadata(&entry.from).map_err(failed)?;
+                let mut header = tar::Header::new_gnu();
+                header.set_metadata(&meta);
+                let (uid, gid) = self.owner.unwrap_or((0, 0));
+                header.set_uid(uid.into());
+                header.set_gid(gid.into());
+                if let Some(mode) = self.mode {
+                    header.set_mode(mode);
+                }
+                let name = entry.to.strip_prefix("/").unwrap_or(&entry.to);
+                if meta.file_type().is_symlink() {
+                    let target = std::fs::read_link(&entry.from).map_err(failed)?;
+                    tar.append_link(&mut header, name, target).map_err(failed)?;
+                } else if meta.is_dir() {
+                    header.set_size(0);
+                    tar.append_data(&mut header, name, std::io::empty()).map_err(failed)?;
+                } else if meta.is_file() {
+                    let file = std::fs::File::open(&entry.from).map_err(failed)?;
+                    tar.append_data(&mut header, name, file).map_err(failed)?;
+                }
+            }
+            tar.finish().map_err(failed)?;
+        }
+        let diff_id = format!("sha256:{}", step05::store::hex(&hashed.hash.finalize()));
+        hashed.inner.finish().map_err(failed)?;
+        Ok(Layer { path: file, diff_id })
+    }
+    // ANCHOR_END: write_layer
+}
+
+/// A writer that hashes what goes through it (the tar, before compression: the diff ID).
+struct Hashing<W: Write> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(bytes)?;
+        self.hash.update(&bytes[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// `path` and everything under it, to go at `to`.
+fn collect(root: &Path, path: &Path, to: &Path, ignore: Option<&Ignore>, entries: &mut Vec<Entry>) -> Result<()> {
+    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?;
+    if !meta.is_dir() {
+        entries.push(Entry { from: path.to_path_buf(), to: to.to_path_buf() });
+        return Ok(());
+    }
+    entries.push(Entry { from: path.to_path_buf(), to: to.to_path_buf() });
+    let mut children: Vec<_> = std::fs::read_dir(path).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?.flatten().collect();
+    children.sort_by_key(|c| c.file_name());
+    for child in children {
+        let child_path = child.path();
+        let relative = child_path.strip_prefix(root).unwrap_or(&child_path).to_string_lossy().into_owned();
+        if ignore.is_some_and(|ignore| ignore.excludes(&relative)) {
+            continue;
+        }
+        collect(root, &child_path, &to.join(child.file_name()), ignore, entries)?;
+    }
+    Ok(())
+}
+
+/// The paths under `root` that `pattern` names (`*`, `?` and classes within each name),
+/// not those `.dockerignore` leaves out: (relative, full) pairs, sorted.
+fn glob(root: &Path, pattern: &str, ignore: Option<&Ignore>) -> Vec<(PathBuf, PathBuf)> {
+    let parts: Vec<&str> = pattern.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
+    let mut found = vec![PathBuf::new()];
+    for part in &parts {
+        let mut next = Vec::new();
+        for base in &found {
+            if *part == ".." {
+                continue; // never above the context
+            }
+            if !part.contains(['*', '?', '[']) {
+                if root.join(base).join(part).symlink_metadata().is_ok() {
+                    next.push(base.join(part));
+                }
+                continue;
+            }
+            let mut names: Vec<String> = std::fs::read_dir(root.join(base)).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+            names.sort();
+            next.extend(names.into_iter().filter(|name| crate::ignore::name_matches(part, name)).map(|name| base.join(name)));
+        }
+        found = next;
+    }
+    found
+        .into_iter()
+        .filter(|relative| ignore.is_none_or(|ignore| relative.as_os_str().is_empty() || !ignore.excludes(&relative.to_string_lossy())))
+        .map(|relative| (relative.clone(), root.join(relative)))
+        .collect()
+}
+
+/// `UID[:GID]` as numbers.
+fn parse_owner(text: &str) -> Option<(u32, u32)> {
+    let (user, group) = text.split_once(':').unwrap_or((text, text));
+    Some((user.parse().ok()?, group.parse().ok()?))
+}
+
+fn file_digest(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?;
+    let mut hash = Sha256::new();
+    std::io::copy(&mut file, &mut hash).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?;
+    Ok(step05::store::hex(&hash.finalize()))
+}
+
+/// An absolute path with `.` and `..` resolved by name.
+pub fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::Normal(name) => out.push(name),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// An image's files, read-only: its layers as an overlay with no upper directory (or the one
+/// layer as it is), unmounted when dropped.
+struct MountedImage {
+    dir: tempfile::TempDir,
+    mounted: bool,
+}
+
+impl MountedImage {
+    fn mount(state_root: &Path, manifest: &str) -> Result<MountedImage> {
+        let prepared = step06::prepare_manifest(state_root, manifest, &step01::Explain::off())?;
+        let dir = tempfile::Builder::new().prefix(".stage-").tempdir_in(state_root).map_err(|e| Error::runtime(format!("cannot make a directory in {}: {e}", state_root.display())))?;
+        let lowers: Vec<String> = prepared.lowers.iter().rev().map(|l| l.dir.display().to_string()).collect();
+        if lowers.len() == 1 {
+            // One layer: its directory is the image's whole tree.
+            nix::mount::mount(Some(lowers[0].as_str()), dir.path(), None::<&str>, nix::mount::MsFlags::MS_BIND | nix::mount::MsFlags::MS_RDONLY, None::<&str>)
+                .map_err(|errno| Error::syscall("mount (bind) a stage's layer", errno))?;
+        } else {
+            let options = format!("lowerdir={}", lowers.join(":"));
+            nix::mount::mount(Some("overlay"), dir.path(), Some("overlay"), nix::mount::MsFlags::MS_RDONLY, Some(options.as_str())).map_err(|errno| Error::syscall("mount a stage's layers", errno))?;
+        }
+        Ok(MountedImage { dir, mounted: true })
+    }
+}
+
+impl Drop for MountedImage {
+    fn drop(&mut self) {
+        if self.mounted {
+            let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
+        }
+    }
+}
