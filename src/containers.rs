@@ -787,7 +787,7 @@ fn cp(state_root: &Path, source: &str, destination: &str, archive: bool) -> anyh
     // A path under a volume or a bind mount is in that directory on the host, not in the
     // container's layer (the host's view of its root does not have the container's mounts).
     let mounts = step10::mounts::of_container(state_root, &id);
-    if let Some(mount) = step10::mounts::covering(&mounts, &step10::spec::clean(&inside_path)) {
+    if let Some(mount) = step10::mounts::covering(&mounts, &step01::mounts::clean(&inside_path)) {
         let shown = format!("{container}:{}", mount.destination.display());
         if mount.kind == "tmpfs" {
             return Err(Error::runtime(format!("{shown} is a tmpfs, in the container's memory: copy through `carton exec` (e.g. `carton exec -i {container} tar x`)")).into());
@@ -797,7 +797,7 @@ fn cp(state_root: &Path, source: &str, destination: &str, archive: bool) -> anyh
         }
         // The same path inside the mount's directory (`..` resolved by name first, as Docker
         // cleans it; `/.` and a trailing `/` kept: they mean something to cp).
-        let cleaned = step10::spec::clean(&inside_path);
+        let cleaned = step01::mounts::clean(&inside_path);
         let within = keep_trailing(Path::new("/").join(cleaned.strip_prefix(&mount.destination).unwrap_or(Path::new(""))), &inside);
         let copied = if into { step09::cp::into_container(Path::new(&host), &mount.source, &within, owner) } else { step09::cp::out_of_container(&mount.source, &within, Path::new(&host), owner) };
         copied?;

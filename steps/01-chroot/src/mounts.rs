@@ -181,6 +181,22 @@ pub fn mount_in_root(root: &Path, entry: &Mount, explain: &Explain) -> Result<()
 }
 // ANCHOR_END: mount_in_root
 
+/// An absolute path with `.` and `..` resolved by name, as Go's `filepath.Clean` does
+/// (`..` stops at `/`): one spelling of a path inside a container, before it is compared.
+pub fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for component in path.components() {
+        match component {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(name) => out.push(name),
+            _ => {}
+        }
+    }
+    out
+}
+
 /// What to make when the path is missing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Create {

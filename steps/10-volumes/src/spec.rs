@@ -10,6 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use step01::mounts::clean;
 use step01::{Error, Result};
 
 // ANCHOR: request
@@ -198,21 +199,6 @@ pub fn check_target(target: &str) -> std::result::Result<PathBuf, String> {
         return Err("the target cannot be / (the container's root is its image)".into());
     }
     Ok(cleaned)
-}
-
-/// An absolute path with `.` and `..` resolved by name (`..` stops at `/`).
-pub fn clean(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for component in path.components() {
-        match component {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::Normal(name) => out.push(name),
-            _ => {}
-        }
-    }
-    out
 }
 
 // ANCHOR: volume_name

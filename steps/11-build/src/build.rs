@@ -282,7 +282,7 @@ fn config_change(instruction: &Instruction, expanded: &dyn Fn(&str) -> Result<Ve
         "WORKDIR" => {
             let dir = expanded(&instruction.args)?.join(" ");
             let current = stage.config["WorkingDir"].as_str().unwrap_or("/").to_string();
-            let dir = crate::copy::clean(&Path::new(&current).join(dir)).display().to_string();
+            let dir = step01::mounts::clean(&Path::new(&current).join(dir)).display().to_string();
             Box::new(move |config: &mut Value| config["WorkingDir"] = json!(dir))
         }
         "USER" => {

@@ -56,7 +56,7 @@ pub fn plan(
     let destination = parts.pop().ok_or_else(|| at(instruction, "no destination".into()))?;
     let workdir = config["WorkingDir"].as_str().filter(|d| !d.is_empty()).unwrap_or("/");
     let dest_is_dir = destination.ends_with('/') || destination.ends_with("/.") || parts.len() > 1;
-    let destination = clean(&Path::new(workdir).join(&destination));
+    let destination = step01::mounts::clean(&Path::new(workdir).join(&destination));
     let flag = |name: &str| instruction.flags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
     let owner =
         flag("chown").map(|chown| parse_owner(&chown).ok_or_else(|| at(instruction, format!("--chown={chown}: give numbers, UID[:GID] (names are not read from the image yet)")))).transpose()?;
@@ -247,21 +247,6 @@ fn file_digest(path: &Path) -> Result<String> {
     let mut hash = Sha256::new();
     std::io::copy(&mut file, &mut hash).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?;
     Ok(step05::store::hex(&hash.finalize()))
-}
-
-/// An absolute path with `.` and `..` resolved by name.
-pub fn clean(path: &Path) -> PathBuf {
-    let mut out = PathBuf::from("/");
-    for component in path.components() {
-        match component {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::Normal(name) => out.push(name),
-            _ => {}
-        }
-    }
-    out
 }
 
 /// An image's files, read-only: its layers as an overlay with no upper directory (or the one
