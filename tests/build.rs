@@ -167,3 +167,18 @@ fn a_failing_run_and_a_bad_dockerfile_say_where_and_leave_nothing() {
     let out = lab.carton(&["build", "no-such-dir"]);
     assert!(out.status.code() == Some(1) && stderr(&out).contains("is not a directory"), "{}", stderr(&out));
 }
+
+#[test]
+fn add_unpacks_a_local_archive_and_copy_does_not() {
+    require_root();
+    let lab = Lab::new();
+    lab.file("tree/etc/app.conf", "port=8080\n");
+    lab.file("tree/docs/readme", "read me\n");
+    let archive = lab.context.path().join("tree.tgz");
+    let made = std::process::Command::new("tar").args(["-czf", archive.to_str().unwrap(), "-C", lab.context.path().join("tree").to_str().unwrap(), "."]).status().unwrap();
+    assert!(made.success());
+    lab.file("Dockerfile", "FROM busybox\nADD tree.tgz /opt/app/\nCOPY tree.tgz /archives/\n");
+    lab.build(&["-t", "added"]);
+    let listing = lab.ok(&["run", "--rm", "--network", "none", "added", "sh", "-c", "cat /opt/app/etc/app.conf /opt/app/docs/readme; ls /archives"]);
+    assert_eq!(listing, "port=8080\nread me\ntree.tgz\n", "ADD unpacks, COPY copies");
+}

@@ -492,9 +492,11 @@ fn child(spec: &ContainerSpec, rootfs: &Path, hooks: &dyn Hooks, explain: &Expla
         // A spec may leave the mount namespace out: the container then shares the caller's,
         // whose mounts must not change propagation, and whose root must not be pivoted.
         let own_mounts = spec.has_own_mount_namespace();
-        match spec.rootfs_propagation.filter(|p| p.intersects(nix::mount::MsFlags::MS_SLAVE | nix::mount::MsFlags::MS_SHARED)) {
-            // A spec that wants the container's mounts to hear of the host's (rslave) or to
-            // share with them (rshared) keeps them connected from the start (as runc does).
+        match spec.rootfs_propagation.filter(|p| p.contains(nix::mount::MsFlags::MS_SLAVE)) {
+            // A spec that wants the container's mounts to hear of the host's (rslave) keeps
+            // them connected from the start, as runc does. (A shared root would make
+            // pivot_root fail: runc then makes the root's parent mount private first; here a
+            // shared root is set after pivot_root, and does not reach the host.)
             Some(propagation) if own_mounts => rootfs::set_root_propagation(propagation, explain)?,
             _ if own_mounts => rootfs::make_mounts_private(explain)?,
             _ => {}

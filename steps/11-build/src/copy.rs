@@ -13,10 +13,12 @@ use crate::build::at;
 use crate::dockerfile::Instruction;
 use crate::ignore::Ignore;
 
-/// One thing to copy: where it is, where it goes in the image.
+/// One thing to copy: where it is, where it goes in the image; an archive that ADD unpacks
+/// there.
 struct Entry {
     from: PathBuf,
     to: PathBuf,
+    unpack: bool,
 }
 
 // ANCHOR: plan
@@ -81,9 +83,7 @@ pub fn plan(
         if instruction.keyword == "ADD" && pattern.contains("://") {
             return Err(at(instruction, format!("{pattern}: ADD of a URL is refused: carton builds offline; download it first and COPY it")));
         }
-        if instruction.keyword == "ADD" && [".tar", ".tar.gz", ".tgz", ".tar.xz", ".tar.bz2"].iter().any(|ext| pattern.ends_with(ext)) {
-            return Err(at(instruction, format!("{pattern}: ADD does not unpack archives yet in carton; unpack it in a RUN, or COPY it")));
-        }
+
         let matched = glob(&root, pattern, if from_context { Some(ignore) } else { None });
         if matched.is_empty() {
             return Err(at(instruction, format!("{pattern}: no such file in the {} (or .dockerignore leaves it out)", if from_context { "build context" } else { "stage" })));
@@ -92,6 +92,11 @@ pub fn plan(
             // A directory's contents go into the destination; a file goes into it when it is
             // a directory (`dest/`, or several sources), else becomes it.
             let to = if path.is_dir() || !dest_is_dir { destination.clone() } else { destination.join(relative.file_name().unwrap_or_default()) };
+            // ADD unpacks a local tar archive (plain or gzip) into the destination.
+            if instruction.keyword == "ADD" && path.is_file() && is_archive(&path) {
+                entries.push(Entry { from: path, to: destination.clone(), unpack: true });
+                continue;
+            }
             collect(&root, &path, &to, if from_context { Some(ignore) } else { None }, &mut entries)?;
         }
     }
@@ -137,6 +142,10 @@ impl CopyPlan {
                 tar.append_data(&mut header, parent.strip_prefix("/").unwrap_or(parent), std::io::empty()).map_err(failed)?;
             }
             for entry in &self.entries {
+                if entry.unpack {
+                    unpack_into(&mut tar, &entry.from, &entry.to).map_err(failed)?;
+                    continue;
+                }
                 let meta = std::fs::symlink_metadata(&entry.from).map_err(failed)?;
                 let mut header = tar::Header::new_gnu();
                 header.set_metadata(&meta);
@@ -189,10 +198,10 @@ impl<W: Write> Write for Hashing<W> {
 fn collect(root: &Path, path: &Path, to: &Path, ignore: Option<&Ignore>, entries: &mut Vec<Entry>) -> Result<()> {
     let meta = std::fs::symlink_metadata(path).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?;
     if !meta.is_dir() {
-        entries.push(Entry { from: path.to_path_buf(), to: to.to_path_buf() });
+        entries.push(Entry { from: path.to_path_buf(), to: to.to_path_buf(), unpack: false });
         return Ok(());
     }
-    entries.push(Entry { from: path.to_path_buf(), to: to.to_path_buf() });
+    entries.push(Entry { from: path.to_path_buf(), to: to.to_path_buf(), unpack: false });
     let mut children: Vec<_> = std::fs::read_dir(path).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?.flatten().collect();
     children.sort_by_key(|c| c.file_name());
     for child in children {
@@ -234,6 +243,52 @@ fn glob(root: &Path, pattern: &str, ignore: Option<&Ignore>) -> Vec<(PathBuf, Pa
         .filter(|relative| ignore.is_none_or(|ignore| relative.as_os_str().is_empty() || !ignore.excludes(&relative.to_string_lossy())))
         .map(|relative| (relative.clone(), root.join(relative)))
         .collect()
+}
+
+/// Whether `path` is a tar archive, plain or gzip-compressed (by its first bytes, as Docker
+/// decides).
+fn is_archive(path: &Path) -> bool {
+    let mut head = [0u8; 512];
+    let Ok(mut file) = std::fs::File::open(path) else { return false };
+    let n = std::io::Read::read(&mut file, &mut head).unwrap_or(0);
+    (n >= 2 && head[..2] == [0x1f, 0x8b]) || (n >= 262 && &head[257..262] == b"ustar")
+}
+
+/// ADD's archive: each of its entries put under `to`, with its own mode, owner and time; a
+/// name that climbs out (`../`) is refused.
+fn unpack_into<W: Write>(tar: &mut tar::Builder<W>, archive: &Path, to: &Path) -> std::io::Result<()> {
+    let file = std::io::BufReader::new(std::fs::File::open(archive)?);
+    let reader: Box<dyn std::io::Read> = if is_gzip(archive) { Box::new(flate2::read::GzDecoder::new(file)) } else { Box::new(file) };
+    let mut input = tar::Archive::new(reader);
+    for entry in input.entries()? {
+        let mut entry = entry?;
+        let name = entry.path()?.into_owned();
+        if name.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+            return Err(std::io::Error::other(format!("{} holds {}, which climbs out of the destination", archive.display(), name.display())));
+        }
+        let target = to.join(name.strip_prefix("/").unwrap_or(&name));
+        let mut header = entry.header().clone();
+        let relative = target.strip_prefix("/").unwrap_or(&target).to_path_buf();
+        match header.entry_type() {
+            tar::EntryType::Symlink => {
+                let link = entry.link_name()?.map(|l| l.into_owned()).unwrap_or_default();
+                tar.append_link(&mut header, &relative, link)?;
+            }
+            tar::EntryType::Link => {
+                // A hard link names another entry of the archive: it moved under `to` too.
+                let link = entry.link_name()?.map(|l| l.into_owned()).unwrap_or_default();
+                let moved = to.join(link.strip_prefix("/").unwrap_or(&link));
+                tar.append_link(&mut header, &relative, moved.strip_prefix("/").unwrap_or(&moved))?;
+            }
+            _ => tar.append_data(&mut header, &relative, &mut entry)?,
+        }
+    }
+    Ok(())
+}
+
+fn is_gzip(path: &Path) -> bool {
+    let mut head = [0u8; 2];
+    std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && head == [0x1f, 0x8b]
 }
 
 /// `UID[:GID]` as numbers.
