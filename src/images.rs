@@ -152,7 +152,11 @@ fn build(state_root: &Path, args: &BuildArgs) -> anyhow::Result<u8> {
     for arg in &args.build_args {
         match arg.split_once('=') {
             Some((key, value)) => build_args.insert(key.to_string(), value.to_string()),
-            None => build_args.insert(arg.clone(), std::env::var(arg).unwrap_or_default()),
+            // KEY alone: its value here, if it has one (else the Dockerfile's default stays).
+            None => match std::env::var(arg) {
+                Ok(value) => build_args.insert(arg.clone(), value),
+                Err(_) => None,
+            },
         };
     }
     let options = step11::build::Options {
@@ -160,7 +164,7 @@ fn build(state_root: &Path, args: &BuildArgs) -> anyhow::Result<u8> {
         dockerfile,
         tags: args.tags.iter().map(|t| Reference::parse(t)).collect::<step01::Result<_>>()?,
         build_args,
-        target: args.target.clone(),
+        target: args.target.as_ref().map(|t| t.to_ascii_lowercase()),
         no_cache: args.no_cache,
         network: args.network.parse()?,
         quiet: args.quiet,

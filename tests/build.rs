@@ -182,3 +182,32 @@ fn add_unpacks_a_local_archive_and_copy_does_not() {
     let listing = lab.ok(&["run", "--rm", "--network", "none", "added", "sh", "-c", "cat /opt/app/etc/app.conf /opt/app/docs/readme; ls /archives"]);
     assert_eq!(listing, "port=8080\nread me\ntree.tgz\n", "ADD unpacks, COPY copies");
 }
+
+#[test]
+fn copy_keeps_the_images_directories_refuses_links_out_and_honours_exceptions() {
+    require_root();
+    let lab = Lab::new();
+    lab.file("requirements.txt", "flask\n");
+    lab.file("note", "a note\n");
+    lab.file(".dockerignore", "private/\n!private/public.pem\n");
+    lab.file("private/key", "secret");
+    lab.file("private/public.pem", "public");
+    lab.file(
+        "Dockerfile",
+        "FROM busybox\nRUN chmod 1777 /tmp\nWORKDIR /app\nCOPY requirements.txt .\nCOPY note /tmp/\nCOPY private /keys/\nRUN stat -c '%a' /tmp > /tmp-mode; ls /app /keys > /listing\n",
+    );
+    lab.build(&["-t", "kept"]);
+    assert_eq!(
+        lab.ok(&["run", "--rm", "--network", "none", "kept", "cat", "/tmp-mode", "/listing"]),
+        "1777\n/app:\nrequirements.txt\n\n/keys:\npublic.pem\n",
+        "COPY f . goes into WORKDIR; /tmp keeps 1777; an exception under an excluded directory comes back"
+    );
+    std::os::unix::fs::symlink("/etc", lab.context.path().join("host-etc")).unwrap();
+    lab.file("Dockerfile", "FROM busybox\nCOPY host-etc/shadow /stolen\n");
+    let out = lab.carton(&["build", "--network", "none", "."]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("host-etc is a symbolic link"), "{}", stderr(&out));
+    lab.file("Dockerfile", "FROM busybox\nCOPY host-etc /link\nRUN readlink /link\n");
+    let out = lab.carton(&["build", "--network", "none", "."]);
+    assert!(out.status.success() && stdout(&out).contains("\n/etc\n"), "a link named last is copied as a link: {}{}", stdout(&out), stderr(&out));
+}

@@ -47,6 +47,8 @@ struct Stage {
     /// ARGs declared in this stage, with their values.
     args: BTreeMap<String, String>,
     shell: Vec<String>,
+    /// A CMD was given in this stage (a later ENTRYPOINT keeps it).
+    cmd_set: bool,
 }
 
 /// The step cache: `build-cache/KEY/manifest` names the image a step made.
@@ -59,7 +61,12 @@ fn cache_dir(state_root: &Path) -> PathBuf {
 /// Returns the image id (its config's digest) and the manifest digest.
 pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Result<(String, String)> {
     let store = step06::ImageStore::open(state_root)?;
-    let ignore = std::fs::read_to_string(options.context.join(".dockerignore")).map(|text| Ignore::parse(&text)).unwrap_or_default();
+    let ignore = match std::fs::read_to_string(options.context.join(".dockerignore")) {
+        Ok(text) => Ignore::parse(&text),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
+        // Unreadable, it would send what it lists (secrets, often): stop instead.
+        Err(e) => return Err(Error::runtime(format!("cannot read {}: {e}", options.context.join(".dockerignore").display()))),
+    };
     let instructions = &options.dockerfile.instructions;
     let escape = options.dockerfile.escape;
     // ARGs before the first FROM: for the FROM lines only.
@@ -93,7 +100,11 @@ pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Resul
         let change = match instruction.keyword.as_str() {
             "RUN" | "COPY" | "ADD" => None,
             "ARG" => {
-                let (name, value) = arg(instruction, escape, &vars, &options.build_args)?;
+                let (name, mut value) = arg(instruction, escape, &vars, &options.build_args)?;
+                if value.is_empty() && !instruction.args.contains('=') {
+                    // `ARG V` in a stage takes the value an ARG before FROM gave it.
+                    value = global_args.get(&name).cloned().unwrap_or_default();
+                }
                 stage.args.insert(name.clone(), value.clone());
                 Some(Box::new(|_: &mut Value| {}) as ConfigEdit)
             }
@@ -103,7 +114,13 @@ pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Resul
             extra = stage.args.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         }
         let copied = if matches!(instruction.keyword.as_str(), "COPY" | "ADD") {
-            let copy = crate::copy::plan(&options.context, &ignore, instruction, &expanded, &stage.config, &earlier, state_root)?;
+            // The image's layers, for the owners and modes of the directories it has.
+            let layers = match &stage.image {
+                Some(manifest) => step06::prepare_manifest(state_root, manifest, &Explain::off())?.lowers.iter().rev().map(|l| l.dir.clone()).collect(),
+                None => Vec::new(),
+            };
+            let sources = crate::copy::Sources { context: &options.context, ignore: &ignore, state_root };
+            let copy = crate::copy::plan(&sources, instruction, &expanded, &stage.config, &earlier, layers)?;
             extra = copy.fingerprint.clone();
             Some(copy)
         } else {
@@ -184,11 +201,11 @@ fn from(state_root: &Path, store: &step06::ImageStore, instruction: &Instruction
             return Err(at(instruction, format!("--platform={platform}: carton builds for this machine only ({})", step06::image::host_platform())));
         }
     }
-    let name = parts.get(2).cloned();
+    let name = parts.get(2).map(|name| name.to_ascii_lowercase()); // stage names are not case-sensitive
     let source = &parts[0];
     let image = if source == "scratch" {
         None
-    } else if let Some(stage) = stages.iter().find(|s| s.name.as_deref() == Some(source.as_str())) {
+    } else if let Some(stage) = stages.iter().find(|s| s.name.as_deref() == Some(source.to_ascii_lowercase().as_str())) {
         stage.image.clone()
     } else {
         let reference = step06::Reference::parse(source).map_err(|e| at(instruction, e.message))?;
@@ -200,7 +217,10 @@ fn from(state_root: &Path, store: &step06::ImageStore, instruction: &Instruction
     };
     let config = image.as_deref().map(|m| image_config(store, m)).transpose()?.unwrap_or_else(|| json!({}));
     let shell = config["Shell"].as_array().map(|s| s.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-    Ok(Stage { name, image, config, args: BTreeMap::new(), shell })
+    if config["OnBuild"].as_array().is_some_and(|triggers| !triggers.is_empty()) {
+        return Err(at(instruction, format!("{source} has ONBUILD triggers, which carton does not run yet: build on an image without them")));
+    }
+    Ok(Stage { name, image, config, args: BTreeMap::new(), shell, cmd_set: false })
 }
 
 /// The variables an instruction sees: the stage's ARGs, then its ENV (which wins).
@@ -269,14 +289,19 @@ fn config_change(instruction: &Instruction, expanded: &dyn Fn(&str) -> Result<Ve
         }
         "CMD" => {
             let cmd = command(stage);
+            stage.cmd_set = true;
             Box::new(move |config: &mut Value| config["Cmd"] = cmd)
         }
         "ENTRYPOINT" => {
             let entrypoint = command(stage);
-            // A new ENTRYPOINT drops the Cmd the base image had (Docker's rule).
+            // A new ENTRYPOINT drops the Cmd the base image had, not one this stage set
+            // (Docker's rule).
+            let keep_cmd = stage.cmd_set;
             Box::new(move |config: &mut Value| {
                 config["Entrypoint"] = entrypoint;
-                config["Cmd"] = Value::Null;
+                if !keep_cmd {
+                    config["Cmd"] = Value::Null;
+                }
             })
         }
         "WORKDIR" => {
@@ -378,6 +403,14 @@ fn healthcheck(instruction: &Instruction, stage: &Stage) -> Result<Value> {
 /// the command run by the stage's shell, its writable layer committed as the new image.
 fn run(state_root: &Path, stage: &Stage, instruction: &Instruction, options: &Options, history: Value, out: &mut dyn Write) -> Result<String> {
     let base = stage.image.clone().ok_or_else(|| at(instruction, "RUN needs an image to run in: FROM scratch has no shell or programs".into()))?;
+    let mut network = options.network;
+    for (flag, value) in &instruction.flags {
+        match flag.as_str() {
+            "network" if value == "default" => {}
+            "network" => network = value.parse().map_err(|e: Error| at(instruction, e.message))?,
+            other => return Err(at(instruction, format!("RUN --{other} is not supported by carton yet"))),
+        }
+    }
     let args = match &instruction.json {
         Some(args) => args.clone(),
         None => stage.shell.iter().cloned().chain([instruction.args.clone()]).collect(),
@@ -405,12 +438,12 @@ fn run(state_root: &Path, stage: &Stage, instruction: &Instruction, options: &Op
     let _ = writeln!(out, " ---> Running in {}", &id.as_str()[..12]);
     let mut spec = step01::container::base_spec(&process, Path::new("rootfs"))?;
     step02::oci::write(&step02::Options { user, ..step02::Options::new(id.clone()) }, &mut spec)?;
-    step03::NetworkOptions { mode: options.network, ..step03::NetworkOptions::new() }.write_oci(&mut spec);
+    step03::NetworkOptions { mode: network, ..step03::NetworkOptions::new() }.write_oci(&mut spec);
     step04::oci::write(&mut spec, id.as_str(), &step04::Limits::default())?;
     step08::docker::write(&step08::docker::SecurityOptions::default(), &mut spec)?;
     let image_id = prepared.image.id();
     step07::engine::prepare(state_root, id.as_str(), step07::engine::Root::Image(Box::new(prepared)), spec, &explain)?;
-    let network_mode = match options.network {
+    let network_mode = match network {
         step03::Mode::Bridge => "bridge",
         step03::Mode::None => "none",
         step03::Mode::Host => "host",
@@ -472,7 +505,7 @@ fn cached(state_root: &Path, store: &step06::ImageStore, key: &str) -> Option<St
 }
 
 /// Remember the image a step made; it is marked in use by the cache entry, so a prune
-/// keeps it while the entry exists (`carton builder prune` removes the entries).
+/// keeps it while the entry exists (`carton system prune` removes the entries).
 fn remember(state_root: &Path, store: &step06::ImageStore, key: &str, manifest: &str) -> Result<()> {
     let dir = cache_dir(state_root).join(key);
     std::fs::create_dir_all(&dir).map_err(|e| Error::runtime(format!("cannot write the build cache {}: {e}", dir.display())))?;

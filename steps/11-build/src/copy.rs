@@ -26,6 +26,9 @@ struct Entry {
 /// owner and content digest (not its time).
 pub struct CopyPlan {
     entries: Vec<Entry>,
+    directories: Vec<PathBuf>,
+    /// The image's layer directories, the top one first: the parents' owners and modes.
+    layers: Vec<PathBuf>,
     owner: Option<(u32, u32)>,
     mode: Option<u32>,
     pub fingerprint: String,
@@ -42,33 +45,44 @@ pub struct Layer {
 
 /// Read a COPY or ADD: its sources (globs allowed, relative to the context or the stage),
 /// its destination (relative to WORKDIR), `--chown` (numbers), `--chmod` (octal), `--from`.
+/// Where COPY reads: the build context and its `.dockerignore`, and the state root (for
+/// an earlier stage's image).
+pub struct Sources<'a> {
+    pub context: &'a Path,
+    pub ignore: &'a Ignore,
+    pub state_root: &'a Path,
+}
+
 pub fn plan(
-    context: &Path,
-    ignore: &Ignore,
+    sources: &Sources,
     instruction: &Instruction,
     expanded: &dyn Fn(&str) -> Result<Vec<String>>,
     config: &Value,
     stages: &[(Option<String>, Option<String>)],
-    state_root: &Path,
+    layers: Vec<PathBuf>,
 ) -> Result<CopyPlan> {
+    let (context, ignore, state_root) = (sources.context, sources.ignore, sources.state_root);
     let mut parts = match &instruction.json {
-        Some(parts) => parts.clone(),
+        // The JSON form's variables are replaced too, each element one word.
+        Some(parts) => parts.iter().map(|part| expanded(part).map(|words| words.join(" "))).collect::<Result<Vec<_>>>()?,
         None => expanded(&instruction.args)?,
     };
     let destination = parts.pop().ok_or_else(|| at(instruction, "no destination".into()))?;
     let workdir = config["WorkingDir"].as_str().filter(|d| !d.is_empty()).unwrap_or("/");
-    let dest_is_dir = destination.ends_with('/') || destination.ends_with("/.") || parts.len() > 1;
+    let named_as_dir = destination.ends_with('/') || destination.ends_with("/.") || destination == "." || destination == ".." || parts.len() > 1;
     let destination = step01::mounts::clean(&Path::new(workdir).join(&destination));
-    let flag = |name: &str| instruction.flags.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    // Into the destination when it is named as a directory, or is one in the image already.
+    let dest_is_dir = named_as_dir || in_image(&layers, &destination).is_some_and(|meta| meta.is_dir());
+    let flag = |name: &str| -> Result<Option<String>> { instruction.flags.iter().find(|(k, _)| k == name).map(|(_, v)| expanded(v).map(|words| words.join(" "))).transpose() };
     let owner =
-        flag("chown").map(|chown| parse_owner(&chown).ok_or_else(|| at(instruction, format!("--chown={chown}: give numbers, UID[:GID] (names are not read from the image yet)")))).transpose()?;
-    let mode = flag("chmod").map(|mode| u32::from_str_radix(&mode, 8).map_err(|_| at(instruction, format!("--chmod={mode}: give an octal mode such as 755")))).transpose()?;
-    let (root, source) = match flag("from") {
+        flag("chown")?.map(|chown| parse_owner(&chown).ok_or_else(|| at(instruction, format!("--chown={chown}: give numbers, UID[:GID] (names are not read from the image yet)")))).transpose()?;
+    let mode = flag("chmod")?.map(|mode| u32::from_str_radix(&mode, 8).map_err(|_| at(instruction, format!("--chmod={mode}: give an octal mode such as 755")))).transpose()?;
+    let (root, source) = match flag("from")? {
         Some(from) => {
             let image = stages
                 .iter()
                 .enumerate()
-                .find(|(n, (name, _))| name.as_deref() == Some(from.as_str()) || n.to_string() == from)
+                .find(|(n, (name, _))| name.as_deref() == Some(from.to_ascii_lowercase().as_str()) || n.to_string() == from)
                 .map(|(_, (_, image))| image.clone())
                 .ok_or_else(|| at(instruction, format!("--from={from}: no stage is called that (FROM image AS {from}); images by name are not supported yet")))?
                 .ok_or_else(|| at(instruction, format!("--from={from}: that stage is empty")))?;
@@ -79,25 +93,34 @@ pub fn plan(
     };
     let from_context = source.is_none();
     let mut entries = Vec::new();
+    // Directories the layer must hold even with nothing copied into them.
+    let mut directories = Vec::new();
     for pattern in &parts {
         if instruction.keyword == "ADD" && pattern.contains("://") {
             return Err(at(instruction, format!("{pattern}: ADD of a URL is refused: carton builds offline; download it first and COPY it")));
         }
 
-        let matched = glob(&root, pattern, if from_context { Some(ignore) } else { None });
+        let matched = glob(&root, pattern, if from_context { Some(ignore) } else { None }).map_err(|why| at(instruction, why))?;
         if matched.is_empty() {
             return Err(at(instruction, format!("{pattern}: no such file in the {} (or .dockerignore leaves it out)", if from_context { "build context" } else { "stage" })));
         }
         for (relative, path) in matched {
-            // A directory's contents go into the destination; a file goes into it when it is
-            // a directory (`dest/`, or several sources), else becomes it.
-            let to = if path.is_dir() || !dest_is_dir { destination.clone() } else { destination.join(relative.file_name().unwrap_or_default()) };
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| at(instruction, format!("{}: {e}", relative.display())))?;
+            if meta.is_dir() {
+                // A directory's contents go into the destination (not the directory itself).
+                directories.push(destination.clone());
+                collect_children(&root, &path, &destination, if from_context { Some(ignore) } else { None }, &mut entries)?;
+                continue;
+            }
             // ADD unpacks a local tar archive (plain or gzip) into the destination.
-            if instruction.keyword == "ADD" && path.is_file() && is_archive(&path) {
+            if instruction.keyword == "ADD" && meta.is_file() && is_archive(&path) {
+                directories.push(destination.clone());
                 entries.push(Entry { from: path, to: destination.clone(), unpack: true });
                 continue;
             }
-            collect(&root, &path, &to, if from_context { Some(ignore) } else { None }, &mut entries)?;
+            // A file goes into the destination when it is a directory, else becomes it.
+            let to = if dest_is_dir { destination.join(relative.file_name().unwrap_or_default()) } else { destination.clone() };
+            entries.push(Entry { from: path, to, unpack: false });
         }
     }
     let mut fingerprint = String::new();
@@ -113,7 +136,7 @@ pub fn plan(
         fingerprint.push_str(&format!("{} {:o} {content}\n", entry.to.display(), meta.mode()));
     }
     fingerprint.push_str(&format!("owner {owner:?} mode {mode:?}\n"));
-    Ok(CopyPlan { entries, owner, mode, fingerprint, _source: source })
+    Ok(CopyPlan { entries, directories, layers, owner, mode, fingerprint, _source: source })
 }
 
 impl CopyPlan {
@@ -127,18 +150,27 @@ impl CopyPlan {
         {
             let mut tar = tar::Builder::new(&mut hashed);
             tar.follow_symlinks(false);
+            // The directories above what is copied: as the image has them (a layer's directory
+            // hides the one below, so its owner and mode must stay: /tmp's 1777), or new,
+            // root's, 0755.
             let mut parents = std::collections::BTreeSet::new();
-            for entry in &self.entries {
-                for parent in entry.to.ancestors().skip(1).filter(|p| *p != Path::new("/")) {
+            for path in self.entries.iter().map(|e| &e.to).chain(&self.directories) {
+                let skip = if self.directories.contains(path) { 0 } else { 1 };
+                for parent in path.ancestors().skip(skip).filter(|p| *p != Path::new("/")) {
                     parents.insert(parent.to_path_buf());
                 }
             }
             for parent in &parents {
                 let mut header = tar::Header::new_gnu();
-                header.set_entry_type(tar::EntryType::Directory);
-                header.set_mode(0o755);
+                match in_image(&self.layers, parent).filter(|meta| meta.is_dir()) {
+                    Some(meta) => header.set_metadata(&meta),
+                    None => {
+                        header.set_entry_type(tar::EntryType::Directory);
+                        header.set_mode(0o755);
+                        header.set_mtime(0);
+                    }
+                }
                 header.set_size(0);
-                header.set_mtime(0);
                 tar.append_data(&mut header, parent.strip_prefix("/").unwrap_or(parent), std::io::empty()).map_err(failed)?;
             }
             for entry in &self.entries {
@@ -163,8 +195,9 @@ impl CopyPlan {
                     header.set_size(0);
                     tar.append_data(&mut header, name, std::io::empty()).map_err(failed)?;
                 } else if meta.is_file() {
+                    // Exactly the size the header says, even if the file grows meanwhile.
                     let file = std::fs::File::open(&entry.from).map_err(failed)?;
-                    tar.append_data(&mut header, name, file).map_err(failed)?;
+                    tar.append_data(&mut header, name, std::io::Read::take(file, meta.len())).map_err(failed)?;
                 }
             }
             tar.finish().map_err(failed)?;
@@ -194,35 +227,49 @@ impl<W: Write> Write for Hashing<W> {
     }
 }
 
-/// `path` and everything under it, to go at `to`.
-fn collect(root: &Path, path: &Path, to: &Path, ignore: Option<&Ignore>, entries: &mut Vec<Entry>) -> Result<()> {
-    let meta = std::fs::symlink_metadata(path).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?;
-    if !meta.is_dir() {
-        entries.push(Entry { from: path.to_path_buf(), to: to.to_path_buf(), unpack: false });
-        return Ok(());
-    }
-    entries.push(Entry { from: path.to_path_buf(), to: to.to_path_buf(), unpack: false });
-    let mut children: Vec<_> = std::fs::read_dir(path).map_err(|e| Error::runtime(format!("cannot read {}: {e}", path.display())))?.flatten().collect();
+/// What is under directory `dir`, to go under `to` (links copied as links, never followed),
+/// less what `.dockerignore` leaves out (an excluded directory is still walked when an
+/// exception may bring something under it back).
+fn collect_children(root: &Path, dir: &Path, to: &Path, ignore: Option<&Ignore>, entries: &mut Vec<Entry>) -> Result<()> {
+    let mut children: Vec<_> = std::fs::read_dir(dir).map_err(|e| Error::runtime(format!("cannot read {}: {e}", dir.display())))?.flatten().collect();
     children.sort_by_key(|c| c.file_name());
     for child in children {
-        let child_path = child.path();
-        let relative = child_path.strip_prefix(root).unwrap_or(&child_path).to_string_lossy().into_owned();
-        if ignore.is_some_and(|ignore| ignore.excludes(&relative)) {
+        let path = child.path();
+        let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
+        let excluded = ignore.is_some_and(|ignore| ignore.excludes(&relative));
+        let is_dir = child.file_type().is_ok_and(|t| t.is_dir());
+        if excluded && !(is_dir && ignore.is_some_and(Ignore::has_exceptions)) {
             continue;
         }
-        collect(root, &child_path, &to.join(child.file_name()), ignore, entries)?;
+        if !excluded {
+            entries.push(Entry { from: path.clone(), to: to.join(child.file_name()), unpack: false });
+        }
+        if is_dir {
+            collect_children(root, &path, &to.join(child.file_name()), ignore, entries)?;
+        }
     }
     Ok(())
 }
 
+/// `path` in the image whose layers are `layers` (the top one first), if one has it.
+fn in_image(layers: &[PathBuf], path: &Path) -> Option<std::fs::Metadata> {
+    let relative = path.strip_prefix("/").unwrap_or(path);
+    layers.iter().find_map(|layer| std::fs::symlink_metadata(layer.join(relative)).ok())
+}
+
 /// The paths under `root` that `pattern` names (`*`, `?` and classes within each name),
 /// not those `.dockerignore` leaves out: (relative, full) pairs, sorted.
-fn glob(root: &Path, pattern: &str, ignore: Option<&Ignore>) -> Vec<(PathBuf, PathBuf)> {
+fn glob(root: &Path, pattern: &str, ignore: Option<&Ignore>) -> std::result::Result<Vec<(PathBuf, PathBuf)>, String> {
     let parts: Vec<&str> = pattern.split('/').filter(|p| !p.is_empty() && *p != ".").collect();
     let mut found = vec![PathBuf::new()];
     for part in &parts {
         let mut next = Vec::new();
         for base in &found {
+            // A link on the way could lead anywhere on the host (`link -> /etc`): refused.
+            // (A link named last is copied as a link.)
+            if !base.as_os_str().is_empty() && std::fs::symlink_metadata(root.join(base)).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(format!("{pattern}: {} is a symbolic link; carton copies links as links and never goes through one", base.display()));
+            }
             if *part == ".." {
                 continue; // never above the context
             }
@@ -238,11 +285,18 @@ fn glob(root: &Path, pattern: &str, ignore: Option<&Ignore>) -> Vec<(PathBuf, Pa
         }
         found = next;
     }
-    found
+    Ok(found
         .into_iter()
-        .filter(|relative| ignore.is_none_or(|ignore| relative.as_os_str().is_empty() || !ignore.excludes(&relative.to_string_lossy())))
+        .filter(|relative| {
+            // An excluded directory stays when an exception may bring something under it back.
+            ignore.is_none_or(|ignore| {
+                relative.as_os_str().is_empty()
+                    || !ignore.excludes(&relative.to_string_lossy())
+                    || (ignore.has_exceptions() && std::fs::symlink_metadata(root.join(relative)).is_ok_and(|m| m.is_dir()))
+            })
+        })
         .map(|relative| (relative.clone(), root.join(relative)))
-        .collect()
+        .collect())
 }
 
 /// Whether `path` is a tar archive, plain or gzip-compressed (by its first bytes, as Docker

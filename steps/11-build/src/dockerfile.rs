@@ -66,7 +66,7 @@ fn allowed_flags(keyword: &str) -> &'static [&'static str] {
 /// Parse `text`, the Dockerfile called `file` (for error messages).
 pub fn parse(file: &str, text: &str) -> Result<Dockerfile, ParseError> {
     let error = |line: usize, column: usize, message: String| ParseError { file: file.to_string(), line, column, message };
-    let lines: Vec<&str> = text.lines().collect();
+    let lines: Vec<&str> = text.strip_prefix('\u{feff}').unwrap_or(text).lines().collect();
     // Parser directives: `# key=value` lines at the very top, before anything else.
     let (mut escape, mut syntax, mut first) = ('\\', None, 0);
     for (n, line) in lines.iter().enumerate() {
@@ -107,7 +107,8 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile, ParseError> {
                     break;
                 };
                 n += 1;
-                if next.trim_start().starts_with('#') {
+                // Comment lines and empty lines inside a continuation are skipped.
+                if next.trim_start().starts_with('#') || next.trim().is_empty() {
                     continue;
                 }
                 current = next.trim().to_string();
@@ -273,5 +274,7 @@ CMD [\"sh\", \"app.sh\"]
         assert!(failed("FROM a\nONBUILD FROM b\n").contains("cannot hold ONBUILD, FROM or MAINTAINER"));
         assert!(failed("# escape=x\nFROM a\n").starts_with("Dockerfile:1:1: invalid escape directive"));
         assert!(parse("Dockerfile", "ARG V=1\nFROM busybox:$V\n").is_ok(), "ARG may come first");
+        let spaced = parse("Dockerfile", "\u{feff}FROM a\nRUN one && \\\n\n    two\n").unwrap();
+        assert_eq!(spaced.instructions[1].args, "one &&  two", "a byte-order mark and an empty line inside a continuation are skipped");
     }
 }

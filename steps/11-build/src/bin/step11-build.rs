@@ -72,9 +72,13 @@ fn list(root: &Path, dir: &Path, ignore: &step11::ignore::Ignore) {
     for entry in entries {
         let path = entry.path();
         let relative = path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned();
-        if path.is_dir() {
-            list(root, &path, ignore);
-        } else if !ignore.excludes(&relative) {
+        let excluded = ignore.excludes(&relative);
+        // Links are listed, never followed (a link to `.` would go round forever).
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            if !excluded || ignore.has_exceptions() {
+                list(root, &path, ignore);
+            }
+        } else if !excluded {
             println!("{relative}");
         }
     }
