@@ -74,6 +74,9 @@ pub struct BuildArgs {
     /// Run every step again, none from the cache
     #[arg(long)]
     no_cache: bool,
+    /// Pull FROM's images again, even when they are here
+    #[arg(long)]
+    pull: bool,
     /// Print only the image id
     #[arg(short, long)]
     quiet: bool,
@@ -168,6 +171,7 @@ fn build(state_root: &Path, args: &BuildArgs) -> anyhow::Result<u8> {
         no_cache: args.no_cache,
         network: args.network.parse()?,
         quiet: args.quiet,
+        pull: args.pull,
     };
     let mut progress: Box<dyn std::io::Write> = if args.quiet { Box::new(std::io::sink()) } else { Box::new(std::io::stdout()) };
     let (image_id, _) = step11::build::build(state_root, &options, &mut progress)?;

@@ -35,6 +35,8 @@ pub struct Options {
     pub network: step03::Mode,
     /// `-q`: RUN's output goes nowhere.
     pub quiet: bool,
+    /// `--pull`: FROM's images are pulled again, even when the store has them.
+    pub pull: bool,
 }
 
 /// A stage's state between steps.
@@ -61,6 +63,9 @@ fn cache_dir(state_root: &Path) -> PathBuf {
 /// Returns the image id (its config's digest) and the manifest digest.
 pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Result<(String, String)> {
     let store = step06::ImageStore::open(state_root)?;
+    // Held (shared) for the whole build: a prune waits, and cannot collect the images of
+    // the steps between their making and their tag.
+    let _held = store.lock(step06::store::Lock::Shared)?;
     let ignore = match std::fs::read_to_string(options.context.join(".dockerignore")) {
         Ok(text) => Ignore::parse(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ignore::default(),
@@ -87,7 +92,7 @@ pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Resul
             if options.target.is_some() && stages.last().is_some_and(|s| s.name.is_some() && s.name == options.target) {
                 break; // --target: the stage asked for is done
             }
-            let stage = from(state_root, &store, instruction, escape, &global_args, &stages)?;
+            let stage = from(state_root, &store, instruction, escape, &global_args, &stages, options.pull)?;
             say(out, format!(" ---> {}", short_id(&stage.image.as_ref().map(|m| config_digest(&store, m)).transpose()?.unwrap_or_else(|| "scratch".into()))));
             stages.push(stage);
             continue;
@@ -194,7 +199,7 @@ fn arg(instruction: &Instruction, escape: char, vars: &BTreeMap<String, String>,
 }
 
 /// A FROM: an image of the store, a stage before, or scratch.
-fn from(state_root: &Path, store: &step06::ImageStore, instruction: &Instruction, escape: char, args: &BTreeMap<String, String>, stages: &[Stage]) -> Result<Stage> {
+fn from(state_root: &Path, store: &step06::ImageStore, instruction: &Instruction, escape: char, args: &BTreeMap<String, String>, stages: &[Stage], pull: bool) -> Result<Stage> {
     let parts = words(&instruction.args, escape, args).map_err(|e| at(instruction, e.message))?;
     if let Some((_, platform)) = instruction.flags.iter().find(|(k, _)| k == "platform") {
         if *platform != step06::image::host_platform() {
@@ -209,10 +214,14 @@ fn from(state_root: &Path, store: &step06::ImageStore, instruction: &Instruction
         stage.image.clone()
     } else {
         let reference = step06::Reference::parse(source).map_err(|e| at(instruction, e.message))?;
-        let manifest = store.lookup(&reference)?;
+        let manifest = if pull { None } else { store.lookup(&reference)? };
         Some(match manifest {
             Some(manifest) => manifest,
-            None => step06::pull::pull(state_root, &reference, None, &step06::progress::Progress::quiet(), &Explain::off())?.manifest_digest,
+            None => {
+                // With the login `carton login` stored for its registry, as `carton pull`.
+                let credentials = step06::registry::Logins::new(state_root).get(&reference.registry);
+                step06::pull::pull(state_root, &reference, credentials, &step06::progress::Progress::quiet(), &Explain::off())?.manifest_digest
+            }
         })
     };
     let config = image.as_deref().map(|m| image_config(store, m)).transpose()?.unwrap_or_else(|| json!({}));
