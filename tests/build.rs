@@ -3,6 +3,8 @@
 //! arguments, users, errors. Needs root; offline; RUN's containers have no network.
 
 mod common;
+#[path = "../steps/06-images/tests/support/registry.rs"]
+mod registry;
 
 use std::process::{Output, Stdio};
 
@@ -210,4 +212,23 @@ fn copy_keeps_the_images_directories_refuses_links_out_and_honours_exceptions() 
     lab.file("Dockerfile", "FROM busybox\nCOPY host-etc /link\nRUN readlink /link\n");
     let out = lab.carton(&["build", "--network", "none", "."]);
     assert!(out.status.success() && stdout(&out).contains("\n/etc\n"), "a link named last is copied as a link: {}{}", stdout(&out), stderr(&out));
+}
+
+#[test]
+fn a_built_image_is_pushed_read_by_skopeo_and_pulled_by_a_build_elsewhere() {
+    require_root();
+    let registry = registry::TestRegistry::start();
+    let lab = Lab::new();
+    lab.file("Dockerfile", "FROM busybox\nRUN echo built here > /built\nCMD [\"cat\", \"/built\"]\n");
+    let name = format!("{}/lab/built:1", registry.addr);
+    lab.build(&["-t", &name]);
+    lab.ok(&["push", &name]);
+    let out = std::process::Command::new("skopeo").args(["inspect", "--tls-verify=false", &format!("docker://{name}")]).output().unwrap();
+    let inspected: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    assert_eq!(inspected["Layers"].as_array().map(Vec::len), Some(2), "busybox's layer and the RUN's: {}", stderr(&out));
+    // Another machine: its build pulls the base from the registry.
+    let elsewhere = Lab::new();
+    elsewhere.file("Dockerfile", &format!("FROM {name}\nRUN cat /built\n"));
+    let built = elsewhere.build(&["-t", "on-top"]);
+    assert!(built.contains("\nbuilt here\n"), "{built}");
 }
