@@ -126,7 +126,7 @@ fn multi_stage_users_ignore_files_and_variables() {
     lab.file("src/main.txt", "source");
     lab.file(
         "Dockerfile",
-        "ARG BASE=busybox\nFROM $BASE AS build\nWORKDIR /src\nCOPY . .\nRUN find . -type f | sort > /manifest && echo compiled > /out.bin\nFROM busybox\nRUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd\nUSER app\nCOPY --from=build /out.bin /manifest /opt/\nRUN id -u > /tmp/uid\n",
+        "ARG BASE=busybox\nFROM $BASE AS build\nWORKDIR /src\nCOPY . .\nRUN find . -type f | sort > /manifest && echo compiled > /out.bin\nFROM busybox\nRUN echo 'app:x:1000:1000::/home/app:/bin/sh' >> /etc/passwd\nUSER app\nCOPY --from=build /out.bin /manifest /opt/\nCOPY --chown=app keep.tmp /home/app/\nVOLUME /data\nRUN id -u > /tmp/uid\n",
     );
     lab.build(&["-t", "small"]);
     assert_eq!(
@@ -135,6 +135,12 @@ fn multi_stage_users_ignore_files_and_variables() {
         "what .dockerignore leaves in (itself too, as with Docker)"
     );
     assert_eq!(lab.ok(&["run", "--rm", "--network", "none", "small", "sh", "-c", "cat /tmp/uid; id -un; cat /opt/out.bin"]), "1000\napp\ncompiled\n", "USER applies to later RUNs and to the image");
+    assert_eq!(lab.ok(&["run", "--rm", "--network", "none", "small", "stat", "-c", "%u:%g", "/home/app/keep.tmp"]), "1000:1000\n", "--chown by the image's name");
+    // VOLUME: each container of the image gets an anonymous volume there (chapter 10).
+    let id = lab.ok(&["create", "--network", "none", "small", "true"]).trim().to_string();
+    let mounts = lab.ok(&["inspect", "-f", "{{json .Mounts}}", &id]);
+    assert!(mounts.contains("\"Destination\":\"/data\"") && mounts.contains("\"Type\":\"volume\""), "{mounts}");
+    lab.ok(&["rm", "-v", &id]);
     // --target stops at a stage: the build stage's image has the sources.
     lab.build(&["--target", "build", "-t", "builder"]);
     assert_eq!(lab.ok(&["run", "--rm", "--network", "none", "builder", "cat", "/src/src/main.txt"]), "source");
@@ -231,4 +237,23 @@ fn a_built_image_is_pushed_read_by_skopeo_and_pulled_by_a_build_elsewhere() {
     elsewhere.file("Dockerfile", &format!("FROM {name}\nRUN cat /built\n"));
     let built = elsewhere.build(&["-t", "on-top"]);
     assert!(built.contains("\nbuilt here\n"), "{built}");
+}
+
+#[test]
+fn a_web_page_image_built_with_expose_and_cmd_serves_its_page() {
+    require_root();
+    let lab = Lab::new();
+    lab.file("site/index.html", "built and served\n");
+    lab.file("Dockerfile", "FROM busybox\nCOPY site /www\nEXPOSE 80\nCMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n");
+    let script = format!(
+        "carton build -q --network none -t web {} > /dev/null\n\
+         carton run -d --name web -P web > /dev/null\n\
+         sleep 0.5\n\
+         port=$(carton port web 80/tcp | sed 's/.*://')\n\
+         busybox wget -q -O - http://127.0.0.1:$port/\n\
+         carton rm -f web > /dev/null",
+        lab.context.path().display()
+    );
+    let out = in_throwaway_netns(lab.state.path(), &script);
+    assert_eq!(stdout(&out), "built and served\n", "{}", stderr(&out));
 }

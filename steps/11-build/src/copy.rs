@@ -44,7 +44,8 @@ pub struct Layer {
 }
 
 /// Read a COPY or ADD: its sources (globs allowed, relative to the context or the stage),
-/// its destination (relative to WORKDIR), `--chown` (numbers), `--chmod` (octal), `--from`.
+/// its destination (relative to WORKDIR), `--chown` (numbers or the image's names),
+/// `--chmod` (octal), `--from`.
 /// Where COPY reads: the build context and its `.dockerignore`, and the state root (for
 /// an earlier stage's image).
 pub struct Sources<'a> {
@@ -74,8 +75,7 @@ pub fn plan(
     // Into the destination when it is named as a directory, or is one in the image already.
     let dest_is_dir = named_as_dir || in_image(&layers, &destination).is_some_and(|meta| meta.is_dir());
     let flag = |name: &str| -> Result<Option<String>> { instruction.flags.iter().find(|(k, _)| k == name).map(|(_, v)| expanded(v).map(|words| words.join(" "))).transpose() };
-    let owner =
-        flag("chown")?.map(|chown| parse_owner(&chown).ok_or_else(|| at(instruction, format!("--chown={chown}: give numbers, UID[:GID] (names are not read from the image yet)")))).transpose()?;
+    let owner = flag("chown")?.map(|chown| owner_of(&chown, &layers).map_err(|why| at(instruction, why))).transpose()?;
     let mode = flag("chmod")?.map(|mode| u32::from_str_radix(&mode, 8).map_err(|_| at(instruction, format!("--chmod={mode}: give an octal mode such as 755")))).transpose()?;
     let (root, source) = match flag("from")? {
         Some(from) => {
@@ -345,10 +345,12 @@ fn is_gzip(path: &Path) -> bool {
     std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head)).is_ok() && head == [0x1f, 0x8b]
 }
 
-/// `UID[:GID]` as numbers.
-fn parse_owner(text: &str) -> Option<(u32, u32)> {
-    let (user, group) = text.split_once(':').unwrap_or((text, text));
-    Some((user.parse().ok()?, group.parse().ok()?))
+/// `--chown=USER[:GROUP]`, names read from the image's `/etc/passwd` and `/etc/group`
+/// (`layers`, the top one first). A user alone gives the same number as group (Docker's rule).
+fn owner_of(text: &str, layers: &[PathBuf]) -> std::result::Result<(u32, u32), String> {
+    let passwd_root = layers.iter().find(|layer| layer.join("etc/passwd").exists()).cloned().unwrap_or_else(|| PathBuf::from("/nonexistent"));
+    let user = step02::User::resolve(text, &passwd_root).map_err(|e| format!("--chown={text}: {}", e.message))?;
+    Ok(if text.contains(':') { (user.uid, user.gid) } else { (user.uid, user.uid) })
 }
 
 fn file_digest(path: &Path) -> Result<String> {
