@@ -141,6 +141,11 @@ fn multi_stage_users_ignore_files_and_variables() {
     let mounts = lab.ok(&["inspect", "-f", "{{json .Mounts}}", &id]);
     assert!(mounts.contains("\"Destination\":\"/data\"") && mounts.contains("\"Type\":\"volume\""), "{mounts}");
     lab.ok(&["rm", "-v", &id]);
+    // --from an image by name.
+    lab.file("Dockerfile", "FROM scratch\nCOPY --from=busybox /bin/busybox /bin/\nCMD [\"/bin/busybox\", \"echo\", \"from scratch\"]\n");
+    lab.build(&["-t", "tiny"]);
+    assert_eq!(lab.ok(&["run", "--rm", "--network", "none", "tiny"]), "from scratch\n", "FROM scratch and COPY --from an image");
+    lab.file("Dockerfile", "ARG BASE=busybox\nFROM $BASE AS build\nWORKDIR /src\nCOPY . .\nRUN find . -type f | sort > /manifest && echo compiled > /out.bin\nFROM busybox\n");
     // --target stops at a stage: the build stage's image has the sources.
     lab.build(&["--target", "build", "-t", "builder"]);
     assert_eq!(lab.ok(&["run", "--rm", "--network", "none", "builder", "cat", "/src/src/main.txt"]), "source");

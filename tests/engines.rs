@@ -601,3 +601,23 @@ fn containerd_runs_execs_pauses_kills_and_deletes_containers_with_carton_oci() {
     }
     assert!(differences.is_empty(), "carton-oci differs from runc where containerd sees it: {differences:#?}");
 }
+
+#[test]
+fn podman_loads_and_runs_an_image_carton_built() {
+    require_root();
+    let podman = Podman::new();
+    let state = podman.path().join("carton");
+    let context = podman.path().join("context");
+    fs::create_dir_all(&context).unwrap();
+    fs::write(context.join("Dockerfile"), "FROM busybox\nRUN echo built by carton > /built\nCMD [\"cat\", \"/built\"]\n").unwrap();
+    let archive = podman.path().join("built.tar");
+    for args in [vec!["bootstrap", "busybox"], vec!["build", "-q", "--network", "none", "-t", "lab/built:1", context.to_str().unwrap()], vec!["save", "lab/built:1", "-o", archive.to_str().unwrap()]] {
+        let out = carton().arg("--root").arg(&state).args(&args).stdin(Stdio::null()).output().unwrap();
+        assert!(out.status.success(), "carton {args:?}: {}", both(&out));
+    }
+    let out = podman.load(&archive);
+    assert!(out.status.success() && stdout(&out).contains("Loaded image: docker.io/lab/built:1"), "podman load: {}", both(&out));
+    let out = podman.run(&["--rm", "docker.io/lab/built:1"]);
+    assert_eq!((out.status.code(), stdout(&out).as_str()), (Some(0), "built by carton\n"), "{}", both(&out));
+    podman.finish();
+}

@@ -79,13 +79,17 @@ pub fn plan(
     let mode = flag("chmod")?.map(|mode| u32::from_str_radix(&mode, 8).map_err(|_| at(instruction, format!("--chmod={mode}: give an octal mode such as 755")))).transpose()?;
     let (root, source) = match flag("from")? {
         Some(from) => {
-            let image = stages
-                .iter()
-                .enumerate()
-                .find(|(n, (name, _))| name.as_deref() == Some(from.to_ascii_lowercase().as_str()) || n.to_string() == from)
-                .map(|(_, (_, image))| image.clone())
-                .ok_or_else(|| at(instruction, format!("--from={from}: no stage is called that (FROM image AS {from}); images by name are not supported yet")))?
-                .ok_or_else(|| at(instruction, format!("--from={from}: that stage is empty")))?;
+            let stage = stages.iter().enumerate().find(|(n, (name, _))| name.as_deref() == Some(from.to_ascii_lowercase().as_str()) || n.to_string() == from);
+            let image = match stage {
+                Some((_, (_, image))) => image.clone().ok_or_else(|| at(instruction, format!("--from={from}: that stage is empty")))?,
+                // Not a stage: an image of the store (`COPY --from=busybox /bin/sh /`).
+                None => {
+                    let reference = step06::Reference::parse(&from).map_err(|e| at(instruction, format!("--from={from}: no stage is called that, and {}", e.message)))?;
+                    step06::ImageStore::open(state_root)?
+                        .lookup(&reference)?
+                        .ok_or_else(|| at(instruction, format!("--from={from}: no stage is called that, and there is no such image here (`carton pull {from}`)")))?
+                }
+            };
             let mounted = MountedImage::mount(state_root, &image)?;
             (mounted.dir.path().to_path_buf(), Some(mounted))
         }
