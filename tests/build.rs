@@ -262,3 +262,18 @@ fn a_web_page_image_built_with_expose_and_cmd_serves_its_page() {
     let out = in_throwaway_netns(lab.state.path(), &script);
     assert_eq!(stdout(&out), "built and served\n", "{}", stderr(&out));
 }
+
+#[test]
+fn a_base_images_onbuild_triggers_run_in_the_build_that_uses_it() {
+    require_root();
+    let lab = Lab::new();
+    lab.file("Dockerfile", "FROM busybox\nONBUILD RUN echo triggered > /triggered\nONBUILD COPY app.txt /app/\n");
+    lab.build(&["-t", "lab/base"]);
+    lab.file("app.txt", "the child's file\n");
+    lab.file("Dockerfile", "FROM lab/base\nCMD [\"cat\", \"/triggered\", \"/app/app.txt\"]\n");
+    let out = lab.build(&["-t", "child"]);
+    assert!(out.contains("# Executing 2 build triggers\n ---> Trigger: RUN echo triggered > /triggered\n"), "{out}");
+    assert_eq!(lab.ok(&["run", "--rm", "--network", "none", "child"]), "triggered\nthe child's file\n");
+    let inspect: serde_json::Value = serde_json::from_str(&lab.ok(&["image", "inspect", "child"])).unwrap();
+    assert!(inspect[0]["Config"]["OnBuild"].as_array().is_none_or(Vec::is_empty), "the triggers are not passed on: {}", inspect[0]["Config"]);
+}

@@ -78,11 +78,19 @@ pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Resul
     let mut global_args = BTreeMap::new();
     let mut stages: Vec<Stage> = Vec::new();
     let total = instructions.len();
-    for (n, instruction) in instructions.iter().enumerate() {
+    // The steps to run: the Dockerfile's (numbered), and a base image's ONBUILD triggers,
+    // run right after its FROM (not numbered).
+    let mut queue: std::collections::VecDeque<(Option<usize>, Instruction)> = instructions.iter().cloned().enumerate().map(|(n, i)| (Some(n), i)).collect();
+    let mut triggers_left = 0;
+    while let Some((n, instruction)) = queue.pop_front() {
+        let instruction = &instruction;
         let say = |out: &mut dyn Write, text: String| {
             let _ = writeln!(out, "{text}");
         };
-        say(out, format!("Step {}/{} : {}", n + 1, total, shown(instruction)));
+        match n {
+            Some(n) => say(out, format!("Step {}/{} : {}", n + 1, total, shown(instruction))),
+            None => say(out, format!(" ---> Trigger: {}", shown(instruction))),
+        }
         if instruction.keyword == "ARG" && stages.is_empty() {
             let (name, value) = arg(instruction, escape, &global_args, &options.build_args)?;
             global_args.insert(name, value);
@@ -94,6 +102,14 @@ pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Resul
             }
             let stage = from(state_root, &store, instruction, escape, &global_args, &stages, options.pull)?;
             say(out, format!(" ---> {}", short_id(&stage.image.as_ref().map(|m| config_digest(&store, m)).transpose()?.unwrap_or_else(|| "scratch".into()))));
+            let triggers = onbuild_triggers(&stage, instruction)?;
+            if !triggers.is_empty() {
+                say(out, format!("# Executing {} build trigger{}", triggers.len(), if triggers.len() == 1 { "" } else { "s" }));
+                triggers_left = triggers.len();
+                for trigger in triggers.into_iter().rev() {
+                    queue.push_front((None, trigger));
+                }
+            }
             stages.push(stage);
             continue;
         }
@@ -155,6 +171,16 @@ pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Resul
         };
         stage.config = image_config(&store, &manifest)?;
         stage.image = Some(manifest);
+        if n.is_none() {
+            triggers_left -= 1;
+            if triggers_left == 0 {
+                // The triggers ran: they are the base's, not passed on to this image.
+                let history = json!({"created": step07::state::now_rfc3339(), "created_by": "#(nop) ONBUILD triggers run"});
+                let cleared = step06::add_layer(&store, stage.image.as_deref(), None, |config| config["OnBuild"] = Value::Null, history, None)?.0;
+                stage.config = image_config(&store, &cleared)?;
+                stage.image = Some(cleared);
+            }
+        }
         say(out, format!(" ---> {}", short_id(&config_digest(&store, stage.image.as_deref().unwrap_or_default())?)));
     }
     let last = match &options.target {
@@ -226,10 +252,13 @@ fn from(state_root: &Path, store: &step06::ImageStore, instruction: &Instruction
     };
     let config = image.as_deref().map(|m| image_config(store, m)).transpose()?.unwrap_or_else(|| json!({}));
     let shell = config["Shell"].as_array().map(|s| s.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-    if config["OnBuild"].as_array().is_some_and(|triggers| !triggers.is_empty()) {
-        return Err(at(instruction, format!("{source} has ONBUILD triggers, which carton does not run yet: build on an image without them")));
-    }
     Ok(Stage { name, image, config, args: BTreeMap::new(), shell, cmd_set: false })
+}
+
+/// A base image's ONBUILD triggers, as instructions of this Dockerfile's FROM line.
+fn onbuild_triggers(stage: &Stage, from: &Instruction) -> Result<Vec<Instruction>> {
+    let texts = stage.config["OnBuild"].as_array().cloned().unwrap_or_default();
+    texts.iter().filter_map(Value::as_str).map(|text| crate::dockerfile::trigger(text, from.line).map_err(|message| at(from, format!("the base image's ONBUILD {text:?}: {message}")))).collect()
 }
 
 /// The variables an instruction sees: the stage's ARGs, then its ENV (which wins).

@@ -123,6 +123,15 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile, ParseError> {
 }
 // ANCHOR_END: parse
 
+/// An ONBUILD trigger (`RUN echo hi`) as an instruction, run at `line` (the FROM's).
+pub fn trigger(text: &str, line: usize) -> Result<Instruction, String> {
+    let parsed = instruction(text, line).map_err(|(_, message)| message)?;
+    if matches!(parsed.keyword.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+        return Err(format!("{} cannot be a trigger", parsed.keyword));
+    }
+    Ok(parsed)
+}
+
 /// One logical line: keyword, flags, arguments, checked for shape.
 fn instruction(text: &str, line: usize) -> Result<Instruction, (usize, String)> {
     let (word, rest) = text.split_once(char::is_whitespace).unwrap_or((text, ""));
