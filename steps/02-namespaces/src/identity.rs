@@ -11,13 +11,21 @@ pub struct ContainerId(String);
 impl ContainerId {
     /// 32 random bytes from the kernel, written in hex.
     pub fn random() -> Result<ContainerId> {
-        let mut bytes = [0u8; 32];
-        // Safety: the buffer is valid for 32 bytes.
-        let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
-        if got != bytes.len() as isize {
-            return Err(Error::runtime("cannot read random bytes for the container id (getrandom failed)"));
+        loop {
+            let mut bytes = [0u8; 32];
+            // Safety: the buffer is valid for 32 bytes.
+            let got = unsafe { libc::getrandom(bytes.as_mut_ptr().cast(), bytes.len(), 0) };
+            if got != bytes.len() as isize {
+                return Err(Error::runtime("cannot read random bytes for the container id (getrandom failed)"));
+            }
+            let id = ContainerId(bytes.iter().map(|b| format!("{b:02x}")).collect());
+            // A short id of digits only (one in 280) is the hostname: a resolver reads
+            // "132804202521" as an IPv4 address, and `hostname -i` fails. Docker draws again
+            // too.
+            if !id.short().bytes().all(|b| b.is_ascii_digit()) {
+                return Ok(id);
+            }
         }
-        Ok(ContainerId(bytes.iter().map(|b| format!("{b:02x}")).collect()))
     }
 
     /// The first 12 digits: what `docker ps` shows, and the default hostname.
@@ -63,6 +71,15 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_short_id_is_never_all_digits() {
+        // Without the second draw, about 7 of 2000 would be (one in 280).
+        for _ in 0..2000 {
+            let id = ContainerId::random().unwrap();
+            assert!(!id.short().bytes().all(|b| b.is_ascii_digit()), "{}", id.short());
+        }
+    }
 
     #[test]
     fn ids_are_64_hex_digits_and_differ() {
