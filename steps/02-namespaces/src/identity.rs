@@ -61,6 +61,8 @@ pub fn validate_hostname(name: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn a_random_id_is_valid_and_other_names_are_not() {
         let id = super::ContainerId::random().unwrap();
@@ -69,8 +71,6 @@ mod tests {
             assert!(!super::ContainerId::is_valid(other), "{other}");
         }
     }
-
-    use super::*;
 
     #[test]
     fn a_short_id_is_never_all_digits() {
