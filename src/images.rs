@@ -172,6 +172,7 @@ fn build(state_root: &Path, args: &BuildArgs) -> anyhow::Result<u8> {
         network: args.network.parse()?,
         quiet: args.quiet,
         pull: args.pull,
+        progress: !args.quiet && std::io::stdout().is_terminal(),
     };
     let mut progress: Box<dyn std::io::Write> = if args.quiet { Box::new(std::io::sink()) } else { Box::new(std::io::stdout()) };
     let (image_id, _) = step11::build::build(state_root, &options, &mut progress)?;

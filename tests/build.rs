@@ -277,3 +277,22 @@ fn a_base_images_onbuild_triggers_run_in_the_build_that_uses_it() {
     let inspect: serde_json::Value = serde_json::from_str(&lab.ok(&["image", "inspect", "child"])).unwrap();
     assert!(inspect[0]["Config"]["OnBuild"].as_array().is_none_or(Vec::is_empty), "the triggers are not passed on: {}", inspect[0]["Config"]);
 }
+
+#[test]
+fn on_a_terminal_run_shows_its_output_under_a_live_status_line() {
+    require_root();
+    let lab = Lab::new();
+    lab.file("Dockerfile", "FROM busybox\nRUN echo first; sleep 0.6; echo second\n");
+    // A terminal for carton: `script` runs it in a pseudo-terminal and prints the screen.
+    let line = format!("{} build --network none -t shown .", env!("CARGO_BIN_EXE_carton"));
+    let out = std::process::Command::new("script").args(["-qfec", &line, "/dev/null"]).env("CARTON_ROOT", lab.state.path()).current_dir(lab.context.path()).stdin(Stdio::null()).output().unwrap();
+    let screen = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{screen}");
+    assert!(screen.contains("first") && screen.contains("second"), "RUN's output is shown: {screen:?}");
+    assert!(screen.contains("[+] RUN /bin/sh -c echo first; sleep 0.6; echo second (0."), "the status line, with the time so far: {screen:?}");
+    assert!(screen.contains("\x1b[2KRemoving intermediate container"), "the status line is gone at the end: {screen:?}");
+    // Without a terminal (a pipe), the classic lines only.
+    lab.file("Dockerfile", "FROM busybox\nRUN echo plain\n");
+    let plain = lab.build(&[]);
+    assert!(plain.contains("\nplain\n") && !plain.contains("[+]"), "{plain}");
+}

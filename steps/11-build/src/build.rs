@@ -37,6 +37,8 @@ pub struct Options {
     pub quiet: bool,
     /// `--pull`: FROM's images are pulled again, even when the store has them.
     pub pull: bool,
+    /// On a terminal: RUN's output as it comes, under a line that says how long it has run.
+    pub progress: bool,
 }
 
 /// A stage's state between steps.
@@ -492,11 +494,16 @@ fn run(state_root: &Path, stage: &Stage, instruction: &Instruction, options: &Op
     let made = (|| {
         record.save(state_root)?;
         let runtime = step07::Runtime::new(state_root, explain);
-        let stdio = || step09::monitor::run_once(&runtime, id.as_str(), step09::monitor::Stdio::Inherited { tty: false, interactive: false }, Some(Vec::new()), |_| {});
-        let ended = match std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        let run_it =
+            |started: &mut dyn FnMut()| step09::monitor::run_once(&runtime, id.as_str(), step09::monitor::Stdio::Inherited { tty: false, interactive: false }, Some(Vec::new()), |_| started());
+        let ended = if options.quiet {
             // -q: the container's output goes nowhere either.
-            Ok(null) if options.quiet => step09::monitor::with_stdio([None, Some(null.as_raw_fd()), Some(null.as_raw_fd())], stdio),
-            _ => stdio(),
+            let null = std::fs::OpenOptions::new().write(true).open("/dev/null").map_err(|e| Error::runtime(format!("cannot open /dev/null: {e}")))?;
+            step09::monitor::with_stdio([None, Some(null.as_raw_fd()), Some(null.as_raw_fd())], || run_it(&mut || {}))
+        } else if options.progress {
+            crate::progress::while_running(&args.join(" "), |started| run_it(started))?
+        } else {
+            run_it(&mut || {})
         }?;
         if ended.exit_code != 0 {
             return Err(Error { failure: step01::error::Failure::Runtime, message: format!("The command '{}' returned a non-zero code: {}", args.join(" "), ended.exit_code) });

@@ -9,12 +9,14 @@
 //!   errors with file, line and column;
 //! - [`words`]: quotes, escapes and `$VARIABLE` substitution, as Docker's shell lexer;
 //! - [`ignore`]: the `.dockerignore` file;
-//! - [`build`]: the steps run, the cache; [`copy`]: COPY and ADD's layers.
+//! - [`build`]: the steps run, the cache; [`copy`]: COPY and ADD's layers;
+//! - [`progress`]: RUN's output under a live status line, on a terminal.
 
 pub mod build;
 pub mod copy;
 pub mod dockerfile;
 pub mod ignore;
+pub mod progress;
 pub mod words;
 
 use step01::Chapter;
