@@ -184,6 +184,21 @@ fn run_console_examples(pages: &[PathBuf], inherited: Option<&str>) -> (Vec<Stri
                 }
             }
         }
+        // A page removes what it made: a container it leaves keeps its mounts (and its
+        // monitor) after the page's directory is gone. Said, then removed.
+        let state = workdir.path().join(".carton-state");
+        let left = network.command().args(["carton", "ps", "-aq", "--no-trunc"]).env("PATH", &path).env("CARTON_ROOT", &state).output().unwrap();
+        let left = String::from_utf8_lossy(&left.stdout).into_owned();
+        if !left.trim().is_empty() {
+            failures.push(format!(
+                "{}: the page leaves containers behind (its last example should remove them): {}",
+                name(page),
+                left.split_whitespace().map(|id| &id[..12]).collect::<Vec<_>>().join(" ")
+            ));
+            for id in left.split_whitespace() {
+                let _ = network.command().args(["carton", "rm", "-f", "-v", id]).env("PATH", &path).env("CARTON_ROOT", &state).output();
+            }
+        }
     }
     (failures, commands)
 }
