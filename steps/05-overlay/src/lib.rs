@@ -115,7 +115,7 @@ pub struct Committed {
 /// if asked), written to `out`, with both digests.
 pub fn commit(upper: &Path, out: &Path, gzip: bool) -> Result<Committed> {
     let file = File::create(out).map_err(|e| Error::runtime(format!("cannot create {}: {e}", out.display())))?;
-    let mut written = Counting { inner: BufWriter::new(file), hash: Sha256::new(), size: 0 };
+    let mut written = Counting::new(BufWriter::new(file));
     let diff_id = if gzip {
         let mut compressed = flate2::write::GzEncoder::new(&mut written, flate2::Compression::default());
         let diff_id = tar_with_digest(upper, &mut compressed)?;
@@ -125,21 +125,33 @@ pub fn commit(upper: &Path, out: &Path, gzip: bool) -> Result<Committed> {
         tar_with_digest(upper, &mut written)?
     };
     written.inner.flush().map_err(|e| Error::runtime(format!("cannot write {}: {e}", out.display())))?;
-    Ok(Committed { digest: format!("sha256:{}", store::hex(&written.hash.finalize())), diff_id, size: written.size })
+    Ok(Committed { digest: written.digest(), diff_id, size: written.size })
 }
 // ANCHOR_END: commit
 
 fn tar_with_digest(upper: &Path, out: impl Write) -> Result<String> {
-    let mut plain = Counting { inner: out, hash: Sha256::new(), size: 0 };
+    let mut plain = Counting::new(out);
     archive::export(upper, &mut plain)?;
-    Ok(format!("sha256:{}", store::hex(&plain.hash.finalize())))
+    Ok(plain.digest())
 }
 
-/// A writer that hashes and counts what passes through it.
-struct Counting<W> {
-    inner: W,
-    hash: Sha256,
-    size: u64,
+/// A writer that hashes and counts what passes through it (a layer's digest and size as it
+/// is written; step 11's COPY layers use it too).
+pub struct Counting<W> {
+    pub inner: W,
+    pub hash: Sha256,
+    pub size: u64,
+}
+
+impl<W> Counting<W> {
+    pub fn new(inner: W) -> Counting<W> {
+        Counting { inner, hash: Sha256::new(), size: 0 }
+    }
+
+    /// `sha256:` of what went through so far.
+    pub fn digest(&self) -> String {
+        format!("sha256:{}", store::hex(&self.hash.clone().finalize()))
+    }
 }
 
 impl<W: Write> Write for Counting<W> {

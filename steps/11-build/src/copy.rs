@@ -150,7 +150,7 @@ impl CopyPlan {
         let failed = |e: std::io::Error| Error::runtime(format!("cannot write the layer: {e}"));
         let file = tempfile::Builder::new().prefix(".copy-").tempfile_in(dir).map_err(failed)?;
         let gzip = flate2::write::GzEncoder::new(file.reopen().map_err(failed)?, flate2::Compression::default());
-        let mut hashed = Hashing { inner: gzip, hash: Sha256::new() };
+        let mut hashed = step05::Counting::new(gzip);
         {
             let mut tar = tar::Builder::new(&mut hashed);
             tar.follow_symlinks(false);
@@ -206,29 +206,11 @@ impl CopyPlan {
             }
             tar.finish().map_err(failed)?;
         }
-        let diff_id = format!("sha256:{}", step05::store::hex(&hashed.hash.finalize()));
+        let diff_id = hashed.digest();
         hashed.inner.finish().map_err(failed)?;
         Ok(Layer { path: file, diff_id })
     }
     // ANCHOR_END: write_layer
-}
-
-/// A writer that hashes what goes through it (the tar, before compression: the diff ID).
-struct Hashing<W: Write> {
-    inner: W,
-    hash: Sha256,
-}
-
-impl<W: Write> Write for Hashing<W> {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(bytes)?;
-        self.hash.update(&bytes[..n]);
-        Ok(n)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// What is under directory `dir`, to go under `to` (links copied as links, never followed),
