@@ -18,10 +18,7 @@ struct Lab {
 
 impl Lab {
     fn new() -> Lab {
-        let state = tempfile::tempdir().unwrap();
-        let out = carton().env("CARTON_ROOT", state.path()).args(["bootstrap", "busybox"]).output().unwrap();
-        assert!(out.status.success(), "bootstrap: {}", stderr(&out));
-        Lab { state, context: tempfile::tempdir().unwrap() }
+        Lab { state: with_busybox_image(), context: tempfile::tempdir().unwrap() }
     }
 
     fn file(&self, path: &str, text: &str) {

@@ -7,15 +7,6 @@ use std::fs;
 
 use common::*;
 
-/// A state root holding the image busybox:latest, made by `carton bootstrap busybox`.
-fn with_busybox_image() -> tempfile::TempDir {
-    let state = tempfile::tempdir().unwrap();
-    let out = carton().env("CARTON_ROOT", state.path()).args(["bootstrap", "busybox"]).output().unwrap();
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).starts_with("made the image busybox:latest ("), "{}", stdout(&out));
-    state
-}
-
 #[test]
 fn an_image_runs_its_default_command_or_the_one_given() {
     require_root();

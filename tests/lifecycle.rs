@@ -15,10 +15,7 @@ struct State(tempfile::TempDir);
 
 impl State {
     fn new() -> State {
-        let dir = tempfile::tempdir().unwrap();
-        let out = carton().env("CARTON_ROOT", dir.path()).args(["bootstrap", "busybox"]).output().unwrap();
-        assert!(out.status.success(), "bootstrap: {}", stderr(&out));
-        State(dir)
+        State(with_busybox_image())
     }
 
     fn path(&self) -> &Path {

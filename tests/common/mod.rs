@@ -15,6 +15,15 @@ pub fn carton() -> Command {
     Command::new(env!("CARGO_BIN_EXE_carton"))
 }
 
+/// A state root holding the image busybox:latest, made by `carton bootstrap busybox`.
+pub fn with_busybox_image() -> tempfile::TempDir {
+    let state = tempfile::tempdir().unwrap();
+    let out = carton().env("CARTON_ROOT", state.path()).args(["bootstrap", "busybox"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("made the image busybox:latest ("), "{}", stdout(&out));
+    state
+}
+
 /// The directory holding the workspace's binaries (`carton`, `step01-chroot`, ...).
 pub fn bin_dir() -> PathBuf {
     Path::new(env!("CARGO_BIN_EXE_carton")).parent().unwrap().to_path_buf()
