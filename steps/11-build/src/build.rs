@@ -48,6 +48,8 @@ struct Stage {
     image: Option<String>,
     /// Its config's `config` object (Env, Cmd, WorkingDir, User, ...).
     config: Value,
+    /// The image's id (its config's digest), `scratch` before anything is added.
+    id: String,
     /// ARGs declared in this stage, with their values.
     args: BTreeMap<String, String>,
     shell: Vec<String>,
@@ -103,7 +105,7 @@ pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Resul
                 break; // --target: the stage asked for is done
             }
             let stage = from(state_root, &store, instruction, escape, &global_args, &stages, options.pull)?;
-            say(out, format!(" ---> {}", short_id(&stage.image.as_ref().map(|m| config_digest(&store, m)).transpose()?.unwrap_or_else(|| "scratch".into()))));
+            say(out, format!(" ---> {}", short_id(&stage.id)));
             let triggers = onbuild_triggers(&stage, instruction)?;
             if !triggers.is_empty() {
                 say(out, format!("# Executing {} build trigger{}", triggers.len(), if triggers.len() == 1 { "" } else { "s" }));
@@ -171,7 +173,7 @@ pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Resul
                 made
             }
         };
-        stage.config = image_config(&store, &manifest)?;
+        (stage.id, stage.config) = image_config(&store, &manifest)?;
         stage.image = Some(manifest);
         if n.is_none() {
             triggers_left -= 1;
@@ -179,18 +181,18 @@ pub fn build(state_root: &Path, options: &Options, out: &mut dyn Write) -> Resul
                 // The triggers ran: they are the base's, not passed on to this image.
                 let history = json!({"created": step07::state::now_rfc3339(), "created_by": "#(nop) ONBUILD triggers run"});
                 let cleared = step06::add_layer(&store, stage.image.as_deref(), None, |config| config["OnBuild"] = Value::Null, history, None)?.0;
-                stage.config = image_config(&store, &cleared)?;
+                (stage.id, stage.config) = image_config(&store, &cleared)?;
                 stage.image = Some(cleared);
             }
         }
-        say(out, format!(" ---> {}", short_id(&config_digest(&store, stage.image.as_deref().unwrap_or_default())?)));
+        say(out, format!(" ---> {}", short_id(&stage.id)));
     }
     let last = match &options.target {
         Some(target) => stages.iter().find(|s| s.name.as_deref() == Some(target)).ok_or_else(|| Error::runtime(format!("no stage is called {target:?} (FROM image AS {target} names one)")))?,
         None => stages.last().ok_or_else(|| Error::runtime("the Dockerfile has no FROM"))?,
     };
     let manifest = last.image.clone().ok_or_else(|| Error::runtime("the image is empty: FROM scratch and nothing added"))?;
-    let image_id = config_digest(&store, &manifest)?;
+    let image_id = last.id.clone();
     let _ = writeln!(out, "Successfully built {}", short_id(&image_id));
     let size = store.read_blob(&manifest)?.len() as u64;
     for tag in &options.tags {
@@ -252,9 +254,9 @@ fn from(state_root: &Path, store: &step06::ImageStore, instruction: &Instruction
             }
         })
     };
-    let config = image.as_deref().map(|m| image_config(store, m)).transpose()?.unwrap_or_else(|| json!({}));
+    let (id, config) = image.as_deref().map(|m| image_config(store, m)).transpose()?.unwrap_or_else(|| ("scratch".into(), json!({})));
     let shell = config["Shell"].as_array().map(|s| s.iter().filter_map(|v| v.as_str().map(str::to_string)).collect()).unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
-    Ok(Stage { name, image, config, args: BTreeMap::new(), shell, cmd_set: false })
+    Ok(Stage { name, image, config, id, args: BTreeMap::new(), shell, cmd_set: false })
 }
 
 /// A base image's ONBUILD triggers, as instructions of this Dockerfile's FROM line.
@@ -564,10 +566,13 @@ fn stages_images(stages: &[Stage]) -> Vec<(Option<String>, Option<String>)> {
     stages.iter().map(|s| (s.name.clone(), s.image.clone())).collect()
 }
 
-/// An image's config (its `config` object).
-fn image_config(store: &step06::ImageStore, manifest: &str) -> Result<Value> {
-    let config: Value = serde_json::from_slice(&store.read_blob(&config_digest(store, manifest)?)?).map_err(|e| Error::runtime(format!("an image config is damaged: {e}")))?;
-    Ok(if config["config"].is_object() { config["config"].clone() } else { json!({}) })
+/// An image's id (its config's digest) and config (the config's `config` object), the
+/// manifest and the config each read once.
+fn image_config(store: &step06::ImageStore, manifest: &str) -> Result<(String, Value)> {
+    let id = config_digest(store, manifest)?;
+    let mut config: Value = serde_json::from_slice(&store.read_blob(&id)?).map_err(|e| Error::runtime(format!("an image config is damaged: {e}")))?;
+    let config = if config["config"].is_object() { config["config"].take() } else { json!({}) };
+    Ok((id, config))
 }
 
 /// The config digest (the image id) of a manifest.
