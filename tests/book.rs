@@ -260,9 +260,14 @@ impl Drop for ThrowawayNetwork {
 
 /// The step demos live in their own packages; `cargo test --workspace` builds them, a
 /// narrower `cargo test` may not have.
+/// Each `steps/NN-topic` directory is the package `stepNN-topic` with a demo of that name.
 fn ensure_step_binaries() {
-    for step in ["step01-chroot", "step02-namespaces", "step03-network", "step04-cgroups", "step05-overlay", "step06-images", "step07-runtime", "step08-security", "step09-lifecycle", "step10-volumes"]
-    {
+    let steps = Path::new(env!("CARGO_MANIFEST_DIR")).join("steps");
+    let mut packages: Vec<String> = fs::read_dir(&steps).unwrap().map(|entry| format!("step{}", entry.unwrap().file_name().to_string_lossy())).collect();
+    packages.sort();
+    assert!(packages.len() >= 11, "the step packages under {}", steps.display());
+    for step in &packages {
+        let step = step.as_str();
         if bin_dir().join(step).exists() {
             continue;
         }
