@@ -193,6 +193,12 @@ impl Lifecycle {
     pub fn runs_a_container(&self) -> bool {
         matches!(self, Lifecycle::Run(_) | Lifecycle::Create(_) | Lifecycle::Exec(_))
     }
+
+    /// Whether the command moves a process into a container's cgroup (and so gains from
+    /// warming the kernel's cgroup lock first: step 04's `warm_up`).
+    pub fn starts_a_process(&self) -> bool {
+        self.runs_a_container() || matches!(self, Lifecycle::Start { .. } | Lifecycle::Restart { .. })
+    }
 }
 
 /// `carton container ...`: the same commands, plus `ls` and `prune`.

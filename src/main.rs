@@ -428,6 +428,13 @@ fn main() -> ExitCode {
         Command::ImageCommand(images::ImageCommand::Build(_)) | Command::Image(ImageCommand::Shared(images::ImageCommand::Build(_))) => Some(1),
         _ => None,
     };
+    // The kernel's cgroup lock is slow to take the first time: start that wait now, in the
+    // background (chapter 4).
+    if let Command::Lifecycle(command) | Command::Container(containers::ContainerCommand::Shared(command)) = &cli.command {
+        if command.starts_a_process() {
+            step04::warm_up();
+        }
+    }
     let outcome = match cli.command {
         Command::Lifecycle(command) | Command::Container(containers::ContainerCommand::Shared(command)) => containers::run_command(&cli.root, command),
         Command::Container(containers::ContainerCommand::Ls(args)) => containers::list(&cli.root, &args),

@@ -18,8 +18,12 @@ fn book_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("book")
 }
 
+/// Every page: book/src/*.md and one level of directories below (the appendix's
+/// `how-fast/`, whose page sits beside the report and charts carton-bench writes).
 fn pages() -> Vec<PathBuf> {
-    let mut pages: Vec<PathBuf> = fs::read_dir(book_dir().join("src")).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "md")).collect();
+    let entries = |dir: &Path| fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()).collect::<Vec<_>>();
+    let top = entries(&book_dir().join("src"));
+    let mut pages: Vec<PathBuf> = top.iter().filter(|p| p.is_dir()).flat_map(|dir| entries(dir)).chain(top.iter().cloned()).filter(|p| p.extension().is_some_and(|e| e == "md")).collect();
     pages.sort();
     pages
 }

@@ -64,6 +64,11 @@ fn main() -> ExitCode {
         return ExitCode::from(1);
     }
     let root = std::path::absolute(&cli.root).unwrap_or(cli.root);
+    // Moving the container's process into its cgroup waits for the kernel's cgroup lock:
+    // start that wait now, in the background (chapter 4).
+    if matches!(cli.command, commands::Command::Create { .. } | commands::Command::Run { .. } | commands::Command::Exec(_)) {
+        step04::warm_up();
+    }
     let runtime = step07::Runtime::new(&root, step01::Explain::when(cli.explain));
     match commands::run(cli.command, &runtime, &log) {
         Ok(code) => ExitCode::from(code),

@@ -119,14 +119,18 @@ pub fn children(parent: nix::unistd::Pid) -> Vec<nix::unistd::Pid> {
     std::fs::read_to_string(format!("/proc/{parent}/task/{parent}/children")).unwrap_or_default().split_whitespace().filter_map(|pid| pid.parse().ok().map(nix::unistd::Pid::from_raw)).collect()
 }
 
-/// The host pid of the container's PID 1: carton's only child, waited for in case carton has
-/// only just been started (30 s at most: the cgroup v2 VM emulates its CPU and is slow).
+/// The host pid of the container's PID 1: carton's child in a mount namespace of its own
+/// (carton's other child, for a moment, is the one that warms the cgroup lock: chapter 4),
+/// waited for in case carton has only just been started (30 s at most: the cgroup v2 VM
+/// emulates its CPU and is slow).
 pub fn container_init(carton: &std::process::Child) -> nix::unistd::Pid {
     let carton = nix::unistd::Pid::from_raw(carton.id() as i32);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mount_ns = |pid: nix::unistd::Pid| std::fs::read_link(format!("/proc/{pid}/ns/mnt")).ok();
     loop {
-        if let Some(init) = children(carton).first() {
-            return *init;
+        let own = mount_ns(carton);
+        if let Some(init) = children(carton).into_iter().find(|child| own.is_some() && mount_ns(*child).is_some_and(|ns| Some(ns) != own)) {
+            return init;
         }
         assert!(std::time::Instant::now() < deadline, "carton {carton} started no container");
         std::thread::sleep(std::time::Duration::from_millis(10));

@@ -329,7 +329,7 @@ impl UniquePid {
     /// Whether the process still exists and has not ended (a zombie has ended: it only
     /// waits for its parent to collect its exit status).
     pub fn is_alive(&self) -> bool {
-        let Ok(stat) = fs::read_to_string(format!("/proc/{}/stat", self.pid)) else { return false };
+        let Ok(stat) = read_kernel_file(format!("/proc/{}/stat", self.pid)) else { return false };
         let fields = stat.rsplit_once(") ").map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>()).unwrap_or_default();
         fields.first() != Some(&"Z") && fields.get(19).and_then(|t| t.parse().ok()) == Some(self.start_time)
     }

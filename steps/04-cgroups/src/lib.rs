@@ -18,6 +18,7 @@ pub mod layout;
 pub mod limits;
 pub mod oci;
 pub mod stats;
+pub mod warm;
 
 use std::path::Path;
 use std::rc::Rc;
@@ -34,6 +35,7 @@ pub use cgroup::Cgroup;
 pub use layout::{Layout, Version};
 pub use limits::Limits;
 pub use stats::Stats;
+pub use warm::warm_up;
 
 /// The chapter this step belongs to.
 pub const CHAPTER: Chapter = Chapter { number: 4, title: "limits: cgroups" };

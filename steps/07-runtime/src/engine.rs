@@ -173,12 +173,24 @@ pub fn disown(state_root: &Path, id: &str) -> Result<()> {
     step06::store::write_atomically(&owner, DETACHED.as_bytes(), step06::store::Durable::No)
 }
 
-/// Make this process the one responsible for a container (a monitor that runs it): should
-/// it die, the collector finds the container abandoned.
+/// Make this process the one responsible for a container (the `carton` that runs it
+/// attached): should it die, the next collector finds the container abandoned.
 pub fn adopt(state_root: &Path, id: &str) -> Result<()> {
     let owner = state_root.join("containers").join(id).join("owner");
     step06::store::write_atomically(&owner, UniquePid::current().to_string().as_bytes(), step06::store::Durable::No)
 }
+
+/// [`adopt`], for a detached container's monitor, which lives as long as its container.
+/// Should it die, `ps` and `inspect` say so at once (they check the monitor they list);
+/// the collector takes the container down at its next sweep (or `rm` does), so that a
+/// start does not look at every running container's monitor.
+pub fn adopt_as_monitor(state_root: &Path, id: &str) -> Result<()> {
+    let owner = state_root.join("containers").join(id).join("owner");
+    step06::store::write_atomically(&owner, format!("{}{MONITOR}", UniquePid::current()).as_bytes(), step06::store::Durable::No)
+}
+
+/// What follows a monitor's process record in `owner`.
+const MONITOR: &str = " monitor";
 
 /// What `owner` says of a container no carton process is responsible for (`create`'s).
 const DETACHED: &str = "detached\n";
@@ -268,17 +280,19 @@ fn mount_table(mountinfo: &str) -> Vec<(PathBuf, bool)> {
 /// lease, writable layer, files — and so are layers a killed pull or unpack left half
 /// made, and empty cgroups nobody owns. Run before carton makes anything new.
 pub fn collect(state_root: &Path) {
-    collect_with(state_root, |_| false)
+    collect_with(state_root, |_| false);
 }
 
 /// [`collect`], where a later step gets each abandoned container by id once the runtime's
 /// part is gone (its processes, cgroup, state): `keep` returns true when it has dealt with
-/// the rest itself (a kept container is taken down, not removed).
-pub fn collect_with(state_root: &Path, keep: impl Fn(&str) -> bool) {
+/// the rest itself (a kept container is taken down, not removed). Returns whether the
+/// sweeps for what was abandoned a minute ago ran this time (see [`SWEEP_EVERY`]).
+pub fn collect_with(state_root: &Path, keep: impl Fn(&str) -> bool) -> bool {
     let runtime = Runtime::new(state_root, Explain::off());
+    let sweep = sweep_due(state_root);
     for entry in fs::read_dir(state_root.join("containers")).into_iter().flatten().flatten() {
         let (dir, name) = (entry.path(), entry.file_name().to_string_lossy().into_owned());
-        if !entry.file_type().is_ok_and(|t| t.is_dir()) || !is_abandoned(&dir) {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) || !is_abandoned(&dir, sweep) {
             continue;
         }
         if name.starts_with(step03::CLAIMING) {
@@ -299,17 +313,49 @@ pub fn collect_with(state_root: &Path, keep: impl Fn(&str) -> bool) {
         }
     }
     step05::LayerStore::new(state_root).sweep_abandoned();
-    step04::sweep_abandoned(step04::Layout::detected());
+    if sweep {
+        step04::sweep_abandoned(step04::Layout::detected());
+    }
+    sweep
+}
+
+/// A small file in one read (`fs::read_to_string` asks for its size first and reads
+/// twice): the collector reads one per container kept.
+fn read_small(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut buffer = [0u8; 128];
+    let read = fs::File::open(path)?.read(&mut buffer)?;
+    Ok(String::from_utf8_lossy(&buffer[..read]).into_owned())
+}
+
+/// How often the sweeps run: for what has been abandoned for a minute (stray cgroups, stray
+/// names) and for containers whose monitor died. Every start looking at every cgroup and
+/// every monitor would make a start slower with each container kept (200 running: several
+/// milliseconds). What was abandoned a minute ago can wait ten seconds more.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the minute-old sweeps are due: the stamp `.swept` in the state root is older
+/// than [`SWEEP_EVERY`] (or missing); if so it is renewed, so that one command sweeps.
+fn sweep_due(state_root: &Path) -> bool {
+    let stamp = state_root.join(".swept");
+    let recent = fs::metadata(&stamp).and_then(|m| m.modified()).is_ok_and(|at| at.elapsed().is_ok_and(|age| age < SWEEP_EVERY));
+    !recent && fs::write(&stamp, "").is_ok()
 }
 
 /// A container directory is abandoned when the carton responsible for it is gone, or
 /// when it has had neither an owner nor a runtime state for a minute (a carton killed
-/// while making it; making one takes milliseconds).
-fn is_abandoned(dir: &Path) -> bool {
-    let owner = fs::read_to_string(dir.join("owner")).unwrap_or_default();
+/// while making it; making one takes milliseconds). Monitors are looked at only when
+/// `sweep` says (see [`adopt_as_monitor`]).
+fn is_abandoned(dir: &Path, sweep: bool) -> bool {
+    let owner = read_small(&dir.join("owner")).unwrap_or_default();
     if owner == DETACHED {
         return false; // only `rm` removes it
     }
+    let owner = match owner.strip_suffix(MONITOR) {
+        Some(_) if !sweep => return false,
+        Some(monitor) => monitor,
+        None => owner.as_str(),
+    };
     match owner.parse::<UniquePid>() {
         Ok(owner) => !owner.is_alive(),
         Err(_) => !dir.join("state.json").exists() && dir.metadata().and_then(|m| m.modified()).is_ok_and(|made| made.elapsed().is_ok_and(|age| age.as_secs() > 60)),

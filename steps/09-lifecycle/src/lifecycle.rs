@@ -50,7 +50,7 @@ pub fn monitor_main(state_root: &Path, id: &str, mut report: Report, delay: Dura
     }
     let dir = Container::dir(state_root, id);
     monitor::redirect_own_output(&dir.join("monitor.log"));
-    step07::engine::adopt(state_root, id)?;
+    step07::engine::adopt_as_monitor(state_root, id)?;
     if !delay.is_zero() && Container::load(state_root, id)?.is_none_or(|c| c.state.stopped_by_user) {
         return finish(state_root, id); // stopped (or removed) while this monitor restarted
     }
@@ -346,8 +346,7 @@ pub fn rename(state_root: &Path, id: &str, new_name: &str) -> Result<()> {
 /// it (it dies with its parent); here it is taken down and recorded `Dead`, and kept for
 /// `rm` (removed, with `--rm`). Then step 07's collector for everything else.
 pub fn collect(state_root: &Path) {
-    names::release_orphans(state_root);
-    step07::engine::collect_with(state_root, |id| {
+    let swept = step07::engine::collect_with(state_root, |id| {
         let Ok(Some(container)) = Container::load(state_root, id) else { return false };
         if container.host_config.auto_remove {
             let _ = remove_everything(state_root, &container);
@@ -364,6 +363,9 @@ pub fn collect(state_root: &Path) {
         });
         let _ = step07::engine::disown(state_root, id);
         true
-    })
+    });
+    if swept {
+        names::release_orphans(state_root);
+    }
 }
 // ANCHOR_END: collect

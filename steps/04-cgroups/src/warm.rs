@@ -1,0 +1,94 @@
+//! Why the first move into a cgroup is slow, and how carton hides it.
+//!
+//! Moving a process into a cgroup (a write to `cgroup.procs`) takes a lock that the kernel
+//! also takes, for reading, whenever a process forks or its threads come and go:
+//! `cgroup_threadgroup_rwsem`, a per-CPU reader-writer lock. Readers are nearly free; the price is paid by a writer, who
+//! must wait for an RCU grace period, until every CPU has passed a quiescent state, before
+//! it may go on. That is about 10 ms on a small VM, more than everything else a container's
+//! start does. The lock stays in its "writer's" mode for a grace period after the last
+//! writer is done, so a second move soon after the first does not wait at all.
+//!
+//! The wait is the same whoever takes it. So a command that will put a container into
+//! its cgroup starts it at once, in a child process that moves itself into the cgroup it is
+//! already in (writing `0`, "the writer itself", to its `cgroup.procs`: the kernel takes
+//! the lock, and moves nothing). While that child waits, carton reads the image, mounts
+//! the overlay and clones the container's process; when it moves that process, the lock is
+//! warm. [`Cgroup::join`](crate::Cgroup::join) collects the child first.
+//!
+//! runc and crun pay the wait in full; on cgroup v2, `clone3(CLONE_INTO_CGROUP)` would
+//! avoid the move altogether.
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use nix::sys::wait::waitpid;
+use nix::unistd::{fork, ForkResult, Pid};
+
+use crate::layout::{Layout, Mode};
+
+/// The warming child's pid, 0 when there is none.
+static WARMING: AtomicI32 = AtomicI32::new(0);
+
+// ANCHOR: warm_up
+/// Take the cgroup lock's slow path now, in the background. Call it first thing in a
+/// command that will start a container, while the process has one thread.
+pub fn warm_up() {
+    let Some(procs) = own_cgroup_procs(Layout::detected()) else { return };
+    // SAFETY: the child only calls open, write and _exit (async-signal-safe), on a path
+    // prepared before the fork.
+    match unsafe { fork() } {
+        Ok(ForkResult::Child) => unsafe {
+            let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+            if fd >= 0 {
+                libc::write(fd, b"0".as_ptr().cast(), 1);
+            }
+            libc::_exit(0)
+        },
+        Ok(ForkResult::Parent { child }) => WARMING.store(child.as_raw(), Ordering::Relaxed),
+        Err(_) => {} // only an optimisation: the move pays the wait itself
+    }
+}
+// ANCHOR_END: warm_up
+
+/// Wait for the warming child, if there is one: after it, a move into a cgroup is quick.
+pub(crate) fn collect() {
+    let pid = WARMING.swap(0, Ordering::Relaxed);
+    if pid > 0 {
+        let _ = waitpid(Pid::from_raw(pid), None);
+    }
+}
+
+/// `cgroup.procs` of the cgroup this process is in, in one hierarchy: cgroup2's, or the
+/// first v1 hierarchy's (one is enough: the lock is the same for all of them).
+fn own_cgroup_procs(layout: &Layout) -> Option<CString> {
+    let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    let (mount, path) = match layout.mode {
+        Mode::Unified => (layout.v2_mount.as_ref()?, own.lines().find_map(|line| line.strip_prefix("0::"))?),
+        Mode::Legacy | Mode::Hybrid => {
+            let hierarchy = layout.hierarchies.first()?;
+            let path = own.lines().find_map(|line| {
+                let mut fields = line.splitn(3, ':');
+                let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+                controllers.split(',').any(|c| hierarchy.controllers.contains(&c.to_string())).then_some(path)
+            })?;
+            (&hierarchy.path, path)
+        }
+        Mode::None => return None,
+    };
+    CString::new(mount.join(path.trim_start_matches('/')).join("cgroup.procs").into_os_string().into_encoded_bytes()).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_warming_child_writes_to_this_process_own_cgroup() {
+        let Some(procs) = own_cgroup_procs(Layout::detected()) else { return };
+        let path = std::path::PathBuf::from(procs.into_string().unwrap());
+        assert!(path.ends_with("cgroup.procs") && path.exists(), "{}", path.display());
+        // This process is listed there: the write moves nothing.
+        let listed = std::fs::read_to_string(&path).unwrap();
+        assert!(listed.lines().any(|pid| pid == std::process::id().to_string()), "{} does not list this process", path.display());
+    }
+}
