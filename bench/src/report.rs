@@ -252,7 +252,7 @@ fn bar(row: &Row, stats: &Stats) -> Bar {
 
 pub fn write(results: &Results, dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).with_context(|| format!("cannot make {}", dir.display()))?;
-    let caption = format!("{} — {}", machine(), results.command);
+    let caption = format!("{}\n{}", machine(), results.command);
     let start = Panel { title: "Start → exit of true (median, 25–75 %)".into(), unit: Unit::Milliseconds, bars: results.start.iter().map(|(row, stats)| bar(row, stats)).collect() };
     fs::write(dir.join("start.svg"), chart::svg("How long a container takes to start, run true and go", &[start], &caption))?;
 
@@ -289,4 +289,73 @@ pub fn summary(results: &Results) -> String {
         writeln!(out, "{mark}  {measured:>14}  {what}").unwrap();
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::start::{CpuBound, Density, Level};
+
+    fn stats(median: f64) -> Stats {
+        Stats { median, p25: median * 0.9, p75: median * 1.1, min: median * 0.8, runs: 10 }
+    }
+
+    fn row(name: &str, ours: bool) -> Row {
+        Row::new(name, vec!["true".into()], ours)
+    }
+
+    fn results() -> Results {
+        Results {
+            quick: true,
+            command: "carton-bench --quick".into(),
+            start: vec![
+                (row(FLOOR, false), stats(4.0)),
+                (row(CARTON_NONE, true), stats(5.0)),
+                (row(CARTON_BRIDGE, true), stats(20.0)),
+                (row(CARTON_OCI, true), stats(6.0)),
+                (row(CRUN, false), stats(5.0)),
+                (row(PODMAN, false), stats(150.0)),
+            ],
+            running: Ok(vec![Level { running: 0, carton: stats(5.0), runc: Some(stats(20.0)) }, Level { running: 10, carton: stats(5.5), runc: Some(stats(24.0)) }]),
+            density: Ok(Density { containers: 20, stopped_because: "the 20 asked for".into(), monitor_uss_kib: 900, container_uss_kib: 52, available_drop_kib: 1600, podman: None }),
+            vm: Err(anyhow::anyhow!("qemu-system-x86_64 is not on PATH")),
+            cpu: Ok(CpuBound { program: "busybox awk".into(), host_ms: 300.0, container_ms: 303.0 }),
+            transfer: Ok(vec![(row("carton push (8 MiB)", true), stats(100.0)), (row("skopeo copy oci: → docker:// (8 MiB)", false), stats(120.0))]),
+            build: Err(anyhow::anyhow!("no podman")),
+            image_bytes: Some(1 << 20),
+            notes: vec!["docker: no Docker daemon answers here; not timed".into()],
+        }
+    }
+
+    #[test]
+    fn the_targets_are_ratios_of_the_same_run() {
+        let targets = targets(&results());
+        let find = |start: &str| targets.iter().find(|(what, _, _)| what.starts_with(start)).unwrap_or_else(|| panic!("no target {start}: {targets:?}")).clone();
+        assert_eq!(find("`carton run --rm --network none`"), ("`carton run --rm --network none` ≤ 1.5× the floor".into(), "1.25×".into(), Some(true)));
+        assert_eq!(find("with the default bridge").2, Some(false), "20 ms is 5× the floor");
+        assert_eq!(find("`carton-oci run`").1, "1.20×");
+        assert_eq!(find("≥ 25× faster").1, "30.00×");
+        assert_eq!(find("flat").1, "1.10× (runc: 1.20×)");
+        assert_eq!(find("a detached container's own overhead").2, Some(true));
+        assert_eq!(find("`carton push`").1, "0.83×");
+        assert_eq!(find("`carton pull`").1, "not measured", "no pull row");
+    }
+
+    #[test]
+    fn the_page_has_every_part_or_says_why_not() {
+        let page = markdown(&results());
+        for part in [
+            "### The targets",
+            "| **carton run --rm --network none** | 5.0 ms |",
+            "| 10 | 5.5 ms |",
+            "*the VM: not measured here — qemu-system-x86_64 is not on PATH.*",
+            "### Density",
+            "a ratio of **1.010**",
+            "*A fully cached build: not measured here — no podman.*",
+            "- docker: no Docker daemon",
+        ] {
+            assert!(page.contains(part), "{part:?} missing from:\n{page}");
+        }
+        assert!(page.contains("![Start times, log scale](start.svg)"));
+    }
 }
