@@ -7,9 +7,37 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use anyhow::{bail, Context, Result};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+
+/// Set by SIGINT, SIGTERM or SIGHUP: the bench stops at the next command it would start,
+/// and its work directory, containers and peers are cleaned up on the way out.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn note_interrupt(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+/// Catch Ctrl-C and friends instead of dying with containers running.
+pub fn catch_interrupts() {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(SigHandler::Handler(note_interrupt), SaFlags::SA_RESTART, SigSet::empty());
+    for signal in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic.
+        let _ = unsafe { sigaction(signal, &action) };
+    }
+}
+
+/// An error once the bench was asked to stop.
+pub fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(Ordering::Relaxed) {
+        bail!("interrupted: stopping, and removing what the bench made");
+    }
+    Ok(())
+}
 
 /// Where everything lives while the bench runs. Dropping it removes the containers it made.
 pub struct Lab {
@@ -102,6 +130,12 @@ impl Drop for Lab {
     fn drop(&mut self) {
         self.remove_containers();
         let _ = self.carton().args(["network", "prune"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        // carton keeps address leases per network namespace under /run/carton (chapter 3):
+        // this namespace's go with it.
+        if let Ok(netns) = fs::metadata("/proc/self/ns/net") {
+            use std::os::unix::fs::MetadataExt;
+            let _ = fs::remove_dir_all(format!("/run/carton/networks/netns-{}-{}", netns.dev(), netns.ino()));
+        }
         // podman's storage stays mounted in the bench's mount namespace: unmount it (deepest
         // first) so that the work directory can go.
         let mountinfo = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -199,6 +233,14 @@ impl Podman {
 impl Drop for Podman {
     fn drop(&mut self) {
         let _ = self.command().args(["rm", "--all", "--force", "--time", "0"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        // podman's cgroupfs manager leaves its parent cgroups behind (empty ones only go).
+        for hierarchy in fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            let parent = if hierarchy.path().join("libpod_parent").is_dir() { hierarchy.path().join("libpod_parent") } else { continue };
+            let _ = fs::remove_dir(parent.join("conmon"));
+            let _ = fs::remove_dir(&parent);
+        }
+        let _ = fs::remove_dir("/sys/fs/cgroup/libpod_parent/conmon");
+        let _ = fs::remove_dir("/sys/fs/cgroup/libpod_parent");
     }
 }
 

@@ -35,8 +35,8 @@ struct Args {
     #[arg(long)]
     bin_dir: Option<PathBuf>,
     /// Runs per start-time row (default 30; 10 with --quick)
-    #[arg(long)]
-    runs: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: Option<u32>,
     /// Idle containers for the density part, at most (default 500; 20 with --quick); it also stops at half the free memory
     #[arg(long)]
     density: Option<usize>,
@@ -72,7 +72,7 @@ fn main() {
 
 fn bench(args: Args) -> Result<()> {
     let quick = args.quick;
-    let runs = args.runs.unwrap_or(if quick { 10 } else { 30 });
+    let runs = args.runs.map_or(if quick { 10 } else { 30 }, |runs| runs as usize);
     let density_max = args.density.unwrap_or(if quick { 20 } else { 500 });
     let levels: &[usize] = if quick { &[1, 10] } else { &[1, 10, 50, 200] };
     let bin = match args.bin_dir {
@@ -81,9 +81,11 @@ fn bench(args: Args) -> Result<()> {
     };
     let command = std::env::args().map(|arg| if arg.contains(' ') { format!("'{arg}'") } else { arg }).collect::<Vec<_>>().join(" ");
     lab::enter_namespaces()?;
+    lab::catch_interrupts();
     let free_before = lab::mem_available_kib();
     eprintln!("carton-bench: setting up (busybox image and root filesystem, peers)");
     let lab = lab::Lab::new(bin)?;
+    eprintln!("carton-bench: working in {} (removed at the end, Ctrl-C included)", lab.work.path().display());
     let mut notes = Vec::new();
     let podman = lab::Podman::new(&lab).map_err(|e| notes.push(format!("podman: skipped, {e:#}"))).ok();
 
@@ -91,26 +93,33 @@ fn bench(args: Args) -> Result<()> {
     let (start, mut start_notes) = start::peers(&lab, podman.as_ref(), runs, &progress)?;
     notes.append(&mut start_notes);
 
+    lab::check_interrupted()?;
     eprintln!("carton-bench: the same start with containers running ({levels:?})");
     let running = start::with_running(&lab, levels, runs.min(20), &progress);
+    lab::check_interrupted()?;
     eprintln!("carton-bench: density, up to {density_max} idle containers");
     let density = start::density(&lab, podman.as_ref(), density_max, if quick { 3 } else { 10 }, free_before, &progress);
     lab.remove_containers();
 
+    lab::check_interrupted()?;
     eprintln!("carton-bench: a VM beside it");
     let vm = vm::measure(&lab.path("vm"), if quick { 1 } else { 3 }, &progress);
+    lab::check_interrupted()?;
     eprintln!("carton-bench: CPU-bound work on the host and in a container");
     let cpu = start::cpu_bound(&lab, if quick { 1_000_000 } else { 3_000_000 }, if quick { 3 } else { 5 }, &progress);
+    lab::check_interrupted()?;
     eprintln!("carton-bench: push and pull against a local registry");
     let transfer = transfer::push_and_pull(&lab, if quick { 8 } else { 64 }, if quick { 2 } else { 5 }, &progress).map(|(rows, mut skipped)| {
         notes.append(&mut skipped);
         rows
     });
+    lab::check_interrupted()?;
     eprintln!("carton-bench: a fully cached build");
     let build = transfer::cached_build(&lab, podman.as_ref(), if quick { 3 } else { 10 }, &progress).map(|(rows, mut skipped)| {
         notes.append(&mut skipped);
         rows
     });
+    lab::check_interrupted()?;
     let image_bytes = report::image_size(&lab);
     drop(podman);
 

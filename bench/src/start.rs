@@ -16,6 +16,7 @@ pub const CARTON_BRIDGE: &str = "carton run --rm (default bridge)";
 pub const CARTON_OCI: &str = "carton-oci run (bundle)";
 pub const CRUN: &str = "crun run (bundle)";
 pub const RUNC: &str = "runc run (bundle)";
+pub const CRUN_WRAPPER: &str = "crun's wrapper alone (unshare, sh, umount)";
 pub const PODMAN: &str = "podman run --rm --network none";
 
 /// The start rows, every peer that is here, timed interleaved.
@@ -45,14 +46,12 @@ pub fn peers(lab: &Lab, podman: Option<&Podman>, runs: usize, progress: &dyn Fn(
             let mut argv = vec![crun.display().to_string(), "--root".into(), lab.path("oci-crun").display().to_string(), "run".into(), "--bundle".into(), bundle, "bench-crun".into()];
             if hybrid_cgroups() {
                 // crun refuses a cgroup2 mount beside the v1 hierarchies: it runs in a mount
-                // namespace of its own without /sys/fs/cgroup/unified (that unshare is timed too).
-                let mut wrapped = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "umount /sys/fs/cgroup/unified && exec \"$@\"", "sh"].map(String::from).to_vec();
-                wrapped.append(&mut argv);
-                argv = wrapped;
-                notes.push(
-                    "crun: this host has hybrid cgroups, which crun refuses; it runs with /sys/fs/cgroup/unified unmounted in a mount namespace of its own (`unshare` and `umount` are in its time)"
-                        .into(),
-                );
+                // namespace of its own without /sys/fs/cgroup/unified. The wrapper alone, around
+                // /bin/true, is a row too: the carton-oci target takes its time off crun's.
+                let wrapper = ["unshare", "--mount", "--propagation", "private", "sh", "-c", "umount /sys/fs/cgroup/unified && exec \"$@\"", "sh"].map(String::from).to_vec();
+                rows.push(Row::new(CRUN_WRAPPER, wrapper.iter().cloned().chain(["/bin/true".to_string()]).collect(), false));
+                argv = wrapper.into_iter().chain(argv).collect();
+                notes.push("crun: this host has hybrid cgroups, which crun refuses; it runs with /sys/fs/cgroup/unified unmounted in a mount namespace of its own. The wrapper's own time is a row of its own, and the carton-oci target compares with crun's time less the wrapper's".into());
             }
             rows.push(Row::new(CRUN, argv, false));
         }
@@ -62,12 +61,16 @@ pub fn peers(lab: &Lab, podman: Option<&Podman>, runs: usize, progress: &dyn Fn(
         Some(podman) => rows.push(Row::new(PODMAN, podman.argv(&["run", "--rm", "--network", "none", "busybox", "true"]), false)),
         None => notes.push("podman: skipped (see above)".into()),
     }
-    if docker_runs(lab) {
-        rows.push(Row::new("docker run --rm --network none", ["docker", "run", "--rm", "--network", "none", "busybox", "true"].map(String::from).to_vec(), false));
+    let docker = docker_runs(lab);
+    if docker {
+        rows.push(Row::new("docker run --rm --network none", ["docker", "run", "--rm", "--network", "none", DOCKER_IMAGE, "true"].map(String::from).to_vec(), false));
     } else {
         notes.push("docker: no Docker daemon answers here; not timed".into());
     }
     let (measured, mut skipped) = interleaved(rows, runs, 3, progress);
+    if docker {
+        let _ = run(std::process::Command::new("docker").args(["rmi", DOCKER_IMAGE]));
+    }
     notes.append(&mut skipped);
     Ok((measured, notes))
 }
@@ -77,17 +80,24 @@ fn hybrid_cgroups() -> bool {
     fs::read_to_string("/proc/self/mountinfo").unwrap_or_default().lines().any(|line| line.split(' ').nth(4) == Some("/sys/fs/cgroup/unified"))
 }
 
-/// A Docker daemon answers, and has (or now has, from carton's store) the busybox image.
+/// The image name the Docker row uses: the bench's own, so that a user's `busybox` in
+/// Docker is never replaced.
+const DOCKER_IMAGE: &str = "carton-bench/busybox:latest";
+
+/// A Docker daemon answers, and has (or now has, from carton's store) the bench's image.
 fn docker_runs(lab: &Lab) -> bool {
     if which("docker").is_none() || run(std::process::Command::new("docker").arg("info")).is_err() {
         return false;
     }
     let archive = lab.path("busybox-for-docker.tar");
-    run(lab.carton().args(["save", "-o"]).arg(&archive).arg("busybox")).is_ok() && run(std::process::Command::new("docker").arg("load").arg("-i").arg(&archive)).is_ok()
+    run(lab.carton().args(["tag", "busybox", DOCKER_IMAGE])).is_ok()
+        && run(lab.carton().args(["save", "-o"]).arg(&archive).arg(DOCKER_IMAGE)).is_ok()
+        && run(std::process::Command::new("docker").arg("load").arg("-i").arg(&archive)).is_ok()
 }
 
 /// A detached idle container, as `docker run -d busybox sleep` makes.
 fn start_idle(lab: &Lab) -> Result<String> {
+    crate::lab::check_interrupted()?;
     let id = run(lab.carton().args(["run", "-d", "--network", "none", "busybox", "sleep", "1d"]))?;
     Ok(id.trim().to_string())
 }
@@ -151,7 +161,10 @@ pub struct PodmanDensity {
 /// and process.
 pub fn density(lab: &Lab, podman: Option<&Podman>, max: usize, podman_count: usize, free_before_kib: u64, progress: &dyn Fn(&str)) -> Result<Density> {
     let mut stopped_because = format!("the {max} asked for");
-    for count in containers(lab)?.len()..max {
+    // The fall per container is the slope between here and the end: the bench's own setup
+    // (images, archives, page cache) is in neither end.
+    let (count_before, available_before) = (containers(lab)?.len(), mem_available_kib());
+    for count in count_before..max {
         if count % 50 == 0 {
             progress(&format!("density: {count} idle containers"));
         }
@@ -171,7 +184,7 @@ pub fn density(lab: &Lab, podman: Option<&Podman>, max: usize, podman_count: usi
     if monitors.is_empty() || processes.is_empty() {
         bail!("no running container's memory could be read");
     }
-    let available_drop_kib = free_before_kib.saturating_sub(mem_available_kib()) / n.max(1) as u64;
+    let available_drop_kib = available_before.saturating_sub(mem_available_kib()) / n.saturating_sub(count_before).max(1) as u64;
     let podman = match podman {
         Some(podman) => match podman_density(podman, podman_count) {
             Ok(density) => Some(density),

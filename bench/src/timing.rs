@@ -58,6 +58,7 @@ impl Row {
 
     /// One run's wall time in milliseconds: from fork to the collected exit status.
     pub fn time_once(&self) -> Result<f64> {
+        crate::lab::check_interrupted()?;
         self.prepare()?;
         let started = Instant::now();
         let status = self.command().stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).status()?;

@@ -35,14 +35,14 @@ impl Registry {
             &config,
             format!("version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n", storage.display()),
         )?;
-        let child = Command::new(program).arg("serve").arg(&config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+        // Its messages go to a file: a pipe nobody reads would fill and stop it.
+        let log = dir.join("registry.log");
+        let child = Command::new(program).arg("serve").arg(&config).stdin(Stdio::null()).stdout(Stdio::null()).stderr(fs::File::create(&log)?).spawn()?;
         let mut registry = Registry { addr, storage, child };
         let deadline = Instant::now() + Duration::from_secs(10);
         while TcpStream::connect(&registry.addr).is_err() {
             if let Some(status) = registry.child.try_wait()? {
-                let mut stderr = String::new();
-                registry.child.stderr.take().map(|mut pipe| pipe.read_to_string(&mut stderr));
-                bail!("docker-registry ended ({status}): {}", stderr.trim());
+                bail!("docker-registry ended ({status}): {}", fs::read_to_string(&log).unwrap_or_default().trim());
             }
             if Instant::now() > deadline {
                 bail!("docker-registry did not listen on {} within 10 s", registry.addr);

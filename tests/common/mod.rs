@@ -120,7 +120,7 @@ pub fn children(parent: nix::unistd::Pid) -> Vec<nix::unistd::Pid> {
 }
 
 /// The host pid of the container's PID 1: carton's child in a mount namespace of its own
-/// (carton's other child, for a moment, is the one that warms the cgroup lock: chapter 4),
+/// (carton's other child, for a moment, is the go-between of chapter 4's warm-up of the cgroup lock),
 /// waited for in case carton has only just been started (30 s at most: the cgroup v2 VM
 /// emulates its CPU and is slow).
 pub fn container_init(carton: &std::process::Child) -> nix::unistd::Pid {

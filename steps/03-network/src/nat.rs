@@ -67,7 +67,7 @@ pub fn enable(subnet: Subnet, record: &Path, explain: &Explain) -> Result<()> {
     // Listing the table costs a few milliseconds (a fork and an exec of nft); replacing
     // it, several times more. If nftables' generation is the one at which carton last
     // saw its rule, nothing has changed since: no nft at all.
-    if let Some(seen) = before.filter(|seen| seen.is_in(&stamp)) {
+    if let Some(seen) = before.as_ref().filter(|seen| seen.is_in(&stamp)) {
         explain.step(|| Action::new(CHAPTER, format!("nftables' generation {} is the one carton checked: its rule is still there", seen.generation), "send(NETLINK_NETFILTER socket, NFT_MSG_GETGEN)"));
         return Ok(());
     }
@@ -96,23 +96,26 @@ pub fn enable(subnet: Subnet, record: &Path, explain: &Explain) -> Result<()> {
 /// The stamp beside the state: the generation at which carton last saw its rule.
 const STAMP: &str = "nat-checked";
 
-/// What the stamp records: in which network namespace, at which generation of its
-/// ruleset, carton saw the rule for which subnet.
-#[derive(Debug, Clone, Copy)]
+/// What the stamp records: in which network namespace (of which boot: a cookie is unique
+/// only until the next one, and the generation starts again then), at which generation of
+/// its ruleset, carton saw the rule for which subnet.
+#[derive(Debug, Clone)]
 struct Checked {
+    boot: String,
     netns: u64,
     generation: u32,
     subnet: Subnet,
 }
 
 impl Checked {
-    /// This network namespace and its ruleset's generation now; None if either is unknown.
+    /// This boot, network namespace and ruleset generation now; None if one is unknown.
     fn now(subnet: Subnet) -> Option<Checked> {
-        Some(Checked { netns: netns_cookie()?, generation: generation()?, subnet })
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?.trim().to_string();
+        Some(Checked { boot, netns: netns_cookie()?, generation: generation()?, subnet })
     }
 
     fn line(&self) -> String {
-        format!("{} {} {}/{}\n", self.netns, self.generation, self.subnet.network, self.subnet.prefix)
+        format!("{} {} {} {}/{}\n", self.boot, self.netns, self.generation, self.subnet.network, self.subnet.prefix)
     }
 
     /// Whether `stamp` records this very namespace, generation and subnet.

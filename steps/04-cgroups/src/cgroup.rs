@@ -264,7 +264,6 @@ impl Cgroup {
     // ANCHOR: join
     /// Move process `pid` (and the children it will have) into the cgroup.
     pub fn join(&self, pid: Pid, explain: &Explain) -> Result<()> {
-        crate::warm::collect();
         for dir in self.directories() {
             write(&dir.join("cgroup.procs"), &pid.to_string(), explain)?;
         }

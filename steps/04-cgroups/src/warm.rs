@@ -9,54 +9,50 @@
 //! writer is done, so a second move soon after the first does not wait at all.
 //!
 //! The wait is the same whoever takes it. So a command that will put a container into
-//! its cgroup starts it at once, in a child process that moves itself into the cgroup it is
+//! its cgroup starts it at once, in a process that moves itself into the cgroup it is
 //! already in (writing `0`, "the writer itself", to its `cgroup.procs`: the kernel takes
-//! the lock, and moves nothing). While that child waits, carton reads the image, mounts
+//! the lock, and moves nothing). While that process waits, carton reads the image, mounts
 //! the overlay and clones the container's process; when it moves that process, the lock is
-//! warm. [`Cgroup::join`](crate::Cgroup::join) collects the child first.
+//! warm (or still held by the warming process: then the move waits only for the rest).
+//! The warming process is carton's grandchild, orphaned at once: carton never has to
+//! collect it, and no wait for "a child" can meet it.
 //!
-//! runc and crun pay the wait in full; on cgroup v2, `clone3(CLONE_INTO_CGROUP)` would
-//! avoid the move altogether.
+//! runc pays the wait in full, and crun on v1; on cgroup v2, `clone3(CLONE_INTO_CGROUP)`
+//! avoids the move altogether, and the `favordynmods` mount option of cgroup2 makes the
+//! lock cheap for writers (and dearer for every fork): a host's choice, not a runtime's.
 
 use std::ffi::CString;
-use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::sys::wait::waitpid;
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::{fork, ForkResult};
 
 use crate::layout::{Layout, Mode};
-
-/// The warming child's pid, 0 when there is none.
-static WARMING: AtomicI32 = AtomicI32::new(0);
 
 // ANCHOR: warm_up
 /// Take the cgroup lock's slow path now, in the background. Call it first thing in a
 /// command that will start a container, while the process has one thread.
 pub fn warm_up() {
     let Some(procs) = own_cgroup_procs(Layout::detected()) else { return };
-    // SAFETY: the child only calls open, write and _exit (async-signal-safe), on a path
-    // prepared before the fork.
+    // SAFETY: the children only call fork, open, write and _exit (async-signal-safe), on a
+    // path prepared before the first fork.
     match unsafe { fork() } {
         Ok(ForkResult::Child) => unsafe {
+            if libc::fork() != 0 {
+                libc::_exit(0); // the go-between: gone at once, its child orphaned
+            }
             let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd >= 0 {
                 libc::write(fd, b"0".as_ptr().cast(), 1);
             }
             libc::_exit(0)
         },
-        Ok(ForkResult::Parent { child }) => WARMING.store(child.as_raw(), Ordering::Relaxed),
+        Ok(ForkResult::Parent { child }) => {
+            let _ = waitpid(child, None); // the go-between, which only forks
+        }
         Err(_) => {} // only an optimisation: the move pays the wait itself
     }
 }
 // ANCHOR_END: warm_up
-
-/// Wait for the warming child, if there is one: after it, a move into a cgroup is quick.
-pub(crate) fn collect() {
-    let pid = WARMING.swap(0, Ordering::Relaxed);
-    if pid > 0 {
-        let _ = waitpid(Pid::from_raw(pid), None);
-    }
-}
 
 /// `cgroup.procs` of the cgroup this process is in, in one hierarchy: cgroup2's, or the
 /// first v1 hierarchy's (one is enough: the lock is the same for all of them).

@@ -334,12 +334,19 @@ fn read_small(path: &Path) -> std::io::Result<String> {
 /// milliseconds). What was abandoned a minute ago can wait ten seconds more.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Whether the minute-old sweeps are due: the stamp `.swept` in the state root is older
-/// than [`SWEEP_EVERY`] (or missing); if so it is renewed, so that one command sweeps.
+/// Whether the sweeps are due: the stamp `.swept` in the state root is older than
+/// [`SWEEP_EVERY`] (or missing, or unreadable: then every command sweeps, as before there
+/// was a stamp). A due sweep renews it, so that the next commands need not.
 fn sweep_due(state_root: &Path) -> bool {
+    use std::os::unix::fs::OpenOptionsExt;
     let stamp = state_root.join(".swept");
-    let recent = fs::metadata(&stamp).and_then(|m| m.modified()).is_ok_and(|at| at.elapsed().is_ok_and(|age| age < SWEEP_EVERY));
-    !recent && fs::write(&stamp, "").is_ok()
+    let recent = fs::symlink_metadata(&stamp).and_then(|m| m.modified()).is_ok_and(|at| at.elapsed().is_ok_and(|age| age < SWEEP_EVERY));
+    if !recent {
+        // Never through a link planted there; a stamp that cannot be written only costs speed.
+        let renewed = fs::OpenOptions::new().write(true).create(true).truncate(true).custom_flags(libc::O_NOFOLLOW).open(&stamp);
+        let _ = renewed.and_then(|file| file.set_modified(std::time::SystemTime::now()));
+    }
+    !recent
 }
 
 /// A container directory is abandoned when the carton responsible for it is gone, or
