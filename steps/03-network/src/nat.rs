@@ -293,7 +293,8 @@ mod tests {
             };
             assert_eq!(run(subnet), (true, false), "first: installed");
             let after_install = std::fs::read_to_string(&stamp).expect("stamped after its own transaction");
-            assert_eq!(after_install, format!("{} {} 10.88.0.0/16\n", netns_cookie().unwrap(), generation().unwrap()));
+            let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+            assert_eq!(after_install, format!("{} {} {} 10.88.0.0/16\n", boot.trim(), netns_cookie().unwrap(), generation().unwrap()));
             assert_eq!(run(subnet), (false, true), "unchanged: neither listed nor installed");
             // A change elsewhere (another table): listed again, found, stamped again.
             nft("table ip someone_else {}\n").unwrap();
