@@ -40,6 +40,10 @@ pub fn warm_up() {
             if libc::fork() != 0 {
                 libc::_exit(0); // the go-between: gone at once, its child orphaned
             }
+            // Not a reader or writer of carton's output: `$(carton run ...)` need not wait for it.
+            for fd in 0..3 {
+                libc::close(fd);
+            }
             let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
             if fd >= 0 {
                 libc::write(fd, b"0".as_ptr().cast(), 1);
