@@ -149,15 +149,17 @@ impl Drop for Lab {
 
 /// A program on PATH.
 pub fn which(program: &str) -> Option<PathBuf> {
-    std::env::var_os("PATH")?.to_str()?.split(':').map(|dir| Path::new(dir).join(program)).find(|path| path.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|path| path.is_file())
 }
 
-/// Run to the end; an error carries the command's last line of stderr.
+/// Run to the end; an error names the command line and carries its last line of stderr.
 pub fn run(command: &mut Command) -> Result<String> {
-    let out = command.stdin(Stdio::null()).output().with_context(|| format!("cannot run {:?}", command.get_program()))?;
+    let line = std::iter::once(command.get_program()).chain(command.get_args()).map(|word| word.to_string_lossy()).collect::<Vec<_>>().join(" ");
+    let out = command.stdin(Stdio::null()).output().with_context(|| format!("cannot run {line}"))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        bail!("{:?} failed ({}): {}", command.get_program(), out.status, stderr.trim().lines().last().unwrap_or(""));
+        let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("no message");
+        bail!("`{line}` failed ({}): {last}", out.status);
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

@@ -24,26 +24,20 @@ pub fn peers(lab: &Lab, podman: Option<&Podman>, runs: usize, progress: &dyn Fn(
     let rootfs = lab.rootfs.display().to_string();
     let mut rows = vec![
         // util-linux making the same namespaces and chrooting: no mounts, no image, no cgroup,
-        // no record. No runtime can start a container faster than this.
+        // no record. A lower bound for a runtime that makes these namespaces.
         Row::new(FLOOR, ["unshare", "--fork", "--pid", "--mount", "--uts", "--ipc", "--net", "chroot", &rootfs, "/bin/true"].map(String::from).to_vec(), false),
-        Row::new(CARTON_NONE, lab.carton_argv(&["run", "--rm", "--network", "none", "busybox", "true"]), true),
+        carton_none(lab),
         Row::new(CARTON_BRIDGE, lab.carton_argv(&["run", "--rm", "busybox", "true"]), true),
     ];
     let mut notes = Vec::new();
-    let bundle = lab.bundle()?.display().to_string();
-    let oci = lab.bin.join("carton-oci").display().to_string();
-    rows.push(Row::new(CARTON_OCI, vec![oci, "--root".into(), lab.path("oci-carton").display().to_string(), "run".into(), "--bundle".into(), bundle.clone(), "bench-carton-oci".into()], true));
+    rows.push(bundle_run(lab, CARTON_OCI, &lab.bin.join("carton-oci"), true)?);
     match which("runc") {
-        Some(runc) => rows.push(Row::new(
-            RUNC,
-            vec![runc.display().to_string(), "--root".into(), lab.path("oci-runc").display().to_string(), "run".into(), "--bundle".into(), bundle.clone(), "bench-runc".into()],
-            false,
-        )),
+        Some(runc) => rows.push(bundle_run(lab, RUNC, &runc, false)?),
         None => notes.push("runc: not installed (apt-get install runc)".to_string()),
     }
     match which("crun") {
         Some(crun) => {
-            let mut argv = vec![crun.display().to_string(), "--root".into(), lab.path("oci-crun").display().to_string(), "run".into(), "--bundle".into(), bundle, "bench-crun".into()];
+            let mut argv = bundle_run(lab, CRUN, &crun, false)?.argv;
             if hybrid_cgroups() {
                 // crun refuses a cgroup2 mount beside the v1 hierarchies: it runs in a mount
                 // namespace of its own without /sys/fs/cgroup/unified. The wrapper alone, around
@@ -73,6 +67,27 @@ pub fn peers(lab: &Lab, podman: Option<&Podman>, runs: usize, progress: &dyn Fn(
     }
     notes.append(&mut skipped);
     Ok((measured, notes))
+}
+
+/// `carton run --rm --network none busybox true`: carton's own start, the row the targets measure.
+fn carton_none(lab: &Lab) -> Row {
+    Row::new(CARTON_NONE, lab.carton_argv(&["run", "--rm", "--network", "none", "busybox", "true"]), true)
+}
+
+/// `RUNTIME --root DIR run --bundle BUNDLE ID`: an OCI runtime on the lab's one bundle, with a
+/// state directory of its own.
+fn bundle_run(lab: &Lab, name: &str, runtime: &Path, ours: bool) -> Result<Row> {
+    let program = runtime.file_name().map_or_else(|| "runtime".into(), |name| name.to_string_lossy().into_owned());
+    let argv = [
+        runtime.display().to_string(),
+        "--root".into(),
+        lab.path(&format!("oci-{program}")).display().to_string(),
+        "run".into(),
+        "--bundle".into(),
+        lab.bundle()?.display().to_string(),
+        format!("bench-{program}"),
+    ];
+    Ok(Row::new(name, argv.to_vec(), ours))
 }
 
 /// v1 controllers with cgroup2 mounted beside them (Debian 11/12's default).
@@ -115,10 +130,9 @@ pub struct Level {
 /// and then each of `levels` idle containers running. The containers stay for the density
 /// part.
 pub fn with_running(lab: &Lab, levels: &[usize], runs: usize, progress: &dyn Fn(&str)) -> Result<Vec<Level>> {
-    let mut rows = vec![Row::new(CARTON_NONE, lab.carton_argv(&["run", "--rm", "--network", "none", "busybox", "true"]), true)];
+    let mut rows = vec![carton_none(lab)];
     if let Some(runc) = which("runc") {
-        let bundle = lab.bundle()?.display().to_string();
-        rows.push(Row::new(RUNC, vec![runc.display().to_string(), "--root".into(), lab.path("oci-runc").display().to_string(), "run".into(), "--bundle".into(), bundle, "bench-runc".into()], false));
+        rows.push(bundle_run(lab, RUNC, &runc, false)?);
     }
     let mut running = 0;
     let mut results = Vec::new();
@@ -255,7 +269,7 @@ pub fn cpu_bound(lab: &Lab, iterations: u64, runs: usize, progress: &dyn Fn(&str
     let rows = vec![
         Row::new("host: true", host(&["true"]), false),
         Row::new("host: awk", host(&["awk", &script]), false),
-        Row::new("carton: true", lab.carton_argv(&["run", "--rm", "--network", "none", "busybox", "true"]), true),
+        Row::new("carton: true", carton_none(lab).argv, true),
         Row::new("carton: awk", lab.carton_argv(&["run", "--rm", "--network", "none", "busybox", "awk", &script]), true),
     ];
     let (measured, skipped) = interleaved(rows, runs, 1, progress);

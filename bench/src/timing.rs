@@ -38,22 +38,12 @@ impl Row {
     /// Run once with its output kept: does it work here at all? The error says why not.
     pub fn check(&self) -> Result<()> {
         self.prepare()?;
-        let out = self.command().stdin(Stdio::null()).output().with_context(|| format!("cannot run {}", self.argv[0]))?;
-        if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let last = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("no message");
-            bail!("`{}` failed ({}): {last}", self.argv.join(" "), out.status);
-        }
-        Ok(())
+        crate::lab::run(&mut self.command()).map(drop)
     }
 
     fn prepare(&self) -> Result<()> {
         let Some(before) = &self.before else { return Ok(()) };
-        let status = Command::new(&before[0]).args(&before[1..]).stdin(Stdio::null()).stdout(Stdio::null()).status()?;
-        if !status.success() {
-            bail!("`{}` (before each run) failed ({status})", before.join(" "));
-        }
-        Ok(())
+        crate::lab::run(Command::new(&before[0]).args(&before[1..])).map(drop).context("before each run")
     }
 
     /// One run's wall time in milliseconds: from fork to the collected exit status.

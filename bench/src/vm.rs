@@ -43,7 +43,7 @@ pub struct VmBoot {
 
 /// Boot a busybox VM `runs` times in `work` (a directory the caller owns and removes). An Err means "skipped" and its message says why and what to install (qemu-system-x86, linux-image-amd64, busybox-static).
 pub fn measure(work: &Path, runs: usize, progress: &dyn Fn(&str)) -> Result<VmBoot> {
-    let qemu = find_on_path("qemu-system-x86_64").ok_or_else(|| anyhow!("qemu-system-x86_64 is not on PATH ({INSTALL})"))?;
+    let qemu = crate::lab::which("qemu-system-x86_64").ok_or_else(|| anyhow!("qemu-system-x86_64 is not on PATH ({INSTALL})"))?;
     let kernel = find_kernel()?;
     // Distributions install the kernel 0600 (root only): say so here rather than in qemu's words.
     File::open(&kernel).with_context(|| format!("cannot read the kernel {} (run as root, or set CARTON_BENCH_KERNEL)", kernel.display()))?;
@@ -211,10 +211,6 @@ fn tail(bytes: &[u8]) -> String {
     text.chars().skip(skip).collect()
 }
 
-fn find_on_path(name: &str) -> Option<PathBuf> {
-    std::env::split_paths(&std::env::var_os("PATH")?).map(|d| d.join(name)).find(|p| p.is_file())
-}
-
 /// CARTON_BENCH_KERNEL, or the newest /boot/vmlinuz-<version>.
 fn find_kernel() -> Result<PathBuf> {
     if let Some(k) = std::env::var_os("CARTON_BENCH_KERNEL") {
@@ -273,7 +269,7 @@ fn tree_bytes(dir: &Path) -> u64 {
 /// The busybox binary, checked to be a statically linked x86-64 program: the initramfs has no
 /// libc and no dynamic loader, so a dynamically linked busybox would fail to exec as /init.
 fn find_static_busybox() -> Result<Vec<u8>> {
-    let path = Some(PathBuf::from("/bin/busybox")).filter(|p| p.is_file()).or_else(|| find_on_path("busybox")).ok_or_else(|| anyhow!("no busybox ({INSTALL})"))?;
+    let path = Some(PathBuf::from("/bin/busybox")).filter(|p| p.is_file()).or_else(|| crate::lab::which("busybox")).ok_or_else(|| anyhow!("no busybox ({INSTALL})"))?;
     let bytes = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
     check_static_elf(&bytes).with_context(|| format!("{} cannot be the guest's only program ({INSTALL})", path.display()))?;
     Ok(bytes)
@@ -405,7 +401,7 @@ mod tests {
         assert_eq!(find("init").1, S_IFREG | 0o755);
 
         // And the reference implementation agrees, where it is installed.
-        if let Some(cpio) = find_on_path("cpio") {
+        if let Some(cpio) = crate::lab::which("cpio") {
             let mut child = Command::new(cpio).args(["-t", "--quiet"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
             child.stdin.take().unwrap().write_all(&archive).unwrap();
             let out = child.wait_with_output().unwrap();
