@@ -169,15 +169,13 @@ pub fn teardown(state_root: &Path, id: &str) -> Result<()> {
 /// Take the responsibility for a prepared container off this process: it lives on
 /// after it (`carton create`), and only `rm` removes it.
 pub fn disown(state_root: &Path, id: &str) -> Result<()> {
-    let owner = state_root.join("containers").join(id).join("owner");
-    step06::store::write_atomically(&owner, DETACHED.as_bytes(), step06::store::Durable::No)
+    write_owner(state_root, id, DETACHED)
 }
 
 /// Make this process the one responsible for a container (the `carton` that runs it
 /// attached): should it die, the next collector finds the container abandoned.
 pub fn adopt(state_root: &Path, id: &str) -> Result<()> {
-    let owner = state_root.join("containers").join(id).join("owner");
-    step06::store::write_atomically(&owner, UniquePid::current().to_string().as_bytes(), step06::store::Durable::No)
+    write_owner(state_root, id, &UniquePid::current().to_string())
 }
 
 /// [`adopt`], for a detached container's monitor, which lives as long as its container.
@@ -185,8 +183,12 @@ pub fn adopt(state_root: &Path, id: &str) -> Result<()> {
 /// the collector takes the container down at its next sweep (or `rm` does), so that a
 /// start does not look at every running container's monitor.
 pub fn adopt_as_monitor(state_root: &Path, id: &str) -> Result<()> {
-    let owner = state_root.join("containers").join(id).join("owner");
-    step06::store::write_atomically(&owner, format!("{}{MONITOR}", UniquePid::current()).as_bytes(), step06::store::Durable::No)
+    write_owner(state_root, id, &format!("{}{MONITOR}", UniquePid::current()))
+}
+
+/// A container's `owner`: who is responsible for it, read by [`collect`].
+fn write_owner(state_root: &Path, id: &str, owner: &str) -> Result<()> {
+    step06::store::write_atomically(&state_root.join("containers").join(id).join("owner"), owner.as_bytes(), step06::store::Durable::No)
 }
 
 /// What follows a monitor's process record in `owner`.
@@ -319,15 +321,6 @@ pub fn collect_with(state_root: &Path, keep: impl Fn(&str) -> bool) -> bool {
     sweep
 }
 
-/// A small file in one read (`fs::read_to_string` asks for its size first and reads
-/// twice): the collector reads one per container kept.
-fn read_small(path: &Path) -> std::io::Result<String> {
-    use std::io::Read;
-    let mut buffer = [0u8; 128];
-    let read = fs::File::open(path)?.read(&mut buffer)?;
-    Ok(String::from_utf8_lossy(&buffer[..read]).into_owned())
-}
-
 /// How often the sweeps run: for what has been abandoned for a minute (stray cgroups, stray
 /// names) and for containers whose monitor died. Every start looking at every cgroup and
 /// every monitor would make a start slower with each container kept (200 running: several
@@ -354,7 +347,8 @@ fn sweep_due(state_root: &Path) -> bool {
 /// while making it; making one takes milliseconds). Monitors are looked at only when
 /// `sweep` says (see [`adopt_as_monitor`]).
 fn is_abandoned(dir: &Path, sweep: bool) -> bool {
-    let owner = read_small(&dir.join("owner")).unwrap_or_default();
+    // One per container kept: read in as few calls as it takes (no size asked first).
+    let owner = step01::process::read_kernel_file(dir.join("owner")).unwrap_or_default();
     if owner == DETACHED {
         return false; // only `rm` removes it
     }
