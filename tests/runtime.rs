@@ -308,13 +308,17 @@ fn a_killed_run_is_reported_stopped_and_rm_f_removes_all_of_it() {
 #[test]
 fn two_state_roots_on_one_bridge_never_share_an_address() {
     require_root();
+    // A holds its address until B has run and tried to prune (each waits for the other's file,
+    // at most a minute), so the order is fixed even on a slow emulated CPU.
     let (dir, rootfs) = fresh_rootfs();
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     let script = format!(
-        "CARTON_ROOT={a} carton run --network bridge --rootfs {rootfs} -- sh -c 'hostname -i; sleep 2' & sleep 0.7\n\
+        "CARTON_ROOT={a} carton run --network bridge --rootfs {rootfs} -- \
+           sh -c 'hostname -i; touch /tmp/a-up; for i in $(seq 600); do [ -e /tmp/b-done ] && break; sleep 0.1; done' &\n\
+         for i in $(seq 600); do [ -e {rootfs}/tmp/a-up ] && break; sleep 0.1; done\n\
          CARTON_ROOT={b} carton run --network bridge --rootfs {rootfs} -- hostname -i\n\
          CARTON_ROOT={b} carton network prune; echo prune: $?\n\
-         wait\n\
+         touch {rootfs}/tmp/b-done; wait\n\
          CARTON_ROOT={b} carton network prune >/dev/null; echo prune: $?",
         a = a.display(),
         b = b.display(),
