@@ -250,7 +250,7 @@ fn a_web_page_image_built_with_expose_and_cmd_serves_its_page() {
     let script = format!(
         "carton build -q --network none -t web {} > /dev/null\n\
          carton run -d --name web -P web > /dev/null\n\
-         sleep 0.5\n\
+         listening web 80\n\
          port=$(carton port web 80/tcp | sed 's/.*://')\n\
          busybox wget -q -O - http://127.0.0.1:$port/\n\
          carton rm -f web > /dev/null",

@@ -66,22 +66,6 @@ fn both(out: &Output) -> String {
     format!("exit {:?}\nstdout: {}\nstderr: {}", out.status.code(), stdout(out), stderr(out))
 }
 
-/// Wait up to 20 s for `check` to hold, then say whether it did.
-fn eventually(check: impl FnMut() -> bool) -> bool {
-    eventually_within(Duration::from_secs(20), check)
-}
-
-fn eventually_within(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while !check() {
-        if Instant::now() > deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    true
-}
-
 /// busybox as an image archive in `dir`, made offline by carton itself (`bootstrap busybox`,
 /// then `save`, Docker's format which is also an OCI layout): the archive the engines load.
 fn busybox_archive(dir: &Path) -> PathBuf {

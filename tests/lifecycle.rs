@@ -82,7 +82,7 @@ fn the_course_lab_a_web_server_detached_with_a_published_port() {
     // The lab, as a student types it, in a network namespace of its own.
     let script = "\
         carton run -d --name web -p 8088:80 busybox sh -c 'mkdir -p /www && echo hello from the lab > /www/index.html && exec httpd -f -v -p 80 -h /www' > /dev/null\n\
-        sleep 0.5\n\
+        listening web 80\n\
         carton ps --format '{{.Names}}|{{.Status}}|{{.Ports}}' | sed 's/Up .*|/Up|/'\n\
         busybox wget -q -O - http://127.0.0.1:8088/\n\
         carton logs web 2>&1 | grep -c 'response:200'\n\
@@ -94,7 +94,7 @@ fn the_course_lab_a_web_server_detached_with_a_published_port() {
         carton ps -a --format '{{.Names}} {{.Status}}' | sed 's/ ago$//; s/) .*/)/'\n\
         busybox wget -q -T 1 -O - http://127.0.0.1:8088/ 2>/dev/null || echo refused while stopped\n\
         carton start web\n\
-        sleep 0.5\n\
+        listening web 80\n\
         busybox wget -q -O - http://127.0.0.1:8088/new.html\n\
         carton rm -f web\n\
         carton run --rm --network bridge busybox sh -c 'ls /www 2>&1 | head -1'\n\
@@ -510,7 +510,7 @@ fn env_files_ulimits_sysctls_and_publish_all() {
         carton commit -c 'EXPOSE 80' -c 'CMD [\"sh\", \"-c\", \"mkdir -p /www; echo exposed > /www/index.html; exec httpd -f -p 80 -h /www\"]' base lab/exposed > /dev/null\n\
         carton rm base\n\
         carton run -d -P --name auto lab/exposed > /dev/null\n\
-        sleep 0.5\n\
+        listening auto 80\n\
         port=$(carton port auto 80 | cut -d: -f2)\n\
         [ \"$port\" -gt 1024 ] && echo \"a port of the kernel's\"\n\
         busybox wget -q -O - http://127.0.0.1:$port/\n\

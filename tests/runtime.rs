@@ -74,9 +74,9 @@ fn a_bundle_is_created_started_signalled_and_deleted_each_command_its_own_proces
     let started = run_runtime(&root, &["start", "demo"]);
     assert!(started.status.success(), "{}", stderr(&started));
     assert_eq!(status_of(&root, "demo"), "running");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let comm = || fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert!(eventually(|| comm() == "sleep\n"), "the same process, now the command: {}", comm());
     assert_eq!(fs::read_to_string(rootfs.join("tmp/mark")).unwrap(), "started\n");
-    assert_eq!(fs::read_to_string(format!("/proc/{pid}/comm")).unwrap(), "sleep\n", "the same process, now the command");
 
     let again = run_runtime(&root, &["start", "demo"]);
     assert_eq!(again.status.code(), Some(125));
@@ -166,7 +166,8 @@ fn exec_joins_the_containers_namespaces_cgroup_and_root_and_the_container_goes_o
     let state = dir.path().join("state");
     assert!(carton().env("CARTON_ROOT", &state).args(["bootstrap", "busybox"]).status().unwrap().success());
     let id = create_and_start(&state, &["--network", "none", "--hostname", "box", "--pids-limit", "50", "busybox", "sh", "-c", "echo hello > /tmp/from-pid-1; exec sleep 30"]);
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let pid_1 = || stdout(&carton().env("CARTON_ROOT", &state).args(["exec", &id, "cat", "/proc/1/comm"]).output().unwrap());
+    assert!(eventually(|| pid_1() == "sleep\n"), "PID 1 has run its script: {}", pid_1());
     let exec = carton()
         .env("CARTON_ROOT", &state)
         .args(["exec", "-w", "/tmp", "-u", "33:33", "-e", "GREETING=hi", &id, "sh", "-c"])

@@ -230,13 +230,10 @@ fn the_runtime_binary_cannot_be_reopened_for_writing_from_inside_cve_2019_5736()
     // Every carton process has ended: the attacker may try its descriptors now (a file of
     // the root filesystem, which the container sees through its overlay).
     std::fs::write(rootfs.join("stop-hunting"), "").unwrap();
-    let logs = || stdout(&carton().args(["logs", &id]).output().unwrap());
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !logs().contains("seen=") && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
-    let report = logs();
+    // The attacker prints its report and exits: `wait` returns once the monitor has recorded it.
+    let waited = carton().args(["wait", &id]).output().unwrap();
+    assert_eq!(stdout(&waited), "0\n", "the attacker ended well: {}", stderr(&waited));
+    let report = stdout(&carton().args(["logs", &id]).output().unwrap());
     let removed = carton().args(["rm", "-f", &id]).output().unwrap();
     assert!(removed.status.success(), "{}", stderr(&removed));
     let seen: usize = report.lines().find_map(|l| l.strip_prefix("seen=")).and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("no report: {report}"));

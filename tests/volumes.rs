@@ -64,7 +64,7 @@ fn a_bind_mount_serves_a_host_edit_at_once_and_ro_refuses_writes() {
     // The course's live edit: a web server on a host directory, edited on the host.
     let script = format!(
         "carton run -d --name web -v {site}:/www -p 8088:80 busybox httpd -f -p 80 -h /www > /dev/null\n\
-         sleep 0.5\n\
+         listening web 80\n\
          busybox wget -q -O - http://127.0.0.1:8088/\n\
          echo second version > {site}/index.html\n\
          busybox wget -q -O - http://127.0.0.1:8088/\n\

@@ -94,19 +94,25 @@ pub fn host_mounts() -> Vec<String> {
 /// on" would fail on that host only. So each throwaway namespace sets what it relies on.
 pub const FRESH_NETNS_SETUP: &str = "ip link set lo up && echo 0 > /proc/sys/net/ipv4/ip_forward";
 
-/// Run `script` with `sh` inside a fresh network namespace (loopback up, IPv4 forwarding
-/// off: [`FRESH_NETNS_SETUP`]) that disappears when the script ends, with carton on PATH and
-/// its state in `state`. Bridges, veths and traffic stay inside that namespace: the host's
-/// network is never touched.
 /// The bridge network's state of the network namespace a shell runs in (carton keeps it
 /// per namespace, under /run; see step 03's `network_state`).
 pub const NETWORK_STATE: &str = "/run/carton/networks/netns-$(stat -L -c %d /proc/self/ns/net)-$(stat -L -c %i /proc/self/ns/net)/carton0";
 
+/// A shell function for the scripts of [`in_throwaway_netns`]: `listening NAME PORT` waits (at
+/// most 20 s) until container NAME's server listens on PORT, seen from inside by busybox
+/// netstat (the published port's relay accepts earlier, so a request could come too soon).
+const LISTENING: &str =
+    "listening() { for i in $(seq 200); do carton exec \"$1\" netstat -ltn 2>/dev/null | grep -q \":$2 \" && return 0; sleep 0.1; done; echo \"$1 never listened on $2\" >&2; return 1; }";
+
+/// Run `script` with `sh` inside a fresh network namespace (loopback up, IPv4 forwarding
+/// off: [`FRESH_NETNS_SETUP`]) that disappears when the script ends, with carton on PATH and
+/// its state in `state`. Bridges, veths and traffic stay inside that namespace: the host's
+/// network is never touched.
 pub fn in_throwaway_netns(state: &Path, script: &str) -> Output {
     let path = format!("{}:{}", bin_dir().display(), std::env::var("PATH").unwrap_or_default());
     Command::new("unshare")
         .args(["--net", "--", "sh", "-c"])
-        .arg(format!("{FRESH_NETNS_SETUP} || exit 125\n{script}\nstatus=$?\nrm -rf \"$(dirname {NETWORK_STATE})\"\nrmdir /run/carton/networks /run/carton 2>/dev/null\nexit $status"))
+        .arg(format!("{FRESH_NETNS_SETUP} || exit 125\n{LISTENING}\n{script}\nstatus=$?\nrm -rf \"$(dirname {NETWORK_STATE})\"\nrmdir /run/carton/networks /run/carton 2>/dev/null\nexit $status"))
         .env("PATH", path)
         .env("CARTON_ROOT", state)
         .stdin(Stdio::null())
@@ -170,4 +176,21 @@ pub fn create_and_start(state: &Path, args: &[&str]) -> String {
 /// `text` as a regular expression that matches it literally (for insta's filters).
 pub fn regex_escape(text: &str) -> String {
     text.chars().map(|c| if c.is_ascii_alphanumeric() || c == '/' { c.to_string() } else { format!("\\{c}") }).collect()
+}
+
+/// Wait up to 20 s for `check` to hold, then say whether it did: for what a container does
+/// "soon" (a slow machine, or the emulated CPU of the cgroup v2 VM, may take seconds).
+pub fn eventually(check: impl FnMut() -> bool) -> bool {
+    eventually_within(std::time::Duration::from_secs(20), check)
+}
+
+pub fn eventually_within(limit: std::time::Duration, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    while !check() {
+        if std::time::Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    true
 }

@@ -449,6 +449,8 @@ pub fn prune(subnet: ipam::Subnet) -> Result<Vec<String>> {
             netlink::delete_link(index)?;
             removed.push(format!("the bridge {BRIDGE}"));
         }
+        // The record of the bridge's subnet goes with it (a missing one is fine).
+        let _ = fs::remove_file(state.join("subnet"));
         let forwarding_restored = nat::remove(&state.join("forwarding_was_off"))?;
         removed.push(format!("the nftables table ip {}", nat::TABLE));
         if forwarding_restored {
