@@ -194,10 +194,14 @@ impl Lifecycle {
         matches!(self, Lifecycle::Run(_) | Lifecycle::Create(_) | Lifecycle::Exec(_))
     }
 
-    /// Whether the command moves a process into a container's cgroup (and so gains from
+    /// What the command puts into a container's cgroup, if anything (it may gain from
     /// warming the kernel's cgroup lock first: step 04's `warm_up`).
-    pub fn starts_a_process(&self) -> bool {
-        self.runs_a_container() || matches!(self, Lifecycle::Start { .. } | Lifecycle::Restart { .. })
+    pub fn newcomer(&self) -> Option<step04::Newcomer> {
+        match self {
+            Lifecycle::Exec(_) => Some(step04::Newcomer::Joiner),
+            Lifecycle::Run(_) | Lifecycle::Create(_) | Lifecycle::Start { .. } | Lifecycle::Restart { .. } => Some(step04::Newcomer::Container),
+            _ => None,
+        }
     }
 }
 

@@ -217,6 +217,13 @@ pub trait Hooks {
         None
     }
 
+    /// In carton, just before the clone: a cgroup v2 directory, opened, for the child to be
+    /// born in (`clone3` with `CLONE_INTO_CGROUP`) rather than moved into afterwards (chapter
+    /// 4). A kernel that refuses it gets a plain clone: `parent_after_clone` then moves it.
+    fn birth_cgroup(&self) -> Option<OwnedFd> {
+        self.inner().and_then(|inner| inner.birth_cgroup())
+    }
+
     /// In carton, after the child exists and before it may go on: the place to put it
     /// in a cgroup or wire its network namespace.
     fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
@@ -418,10 +425,19 @@ pub fn start(spec: &ContainerSpec, hooks: &mut dyn Hooks, explain: &Explain) -> 
     // the child unblocks everything just before execve.
     let previous_mask = block(&forwarded_signals_and_sigchld())?;
 
-    explain.step(|| Action::new(CHAPTER, "create the child process in new namespaces", format!("clone({}|SIGCHLD)", flag_names(spec.namespaces))).shell(unshare_equivalent(spec.namespaces)));
+    let birth_cgroup = hooks.birth_cgroup();
+    explain.step(|| {
+        let call = match birth_cgroup {
+            Some(_) => format!("clone3({}|CLONE_INTO_CGROUP, exit_signal: SIGCHLD, cgroup: the cgroup's directory)", flag_names(spec.namespaces)),
+            None => format!("clone({}|SIGCHLD)", flag_names(spec.namespaces)),
+        };
+        Action::new(CHAPTER, "create the child process in new namespaces", call).shell(unshare_equivalent(spec.namespaces))
+    });
     let _joined = PidNamespaceForChildren::join(&spec.join, explain)?;
     // Safety: carton is single-threaded here (checked above), so the child may run ordinary Rust code.
-    match unsafe { fork_into_namespaces(spec.namespaces) } {
+    let forked = unsafe { fork_into_namespaces(spec.namespaces, birth_cgroup.as_ref()) };
+    drop(birth_cgroup); // (close-on-exec in the child)
+    match forked {
         Err(errno) => {
             restore_mask(&previous_mask);
             let hint = if errno == Errno::EPERM { "; carton needs root for now: run it with sudo (`carton doctor` checks the machine)" } else { "" };
@@ -687,7 +703,8 @@ pub fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
 }
 
 // ANCHOR: fork_into_namespaces
-/// fork(2), except that the child starts in the new namespaces named by `flags`.
+/// fork(2), except that the child starts in the new namespaces named by `flags` (and, given
+/// a cgroup v2 directory, in that cgroup).
 ///
 /// The raw clone system call with no new stack behaves like fork: the child goes on
 /// from here on a copy of our stack, and the call returns `None` in the child and the
@@ -695,16 +712,54 @@ pub fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
 ///
 /// # Safety
 /// The caller must be single-threaded, as with fork.
-unsafe fn fork_into_namespaces(flags: CloneFlags) -> Result<Option<Pid>, Errno> {
-    let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
-    let null = std::ptr::null_mut::<libc::c_void>();
-    let pid = libc::syscall(libc::SYS_clone, flags, null, null, null, null);
-    match Errno::result(pid)? {
+unsafe fn fork_into_namespaces(flags: CloneFlags, cgroup: Option<&OwnedFd>) -> Result<Option<Pid>, Errno> {
+    let born_in_cgroup = cgroup.map(|cgroup| clone3_into_cgroup(flags, cgroup));
+    let pid = match born_in_cgroup {
+        Some(Ok(pid)) => pid,
+        // Refused (a kernel before 5.7, or a seccomp filter that answers ENOSYS, as Docker's
+        // does inside a container): a plain clone; the cgroup step then moves the child.
+        Some(Err(_)) | None => {
+            let flags = flags.bits() as libc::c_ulong | libc::SIGCHLD as libc::c_ulong;
+            let null = std::ptr::null_mut::<libc::c_void>();
+            Errno::result(libc::syscall(libc::SYS_clone, flags, null, null, null, null))?
+        }
+    };
+    match pid {
         0 => Ok(None),
         pid => Ok(Some(Pid::from_raw(pid as i32))),
     }
 }
 // ANCHOR_END: fork_into_namespaces
+
+// ANCHOR: clone3_into_cgroup
+/// clone3's arguments (`struct clone_args` of linux/sched.h, up to `cgroup`: its second version).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// clone3 with the namespace flags and CLONE_INTO_CGROUP: no stack given, so like fork.
+///
+/// # Safety
+/// As [`fork_into_namespaces`].
+unsafe fn clone3_into_cgroup(flags: CloneFlags, cgroup: &OwnedFd) -> Result<libc::c_long, Errno> {
+    let args = CloneArgs { flags: flags.bits() as u32 as u64 | CLONE_INTO_CGROUP, exit_signal: libc::SIGCHLD as u64, cgroup: cgroup.as_raw_fd() as u64, ..CloneArgs::default() };
+    Errno::result(libc::syscall(libc::SYS_clone3, &args as *const CloneArgs, std::mem::size_of::<CloneArgs>()))
+}
+// ANCHOR_END: clone3_into_cgroup
 
 /// Each namespace's option of `unshare` and `nsenter`, which spell them alike.
 const NAMESPACE_OPTIONS: [(CloneFlags, &str); 7] = [

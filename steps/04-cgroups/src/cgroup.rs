@@ -271,6 +271,23 @@ impl Cgroup {
     }
     // ANCHOR_END: join
 
+    /// The v2 directory, opened, for a child to be born in it (`clone3` with
+    /// `CLONE_INTO_CGROUP`, [`crate::Resources`]); `None` on v1, whose hierarchies clone3
+    /// cannot name.
+    pub fn open_for_birth(&self) -> Option<std::os::fd::OwnedFd> {
+        use std::os::unix::fs::OpenOptionsExt;
+        if self.version != Version::V2 {
+            return None;
+        }
+        let dir = *self.directories().first()?;
+        fs::File::options().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir).ok().map(Into::into)
+    }
+
+    /// Whether process `pid` is in the cgroup already (born there).
+    pub fn holds(&self, pid: Pid) -> bool {
+        self.processes().contains(&pid)
+    }
+
     /// How many processes of the cgroup the kernel's OOM killer has killed.
     pub fn oom_kills(&self) -> u64 {
         let (file, key) = match self.version {

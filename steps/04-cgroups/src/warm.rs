@@ -17,9 +17,12 @@
 //! The warming process is carton's grandchild, orphaned at once: carton never has to
 //! collect it, and no wait for "a child" can meet it.
 //!
-//! runc pays the wait in full, and crun on v1; on cgroup v2, `clone3(CLONE_INTO_CGROUP)`
-//! avoids the move altogether, and the `favordynmods` mount option of cgroup2 makes the
-//! lock cheap for writers (and dearer for every fork): a host's choice, not a runtime's.
+//! runc pays the wait in full, and crun on v1. On cgroup v2, `clone3(CLONE_INTO_CGROUP)`
+//! avoids the move altogether: carton's new containers are born in their cgroups there, so
+//! only `exec` (whose process joins a running container) still moves, and warms. A warming
+//! process would even hurt then: it holds the cgroup mutex for its whole wait, and clone3
+//! takes that mutex too. The `favordynmods` mount option of cgroup2 makes the lock cheap
+//! for writers (and dearer for every fork): a host's choice, not a runtime's.
 
 use std::ffi::CString;
 
@@ -28,11 +31,25 @@ use nix::unistd::{fork, ForkResult};
 
 use crate::layout::{Layout, Mode};
 
+/// What a command will put into a container's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Newcomer {
+    /// A container's first process (`run`, `create`, `start`): born there on cgroup v2.
+    Container,
+    /// A process joining a running container (`exec`): moved there, on v1 and v2.
+    Joiner,
+}
+
 // ANCHOR: warm_up
-/// Take the cgroup lock's slow path now, in the background. Call it first thing in a
-/// command that will start a container, while the process has one thread.
-pub fn warm_up() {
-    let Some(procs) = own_cgroup_procs(Layout::detected()) else { return };
+/// Take the cgroup lock's slow path now, in the background, unless `newcomer` will be
+/// born in its cgroup (v2). Call it first thing in a command that will start a process in
+/// a container, while the process has one thread.
+pub fn warm_up(newcomer: Newcomer) {
+    let layout = Layout::detected();
+    if newcomer == Newcomer::Container && layout.mode == Mode::Unified {
+        return;
+    }
+    let Some(procs) = own_cgroup_procs(layout) else { return };
     // SAFETY: the children only call fork, open, write and _exit (async-signal-safe), on a
     // path prepared before the first fork.
     match unsafe { fork() } {
