@@ -88,7 +88,7 @@ fn the_course_lab_a_web_server_detached_with_a_published_port() {
         carton logs web 2>&1 | grep -c 'response:200'\n\
         carton exec web sh -c 'echo a new page > /www/new.html'\n\
         busybox wget -q -O - http://127.0.0.1:8088/new.html\n\
-        carton inspect -f '{{.NetworkSettings.IPAddress}} {{.State.Running}}' web\n\
+        carton inspect -f '{{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}} {{.State.Running}}' web\n\
         carton port web\n\
         carton stop -t 1 web\n\
         carton ps -a --format '{{.Names}} {{.Status}}' | sed 's/ ago$//; s/) .*/)/'\n\
@@ -107,7 +107,7 @@ fn the_course_lab_a_web_server_detached_with_a_published_port() {
          hello from the lab\n\
          1\n\
          a new page\n\
-         10.88.0.2 true\n\
+         10.88.0.2 02:42:0a:58:00:02 true\n\
          80/tcp -> 0.0.0.0:8088\n\
          web\n\
          web Exited (137)\n\
@@ -121,6 +121,32 @@ fn the_course_lab_a_web_server_detached_with_a_published_port() {
         "{}",
         stderr(&out)
     );
+    assert_eq!(state.containers_left(), 0);
+}
+
+#[test]
+fn a_new_container_on_a_removed_ones_address_is_reached_at_once() {
+    require_root();
+    let state = State::new();
+    // `web` is reached, removed, and made again on the same address. The host remembers
+    // which hardware address answered for it (its neighbour table): usually for half a
+    // minute, here for sure (`ip neigh replace`, with another container keeping the bridge
+    // up: a bridge with no port loses its carrier, and the host then forgets anyway). The
+    // second `web` must answer to the same hardware address, or the request goes nowhere.
+    let script = "\
+        carton run -d --name keeper busybox sleep 300 > /dev/null\n\
+        for round in first second; do\n\
+          carton run -d --name web -p 8088:80 busybox sh -c \"mkdir /www; echo $round > /www/index.html; exec httpd -f -p 80 -h /www\" > /dev/null\n\
+          listening web 80\n\
+          mac=$(carton exec web cat /sys/class/net/eth0/address)\n\
+          echo $(carton inspect -f '{{.NetworkSettings.IPAddress}} {{.NetworkSettings.MacAddress}}' web) $mac\n\
+          timeout 5 busybox wget -q -O - http://127.0.0.1:8088/ || echo no answer\n\
+          carton rm -f web > /dev/null\n\
+          ip neigh replace 10.88.0.3 lladdr $mac dev carton0 nud reachable\n\
+        done\n\
+        carton rm -f keeper > /dev/null";
+    let out = in_throwaway_netns(state.path(), script);
+    assert_eq!(stdout(&out), "10.88.0.3 02:42:0a:58:00:03 02:42:0a:58:00:03\nfirst\n10.88.0.3 02:42:0a:58:00:03 02:42:0a:58:00:03\nsecond\n", "{}", stderr(&out));
     assert_eq!(state.containers_left(), 0);
 }
 

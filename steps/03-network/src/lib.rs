@@ -170,23 +170,48 @@ fn wire(netns: &netns::NamedNetns, attachment: Option<&Attachment>, explain: &Ex
     });
     netlink::set_controller(index, bridge)?;
     netlink::set_link_up(index)?;
-    let (prefix, gateway) = (subnet.prefix, subnet.gateway());
+    let (prefix, gateway, mac) = (subnet.prefix, subnet.gateway(), MacAddress::for_address(*address));
     explain.step(|| {
         Action::new(
             CHAPTER,
-            format!("give eth0 the address {address}/{prefix}, switch it on, send everything else to the gateway {gateway}"),
-            "netlink RTM_NEWADDR, RTM_SETLINK IFF_UP, RTM_NEWROUTE default",
+            format!("give eth0 the hardware address {mac} and the address {address}/{prefix}, switch it on, send everything else to the gateway {gateway}"),
+            "netlink RTM_SETLINK IFLA_ADDRESS, RTM_NEWADDR, RTM_SETLINK IFF_UP, RTM_NEWROUTE default",
         )
-        .shell(format!("nsenter --net={pinned} sh -c 'ip addr add {address}/{prefix} dev eth0 && ip link set eth0 up && ip route add default via {gateway}'"))
+        .shell(format!("nsenter --net={pinned} sh -c 'ip link set eth0 address {mac} && ip addr add {address}/{prefix} dev eth0 && ip link set eth0 up && ip route add default via {gateway}'"))
     });
     netns.enter(|| {
         let eth0 = link_index("eth0")?;
+        netlink::set_link_address(eth0, mac.0)?;
         netlink::add_address(eth0, *address, prefix)?;
         netlink::set_link_up(eth0)?;
         netlink::add_default_route(gateway)
     })
 }
 // ANCHOR_END: wire
+
+// ANCHOR: mac
+/// The hardware (MAC) address of a container's eth0: `02:42` and the four bytes of its IP
+/// address, as Docker made them. Derived, not random, because the host remembers which
+/// hardware address answers for an IP (its neighbour table) for up to a minute: a new
+/// container that gets a removed one's address must answer to the same hardware address,
+/// or the host's packets for it go nowhere until that entry expires.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MacAddress(pub [u8; 6]);
+
+impl MacAddress {
+    pub fn for_address(address: Ipv4Addr) -> MacAddress {
+        let [a, b, c, d] = address.octets();
+        MacAddress([0x02, 0x42, a, b, c, d])
+    }
+}
+
+impl std::fmt::Display for MacAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let [a, b, c, d, e, g] = self.0;
+        write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
+    }
+}
+// ANCHOR_END: mac
 
 /// What [`setup`] made for one container: what its spec needs, and what carton keeps.
 pub struct Connected {
@@ -467,4 +492,15 @@ pub fn prune(subnet: ipam::Subnet) -> Result<Vec<String>> {
 /// The index of an interface that must exist.
 fn link_index(name: &str) -> Result<u32> {
     netlink::link_index(name)?.ok_or_else(|| Error::runtime(format!("the network interface {name} is missing")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_containers_hardware_address_is_dockers_02_42_and_its_ip() {
+        assert_eq!(MacAddress::for_address(Ipv4Addr::new(10, 88, 0, 2)).to_string(), "02:42:0a:58:00:02");
+        assert_eq!(MacAddress::for_address(Ipv4Addr::new(172, 17, 255, 254)).to_string(), "02:42:ac:11:ff:fe");
+    }
 }

@@ -29,6 +29,14 @@ pub(crate) fn set_link_up(index: u32) -> Result<()> {
 }
 // ANCHOR_END: link_up
 
+/// `ip link set dev <index> address <mac>`: set the interface's hardware address.
+pub(crate) fn set_link_address(index: u32, mac: [u8; 6]) -> Result<()> {
+    let mut link = LinkMessage::default();
+    link.header.index = index;
+    link.attributes.push(LinkAttribute::Address(mac.to_vec()));
+    request(RouteNetlinkMessage::SetLink(link), 0)
+}
+
 /// The index of the interface called `name`, if there is one.
 pub(crate) fn link_index(name: &str) -> Result<Option<u32>> {
     Ok(find_link(name)?.map(|found| found.header.index))

@@ -84,6 +84,7 @@ pub fn container_json(state_root: &Path, container: &Container) -> Value {
         "NetworkSettings": {
             "IPAddress": container.ip_address.clone().unwrap_or_default(),
             "Gateway": gateway,
+            "MacAddress": container.ip_address.as_deref().and_then(|ip| ip.parse().ok()).map(|ip| step03::MacAddress::for_address(ip).to_string()).unwrap_or_default(),
             "Ports": ports,
         },
     });
