@@ -194,14 +194,10 @@ impl Lifecycle {
         matches!(self, Lifecycle::Run(_) | Lifecycle::Create(_) | Lifecycle::Exec(_))
     }
 
-    /// What the command puts into a container's cgroup, if anything (it may gain from
+    /// Whether the command puts a process into a container's cgroup (and so gains from
     /// warming the kernel's cgroup lock first: step 04's `warm_up`).
-    pub fn newcomer(&self) -> Option<step04::Newcomer> {
-        match self {
-            Lifecycle::Exec(_) => Some(step04::Newcomer::Joiner),
-            Lifecycle::Run(_) | Lifecycle::Create(_) | Lifecycle::Start { .. } | Lifecycle::Restart { .. } => Some(step04::Newcomer::Container),
-            _ => None,
-        }
+    pub fn starts_a_process(&self) -> bool {
+        self.runs_a_container() || matches!(self, Lifecycle::Start { .. } | Lifecycle::Restart { .. })
     }
 }
 

@@ -431,8 +431,8 @@ fn main() -> ExitCode {
     // The kernel's cgroup lock is slow to take the first time: start that wait now, in the
     // background (chapter 4).
     if let Command::Lifecycle(command) | Command::Container(containers::ContainerCommand::Shared(command)) = &cli.command {
-        if let Some(newcomer) = command.newcomer() {
-            step04::warm_up(newcomer);
+        if command.starts_a_process() {
+            step04::warm_up();
         }
     }
     let outcome = match cli.command {

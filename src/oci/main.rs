@@ -66,10 +66,8 @@ fn main() -> ExitCode {
     let root = std::path::absolute(&cli.root).unwrap_or(cli.root);
     // Moving the container's process into its cgroup waits for the kernel's cgroup lock:
     // start that wait now, in the background (chapter 4).
-    match cli.command {
-        commands::Command::Create { .. } | commands::Command::Run { .. } => step04::warm_up(step04::Newcomer::Container),
-        commands::Command::Exec(_) => step04::warm_up(step04::Newcomer::Joiner),
-        _ => {}
+    if matches!(cli.command, commands::Command::Create { .. } | commands::Command::Run { .. } | commands::Command::Exec(_)) {
+        step04::warm_up();
     }
     let runtime = step07::Runtime::new(&root, step01::Explain::when(cli.explain));
     match commands::run(cli.command, &runtime, &log) {

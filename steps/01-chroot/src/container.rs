@@ -712,7 +712,7 @@ pub fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd)> {
 ///
 /// # Safety
 /// The caller must be single-threaded, as with fork.
-unsafe fn fork_into_namespaces(flags: CloneFlags, cgroup: Option<&OwnedFd>) -> Result<Option<Pid>, Errno> {
+pub unsafe fn fork_into_namespaces(flags: CloneFlags, cgroup: Option<&OwnedFd>) -> Result<Option<Pid>, Errno> {
     let born_in_cgroup = cgroup.map(|cgroup| clone3_into_cgroup(flags, cgroup));
     let pid = match born_in_cgroup {
         Some(Ok(pid)) => pid,

@@ -283,9 +283,17 @@ impl Cgroup {
         fs::File::options().read(true).custom_flags(libc::O_PATH | libc::O_DIRECTORY).open(dir).ok().map(Into::into)
     }
 
-    /// Whether process `pid` is in the cgroup already (born there).
-    pub fn holds(&self, pid: Pid) -> bool {
-        self.processes().contains(&pid)
+    /// Put process `pid` into the cgroup: nothing to do when it was born there (v2, clone3
+    /// with [`Cgroup::open_for_birth`]'s directory), else [`Cgroup::join`].
+    pub fn enter(&self, pid: Pid, explain: &Explain) -> Result<()> {
+        if self.version == Version::V2 && self.processes().contains(&pid) {
+            explain.step(|| {
+                let dir = self.directories().first().map_or(String::new(), |dir| dir.display().to_string());
+                Action::new(CHAPTER, format!("the process was born in its cgroup {dir}: nothing to move"), format!("clone3(CLONE_INTO_CGROUP, open(\"{dir}\"))"))
+            });
+            return Ok(());
+        }
+        self.join(pid, explain)
     }
 
     /// How many processes of the cgroup the kernel's OOM killer has killed.

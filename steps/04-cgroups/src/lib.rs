@@ -35,7 +35,7 @@ pub use cgroup::Cgroup;
 pub use layout::{Layout, Version};
 pub use limits::Limits;
 pub use stats::Stats;
-pub use warm::{warm_up, Newcomer};
+pub use warm::warm_up;
 
 /// The chapter this step belongs to.
 pub const CHAPTER: Chapter = Chapter { number: 4, title: "limits: cgroups" };
@@ -105,14 +105,7 @@ impl<H: Hooks> Hooks for Resources<H> {
     fn parent_after_clone(&mut self, child: Pid, explain: &Explain) -> Result<()> {
         // The child waits for "go": it has run nothing yet, and runs nothing unlimited.
         if let Some(cgroup) = &self.cgroup {
-            if cgroup.version == Version::V2 && cgroup.holds(child) {
-                explain.step(|| {
-                    let dir = cgroup.directories().first().map_or(String::new(), |dir| dir.display().to_string());
-                    Action::new(CHAPTER, format!("the child was born in its cgroup {dir}: nothing to move"), format!("clone3(CLONE_INTO_CGROUP, open(\"{dir}\"))"))
-                });
-            } else {
-                cgroup.join(child, explain)?;
-            }
+            cgroup.enter(child, explain)?;
         }
         self.inner.parent_after_clone(child, explain)
     }

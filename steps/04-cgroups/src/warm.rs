@@ -18,11 +18,11 @@
 //! collect it, and no wait for "a child" can meet it.
 //!
 //! runc pays the wait in full, and crun on v1. On cgroup v2, `clone3(CLONE_INTO_CGROUP)`
-//! avoids the move altogether: carton's new containers are born in their cgroups there, so
-//! only `exec` (whose process joins a running container) still moves, and warms. A warming
-//! process would even hurt then: it holds the cgroup mutex for its whole wait, and clone3
-//! takes that mutex too. The `favordynmods` mount option of cgroup2 makes the lock cheap
-//! for writers (and dearer for every fork): a host's choice, not a runtime's.
+//! avoids the move altogether: carton's containers, and the processes `exec` adds to them,
+//! are born in their cgroups there, so there is nothing to warm. A warming process would even
+//! hurt: it holds the cgroup mutex for its whole wait, and clone3 takes that mutex too. The
+//! `favordynmods` mount option of cgroup2 makes the lock cheap for writers (and dearer for
+//! every fork): a host's choice, not a runtime's.
 
 use std::ffi::CString;
 
@@ -31,22 +31,13 @@ use nix::unistd::{fork, ForkResult};
 
 use crate::layout::{Layout, Mode};
 
-/// What a command will put into a container's cgroup.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Newcomer {
-    /// A container's first process (`run`, `create`, `start`): born there on cgroup v2.
-    Container,
-    /// A process joining a running container (`exec`): moved there, on v1 and v2.
-    Joiner,
-}
-
 // ANCHOR: warm_up
-/// Take the cgroup lock's slow path now, in the background, unless `newcomer` will be
-/// born in its cgroup (v2). Call it first thing in a command that will start a process in
-/// a container, while the process has one thread.
-pub fn warm_up(newcomer: Newcomer) {
+/// Take the cgroup lock's slow path now, in the background, where a process will be moved
+/// into a cgroup (v1 and hybrid hosts; on v2 it is born there). Call it first thing in a
+/// command that will start a process in a container, while the process has one thread.
+pub fn warm_up() {
     let layout = Layout::detected();
-    if newcomer == Newcomer::Container && layout.mode == Mode::Unified {
+    if layout.mode == Mode::Unified {
         return;
     }
     let Some(procs) = own_cgroup_procs(layout) else { return };
@@ -75,23 +66,17 @@ pub fn warm_up(newcomer: Newcomer) {
 }
 // ANCHOR_END: warm_up
 
-/// `cgroup.procs` of the cgroup this process is in, in one hierarchy: cgroup2's, or the
-/// first v1 hierarchy's (one is enough: the lock is the same for all of them).
+/// `cgroup.procs` of the cgroup this process is in, in the first v1 hierarchy (one is
+/// enough: the lock is the same for all of them, and for cgroup2's tree).
 fn own_cgroup_procs(layout: &Layout) -> Option<CString> {
     let own = std::fs::read_to_string("/proc/self/cgroup").ok()?;
-    let (mount, path) = match layout.mode {
-        Mode::Unified => (layout.v2_mount.as_ref()?, own.lines().find_map(|line| line.strip_prefix("0::"))?),
-        Mode::Legacy | Mode::Hybrid => {
-            let hierarchy = layout.hierarchies.first()?;
-            let path = own.lines().find_map(|line| {
-                let mut fields = line.splitn(3, ':');
-                let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
-                controllers.split(',').any(|c| hierarchy.controllers.contains(&c.to_string())).then_some(path)
-            })?;
-            (&hierarchy.path, path)
-        }
-        Mode::None => return None,
-    };
+    let hierarchy = layout.hierarchies.first()?;
+    let path = own.lines().find_map(|line| {
+        let mut fields = line.splitn(3, ':');
+        let (_, controllers, path) = (fields.next()?, fields.next()?, fields.next()?);
+        controllers.split(',').any(|c| hierarchy.controllers.contains(&c.to_string())).then_some(path)
+    })?;
+    let mount = &hierarchy.path;
     CString::new(mount.join(path.trim_start_matches('/')).join("cgroup.procs").into_os_string().into_encoded_bytes()).ok()
 }
 

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::sched::{setns, CloneFlags};
-use nix::unistd::{fork, ForkResult, Pid};
+use nix::unistd::Pid;
 use oci_spec::runtime::ContainerState;
 use step01::container::{cloexec_pipe, decode_error};
 use step01::{Action, ContainerExit, Error, Process, Result, Running, StartReport};
@@ -181,24 +181,29 @@ impl Runtime {
             return Err(Error::runtime(format!("container {id} stopped")));
         }
         let cgroup = cgroup_of(&record);
+        // On cgroup v2 the joiner is born in the container's cgroup, as the container was.
+        let birth_cgroup = cgroup.as_ref().and_then(step04::Cgroup::open_for_birth);
         let (error_reader, error_writer) = cloexec_pipe()?;
         let (pid_reader, pid_writer) = cloexec_pipe()?;
         let previous_mask = step01::container::block_forwarded_signals()?;
         self.explain.step(|| {
-            Action::new(CHAPTER, format!("exec: a new process joins container {id}'s cgroup and namespaces"), format!("fork(); setns(open(\"/proc/{pid}/ns/*\")); clone(CLONE_PARENT)"))
+            let fork = if birth_cgroup.is_some() { "clone3(CLONE_INTO_CGROUP)" } else { "fork()" };
+            Action::new(CHAPTER, format!("exec: a new process joins container {id}'s cgroup and namespaces"), format!("{fork}; setns(open(\"/proc/{pid}/ns/*\")); clone(CLONE_PARENT)"))
                 .shell(format!("nsenter --target {pid} --all {}", exec.process.args.join(" ")))
         });
         // Safety: carton is single-threaded here (it starts no thread before exec).
-        match unsafe { fork() } {
+        let forked = unsafe { step01::container::fork_into_namespaces(CloneFlags::empty(), birth_cgroup.as_ref()) };
+        drop(birth_cgroup);
+        match forked {
             Err(errno) => {
                 let _ = nix::sys::signal::sigprocmask(nix::sys::signal::SigmaskHow::SIG_SETMASK, Some(&previous_mask), None);
                 Err(Error::syscall("fork for exec", errno))
             }
-            Ok(ForkResult::Child) => {
+            Ok(None) => {
                 drop((error_reader, pid_reader));
                 joiner(self, exec, cgroup, namespaces, StartReport::new(error_writer), pid_writer)
             }
-            Ok(ForkResult::Parent { child: joiner }) => {
+            Ok(Some(joiner)) => {
                 drop((error_writer, pid_writer));
                 let mut pid_bytes = [0u8; 4];
                 let got_pid = File::from(pid_reader).read_exact(&mut pid_bytes);
@@ -224,7 +229,7 @@ impl Runtime {
 fn joiner(runtime: &Runtime, exec: &ExecProcess, cgroup: Option<step04::Cgroup>, namespaces: Vec<(&str, CloneFlags, File)>, report: StartReport, pid_pipe: OwnedFd) -> ! {
     let explain = &runtime.explain;
     if let Some(cgroup) = cgroup {
-        if let Err(error) = cgroup.join(nix::unistd::getpid(), explain) {
+        if let Err(error) = cgroup.enter(nix::unistd::getpid(), explain) {
             report.fail(error)
         }
     }
