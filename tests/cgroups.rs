@@ -141,7 +141,7 @@ fn explain_shows_each_cgroup_file_written_with_its_echo() {
     // Joining is shown too: a move on v1; on v2 the child is born in its cgroup (clone3).
     if cgroup_version() == Some(Version::V2) {
         assert!(trace.contains("syscall: clone3(") && trace.contains("|CLONE_INTO_CGROUP"), "{trace}");
-        assert!(trace.lines().any(|l| l.contains("the child was born in its cgroup ") && l.ends_with(": nothing to move")), "{trace}");
+        assert!(trace.lines().any(|l| l.contains("the process was born in its cgroup ") && l.ends_with(": nothing to move")), "{trace}");
     } else {
         assert!(trace.lines().any(|l| l.contains("shell:   echo ") && l.ends_with("/cgroup.procs")), "{trace}");
     }
