@@ -430,7 +430,7 @@ fn cp_diff_and_commit_stay_inside_the_container_and_make_an_image() {
     std::fs::write(&page, "a page from the host\n").unwrap();
     // The image's /www holds links planted to lead out: to /etc, and to /etc/shadow.
     let id = state.detached(&["--name", "site", "busybox", "sh", "-c", "mkdir -p /www; ln -sfn /etc /www/etc-link; ln -sfn /etc/shadow /www/shadow; exec sleep 600"]);
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until("the links are planted", Duration::from_secs(10), || state.carton(&["exec", "site", "test", "-L", "/www/shadow"]).status.success());
     state.ok(&["cp", page.to_str().unwrap(), "site:/www/"]);
     assert_eq!(state.ok(&["exec", "site", "cat", "/www/page.html"]), "a page from the host\n");
     // Through the container's link to /etc: the container's /etc, never the host's.
