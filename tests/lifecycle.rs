@@ -67,12 +67,8 @@ fn nothing_left_of(state: &State, id: &str) {
     assert!(!state.path().join("overlay/containers").join(id).exists(), "the writable layer of {id} is left");
 }
 
-fn wait_until(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+fn wait_until(what: &str, timeout: Duration, done: impl FnMut() -> bool) {
+    assert!(eventually_within(timeout, done), "timed out waiting until {what}");
 }
 
 #[test]

@@ -30,11 +30,9 @@ fn status_of(root: &Path, id: &str) -> String {
 }
 
 /// Wait (10 s at most) until the container's status is `stopped`.
+/// (The callers check the status themselves.)
 fn wait_until_stopped(root: &Path, id: &str) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while status_of(root, id) != "stopped" && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    eventually_within(std::time::Duration::from_secs(10), || status_of(root, id) == "stopped");
 }
 
 /// A bundle in `dir/bundle` for the busybox root filesystem `rootfs`, running `command`.
